@@ -1,0 +1,409 @@
+//! The proxy handler: route, rewrite, forward, stream back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::body::{FromUpstream, ResponseBody, TooLarge, UpstreamBody};
+use crate::error::{ProxyError, RouteError};
+use crate::error_page::ErrorPages;
+use crate::headers::{self, Forwarded};
+use crate::metrics::Metrics;
+use crate::pool::{Connector, Sender};
+use crate::route::key::{percent_decode, strip_segments};
+use crate::route::{Route, RouteStore};
+use crate::server::{ConnInfo, Handler};
+use crate::target::Target;
+use crate::tls;
+use crate::upgrade;
+
+/// How the proxy forwards; the binary fills it from CHP's flags.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Keep the matched route prefix in the upstream path (CHP default; off
+    /// with `--no-include-prefix`).
+    pub include_prefix: bool,
+    /// Put the target's own path in front (CHP default; off with
+    /// `--no-prepend-path`).
+    pub prepend_path: bool,
+    /// Add `X-Forwarded-*` and `X-Real-IP` (off with `--no-x-forward`).
+    pub x_forward: bool,
+    /// Send the target's host as `Host` (`--change-origin`).
+    pub change_origin: bool,
+    /// Fields that override the request's own (`--custom-header k:v`).
+    pub custom_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Longest wait for an upstream's response head (`--proxy-timeout`).
+    pub proxy_timeout: Option<Duration>,
+    /// Longest wait for a new upstream connection.
+    pub connect_timeout: Duration,
+    /// Largest request body accepted (like nginx `client_max_body_size`).
+    pub max_body_size: Option<u64>,
+    /// Fetch error pages from `<url>/<code>?url=…` (`--error-target`).
+    pub error_target: Option<String>,
+    /// Local error pages (`--error-path`) or the built-in page.
+    pub error_pages: ErrorPages,
+    /// TLS for `https` targets; `None` uses the web PKI roots.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            include_prefix: true,
+            prepend_path: true,
+            x_forward: true,
+            change_origin: false,
+            custom_headers: Vec::new(),
+            proxy_timeout: None,
+            connect_timeout: Duration::from_secs(10),
+            max_body_size: None,
+            error_target: None,
+            error_pages: ErrorPages::default(),
+            upstream_tls: None,
+        }
+    }
+}
+
+/// The data plane: routes each request through the current route table.
+pub struct Proxy {
+    config: ProxyConfig,
+    error_target: Option<Target>,
+    routes: Arc<RouteStore>,
+    connector: Connector,
+    metrics: Arc<Metrics>,
+}
+
+/// `encodeURIComponent`'s set: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`.
+const URI_COMPONENT: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'!').remove(b'~').remove(b'*').remove(b'\'').remove(b'(').remove(b')');
+
+impl Proxy {
+    /// A proxy over `routes`. Fails when `error_target` is not a usable URL.
+    pub fn new(config: ProxyConfig, routes: Arc<RouteStore>) -> Result<Self, RouteError> {
+        let error_target = config.error_target.as_deref().map(Target::parse).transpose()?;
+        let tls = config.upstream_tls.clone().unwrap_or_else(tls::default_client_config);
+        let connector = Connector { tls, connect_timeout: config.connect_timeout };
+        Ok(Self { config, error_target, routes, connector, metrics: Arc::new(Metrics::default()) })
+    }
+
+    /// The route store this proxy reads.
+    pub fn routes(&self) -> &Arc<RouteStore> {
+        &self.routes
+    }
+
+    /// The proxy's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    async fn forward(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Result<Response<ResponseBody>, ProxyError> {
+        let route = self.route_for(&req)?;
+        let websocket = headers::is_upgrade(&req);
+        if let (Some(limit), Some(len)) = (self.config.max_body_size, req.body().size_hint().exact()) {
+            if len > limit {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+        }
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let upstream_req = self.upstream_request(req, &route, conn, websocket)?;
+
+        let mut sender = self.connector.get(&route.target).await?;
+        let response = match self.send(&mut sender, upstream_req, &route.target).await {
+            Err(SendError::Retry(req)) => {
+                // The pooled connection was closed before the request went
+                // out: nothing reached the upstream, so a new one is safe.
+                sender = self.connector.connect(&route.target).await?;
+                self.send(&mut sender, req, &route.target).await
+            }
+            other => other,
+        }
+        .map_err(|e| match e {
+            SendError::Failed(e) => e,
+            SendError::Retry(_) => ProxyError::Connect {
+                upstream: route.target.pool_key.to_string(),
+                source: std::io::Error::other("connection closed before the request was sent"),
+            },
+        })?;
+
+        Ok(self.client_response(response, sender, &route, client_upgrade, conn))
+    }
+
+    fn route_for(&self, req: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {
+        let decoded = percent_decode(req.uri().path()).map_err(|_| ProxyError::BadPath)?;
+        let table = self.routes.load();
+        let route = if self.routes.host_routing() {
+            let host = request_host(req).map(strip_port).unwrap_or("");
+            table.lookup(&format!("/{host}{decoded}"))
+        } else {
+            table.lookup(&decoded)
+        };
+        route.cloned().ok_or(ProxyError::NoRoute)
+    }
+
+    fn upstream_request(
+        &self,
+        req: Request<Incoming>,
+        route: &Route,
+        conn: &ConnInfo,
+        websocket: bool,
+    ) -> Result<Request<UpstreamBody>, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        let raw_path = parts.uri.path();
+        let rest = if self.config.include_prefix {
+            raw_path
+        } else {
+            let host_segment = usize::from(self.routes.host_routing() && route.segments > 0);
+            strip_segments(raw_path, route.segments - host_segment)
+        };
+        let base = if self.config.prepend_path { &*route.target.path } else { "" };
+        let query = parts.uri.query();
+        let mut path = String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
+        path.push_str(base);
+        if rest.is_empty() {
+            if base.is_empty() {
+                path.push('/');
+            }
+        } else {
+            path.push_str(rest);
+        }
+        if let Some(q) = query {
+            path.push('?');
+            path.push_str(q);
+        }
+        let uri = Uri::try_from(path).map_err(|_| ProxyError::BadPath)?;
+
+        let h = &mut parts.headers;
+        if self.config.change_origin {
+            let authority = HeaderValue::from_str(route.target.authority.as_str()).map_err(|_| ProxyError::BadPath)?;
+            h.insert(header::HOST, authority);
+        } else if !h.contains_key(header::HOST) {
+            if let Some(a) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                h.insert(header::HOST, a);
+            }
+        }
+        headers::strip_hop_by_hop(h, websocket);
+        if self.config.x_forward {
+            let host = h.get(header::HOST).cloned();
+            let forwarded = Forwarded { peer: conn.peer, tls: conn.tls, websocket, host: host.as_ref() };
+            headers::add_forwarded(h, &forwarded);
+        }
+        for (name, value) in &self.config.custom_headers {
+            h.insert(name.clone(), value.clone());
+        }
+        headers::fix_empty_body(&parts.method, h);
+
+        let body = if body.is_end_stream() {
+            UpstreamBody::Empty
+        } else {
+            let limit = self.config.max_body_size.unwrap_or(u64::MAX);
+            UpstreamBody::Client { inner: body, activity: route.activity.clone(), remaining: limit, limit }
+        };
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        Ok(Request::from_parts(parts, body))
+    }
+
+    async fn send(
+        &self,
+        sender: &mut Sender,
+        req: Request<UpstreamBody>,
+        target: &Target,
+    ) -> Result<Response<Incoming>, SendError> {
+        let upstream = || target.pool_key.to_string();
+        let exchange = sender.try_send_request(req);
+        let result = match self.config.proxy_timeout {
+            Some(t) => tokio::time::timeout(t, exchange)
+                .await
+                .map_err(|_| SendError::Failed(ProxyError::Timeout { upstream: upstream() }))?,
+            None => exchange.await,
+        };
+        result.map_err(|mut e| match e.take_message() {
+            Some(req) => SendError::Retry(req),
+            None => {
+                let source = e.into_error();
+                match too_large(&source) {
+                    Some(limit) => SendError::Failed(ProxyError::BodyTooLarge { limit }),
+                    None => SendError::Failed(ProxyError::Upstream { upstream: upstream(), source }),
+                }
+            }
+        })
+    }
+
+    fn client_response(
+        &self,
+        mut response: Response<Incoming>,
+        sender: Sender,
+        route: &Route,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        conn: &ConnInfo,
+    ) -> Response<ResponseBody> {
+        let status = response.status();
+        if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (status, client_upgrade) {
+            let upstream = hyper::upgrade::on(&mut response);
+            upgrade::spawn_tunnel(client, upstream, route.activity.clone(), self.metrics.clone(), &conn.shutdown);
+            let (mut parts, _) = response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, true);
+            return Response::from_parts(parts, ResponseBody::empty());
+        }
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        let activity = status.as_u16().lt(&300).then(|| route.activity.clone());
+        let body = FromUpstream::new(body, Some((route.target.pool_key.clone(), sender)), activity);
+        Response::from_parts(parts, ResponseBody::Upstream(body))
+    }
+
+    /// The response for a failed request: a bare status for websockets (as
+    /// CHP ≥ 5.1), else the error target's page, else a local page.
+    async fn error_response(&self, err: &ProxyError, uri: &Uri, websocket: bool) -> Response<ResponseBody> {
+        let status = err.status();
+        if !websocket {
+            if let Some(target) = &self.error_target {
+                if let Some(page) = self.fetch_error_page(target, status, uri).await {
+                    return page;
+                }
+            }
+        }
+        let mut resp = if websocket {
+            Response::new(ResponseBody::empty())
+        } else {
+            let mut resp = Response::new(ResponseBody::full(self.config.error_pages.page(status)));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            resp
+        };
+        *resp.status_mut() = status;
+        resp
+    }
+
+    async fn fetch_error_page(&self, target: &Target, status: StatusCode, uri: &Uri) -> Option<Response<ResponseBody>> {
+        let original = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let path = format!("{}/{}?url={}", target.path, status.as_u16(), utf8_percent_encode(original, URI_COMPONENT));
+        let req = Request::get(path)
+            .header(header::HOST, target.authority.as_str())
+            .body(UpstreamBody::Empty)
+            .ok()?;
+        let mut sender = self.connector.get(target).await.ok()?;
+        let exchange = sender.try_send_request(req);
+        let timeout = self.config.proxy_timeout.unwrap_or(Duration::from_secs(10));
+        let page = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(page)) => page,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e.error(), backend = %target.as_str(), "error target failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(backend = %target.as_str(), "error target timed out");
+                return None;
+            }
+        };
+        let (parts, body) = page.into_parts();
+        let mut resp = Response::new(ResponseBody::Upstream(FromUpstream::new(
+            body,
+            Some((target.pool_key.clone(), sender)),
+            None,
+        )));
+        *resp.status_mut() = status;
+        for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING] {
+            if let Some(v) = parts.headers.get(&name) {
+                resp.headers_mut().insert(name, v.clone());
+            }
+        }
+        Some(resp)
+    }
+}
+
+enum SendError {
+    /// The request never left; it can go on a new connection.
+    Retry(Request<UpstreamBody>),
+    Failed(ProxyError),
+}
+
+/// Finds hubgate's own body-limit error in a hyper error's source chain.
+fn too_large(e: &hyper::Error) -> Option<u64> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(TooLarge(limit)) = err.downcast_ref::<TooLarge>() {
+            return Some(*limit);
+        }
+        source = err.source();
+    }
+    None
+}
+
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// `host:port` → `host` (an IPv6 literal keeps its brackets).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+impl Handler for Proxy {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+        if req.uri().path() == "/_chp_healthz" {
+            let mut resp = Response::new(ResponseBody::full(r#"{"status": "OK"}"#));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return resp;
+        }
+        let start = Instant::now();
+        let uri = req.uri().clone();
+        let method = req.method().clone();
+        let websocket = headers::is_upgrade(&req);
+        let (response, failure) = match self.forward(req, &conn).await {
+            Ok(resp) => (resp, None),
+            Err(e) => {
+                let level_warn = !matches!(e, ProxyError::NoRoute | ProxyError::BadPath);
+                if level_warn {
+                    tracing::warn!(method = %method, path = uri.path(), failure = e.kind(), error = %e, "proxy error");
+                }
+                self.metrics.upstream_error(&e);
+                (self.error_response(&e, &uri, websocket).await, Some(e.kind()))
+            }
+        };
+        let elapsed = start.elapsed();
+        self.metrics.request(response.status(), elapsed);
+        tracing::info!(
+            target: "hubgate::access",
+            method = %method,
+            path = uri.path(),
+            status = response.status().as_u16(),
+            failure,
+            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            peer = ?conn.peer,
+        );
+        response
+    }
+
+    fn metrics(&self) -> Option<&Metrics> {
+        Some(&self.metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports_from_hosts() {
+        assert_eq!(strip_port("hub.example.org:8000"), "hub.example.org");
+        assert_eq!(strip_port("hub"), "hub");
+        assert_eq!(strip_port("[::1]:8000"), "[::1]");
+    }
+
+    #[test]
+    fn error_target_url_is_encoded_like_encode_uri_component() {
+        let e = utf8_percent_encode("/user/a b/?x=1&y", URI_COMPONENT).to_string();
+        assert_eq!(e, "%2Fuser%2Fa%20b%2F%3Fx%3D1%26y");
+    }
+}

@@ -1,0 +1,206 @@
+//! Header rewriting between client and upstream.
+//!
+//! Hop-by-hop fields (RFC 9110 §7.6.1: `Connection`, the fields it names,
+//! and `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`,
+//! `Upgrade`) describe one connection and are never forwarded, except that a
+//! websocket upgrade keeps `Connection: upgrade` and `Upgrade` (§7.8).
+//! `X-Forwarded-*` follow configurable-http-proxy (http-proxy-3's
+//! `web-incoming`/`ws-incoming` passes); `X-Real-IP` follows the nginx setup.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Version};
+
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// True when `req` asks for a protocol upgrade hubgate tunnels: HTTP/1.1,
+/// `Connection` carrying the `upgrade` token, and an `Upgrade` field.
+pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && has_token(req.headers(), "upgrade")
+}
+
+fn has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop fields. With `keep_upgrade`, `Upgrade` stays and
+/// `Connection` becomes exactly `upgrade`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if !(keep_upgrade && name == header::UPGRADE) {
+                headers.remove(name);
+            }
+        }
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && name == "upgrade" {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// What the forwarded headers need to know about the client connection.
+pub(crate) struct Forwarded<'a> {
+    pub(crate) peer: Option<IpAddr>,
+    pub(crate) tls: bool,
+    pub(crate) websocket: bool,
+    pub(crate) host: Option<&'a HeaderValue>,
+}
+
+/// Appends `X-Forwarded-For/Port/Proto`, sets `X-Forwarded-Host` when absent
+/// (not for websockets, as CHP), and sets `X-Real-IP`.
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
+    let proto = match (f.websocket, f.tls) {
+        (false, false) => "http",
+        (false, true) => "https",
+        (true, false) => "ws",
+        (true, true) => "wss",
+    };
+    let host = f.host.and_then(|h| h.to_str().ok());
+    let port = host
+        .and_then(|h| h.rsplit_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or(if f.tls { "443" } else { "80" });
+    if let Some(ip) = f.peer {
+        let ip = ip.to_canonical().to_string();
+        append(headers, &X_FORWARDED_FOR, &ip);
+        if let Ok(v) = HeaderValue::from_str(&ip) {
+            headers.insert(X_REAL_IP.clone(), v);
+        }
+    }
+    append(headers, &X_FORWARDED_PORT, port);
+    append(headers, &X_FORWARDED_PROTO, proto);
+    if !f.websocket && !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(h) = f.host {
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        }
+    }
+}
+
+/// `name: old,value` (http-proxy joins with a bare comma).
+fn append(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(old) if !old.is_empty() => HeaderValue::from_str(&format!("{old},{value}")),
+        _ => HeaderValue::from_str(value),
+    };
+    if let Ok(v) = joined {
+        headers.insert(name.clone(), v);
+    }
+}
+
+/// CHP sends `DELETE` and `OPTIONS` without a body with `Content-Length: 0`.
+pub(crate) fn fix_empty_body(method: &Method, headers: &mut HeaderMap) {
+    if (method == Method::DELETE || method == Method::OPTIONS)
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn detects_upgrades_only_on_http11_with_both_fields() {
+        let req = |v, c, u: bool| {
+            let mut b = Request::builder().version(v).header("connection", c);
+            if u {
+                b = b.header("upgrade", "websocket");
+            }
+            b.body(()).unwrap()
+        };
+        assert!(is_upgrade(&req(Version::HTTP_11, "keep-alive, Upgrade", true)));
+        assert!(!is_upgrade(&req(Version::HTTP_11, "keep-alive", true)));
+        assert!(!is_upgrade(&req(Version::HTTP_11, "upgrade", false)));
+        assert!(!is_upgrade(&req(Version::HTTP_10, "upgrade", true)));
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_fields() {
+        let mut h = map(&[
+            ("connection", "close, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+
+        let mut h = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn forwarded_headers_append_like_chp() {
+        let host = HeaderValue::from_static("hub.example.org:8443");
+        let mut h = map(&[("x-forwarded-for", "10.0.0.1"), ("x-real-ip", "6.6.6.6")]);
+        add_forwarded(
+            &mut h,
+            &Forwarded { peer: Some("127.0.0.2".parse().unwrap()), tls: true, websocket: false, host: Some(&host) },
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1,127.0.0.2");
+        assert_eq!(h["x-real-ip"], "127.0.0.2");
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "hub.example.org:8443");
+
+        let mut h = HeaderMap::new();
+        let host = HeaderValue::from_static("hub");
+        add_forwarded(&mut h, &Forwarded { peer: None, tls: false, websocket: true, host: Some(&host) });
+        assert_eq!(h["x-forwarded-proto"], "ws");
+        assert_eq!(h["x-forwarded-port"], "80");
+        assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn empty_delete_gets_content_length_zero() {
+        let mut h = HeaderMap::new();
+        fix_empty_body(&Method::DELETE, &mut h);
+        assert_eq!(h["content-length"], "0");
+        let mut h = HeaderMap::new();
+        fix_empty_body(&Method::GET, &mut h);
+        assert!(h.is_empty());
+    }
+}

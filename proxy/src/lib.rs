@@ -1,0 +1,62 @@
+//! hubgate's data plane: the route table, HTTP and websocket forwarding, and
+//! the configurable-http-proxy (CHP) REST API.
+//!
+//! # What it owns
+//! - [`RouteStore`]: one immutable [`RouteTable`] snapshot published through
+//!   `ArcSwap`. Writers (the REST API, the routes file, later discovery) go
+//!   through the store, which builds the next table and swaps it in; a request
+//!   does one `load()` and one lookup, never a lock.
+//! - [`Proxy`]: the request handler. It routes by CHP's segment-wise longest
+//!   prefix, rewrites headers (RFC 9110 §7.6.1 hop-by-hop, `X-Forwarded-*`),
+//!   forwards over a per-thread pool of keep-alive upstream connections,
+//!   streams bodies both ways and tunnels websocket upgrades as opaque bytes.
+//! - [`Api`]: CHP's `/api/routes` endpoints with token auth.
+//! - [`server`]: accept loops that take a bound [`server::Listener`] and a
+//!   [`server::Shutdown`], so tests bind port 0 and a supervisor can add
+//!   listeners at run time.
+//! - [`tls::CertResolver`]: the live certificate map behind one rustls
+//!   `ServerConfig`, swappable without touching listeners.
+//!
+//! # What it does not own
+//! Command-line flags, files and the environment belong to the `hubgate`
+//! binary: this crate takes plain values (certificate PEM bytes, error page
+//! bytes, the token string) and exports/imports the route table as JSON bytes.
+//!
+//! # Example
+//! ```no_run
+//! use std::sync::Arc;
+//! use hubgate_proxy::{Proxy, ProxyConfig, RouteStore, server};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let routes = Arc::new(RouteStore::new(false));
+//! routes.add_api_route("/", br#"{"target":"http://127.0.0.1:8081"}"#).await?;
+//! let proxy = Arc::new(Proxy::new(ProxyConfig::default(), routes)?);
+//! let listener = server::Listener::bind_tcp("127.0.0.1:0".parse()?).await?;
+//! let shutdown = server::Shutdown::new();
+//! server::serve(listener, server::ServeConfig::default(), proxy, shutdown).await;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod body;
+mod clock;
+mod error;
+mod error_page;
+mod forward;
+mod headers;
+mod metrics;
+mod pool;
+mod route;
+pub mod server;
+mod target;
+pub mod tls;
+mod upgrade;
+
+pub use api::Api;
+pub use body::{BoxError, ResponseBody};
+pub use clock::{format_iso8601, now_ms, parse_js_date};
+pub use error::{ProxyError, RouteError};
+pub use error_page::ErrorPages;
+pub use forward::{Proxy, ProxyConfig};
+pub use metrics::Metrics;
+pub use route::{Layer, Route, RouteStore, RouteTable};
+pub use target::Target;

@@ -1,0 +1,163 @@
+//! Prometheus metrics as plain atomics, rendered in the text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::error::ProxyError;
+use crate::route::RouteTable;
+
+/// Upper bounds (seconds) of the request latency histogram.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const FAILURES: [&str; 7] = ["no_route", "bad_path", "body_too_large", "connect", "connect_timeout", "timeout", "upstream"];
+
+/// Counters and gauges of one proxy.
+pub struct Metrics {
+    requests: Box<[AtomicU64]>,
+    api_requests: Box<[AtomicU64]>,
+    latency: [AtomicU64; BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64,
+    failures: [AtomicU64; FAILURES.len()],
+    connections: AtomicI64,
+    websockets: AtomicI64,
+    websockets_total: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let codes = || (0..600).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            requests: codes(),
+            api_requests: codes(),
+            latency: Default::default(),
+            latency_sum_us: AtomicU64::new(0),
+            failures: Default::default(),
+            connections: AtomicI64::new(0),
+            websockets: AtomicI64::new(0),
+            websockets_total: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Decrements a gauge when dropped.
+pub(crate) struct Open<'a>(&'a AtomicI64);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Metrics {
+    pub(crate) fn request(&self, status: StatusCode, elapsed: Duration) {
+        if let Some(c) = self.requests.get(usize::from(status.as_u16())) {
+            c.fetch_add(1, Relaxed);
+        }
+        let secs = elapsed.as_secs_f64();
+        let bucket = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        self.latency[bucket].fetch_add(1, Relaxed);
+        self.latency_sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub(crate) fn api_request(&self, status: StatusCode) {
+        if let Some(c) = self.api_requests.get(usize::from(status.as_u16())) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn upstream_error(&self, e: &ProxyError) {
+        if let Some(i) = FAILURES.iter().position(|k| *k == e.kind()) {
+            self.failures[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn connection_opened(&self) -> Open<'_> {
+        self.connections.fetch_add(1, Relaxed);
+        Open(&self.connections)
+    }
+
+    pub(crate) fn websocket_opened(&self) -> Open<'_> {
+        self.websockets.fetch_add(1, Relaxed);
+        self.websockets_total.fetch_add(1, Relaxed);
+        Open(&self.websockets)
+    }
+
+    /// Open websocket tunnels.
+    pub fn open_websockets(&self) -> i64 {
+        self.websockets.load(Relaxed)
+    }
+
+    /// Open client connections.
+    pub fn open_connections(&self) -> i64 {
+        self.connections.load(Relaxed)
+    }
+
+    /// The Prometheus text exposition of every metric, with the route count
+    /// taken from `table`.
+    pub fn render(&self, table: &RouteTable) -> String {
+        let mut out = String::with_capacity(4096);
+        let by_code = |out: &mut String, name: &str, help: &str, counters: &[AtomicU64]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (code, c) in counters.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(out, "{name}{{status=\"{code}\"}} {n}");
+                }
+            }
+        };
+        by_code(&mut out, "hubgate_requests_total", "Proxied requests by response status.", &self.requests);
+        by_code(&mut out, "hubgate_api_requests_total", "REST API requests by response status.", &self.api_requests);
+
+        let name = "hubgate_request_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Time to the response head.\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.latency[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.latency[BUCKETS.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum {}", self.latency_sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {cumulative}");
+
+        let name = "hubgate_proxy_errors_total";
+        let _ = writeln!(out, "# HELP {name} Failed proxied requests by failure.\n# TYPE {name} counter");
+        for (kind, c) in FAILURES.iter().zip(&self.failures) {
+            let _ = writeln!(out, "{name}{{failure=\"{kind}\"}} {}", c.load(Relaxed));
+        }
+        let gauges = [
+            ("hubgate_open_connections", "Open client connections.", self.connections.load(Relaxed)),
+            ("hubgate_open_websockets", "Open websocket tunnels.", self.websockets.load(Relaxed)),
+            ("hubgate_routes", "Routes in the table.", i64::try_from(table.len()).unwrap_or(i64::MAX)),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        let name = "hubgate_websockets_total";
+        let _ = writeln!(out, "# HELP {name} Websocket tunnels opened.\n# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", self.websockets_total.load(Relaxed));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histogram_and_gauges() {
+        let m = Metrics::default();
+        m.request(StatusCode::OK, Duration::from_micros(300));
+        m.request(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(9));
+        let _ws = m.websocket_opened();
+        let text = m.render(&RouteTable::default());
+        assert!(text.contains("hubgate_requests_total{status=\"200\"} 1"));
+        assert!(text.contains("hubgate_requests_total{status=\"503\"} 1"));
+        assert!(text.contains("hubgate_request_duration_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(text.contains("hubgate_request_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("hubgate_open_websockets 1"));
+        assert!(text.contains("hubgate_routes 0"));
+    }
+}

@@ -1,0 +1,121 @@
+//! Upstream connections: a per-thread pool of idle HTTP/1.1 keep-alive
+//! connections, keyed by upstream address.
+//!
+//! Each worker thread runs its own runtime, so a thread-local pool is a
+//! per-worker pool: checkout and return touch no lock and no shared cache
+//! line, and a connection's task runs on the thread that uses it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::body::UpstreamBody;
+use crate::error::ProxyError;
+use crate::target::{Endpoint, Target};
+
+pub(crate) type Sender = http1::SendRequest<UpstreamBody>;
+
+/// Idle connections kept per upstream and thread.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// Idle connections older than this are not reused (upstreams close idle
+/// keep-alive connections on their own schedule).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+thread_local! {
+    static IDLE: RefCell<HashMap<Arc<str>, Vec<(Sender, Instant)>>> = RefCell::new(HashMap::new());
+}
+
+/// Returns a connection whose response has been read to the end.
+pub(crate) fn put_back(key: Arc<str>, sender: Sender) {
+    if sender.is_closed() {
+        return;
+    }
+    IDLE.with_borrow_mut(|idle| {
+        let list = idle.entry(key).or_default();
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push((sender, Instant::now()));
+        }
+    });
+}
+
+fn take_idle(key: &str) -> Option<Sender> {
+    IDLE.with_borrow_mut(|idle| {
+        let list = idle.get_mut(key)?;
+        while let Some((sender, since)) = list.pop() {
+            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
+                return Some(sender);
+            }
+        }
+        None
+    })
+}
+
+/// Opens upstream connections.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl Connector {
+    /// A ready connection to `target`: an idle pooled one, else a new one.
+    pub(crate) async fn get(&self, target: &Target) -> Result<Sender, ProxyError> {
+        while let Some(mut sender) = take_idle(&target.pool_key) {
+            if sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+        self.connect(target).await
+    }
+
+    /// A new connection to `target`, never a pooled one.
+    pub(crate) async fn connect(&self, target: &Target) -> Result<Sender, ProxyError> {
+        let upstream = || target.pool_key.to_string();
+        let connect = async {
+            match &target.endpoint {
+                Endpoint::Tcp { host, port } => {
+                    let tcp = TcpStream::connect((&**host, *port)).await?;
+                    tcp.set_nodelay(true)?;
+                    handshake(tcp).await
+                }
+                Endpoint::Tls { host, port } => {
+                    let tcp = TcpStream::connect((&**host, *port)).await?;
+                    tcp.set_nodelay(true)?;
+                    let name = ServerName::try_from(host.to_string())
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                    let tls = tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp).await?;
+                    handshake(tls).await
+                }
+                Endpoint::Unix(path) => handshake(UnixStream::connect(path).await?).await,
+            }
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(sender)) => Ok(sender),
+            Ok(Err(source)) => Err(ProxyError::Connect { upstream: upstream(), source }),
+            Err(_) => Err(ProxyError::ConnectTimeout { upstream: upstream() }),
+        }
+    }
+}
+
+async fn handshake<I>(io: I) -> std::io::Result<Sender>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}

@@ -1,0 +1,137 @@
+//! Route keys and request paths: CHP's normalisation (`cleanPath`,
+//! `trimPrefix`) and its segment-wise prefix candidates (`lib/trie.js`).
+
+use std::borrow::Cow;
+
+/// A `%` not followed by two hex digits, or escapes that do not decode to
+/// UTF-8 (where JavaScript's `decodeURIComponent` throws).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadEscape;
+
+/// Strict percent-decoding, as `decodeURIComponent` does it. Borrows when the
+/// input has no `%`, so the common request path allocates nothing.
+pub(crate) fn percent_decode(s: &str) -> Result<Cow<'_, str>, BadEscape> {
+    if !s.contains('%') {
+        return Ok(Cow::Borrowed(s));
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: u8| (b as char).to_digit(16);
+            let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(BadEscape);
+            };
+            out.push(u8::try_from(h * 16 + l).map_err(|_| BadEscape)?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| BadEscape)
+}
+
+/// Normalises a (decoded) route key: one leading `/`, no trailing `/` except
+/// for the root key `/`. `user/a/`, `/user/a` and `//user/a//` are one key.
+pub(crate) fn normalize_key(decoded: &str) -> String {
+    let inner = decoded.trim_matches('/');
+    let mut key = String::with_capacity(inner.len() + 1);
+    key.push('/');
+    key.push_str(inner);
+    key
+}
+
+/// The lookup form of a (decoded) request path, borrowed from it: leading
+/// slashes collapsed to one, trailing slashes removed.
+pub(crate) fn lookup_form(path: &str) -> &str {
+    let without_trailing = path.trim_end_matches('/');
+    let leading = without_trailing.len() - without_trailing.trim_start_matches('/').len();
+    if leading == 0 {
+        // A path without a leading slash (CHP adds one): only `*` or garbage.
+        return "/";
+    }
+    &without_trailing[leading - 1..]
+}
+
+/// The keys that can match `form`, longest first: the whole path, then each
+/// shorter whole-segment prefix, then `/`.
+pub(crate) fn prefixes(form: &str) -> impl Iterator<Item = &str> {
+    let mut end = Some(form.len());
+    std::iter::from_fn(move || {
+        let e = end?;
+        let candidate = if e == 0 { "/" } else { &form[..e] };
+        end = if candidate == "/" { None } else { candidate.rfind('/') };
+        Some(candidate)
+    })
+}
+
+/// Number of path segments in a key (`/` has none).
+pub(crate) fn segment_count(key: &str) -> usize {
+    if key == "/" { 0 } else { key.matches('/').count() }
+}
+
+/// The raw request path with its first `n` segments removed, escapes kept as
+/// the client sent them (`--no-include-prefix`).
+pub(crate) fn strip_segments(raw_path: &str, n: usize) -> &str {
+    let mut rest = raw_path;
+    for _ in 0..n {
+        let segment_start = rest.trim_start_matches('/');
+        rest = segment_start.find('/').map_or("", |i| &segment_start[i..]);
+    }
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_like_decode_uri_component() {
+        assert_eq!(percent_decode("/user/%E7%A7%80").unwrap(), "/user/秀");
+        assert_eq!(percent_decode("/b%40r/b%20r").unwrap(), "/b@r/b r");
+        assert!(matches!(percent_decode("/plain").unwrap(), Cow::Borrowed(_)));
+        assert_eq!(percent_decode("/bad%zz"), Err(BadEscape));
+        assert_eq!(percent_decode("/bad%4"), Err(BadEscape));
+        assert_eq!(percent_decode("/bad%ff"), Err(BadEscape));
+    }
+
+    #[test]
+    fn normalises_keys() {
+        assert_eq!(normalize_key(""), "/");
+        assert_eq!(normalize_key("/"), "/");
+        assert_eq!(normalize_key("user/a/"), "/user/a");
+        assert_eq!(normalize_key("//user/a//"), "/user/a");
+    }
+
+    #[test]
+    fn lookup_form_borrows_and_trims() {
+        assert_eq!(lookup_form("/"), "/");
+        assert_eq!(lookup_form("/user/a/"), "/user/a");
+        assert_eq!(lookup_form("///user/a"), "/user/a");
+        assert_eq!(lookup_form("*"), "/");
+    }
+
+    #[test]
+    fn prefixes_are_whole_segments_longest_first() {
+        let p: Vec<_> = prefixes("/b/c/dword").collect();
+        assert_eq!(p, ["/b/c/dword", "/b/c", "/b", "/"]);
+        let p: Vec<_> = prefixes("/").collect();
+        assert_eq!(p, ["/"]);
+    }
+
+    #[test]
+    fn strips_whole_segments_keeping_escapes() {
+        assert_eq!(strip_segments("/bar/rest/of/it", 1), "/rest/of/it");
+        assert_eq!(strip_segments("/user/al%69ce/tree", 2), "/tree");
+        assert_eq!(strip_segments("/user/alice", 2), "");
+        assert_eq!(strip_segments("/user/alice/", 2), "/");
+        assert_eq!(strip_segments("/x", 0), "/x");
+        assert_eq!(segment_count("/"), 0);
+        assert_eq!(segment_count("/user/alice"), 2);
+    }
+}

@@ -1,0 +1,250 @@
+//! TLS: the live certificate map behind one rustls `ServerConfig`, and the
+//! client configurations for `https` upstreams.
+//!
+//! [`CertResolver`] holds an `ArcSwap<CertSet>`: a handshake does one
+//! `load()`; a certificate source (static files now, ACME later) builds a
+//! whole new set and swaps it in without touching listeners or open
+//! connections. Everything takes PEM bytes; reading files is the binary's job.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+/// Why TLS material was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The PEM input holds no certificate.
+    #[error("no certificate found in PEM input")]
+    NoCertificate,
+    /// The PEM input could not be parsed.
+    #[error("bad PEM input: {0}")]
+    Pem(#[from] rustls_pki_types::pem::Error),
+    /// rustls rejected the key, certificate or configuration.
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parses a PEM certificate chain and private key into a key rustls serves.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let chain = certificates(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)?;
+    let signing = provider().key_provider.load_private_key(key)?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match()?;
+    Ok(certified)
+}
+
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    Ok(chain)
+}
+
+fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_pem)? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+/// Certificates by server name, plus the one served when SNI names none of
+/// them (or is absent).
+#[derive(Default, Clone)]
+pub struct CertSet {
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl CertSet {
+    /// A set serving `key` for every name.
+    pub fn single(key: Arc<CertifiedKey>) -> Self {
+        Self { by_name: HashMap::new(), default: Some(key) }
+    }
+
+    /// Adds `key` for `name` (lower-cased; `*.example.org` is a wildcard).
+    pub fn insert(&mut self, name: &str, key: Arc<CertifiedKey>) {
+        self.by_name.insert(name.to_ascii_lowercase(), key);
+    }
+
+    fn find(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let by_name = name.and_then(|n| {
+            let n = n.to_ascii_lowercase();
+            self.by_name.get(&n).or_else(|| {
+                let (_, parent) = n.split_once('.')?;
+                self.by_name.get(&format!("*.{parent}"))
+            })
+        });
+        by_name.or(self.default.as_ref()).cloned()
+    }
+}
+
+/// The certificate resolver: swap a new [`CertSet`] in at any time.
+#[derive(Default)]
+pub struct CertResolver {
+    set: ArcSwap<CertSet>,
+}
+
+impl CertResolver {
+    /// A resolver serving `set`.
+    pub fn new(set: CertSet) -> Self {
+        Self { set: ArcSwap::from_pointee(set) }
+    }
+
+    /// Publishes `set` for every following handshake.
+    pub fn store(&self, set: CertSet) {
+        self.set.store(Arc::new(set));
+    }
+}
+
+impl std::fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertResolver").field("names", &self.set.load().by_name.len()).finish()
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.set.load().find(hello.server_name())
+    }
+}
+
+/// Client certificate policy for a TLS listener (`--ssl-ca`,
+/// `--ssl-request-cert`, `--ssl-reject-unauthorized`).
+pub struct ClientAuth<'a> {
+    /// CA bundle (PEM) that client certificates must chain to.
+    pub ca_pem: &'a [u8],
+    /// Refuse clients without a valid certificate.
+    pub required: bool,
+}
+
+/// A server configuration (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`) over
+/// `resolver`.
+pub fn server_config(
+    resolver: Arc<CertResolver>,
+    client_auth: Option<ClientAuth<'_>>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match client_auth {
+        None => builder.with_no_client_auth(),
+        Some(auth) => {
+            let roots = Arc::new(root_store(auth.ca_pem)?);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
+            let verifier = if auth.required { verifier } else { verifier.allow_unauthenticated() };
+            builder.with_client_cert_verifier(verifier.build()?)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Options for `https` upstreams (`--client-ssl-*`, `--insecure`).
+#[derive(Default)]
+pub struct UpstreamTls<'a> {
+    /// Extra trusted CAs (PEM); the web PKI roots are always trusted.
+    pub ca_pem: Option<&'a [u8]>,
+    /// Client certificate chain and key (PEM) to present.
+    pub client_cert: Option<(&'a [u8], &'a [u8])>,
+    /// Accept any upstream certificate.
+    pub insecure: bool,
+}
+
+/// A client configuration for `https` upstreams.
+pub fn client_config(opts: &UpstreamTls<'_>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = opts.ca_pem {
+        for cert in certificates(ca)? {
+            roots.add(cert)?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = if opts.insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
+    } else {
+        builder.with_root_certificates(roots)
+    };
+    let mut config = match opts.client_cert {
+        Some((cert, key)) => {
+            builder.with_client_auth_cert(certificates(cert)?, PrivateKeyDer::from_pem_slice(key)?)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The default upstream client configuration: web PKI roots.
+pub(crate) fn default_client_config() -> Arc<rustls::ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+    match config {
+        Ok(mut c) => {
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(c)
+        }
+        // ring supports the default protocol versions; this cannot fail.
+        Err(e) => unreachable!("rustls rejected its own defaults: {e}"),
+    }
+}
+
+/// `--insecure`: accepts any upstream certificate, still checking that the
+/// handshake signatures are valid.
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
