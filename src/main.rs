@@ -1,1 +1,58 @@
-fn main() {}
+//! The `hubgate` binary: flags, files and the environment in; the proxy
+//! library crates do the work. Invoked as `configurable-http-proxy` (a
+//! symlink), it behaves as `hubgate serve` and takes CHP's flags.
+
+mod cli;
+mod logging;
+mod routes_file;
+mod serve;
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{ChpCli, Cli, Command};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let invoked_as = argv.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str());
+    let parsed = if invoked_as == Some("configurable-http-proxy") {
+        ChpCli::try_parse_from(&argv).map(|c| Command::Serve(Box::new(c.serve)))
+    } else {
+        Cli::try_parse_from(&argv).map(|c| c.command)
+    };
+    let command = match parsed {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            eprintln!("{}", rendered.lines().next().unwrap_or("error: invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Serve(args) => {
+            if let Err(e) = serve::validate(&args) {
+                eprintln!("error: {}", e.0);
+                return ExitCode::from(2);
+            }
+            match serve::run(*args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::clock::Activity;
-use crate::pool::{self, Sender};
+use crate::pool::{self, PoolKey, Sender};
 
 /// The error type of hubgate's bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -96,12 +96,12 @@ impl ResponseBody {
 pub struct FromUpstream {
     inner: Incoming,
     done: bool,
-    conn: Option<(Arc<str>, Sender)>,
+    conn: Option<(PoolKey, Sender)>,
     activity: Option<Arc<Activity>>,
 }
 
 impl FromUpstream {
-    pub(crate) fn new(inner: Incoming, conn: Option<(Arc<str>, Sender)>, activity: Option<Arc<Activity>>) -> Self {
+    pub(crate) fn new(inner: Incoming, conn: Option<(PoolKey, Sender)>, activity: Option<Arc<Activity>>) -> Self {
         Self { inner, done: false, conn, activity }
     }
 }

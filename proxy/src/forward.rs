@@ -87,7 +87,7 @@ impl Proxy {
     pub fn new(config: ProxyConfig, routes: Arc<RouteStore>) -> Result<Self, RouteError> {
         let error_target = config.error_target.as_deref().map(Target::parse).transpose()?;
         let tls = config.upstream_tls.clone().unwrap_or_else(tls::default_client_config);
-        let connector = Connector { tls, connect_timeout: config.connect_timeout };
+        let connector = Connector::new(tls, config.connect_timeout);
         Ok(Self { config, error_target, routes, connector, metrics: Arc::new(Metrics::default()) })
     }
 
@@ -253,7 +253,7 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
         let activity = status.as_u16().lt(&300).then(|| route.activity.clone());
-        let body = FromUpstream::new(body, Some((route.target.pool_key.clone(), sender)), activity);
+        let body = FromUpstream::new(body, Some((self.connector.key(&route.target), sender)), activity);
         Response::from_parts(parts, ResponseBody::Upstream(body))
     }
 
@@ -303,7 +303,7 @@ impl Proxy {
         let (parts, body) = page.into_parts();
         let mut resp = Response::new(ResponseBody::Upstream(FromUpstream::new(
             body,
-            Some((target.pool_key.clone(), sender)),
+            Some((self.connector.key(target), sender)),
             None,
         )));
         *resp.status_mut() = status;

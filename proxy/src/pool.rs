@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1;
@@ -28,12 +29,19 @@ const MAX_IDLE_PER_UPSTREAM: usize = 256;
 /// keep-alive connections on their own schedule).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Which connector a pooled connection came from, and its upstream: two
+/// proxies in one process (tests) may trust different CAs, so they must
+/// never share a TLS connection.
+pub(crate) type PoolKey = (u64, Arc<str>);
+
 thread_local! {
-    static IDLE: RefCell<HashMap<Arc<str>, Vec<(Sender, Instant)>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<PoolKey, Vec<(Sender, Instant)>>> = RefCell::new(HashMap::new());
 }
 
+static NEXT_CONNECTOR: AtomicU64 = AtomicU64::new(0);
+
 /// Returns a connection whose response has been read to the end.
-pub(crate) fn put_back(key: Arc<str>, sender: Sender) {
+pub(crate) fn put_back(key: PoolKey, sender: Sender) {
     if sender.is_closed() {
         return;
     }
@@ -45,7 +53,7 @@ pub(crate) fn put_back(key: Arc<str>, sender: Sender) {
     });
 }
 
-fn take_idle(key: &str) -> Option<Sender> {
+fn take_idle(key: &PoolKey) -> Option<Sender> {
     IDLE.with_borrow_mut(|idle| {
         let list = idle.get_mut(key)?;
         while let Some((sender, since)) = list.pop() {
@@ -58,16 +66,26 @@ fn take_idle(key: &str) -> Option<Sender> {
 }
 
 /// Opens upstream connections.
-#[derive(Clone)]
 pub(crate) struct Connector {
-    pub(crate) tls: Arc<rustls::ClientConfig>,
-    pub(crate) connect_timeout: Duration,
+    id: u64,
+    tls: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
 }
 
 impl Connector {
+    pub(crate) fn new(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Self {
+        Self { id: NEXT_CONNECTOR.fetch_add(1, Ordering::Relaxed), tls, connect_timeout }
+    }
+
+    /// The pool key for connections to `target`.
+    pub(crate) fn key(&self, target: &Target) -> PoolKey {
+        (self.id, target.pool_key.clone())
+    }
+
     /// A ready connection to `target`: an idle pooled one, else a new one.
     pub(crate) async fn get(&self, target: &Target) -> Result<Sender, ProxyError> {
-        while let Some(mut sender) = take_idle(&target.pool_key) {
+        let key = self.key(target);
+        while let Some(mut sender) = take_idle(&key) {
             if sender.ready().await.is_ok() {
                 return Ok(sender);
             }

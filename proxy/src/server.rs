@@ -77,6 +77,12 @@ impl Listener {
         TcpListener::from_std(listener).map(Self::Tcp)
     }
 
+    /// Adopts a bound std unix listener. Must be called inside a runtime.
+    pub fn from_std_unix(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        UnixListener::from_std(listener).map(Self::Unix)
+    }
+
     /// Binds a unix socket at `path`, replacing a stale socket file.
     pub fn bind_unix(path: &Path) -> io::Result<Self> {
         if std::fs::symlink_metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {

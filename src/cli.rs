@@ -1,0 +1,306 @@
+//! Command-line interface: `hubgate <subcommand>`, and configurable-http-proxy's
+//! flags for `hubgate serve` (also accepted when the binary runs under the
+//! name `configurable-http-proxy`, so JupyterHub can launch it unchanged).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// hubgate: the proxy for JupyterHub on Docker Swarm.
+#[derive(Debug, Parser)]
+#[command(name = "hubgate", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the proxy (a drop-in replacement for configurable-http-proxy).
+    Serve(Box<ServeArgs>),
+}
+
+/// The same flags, parsed when invoked as `configurable-http-proxy`.
+#[derive(Debug, Parser)]
+#[command(name = "configurable-http-proxy", version, about = "hubgate, running as configurable-http-proxy")]
+pub(crate) struct ChpCli {
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `hubgate serve`: configurable-http-proxy's flags plus hubgate's own.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ServeArgs {
+    /// Public-facing IP of the proxy ("" for all interfaces).
+    #[arg(long, default_value = "", value_name = "IP")]
+    pub(crate) ip: String,
+    /// Public-facing port of the proxy.
+    #[arg(long, default_value_t = 8000)]
+    pub(crate) port: u16,
+    /// Unix socket path for the proxy (instead of --ip/--port).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) socket: Option<PathBuf>,
+    /// Inward-facing IP for the REST API.
+    #[arg(long, default_value = "localhost", value_name = "IP")]
+    pub(crate) api_ip: String,
+    /// Inward-facing port for the REST API (default: --port + 1).
+    #[arg(long)]
+    pub(crate) api_port: Option<u16>,
+    /// Unix socket path for the REST API (instead of --api-ip/--api-port).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) api_socket: Option<PathBuf>,
+    /// IP for the Prometheus metrics endpoint ("" for all interfaces).
+    #[arg(long, default_value = "", value_name = "IP")]
+    pub(crate) metrics_ip: String,
+    /// Port for the Prometheus metrics endpoint (off unless given).
+    #[arg(long)]
+    pub(crate) metrics_port: Option<u16>,
+    /// Unix socket path for the metrics endpoint.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) metrics_socket: Option<PathBuf>,
+
+    /// Default proxy target (stored as the route "/").
+    #[arg(long, value_name = "URL")]
+    pub(crate) default_target: Option<String>,
+    /// Fetch error pages from <URL>/<code>?url=<original url>.
+    #[arg(long, value_name = "URL", conflicts_with = "error_path")]
+    pub(crate) error_target: Option<String>,
+    /// Serve <DIR>/<code>.html (or <DIR>/error.html) as error pages.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) error_path: Option<PathBuf>,
+    /// Route by host: route keys start with the host name.
+    #[arg(long)]
+    pub(crate) host_routing: bool,
+
+    /// Log level.
+    #[arg(long, default_value = "info", ignore_case = true)]
+    pub(crate) log_level: LogLevel,
+    /// Log format.
+    #[arg(long, default_value = "text")]
+    pub(crate) log_format: LogFormat,
+    /// Do not log one line per proxied request.
+    #[arg(long)]
+    pub(crate) no_access_log: bool,
+
+    /// Public TLS key (PEM).
+    #[arg(long, value_name = "FILE", requires = "ssl_cert")]
+    pub(crate) ssl_key: Option<PathBuf>,
+    /// Public TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "ssl_key")]
+    pub(crate) ssl_cert: Option<PathBuf>,
+    /// CA bundle (PEM) for client certificates on the public listener.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ssl_ca: Option<PathBuf>,
+    /// Ask public clients for a certificate (verified against --ssl-ca).
+    #[arg(long, requires = "ssl_ca")]
+    pub(crate) ssl_request_cert: bool,
+    /// Refuse public clients without a valid certificate.
+    #[arg(long)]
+    pub(crate) ssl_reject_unauthorized: bool,
+    /// Accepted for compatibility; rustls negotiates TLS 1.2 or 1.3.
+    #[arg(long, value_name = "PROTOCOL")]
+    pub(crate) ssl_protocol: Option<String>,
+    /// Accepted for compatibility; rustls uses its safe cipher suites.
+    #[arg(long, value_name = "CIPHERS")]
+    pub(crate) ssl_ciphers: Option<String>,
+    /// Not supported: RC4 is broken and rustls does not implement it.
+    #[arg(long)]
+    pub(crate) ssl_allow_rc4: bool,
+    /// Accepted for compatibility; rustls uses ECDHE only.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ssl_dhparam: Option<PathBuf>,
+
+    /// REST API TLS key (PEM).
+    #[arg(long, value_name = "FILE", requires = "api_ssl_cert")]
+    pub(crate) api_ssl_key: Option<PathBuf>,
+    /// REST API TLS certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "api_ssl_key")]
+    pub(crate) api_ssl_cert: Option<PathBuf>,
+    /// CA bundle (PEM) for REST API client certificates.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) api_ssl_ca: Option<PathBuf>,
+    /// Ask REST API clients for a certificate.
+    #[arg(long, requires = "api_ssl_ca")]
+    pub(crate) api_ssl_request_cert: bool,
+    /// Refuse REST API clients without a valid certificate.
+    #[arg(long)]
+    pub(crate) api_ssl_reject_unauthorized: bool,
+
+    /// Client key (PEM) presented to https targets.
+    #[arg(long, value_name = "FILE", requires = "client_ssl_cert")]
+    pub(crate) client_ssl_key: Option<PathBuf>,
+    /// Client certificate (PEM) presented to https targets.
+    #[arg(long, value_name = "FILE", requires = "client_ssl_key")]
+    pub(crate) client_ssl_cert: Option<PathBuf>,
+    /// Extra CA bundle (PEM) trusted for https targets.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) client_ssl_ca: Option<PathBuf>,
+    /// Accepted for compatibility (the client certificate is always sent).
+    #[arg(long)]
+    pub(crate) client_ssl_request_cert: bool,
+    /// Accepted for compatibility (target certificates are always verified
+    /// unless --insecure).
+    #[arg(long)]
+    pub(crate) client_ssl_reject_unauthorized: bool,
+    /// Do not verify the certificates of https targets.
+    #[arg(long)]
+    pub(crate) insecure: bool,
+
+    /// Port of a plain-HTTP listener that redirects to HTTPS.
+    #[arg(long, requires = "ssl_cert")]
+    pub(crate) redirect_port: Option<u16>,
+    /// HTTPS port the redirects point at (default: --port).
+    #[arg(long, requires = "redirect_port")]
+    pub(crate) redirect_to: Option<u16>,
+
+    /// Do not add X-Forwarded-* and X-Real-IP headers.
+    #[arg(long)]
+    pub(crate) no_x_forward: bool,
+    /// Strip the matched route prefix before forwarding.
+    #[arg(long)]
+    pub(crate) no_include_prefix: bool,
+    /// Do not put the target's path in front of the request path.
+    #[arg(long)]
+    pub(crate) no_prepend_path: bool,
+    /// Send the target's host as the Host header.
+    #[arg(long)]
+    pub(crate) change_origin: bool,
+    /// Not supported: rewriting Location headers.
+    #[arg(long)]
+    pub(crate) auto_rewrite: bool,
+    /// Not supported: rewriting Location header protocols.
+    #[arg(long, value_name = "PROTOCOL")]
+    pub(crate) protocol_rewrite: Option<String>,
+    /// Header sent upstream, overriding the client's ("name: value"); repeatable.
+    #[arg(long, value_name = "NAME:VALUE")]
+    pub(crate) custom_header: Vec<String>,
+
+    /// Close a client connection that sends no complete request head within
+    /// this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub(crate) timeout: Option<u64>,
+    /// Upstream timeout in milliseconds (to the response head): 504 on expiry.
+    #[arg(long, value_name = "MS")]
+    pub(crate) proxy_timeout: Option<u64>,
+    /// Close idle client keep-alive connections after this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub(crate) keep_alive_timeout: u64,
+    /// Largest accepted request body, e.g. 512k, 100m, 2g (default: no limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) max_body_size: Option<u64>,
+
+    /// Write the process id to this file (removed on exit).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pid_file: Option<PathBuf>,
+    /// Not supported: configurable-http-proxy's pluggable stores. Use
+    /// --routes-file to keep routes across restarts.
+    #[arg(long, value_name = "MODULE")]
+    pub(crate) storage_backend: Option<String>,
+    /// Keep the API's routes in this JSON file (atomic writes) and restore
+    /// them at start, so a restart loses no route.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) routes_file: Option<PathBuf>,
+    /// Proxy worker threads, each with its own listener socket and upstream
+    /// connection pool (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) workers: Option<u16>,
+    /// Seconds in-flight requests get to finish on SIGTERM/SIGINT before
+    /// remaining connections and websockets are closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub(crate) shutdown_grace: u64,
+}
+
+/// `512`, `512k`, `100m`, `2g` (binary multiples) to bytes.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("'{s}' is not a size like 512k, 100m or 2g"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("unknown size unit '{unit}' (use k, m or g)")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// CHP's address words: "" is every interface, `localhost` the IPv4 loopback.
+pub(crate) fn parse_ip(word: &str) -> Option<IpAddr> {
+    match word {
+        "" | "*" => Some(IpAddr::from([0, 0, 0, 0])),
+        "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
+        other => other.trim_start_matches('[').trim_end_matches(']').parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("2x").is_err());
+        assert!(parse_size("m").is_err());
+    }
+
+    #[test]
+    fn ips() {
+        assert_eq!(parse_ip(""), Some(IpAddr::from([0, 0, 0, 0])));
+        assert_eq!(parse_ip("localhost"), Some(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(parse_ip("::1"), Some("::1".parse().unwrap()));
+        assert_eq!(parse_ip("hub"), None);
+    }
+
+    #[test]
+    fn chp_command_lines_parse() {
+        let cli = ChpCli::try_parse_from([
+            "configurable-http-proxy",
+            "--ip",
+            "",
+            "--port",
+            "8000",
+            "--api-ip",
+            "127.0.0.1",
+            "--api-port",
+            "8001",
+            "--error-target",
+            "http://127.0.0.1:8081/hub/error",
+            "--log-level",
+            "INFO",
+            "--custom-header=x-a:1",
+            "--custom-header",
+            "x-b: 2",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.port, 8000);
+        assert_eq!(cli.serve.log_level, LogLevel::Info);
+        assert_eq!(cli.serve.custom_header.len(), 2);
+        assert!(ChpCli::try_parse_from(["x", "--port", "http"]).is_err());
+        assert!(ChpCli::try_parse_from(["x", "--bogus"]).is_err());
+        assert!(ChpCli::try_parse_from(["x", "--error-target", "http://a", "--error-path", "/x"]).is_err());
+        assert!(ChpCli::try_parse_from(["x", "--redirect-port", "80"]).is_err());
+    }
+}

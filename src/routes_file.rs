@@ -1,0 +1,108 @@
+//! `--routes-file`: the API's routes survive a restart. The file holds what
+//! `GET /api/routes` returns; it is rewritten atomically (temporary file,
+//! fsync, rename) shortly after each change and once more at shutdown.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hubgate_proxy::RouteStore;
+
+/// Changes arriving within this window are written together.
+const COALESCE: Duration = Duration::from_millis(100);
+
+/// Restores routes from `path` if it exists. A file that cannot be parsed is
+/// moved aside (never deleted) and the proxy starts without it.
+pub(crate) async fn restore(path: &Path, routes: &RouteStore) -> anyhow::Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(file = %path.display(), "no routes file yet; starting with an empty table");
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read routes file {}", path.display())),
+    };
+    match routes.restore_api_routes(&bytes).await {
+        Ok(n) => tracing::info!(file = %path.display(), routes = n, "restored routes"),
+        Err(e) => {
+            let aside = aside_path(path);
+            std::fs::rename(path, &aside)
+                .with_context(|| format!("cannot move bad routes file {} aside", path.display()))?;
+            tracing::error!(
+                file = %path.display(), moved_to = %aside.display(), error = %e,
+                "routes file is not valid; starting without it"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn aside_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".bad-{}", hubgate_proxy::now_ms()));
+    path.with_file_name(name)
+}
+
+/// Writes `contents` to `path` atomically.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes the current API routes to `path`.
+pub(crate) async fn save(path: &Path, routes: &RouteStore) {
+    let json = routes.load().render_api_routes(None);
+    let target = path.to_owned();
+    let result = tokio::task::spawn_blocking(move || write_atomic(&target, json.as_bytes())).await;
+    match result {
+        Ok(Ok(())) => tracing::debug!(file = %path.display(), "routes file written"),
+        Ok(Err(e)) => tracing::error!(file = %path.display(), error = %e, "cannot write routes file"),
+        Err(e) => tracing::error!(error = %e, "routes file writer failed"),
+    }
+}
+
+/// Rewrites the file after every change until the store is dropped.
+pub(crate) async fn keep_saved(path: PathBuf, routes: Arc<RouteStore>) {
+    let mut changes = routes.subscribe();
+    while changes.changed().await.is_ok() {
+        tokio::time::sleep(COALESCE).await;
+        changes.borrow_and_update();
+        save(&path, &routes).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trip_and_bad_file_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("routes.json");
+        let store = RouteStore::new(false);
+        store.add_api_route("/user/a", br#"{"target":"http://127.0.0.1:1","user":"a"}"#).await.unwrap();
+        save(&path, &store).await;
+
+        let restored = RouteStore::new(false);
+        restore(&path, &restored).await.unwrap();
+        assert_eq!(restored.load().render_api_routes(None), store.load().render_api_routes(None));
+
+        std::fs::write(&path, b"{not json").unwrap();
+        let fresh = RouteStore::new(false);
+        restore(&path, &fresh).await.unwrap();
+        assert!(fresh.load().is_empty());
+        assert!(!path.exists());
+        let aside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(aside.len(), 1, "the bad file is kept");
+    }
+}

@@ -1,0 +1,378 @@
+//! `hubgate serve`: turns flags, files and the environment into the proxy's
+//! plain values, binds the listeners and runs until SIGTERM/SIGINT.
+//!
+//! Threads: one control thread (REST API, metrics, redirects, routes file,
+//! signals) and N proxy workers, each a single-threaded runtime with its own
+//! `SO_REUSEPORT` socket and upstream pool; they share only the route table
+//! snapshot and atomics.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use hubgate_proxy::server::{self, Listener, MetricsEndpoint, Redirect, ServeConfig, Shutdown};
+use hubgate_proxy::tls::{self, CertResolver, CertSet, ClientAuth, UpstreamTls};
+use hubgate_proxy::{Api, ErrorPages, Proxy, ProxyConfig, RouteStore, Target};
+
+use crate::cli::{ServeArgs, parse_ip};
+use crate::{logging, routes_file};
+
+/// A flag value that is wrong: reported in one line with exit code 2.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+/// Checks what clap cannot: unsupported flags and values that must parse.
+pub(crate) fn validate(args: &ServeArgs) -> Result<(), UsageError> {
+    let unsupported = [
+        (args.storage_backend.is_some(), "--storage-backend is not supported; use --routes-file to persist routes"),
+        (args.auto_rewrite, "--auto-rewrite is not supported"),
+        (args.protocol_rewrite.is_some(), "--protocol-rewrite is not supported"),
+        (args.ssl_allow_rc4, "--ssl-allow-rc4 is not supported: RC4 is broken and rustls does not implement it"),
+    ];
+    if let Some((_, msg)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(UsageError((*msg).to_owned()));
+    }
+    for (flag, url) in [("--default-target", &args.default_target), ("--error-target", &args.error_target)] {
+        if let Some(url) = url {
+            Target::parse(url).map_err(|e| UsageError(format!("invalid value for {flag}: {e}")))?;
+        }
+    }
+    custom_headers(&args.custom_header)?;
+    for (flag, ip) in [("--ip", &args.ip), ("--api-ip", &args.api_ip), ("--metrics-ip", &args.metrics_ip)] {
+        if parse_ip(ip).is_none() {
+            return Err(UsageError(format!("invalid value '{ip}' for {flag}: not an IP address")));
+        }
+    }
+    Ok(())
+}
+
+fn custom_headers(raw: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>, UsageError> {
+    raw.iter()
+        .map(|h| {
+            let bad = || UsageError(format!("invalid value '{h}' for --custom-header: expected NAME:VALUE"));
+            let (name, value) = h.split_once(':').ok_or_else(bad)?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+            let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// The auth token: `CONFIGPROXY_AUTH_TOKEN`, else the contents of the file
+/// named by `CONFIGPROXY_AUTH_TOKEN_FILE` (a docker secret).
+pub(crate) fn auth_token(env_token: Option<String>, token_file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    if let Some(token) = env_token.filter(|t| !t.is_empty()) {
+        return Ok(Some(token));
+    }
+    let Some(path) = token_file else { return Ok(None) };
+    let token = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read CONFIGPROXY_AUTH_TOKEN_FILE {}", path.display()))?;
+    let token = token.trim().to_owned();
+    anyhow::ensure!(!token.is_empty(), "CONFIGPROXY_AUTH_TOKEN_FILE {} is empty", path.display());
+    Ok(Some(token))
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+fn error_pages(dir: Option<&Path>) -> anyhow::Result<ErrorPages> {
+    let Some(dir) = dir else { return Ok(ErrorPages::default()) };
+    let mut by_code = HashMap::new();
+    let mut fallback = None;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read --error-path {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".html")) else {
+            continue;
+        };
+        let page = Bytes::from(read(&path, "error page")?);
+        match stem.parse::<u16>() {
+            Ok(code) => {
+                by_code.insert(code, page);
+            }
+            Err(_) if stem == "error" => fallback = Some(page),
+            Err(_) => {}
+        }
+    }
+    Ok(ErrorPages::new(by_code, fallback))
+}
+
+fn public_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let (Some(cert), Some(key)) = (&args.ssl_cert, &args.ssl_key) else { return Ok(None) };
+    let key = tls::certified_key(&read(cert, "--ssl-cert")?, &read(key, "--ssl-key")?)
+        .context("invalid --ssl-cert/--ssl-key")?;
+    let resolver = Arc::new(CertResolver::new(CertSet::single(Arc::new(key))));
+    let ca = match (&args.ssl_ca, args.ssl_request_cert) {
+        (Some(ca), true) => Some(read(ca, "--ssl-ca")?),
+        _ => None,
+    };
+    let auth = ca.as_deref().map(|ca_pem| ClientAuth { ca_pem, required: args.ssl_reject_unauthorized });
+    for (set, flag) in [(args.ssl_protocol.is_some(), "--ssl-protocol"), (args.ssl_ciphers.is_some(), "--ssl-ciphers"), (args.ssl_dhparam.is_some(), "--ssl-dhparam")] {
+        if set {
+            tracing::warn!("{flag} is ignored: rustls negotiates TLS 1.2/1.3 with its own safe suites");
+        }
+    }
+    Ok(Some(tls::server_config(resolver, auth)?))
+}
+
+fn api_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let (Some(cert), Some(key)) = (&args.api_ssl_cert, &args.api_ssl_key) else { return Ok(None) };
+    let key = tls::certified_key(&read(cert, "--api-ssl-cert")?, &read(key, "--api-ssl-key")?)
+        .context("invalid --api-ssl-cert/--api-ssl-key")?;
+    let resolver = Arc::new(CertResolver::new(CertSet::single(Arc::new(key))));
+    let ca = match (&args.api_ssl_ca, args.api_ssl_request_cert) {
+        (Some(ca), true) => Some(read(ca, "--api-ssl-ca")?),
+        _ => None,
+    };
+    let auth = ca.as_deref().map(|ca_pem| ClientAuth { ca_pem, required: args.api_ssl_reject_unauthorized });
+    Ok(Some(tls::server_config(resolver, auth)?))
+}
+
+fn upstream_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    if args.client_ssl_ca.is_none() && args.client_ssl_cert.is_none() && !args.insecure {
+        return Ok(None);
+    }
+    let ca = args.client_ssl_ca.as_deref().map(|p| read(p, "--client-ssl-ca")).transpose()?;
+    let cert = match (&args.client_ssl_cert, &args.client_ssl_key) {
+        (Some(c), Some(k)) => Some((read(c, "--client-ssl-cert")?, read(k, "--client-ssl-key")?)),
+        _ => None,
+    };
+    let opts = UpstreamTls {
+        ca_pem: ca.as_deref(),
+        client_cert: cert.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+        insecure: args.insecure,
+    };
+    Ok(Some(tls::client_config(&opts).context("invalid --client-ssl-* files")?))
+}
+
+fn proxy_config(args: &ServeArgs) -> anyhow::Result<ProxyConfig> {
+    Ok(ProxyConfig {
+        include_prefix: !args.no_include_prefix,
+        prepend_path: !args.no_prepend_path,
+        x_forward: !args.no_x_forward,
+        change_origin: args.change_origin,
+        custom_headers: custom_headers(&args.custom_header).map_err(|e| anyhow::anyhow!(e.0))?,
+        proxy_timeout: args.proxy_timeout.map(Duration::from_millis),
+        max_body_size: args.max_body_size,
+        error_target: args.error_target.clone(),
+        error_pages: error_pages(args.error_path.as_deref())?,
+        upstream_tls: upstream_tls(args)?,
+        ..ProxyConfig::default()
+    })
+}
+
+/// Where a listener goes.
+enum Bind {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+fn bind_std_unix(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
+        std::fs::remove_file(path)?;
+    }
+    std::os::unix::net::UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))
+}
+
+/// `n` sockets on one address with `SO_REUSEPORT`, so the kernel spreads
+/// connections over the workers (port 0 picks a port for all of them).
+fn bind_reuseport(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into()).with_context(|| format!("cannot bind {addr}"))?;
+        socket.listen(4096)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+async fn bind(bind: &Bind) -> anyhow::Result<Listener> {
+    match bind {
+        Bind::Tcp(addr) => Listener::bind_tcp(*addr).await.with_context(|| format!("cannot bind {addr}")),
+        Bind::Unix(path) => Listener::from_std_unix(bind_std_unix(path)?).map_err(Into::into),
+    }
+}
+
+fn address(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(parse_ip(ip).unwrap_or(IpAddr::from([0, 0, 0, 0])), port)
+}
+
+/// Runs `hubgate serve` to completion.
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let filter = logging::filter(args.log_level, !args.no_access_log, std::env::var("RUST_LOG").ok().as_deref())?;
+    logging::init(args.log_format, filter);
+    let token = auth_token(
+        std::env::var("CONFIGPROXY_AUTH_TOKEN").ok(),
+        std::env::var_os("CONFIGPROXY_AUTH_TOKEN_FILE").map(PathBuf::from),
+    )?;
+    let config = proxy_config(&args)?;
+    let public_tls = public_tls(&args)?;
+    let workers = args
+        .workers
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+    // Bind everything before serving, so a taken port fails the start.
+    let public: Vec<Listen> = match &args.socket {
+        Some(path) => vec![Listen::Unix(bind_std_unix(path)?)],
+        None => bind_reuseport(address(&args.ip, args.port), workers)?.into_iter().map(Listen::Tcp).collect(),
+    };
+    let api_bind = match &args.api_socket {
+        Some(p) => Bind::Unix(p.clone()),
+        None => Bind::Tcp(address(&args.api_ip, args.api_port.unwrap_or(args.port.saturating_add(1)))),
+    };
+    let metrics_bind = match (&args.metrics_socket, args.metrics_port) {
+        (Some(p), _) => Some(Bind::Unix(p.clone())),
+        (None, Some(port)) => Some(Bind::Tcp(address(&args.metrics_ip, port))),
+        (None, None) => None,
+    };
+
+    let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    control.block_on(async move {
+        let routes = Arc::new(RouteStore::new(args.host_routing));
+        if let Some(path) = &args.routes_file {
+            routes_file::restore(path, &routes).await?;
+        }
+        if let Some(target) = &args.default_target {
+            let body = serde_json::json!({ "target": target }).to_string();
+            routes.add_api_route("/", body.as_bytes()).await?;
+        }
+        let proxy = Arc::new(Proxy::new(config, routes.clone())?);
+        let shutdown = Shutdown::new();
+        let idle_timeout = Some(Duration::from_millis(args.keep_alive_timeout.min(args.timeout.unwrap_or(u64::MAX))));
+
+        let api = Arc::new(Api::new(routes.clone(), token.clone(), proxy.metrics().clone()));
+        let api_listener = bind(&api_bind).await?;
+        let api_config = ServeConfig { tls: api_tls(&args)?, idle_timeout: None };
+        tokio::spawn(server::serve(api_listener, api_config, api, shutdown.clone()));
+        if let Some(b) = &metrics_bind {
+            let endpoint = Arc::new(MetricsEndpoint { metrics: proxy.metrics().clone(), routes: routes.clone() });
+            tokio::spawn(server::serve(bind(b).await?, ServeConfig::default(), endpoint, shutdown.clone()));
+        }
+        if let Some(port) = args.redirect_port {
+            let redirect = Arc::new(Redirect { https_port: args.redirect_to.unwrap_or(args.port) });
+            let listener = bind(&Bind::Tcp(address(&args.ip, port))).await?;
+            tokio::spawn(server::serve(listener, ServeConfig::default(), redirect, shutdown.clone()));
+        }
+        let saver = args.routes_file.clone().map(|p| tokio::spawn(routes_file::keep_saved(p, routes.clone())));
+        if let Some(pid_file) = &args.pid_file {
+            std::fs::write(pid_file, format!("{}\n", std::process::id()))
+                .with_context(|| format!("cannot write --pid-file {}", pid_file.display()))?;
+        }
+
+        let serve_config = ServeConfig { tls: public_tls, idle_timeout };
+        let threads = spawn_workers(public, &serve_config, &proxy, &shutdown)?;
+        if token.is_none() {
+            tracing::warn!("REST API is not authenticated.");
+        }
+        let where_ = args.socket.as_ref().map_or_else(|| address(&args.ip, args.port).to_string(), |p| p.display().to_string());
+        tracing::info!(listen = %where_, workers = threads.len(), routes = routes.load().len(), "hubgate proxying");
+
+        wait_for_signal().await?;
+        tracing::info!(grace_secs = args.shutdown_grace, "shutting down");
+        shutdown.drain(Duration::from_secs(args.shutdown_grace)).await;
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+        if let (Some(saver), Some(path)) = (saver, &args.routes_file) {
+            saver.abort();
+            routes_file::save(path, &routes).await;
+        }
+        for path in [&args.pid_file, &args.socket, &args.api_socket, &args.metrics_socket].into_iter().flatten() {
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+enum Listen {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+fn spawn_workers(
+    listeners: Vec<Listen>,
+    config: &ServeConfig,
+    proxy: &Arc<Proxy>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, listen)| {
+            let (config, proxy, shutdown) = (config.clone(), proxy.clone(), shutdown.clone());
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            std::thread::Builder::new()
+                .name(format!("hubgate-worker-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let listener = match listen {
+                            Listen::Tcp(l) => Listener::from_std(l),
+                            Listen::Unix(l) => Listener::from_std_unix(l),
+                        };
+                        match listener {
+                            Ok(l) => server::serve(l, config, proxy, shutdown.clone()).await,
+                            Err(e) => tracing::error!(error = %e, "worker cannot use its listener"),
+                        }
+                        shutdown.all_closed().await;
+                    });
+                })
+                .context("cannot start a worker thread")
+        })
+        .collect()
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_from_env_or_file() {
+        assert_eq!(auth_token(Some("t".into()), None).unwrap().as_deref(), Some("t"));
+        assert_eq!(auth_token(None, None).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "secret\n").unwrap();
+        assert_eq!(auth_token(None, Some(file.clone())).unwrap().as_deref(), Some("secret"));
+        assert_eq!(auth_token(Some(String::new()), Some(file)).unwrap().as_deref(), Some("secret"));
+        assert!(auth_token(None, Some(dir.path().join("missing"))).is_err());
+    }
+
+    #[test]
+    fn custom_headers_parse() {
+        let h = custom_headers(&["x-a: 1".into(), "x-b:two".into()]).unwrap();
+        assert_eq!(h[1].1, "two");
+        assert!(custom_headers(&["nocolon".into()]).is_err());
+        assert!(custom_headers(&["bad name:1".into()]).is_err());
+    }
+
+    #[test]
+    fn reuseport_sockets_share_one_port() {
+        let l = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let port = l[0].local_addr().unwrap().port();
+        assert!(l.iter().all(|s| s.local_addr().unwrap().port() == port));
+    }
+}

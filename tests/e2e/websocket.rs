@@ -1,0 +1,70 @@
+//! Websockets through the proxy: echo, survival across route changes and
+//! removal, activity, and the open-tunnel gauge.
+
+use std::time::Duration;
+
+use http::Method;
+
+use crate::harness::{Backend, TestProxy, echo, wait_for, websocket};
+
+#[tokio::test]
+async fn echo_survives_a_hundred_route_changes() {
+    let (ws_a, ws_b) = (Backend::websocket_echo("a").start().await, Backend::websocket_echo("b").start().await);
+    let p = TestProxy::start().await;
+    let path = "/user/alice";
+    p.add_route(path, &ws_a.url()).await;
+    let mut ws = websocket(p.addr, "/user/alice/api/kernels/k1/channels?token=x").await;
+    echo(&mut ws, "first").await;
+    assert_eq!(ws_a.last().await.uri, "/user/alice/api/kernels/k1/channels?token=x");
+
+    for i in 0..100 {
+        match i % 3 {
+            0 => p.add_route(path, &ws_b.url()).await,
+            1 => assert_eq!(p.api(Method::DELETE, "/api/routes/user/alice", "").await.0, 204),
+            _ => p.add_route(path, &ws_a.url()).await,
+        }
+        echo(&mut ws, &format!("message {i}")).await;
+    }
+    assert_eq!(p.api(Method::DELETE, "/api/routes/user/alice", "").await.0, 204);
+    assert!(p.routes.load().is_empty());
+    echo(&mut ws, "after removal").await;
+    assert_eq!(ws_a.hits(), 1, "the open websocket was never reconnected");
+
+    p.add_route(path, &ws_b.url()).await;
+    let mut second = websocket(p.addr, "/user/alice/terminals/websocket/1").await;
+    echo(&mut second, "new tunnel").await;
+    assert_eq!(ws_b.hits(), 1, "new websockets follow the new route");
+    echo(&mut ws, "old tunnel still open").await;
+}
+
+#[tokio::test]
+async fn websocket_traffic_counts_as_activity() {
+    let ws_backend = Backend::websocket_echo("a").start().await;
+    let p = TestProxy::start().await;
+    let json = format!(r#"{{"/user/a":{{"target":"{}","last_activity":"2020-01-01T00:00:00.000Z"}}}}"#, ws_backend.url());
+    p.routes.restore_api_routes(json.as_bytes()).await.unwrap();
+    let activity = || p.routes.load().get(hubgate_proxy::Layer::Api, "/user/a").unwrap().last_activity_ms();
+    let mut ws = websocket(p.addr, "/user/a/api/kernels/1/channels").await;
+    let before = activity();
+    echo(&mut ws, "ping").await;
+    assert!(activity() > before.max(1_600_000_000_000));
+}
+
+#[tokio::test]
+async fn open_tunnels_are_counted_and_released() {
+    let ws_backend = Backend::websocket_echo("a").start().await;
+    let p = TestProxy::start().await;
+    p.add_route("/", &ws_backend.url()).await;
+    let mut sockets = Vec::new();
+    for i in 0..5 {
+        let mut ws = websocket(p.addr, "/ws").await;
+        echo(&mut ws, &i.to_string()).await;
+        sockets.push(ws);
+    }
+    let metrics = p.proxy.metrics().clone();
+    wait_for(Duration::from_secs(5), "5 open tunnels", || async { metrics.open_websockets() == 5 }).await;
+    for mut ws in sockets {
+        ws.close(None).await.unwrap();
+    }
+    wait_for(Duration::from_secs(5), "tunnels to close", || async { metrics.open_websockets() == 0 }).await;
+}
