@@ -23,7 +23,11 @@ pub(crate) enum Command {
 
 /// The same flags, parsed when invoked as `configurable-http-proxy`.
 #[derive(Debug, Parser)]
-#[command(name = "configurable-http-proxy", version, about = "hubgate, running as configurable-http-proxy")]
+#[command(
+    name = "configurable-http-proxy",
+    version,
+    about = "hubgate, running as configurable-http-proxy"
+)]
 pub(crate) struct ChpCli {
     #[command(flatten)]
     pub(crate) serve: ServeArgs,
@@ -232,7 +236,9 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, ""),
     };
-    let n: u64 = digits.parse().map_err(|_| format!("'{s}' is not a size like 512k, 100m or 2g"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 512k, 100m or 2g"))?;
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -240,7 +246,8 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         _ => return Err(format!("unknown size unit '{unit}' (use k, m or g)")),
     };
-    n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 /// CHP's address words: "" is every interface, `localhost` the IPv4 loopback.
@@ -248,7 +255,11 @@ pub(crate) fn parse_ip(word: &str) -> Option<IpAddr> {
     match word {
         "" | "*" => Some(IpAddr::from([0, 0, 0, 0])),
         "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
-        other => other.trim_start_matches('[').trim_end_matches(']').parse().ok(),
+        other => other
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok(),
     }
 }
 
@@ -300,7 +311,10 @@ mod tests {
         assert_eq!(cli.serve.custom_header.len(), 2);
         assert!(ChpCli::try_parse_from(["x", "--port", "http"]).is_err());
         assert!(ChpCli::try_parse_from(["x", "--bogus"]).is_err());
-        assert!(ChpCli::try_parse_from(["x", "--error-target", "http://a", "--error-path", "/x"]).is_err());
+        assert!(
+            ChpCli::try_parse_from(["x", "--error-target", "http://a", "--error-path", "/x"])
+                .is_err()
+        );
         assert!(ChpCli::try_parse_from(["x", "--redirect-port", "80"]).is_err());
     }
 }

@@ -6,7 +6,11 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{LogFormat, LogLevel};
 
 /// Builds the filter from the flags and an optional `RUST_LOG` value.
-pub(crate) fn filter(level: LogLevel, access_log: bool, rust_log: Option<&str>) -> anyhow::Result<EnvFilter> {
+pub(crate) fn filter(
+    level: LogLevel,
+    access_log: bool,
+    rust_log: Option<&str>,
+) -> anyhow::Result<EnvFilter> {
     let base = match rust_log {
         Some(directives) if !directives.is_empty() => directives.to_owned(),
         _ => {
@@ -29,7 +33,9 @@ pub(crate) fn filter(level: LogLevel, access_log: bool, rust_log: Option<&str>) 
 
 /// Installs the global subscriber.
 pub(crate) fn init(format: LogFormat, filter: EnvFilter) {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -44,7 +50,9 @@ mod tests {
     fn access_log_can_be_turned_off_and_rust_log_wins() {
         let f = filter(LogLevel::Info, false, None).unwrap().to_string();
         assert!(f.contains("hubgate::access=off"), "{f}");
-        let f = filter(LogLevel::Info, true, Some("warn")).unwrap().to_string();
+        let f = filter(LogLevel::Info, true, Some("warn"))
+            .unwrap()
+            .to_string();
         assert_eq!(f, "warn");
         assert!(filter(LogLevel::Info, true, Some("=bad=")).is_err());
     }

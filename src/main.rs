@@ -20,7 +20,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
-    let invoked_as = argv.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str());
+    let invoked_as = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str());
     let parsed = if invoked_as == Some("configurable-http-proxy") {
         ChpCli::try_parse_from(&argv).map(|c| Command::Serve(Box::new(c.serve)))
     } else {
@@ -35,7 +38,13 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let rendered = e.render().to_string();
-            eprintln!("{}", rendered.lines().next().unwrap_or("error: invalid arguments"));
+            eprintln!(
+                "{}",
+                rendered
+                    .lines()
+                    .next()
+                    .unwrap_or("error: invalid arguments")
+            );
             return ExitCode::from(2);
         }
     };

@@ -22,7 +22,9 @@ pub(crate) async fn restore(path: &Path, routes: &RouteStore) -> anyhow::Result<
             tracing::info!(file = %path.display(), "no routes file yet; starting with an empty table");
             return Ok(());
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot read routes file {}", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read routes file {}", path.display()));
+        }
     };
     match routes.restore_api_routes(&bytes).await {
         Ok(n) => tracing::info!(file = %path.display(), routes = n, "restored routes"),
@@ -40,15 +42,24 @@ pub(crate) async fn restore(path: &Path, routes: &RouteStore) -> anyhow::Result<
 }
 
 fn aside_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".bad-{}", hubgate_proxy::now_ms()));
     path.with_file_name(name)
 }
 
 /// Writes `contents` to `path` atomically.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp_name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let mut file = std::fs::File::create(&tmp)?;
@@ -66,7 +77,9 @@ pub(crate) async fn save(path: &Path, routes: &RouteStore) {
     let result = tokio::task::spawn_blocking(move || write_atomic(&target, json.as_bytes())).await;
     match result {
         Ok(Ok(())) => tracing::debug!(file = %path.display(), "routes file written"),
-        Ok(Err(e)) => tracing::error!(file = %path.display(), error = %e, "cannot write routes file"),
+        Ok(Err(e)) => {
+            tracing::error!(file = %path.display(), error = %e, "cannot write routes file")
+        }
         Err(e) => tracing::error!(error = %e, "routes file writer failed"),
     }
 }
@@ -90,12 +103,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("routes.json");
         let store = RouteStore::new(false);
-        store.add_api_route("/user/a", br#"{"target":"http://127.0.0.1:1","user":"a"}"#).await.unwrap();
+        store
+            .add_api_route("/user/a", br#"{"target":"http://127.0.0.1:1","user":"a"}"#)
+            .await
+            .unwrap();
         save(&path, &store).await;
 
         let restored = RouteStore::new(false);
         restore(&path, &restored).await.unwrap();
-        assert_eq!(restored.load().render_api_routes(None), store.load().render_api_routes(None));
+        assert_eq!(
+            restored.load().render_api_routes(None),
+            store.load().render_api_routes(None)
+        );
 
         std::fs::write(&path, b"{not json").unwrap();
         let fresh = RouteStore::new(false);

@@ -29,23 +29,41 @@ pub(crate) struct UsageError(pub(crate) String);
 /// Checks what clap cannot: unsupported flags and values that must parse.
 pub(crate) fn validate(args: &ServeArgs) -> Result<(), UsageError> {
     let unsupported = [
-        (args.storage_backend.is_some(), "--storage-backend is not supported; use --routes-file to persist routes"),
+        (
+            args.storage_backend.is_some(),
+            "--storage-backend is not supported; use --routes-file to persist routes",
+        ),
         (args.auto_rewrite, "--auto-rewrite is not supported"),
-        (args.protocol_rewrite.is_some(), "--protocol-rewrite is not supported"),
-        (args.ssl_allow_rc4, "--ssl-allow-rc4 is not supported: RC4 is broken and rustls does not implement it"),
+        (
+            args.protocol_rewrite.is_some(),
+            "--protocol-rewrite is not supported",
+        ),
+        (
+            args.ssl_allow_rc4,
+            "--ssl-allow-rc4 is not supported: RC4 is broken and rustls does not implement it",
+        ),
     ];
     if let Some((_, msg)) = unsupported.iter().find(|(set, _)| *set) {
         return Err(UsageError((*msg).to_owned()));
     }
-    for (flag, url) in [("--default-target", &args.default_target), ("--error-target", &args.error_target)] {
+    for (flag, url) in [
+        ("--default-target", &args.default_target),
+        ("--error-target", &args.error_target),
+    ] {
         if let Some(url) = url {
             Target::parse(url).map_err(|e| UsageError(format!("invalid value for {flag}: {e}")))?;
         }
     }
     custom_headers(&args.custom_header)?;
-    for (flag, ip) in [("--ip", &args.ip), ("--api-ip", &args.api_ip), ("--metrics-ip", &args.metrics_ip)] {
+    for (flag, ip) in [
+        ("--ip", &args.ip),
+        ("--api-ip", &args.api_ip),
+        ("--metrics-ip", &args.metrics_ip),
+    ] {
         if parse_ip(ip).is_none() {
-            return Err(UsageError(format!("invalid value '{ip}' for {flag}: not an IP address")));
+            return Err(UsageError(format!(
+                "invalid value '{ip}' for {flag}: not an IP address"
+            )));
         }
     }
     Ok(())
@@ -54,7 +72,11 @@ pub(crate) fn validate(args: &ServeArgs) -> Result<(), UsageError> {
 fn custom_headers(raw: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>, UsageError> {
     raw.iter()
         .map(|h| {
-            let bad = || UsageError(format!("invalid value '{h}' for --custom-header: expected NAME:VALUE"));
+            let bad = || {
+                UsageError(format!(
+                    "invalid value '{h}' for --custom-header: expected NAME:VALUE"
+                ))
+            };
             let (name, value) = h.split_once(':').ok_or_else(bad)?;
             let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
             let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
@@ -65,15 +87,24 @@ fn custom_headers(raw: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>, Usag
 
 /// The auth token: `CONFIGPROXY_AUTH_TOKEN`, else the contents of the file
 /// named by `CONFIGPROXY_AUTH_TOKEN_FILE` (a docker secret).
-pub(crate) fn auth_token(env_token: Option<String>, token_file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+pub(crate) fn auth_token(
+    env_token: Option<String>,
+    token_file: Option<PathBuf>,
+) -> anyhow::Result<Option<String>> {
     if let Some(token) = env_token.filter(|t| !t.is_empty()) {
         return Ok(Some(token));
     }
-    let Some(path) = token_file else { return Ok(None) };
+    let Some(path) = token_file else {
+        return Ok(None);
+    };
     let token = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read CONFIGPROXY_AUTH_TOKEN_FILE {}", path.display()))?;
     let token = token.trim().to_owned();
-    anyhow::ensure!(!token.is_empty(), "CONFIGPROXY_AUTH_TOKEN_FILE {} is empty", path.display());
+    anyhow::ensure!(
+        !token.is_empty(),
+        "CONFIGPROXY_AUTH_TOKEN_FILE {} is empty",
+        path.display()
+    );
     Ok(Some(token))
 }
 
@@ -82,12 +113,20 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn error_pages(dir: Option<&Path>) -> anyhow::Result<ErrorPages> {
-    let Some(dir) = dir else { return Ok(ErrorPages::default()) };
+    let Some(dir) = dir else {
+        return Ok(ErrorPages::default());
+    };
     let mut by_code = HashMap::new();
     let mut fallback = None;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read --error-path {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read --error-path {}", dir.display()))?
+    {
         let path = entry?.path();
-        let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".html")) else {
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".html"))
+        else {
             continue;
         };
         let page = Bytes::from(read(&path, "error page")?);
@@ -103,7 +142,9 @@ fn error_pages(dir: Option<&Path>) -> anyhow::Result<ErrorPages> {
 }
 
 fn public_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    let (Some(cert), Some(key)) = (&args.ssl_cert, &args.ssl_key) else { return Ok(None) };
+    let (Some(cert), Some(key)) = (&args.ssl_cert, &args.ssl_key) else {
+        return Ok(None);
+    };
     let key = tls::certified_key(&read(cert, "--ssl-cert")?, &read(key, "--ssl-key")?)
         .context("invalid --ssl-cert/--ssl-key")?;
     let resolver = Arc::new(CertResolver::new(CertSet::single(Arc::new(key))));
@@ -111,17 +152,28 @@ fn public_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfi
         (Some(ca), true) => Some(read(ca, "--ssl-ca")?),
         _ => None,
     };
-    let auth = ca.as_deref().map(|ca_pem| ClientAuth { ca_pem, required: args.ssl_reject_unauthorized });
-    for (set, flag) in [(args.ssl_protocol.is_some(), "--ssl-protocol"), (args.ssl_ciphers.is_some(), "--ssl-ciphers"), (args.ssl_dhparam.is_some(), "--ssl-dhparam")] {
+    let auth = ca.as_deref().map(|ca_pem| ClientAuth {
+        ca_pem,
+        required: args.ssl_reject_unauthorized,
+    });
+    for (set, flag) in [
+        (args.ssl_protocol.is_some(), "--ssl-protocol"),
+        (args.ssl_ciphers.is_some(), "--ssl-ciphers"),
+        (args.ssl_dhparam.is_some(), "--ssl-dhparam"),
+    ] {
         if set {
-            tracing::warn!("{flag} is ignored: rustls negotiates TLS 1.2/1.3 with its own safe suites");
+            tracing::warn!(
+                "{flag} is ignored: rustls negotiates TLS 1.2/1.3 with its own safe suites"
+            );
         }
     }
     Ok(Some(tls::server_config(resolver, auth)?))
 }
 
 fn api_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    let (Some(cert), Some(key)) = (&args.api_ssl_cert, &args.api_ssl_key) else { return Ok(None) };
+    let (Some(cert), Some(key)) = (&args.api_ssl_cert, &args.api_ssl_key) else {
+        return Ok(None);
+    };
     let key = tls::certified_key(&read(cert, "--api-ssl-cert")?, &read(key, "--api-ssl-key")?)
         .context("invalid --api-ssl-cert/--api-ssl-key")?;
     let resolver = Arc::new(CertResolver::new(CertSet::single(Arc::new(key))));
@@ -129,7 +181,10 @@ fn api_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>
         (Some(ca), true) => Some(read(ca, "--api-ssl-ca")?),
         _ => None,
     };
-    let auth = ca.as_deref().map(|ca_pem| ClientAuth { ca_pem, required: args.api_ssl_reject_unauthorized });
+    let auth = ca.as_deref().map(|ca_pem| ClientAuth {
+        ca_pem,
+        required: args.api_ssl_reject_unauthorized,
+    });
     Ok(Some(tls::server_config(resolver, auth)?))
 }
 
@@ -137,7 +192,11 @@ fn upstream_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ClientCon
     if args.client_ssl_ca.is_none() && args.client_ssl_cert.is_none() && !args.insecure {
         return Ok(None);
     }
-    let ca = args.client_ssl_ca.as_deref().map(|p| read(p, "--client-ssl-ca")).transpose()?;
+    let ca = args
+        .client_ssl_ca
+        .as_deref()
+        .map(|p| read(p, "--client-ssl-ca"))
+        .transpose()?;
     let cert = match (&args.client_ssl_cert, &args.client_ssl_key) {
         (Some(c), Some(k)) => Some((read(c, "--client-ssl-cert")?, read(k, "--client-ssl-key")?)),
         _ => None,
@@ -147,7 +206,9 @@ fn upstream_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ClientCon
         client_cert: cert.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
         insecure: args.insecure,
     };
-    Ok(Some(tls::client_config(&opts).context("invalid --client-ssl-* files")?))
+    Ok(Some(
+        tls::client_config(&opts).context("invalid --client-ssl-* files")?,
+    ))
 }
 
 fn proxy_config(args: &ServeArgs) -> anyhow::Result<ProxyConfig> {
@@ -173,10 +234,13 @@ enum Bind {
 }
 
 fn bind_std_unix(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
+    if std::fs::symlink_metadata(path)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+    {
         std::fs::remove_file(path)?;
     }
-    std::os::unix::net::UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))
+    std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot bind {}", path.display()))
 }
 
 /// `n` sockets on one address with `SO_REUSEPORT`, so the kernel spreads
@@ -185,10 +249,16 @@ fn bind_reuseport(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<std::net::Tc
     let mut addr = addr;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
-        socket.bind(&addr.into()).with_context(|| format!("cannot bind {addr}"))?;
+        socket
+            .bind(&addr.into())
+            .with_context(|| format!("cannot bind {addr}"))?;
         socket.listen(4096)?;
         let listener: std::net::TcpListener = socket.into();
         addr = listener.local_addr()?;
@@ -199,7 +269,9 @@ fn bind_reuseport(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<std::net::Tc
 
 async fn bind(bind: &Bind) -> anyhow::Result<Listener> {
     match bind {
-        Bind::Tcp(addr) => Listener::bind_tcp(*addr).await.with_context(|| format!("cannot bind {addr}")),
+        Bind::Tcp(addr) => Listener::bind_tcp(*addr)
+            .await
+            .with_context(|| format!("cannot bind {addr}")),
         Bind::Unix(path) => Listener::from_std_unix(bind_std_unix(path)?).map_err(Into::into),
     }
 }
@@ -210,7 +282,11 @@ fn address(ip: &str, port: u16) -> SocketAddr {
 
 /// Runs `hubgate serve` to completion.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = logging::filter(args.log_level, !args.no_access_log, std::env::var("RUST_LOG").ok().as_deref())?;
+    let filter = logging::filter(
+        args.log_level,
+        !args.no_access_log,
+        std::env::var("RUST_LOG").ok().as_deref(),
+    )?;
     logging::init(args.log_format, filter);
     let token = auth_token(
         std::env::var("CONFIGPROXY_AUTH_TOKEN").ok(),
@@ -226,11 +302,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Bind everything before serving, so a taken port fails the start.
     let public: Vec<Listen> = match &args.socket {
         Some(path) => vec![Listen::Unix(bind_std_unix(path)?)],
-        None => bind_reuseport(address(&args.ip, args.port), workers)?.into_iter().map(Listen::Tcp).collect(),
+        None => bind_reuseport(address(&args.ip, args.port), workers)?
+            .into_iter()
+            .map(Listen::Tcp)
+            .collect(),
     };
     let api_bind = match &args.api_socket {
         Some(p) => Bind::Unix(p.clone()),
-        None => Bind::Tcp(address(&args.api_ip, args.api_port.unwrap_or(args.port.saturating_add(1)))),
+        None => Bind::Tcp(address(
+            &args.api_ip,
+            args.api_port.unwrap_or(args.port.saturating_add(1)),
+        )),
     };
     let metrics_bind = match (&args.metrics_socket, args.metrics_port) {
         (Some(p), _) => Some(Bind::Unix(p.clone())),
@@ -238,7 +320,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         (None, None) => None,
     };
 
-    let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     control.block_on(async move {
         let routes = Arc::new(RouteStore::new(args.host_routing));
         if let Some(path) = &args.routes_file {
@@ -315,7 +399,9 @@ fn spawn_workers(
         .enumerate()
         .map(|(i, listen)| {
             let (config, proxy, shutdown) = (config.clone(), proxy.clone(), shutdown.clone());
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             std::thread::Builder::new()
                 .name(format!("hubgate-worker-{i}"))
                 .spawn(move || {
@@ -351,13 +437,24 @@ mod tests {
 
     #[test]
     fn token_from_env_or_file() {
-        assert_eq!(auth_token(Some("t".into()), None).unwrap().as_deref(), Some("t"));
+        assert_eq!(
+            auth_token(Some("t".into()), None).unwrap().as_deref(),
+            Some("t")
+        );
         assert_eq!(auth_token(None, None).unwrap(), None);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, "secret\n").unwrap();
-        assert_eq!(auth_token(None, Some(file.clone())).unwrap().as_deref(), Some("secret"));
-        assert_eq!(auth_token(Some(String::new()), Some(file)).unwrap().as_deref(), Some("secret"));
+        assert_eq!(
+            auth_token(None, Some(file.clone())).unwrap().as_deref(),
+            Some("secret")
+        );
+        assert_eq!(
+            auth_token(Some(String::new()), Some(file))
+                .unwrap()
+                .as_deref(),
+            Some("secret")
+        );
         assert!(auth_token(None, Some(dir.path().join("missing"))).is_err());
     }
 

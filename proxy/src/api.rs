@@ -30,18 +30,25 @@ impl Api {
     /// The API over `routes`. With `token`, every request must carry
     /// `Authorization: token <token>`; without, the API is open (CHP's rule).
     pub fn new(routes: Arc<RouteStore>, token: Option<String>, metrics: Arc<Metrics>) -> Self {
-        Self { routes, token: token.map(|t| t.into_bytes().into_boxed_slice()), metrics }
+        Self {
+            routes,
+            token: token.map(|t| t.into_bytes().into_boxed_slice()),
+            metrics,
+        }
     }
 
     fn authorized<B>(&self, req: &Request<B>) -> bool {
-        let Some(expected) = &self.token else { return true };
+        let Some(expected) = &self.token else {
+            return true;
+        };
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 let rest = v.trim_start().strip_prefix("token")?;
-                rest.starts_with(char::is_whitespace).then(|| rest.split_whitespace().next())?
+                rest.starts_with(char::is_whitespace)
+                    .then(|| rest.split_whitespace().next())?
             });
         given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected))
     }
@@ -69,33 +76,50 @@ impl Api {
                 Ok(false) => (StatusCode::NOT_FOUND, None),
                 Err(e) => (StatusCode::BAD_REQUEST, Some(e.to_string())),
             },
-            _ => (StatusCode::METHOD_NOT_ALLOWED, Some("Method not supported".to_owned())),
+            _ => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Some("Method not supported".to_owned()),
+            ),
         }
     }
 
     fn list(&self, query: Option<&str>) -> (StatusCode, Option<String>) {
-        let since = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == "inactive_since" || k == "inactiveSince").then_some(v)
-        });
+        let since = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == "inactive_since" || k == "inactiveSince").then_some(v)
+            });
         let since = match since {
             None => None,
             Some(raw) => {
-                let value = percent_encoding::percent_decode_str(&raw.replace('+', " ")).decode_utf8_lossy().into_owned();
+                let value = percent_encoding::percent_decode_str(&raw.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned();
                 match parse_js_date(&value) {
                     Some(ms) => Some(ms),
                     None => {
-                        return (StatusCode::BAD_REQUEST, Some(format!("Invalid datestamp '{value}' must be ISO8601.")));
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            Some(format!("Invalid datestamp '{value}' must be ISO8601.")),
+                        );
                     }
                 }
             }
         };
-        (StatusCode::OK, Some(self.routes.load().render_api_routes(since)))
+        (
+            StatusCode::OK,
+            Some(self.routes.load().render_api_routes(since)),
+        )
     }
 
     fn get(&self, path: &str) -> (StatusCode, Option<String>) {
         let Ok(decoded) = crate::route::key::percent_decode(path) else {
-            return (StatusCode::BAD_REQUEST, Some(RouteError::BadPath.to_string()));
+            return (
+                StatusCode::BAD_REQUEST,
+                Some(RouteError::BadPath.to_string()),
+            );
         };
         let key = crate::route::key::normalize_key(&decoded);
         match self.routes.load().get(Layer::Api, &key) {
@@ -112,10 +136,18 @@ impl Api {
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
-                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let too_large = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
                 return match too_large {
-                    true => (StatusCode::PAYLOAD_TOO_LARGE, Some(format!("Body larger than {MAX_BODY} bytes"))),
-                    false => (StatusCode::BAD_REQUEST, Some(format!("Body not readable: {e}"))),
+                    true => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Some(format!("Body larger than {MAX_BODY} bytes")),
+                    ),
+                    false => (
+                        StatusCode::BAD_REQUEST,
+                        Some(format!("Body not readable: {e}")),
+                    ),
                 };
             }
         };
@@ -140,7 +172,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Handler for Api {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _conn: Arc<ConnInfo>,
+    ) -> Response<ResponseBody> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let (status, body) = self.respond(req).await;
@@ -148,14 +184,21 @@ impl Handler for Api {
         match status.as_u16() {
             0..400 => tracing::info!("{} {method} {path}", status.as_u16()),
             403 => tracing::debug!("{} {method} {path}", status.as_u16()),
-            400..500 => tracing::warn!("{} {method} {path} {}", status.as_u16(), body.as_deref().unwrap_or("")),
+            400..500 => tracing::warn!(
+                "{} {method} {path} {}",
+                status.as_u16(),
+                body.as_deref().unwrap_or("")
+            ),
             _ => tracing::error!("{} {method} {path}", status.as_u16()),
         }
         let json = status == StatusCode::OK;
         let mut resp = Response::new(body.map_or_else(ResponseBody::empty, ResponseBody::full));
         *resp.status_mut() = status;
         if json {
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
         resp
     }
@@ -176,8 +219,17 @@ mod tests {
 
     #[test]
     fn token_header_forms() {
-        let api = Api::new(Arc::new(RouteStore::new(false)), Some("abc".into()), Arc::new(Metrics::default()));
-        let req = |v: &str| Request::get("/api/routes").header("authorization", v).body(()).unwrap();
+        let api = Api::new(
+            Arc::new(RouteStore::new(false)),
+            Some("abc".into()),
+            Arc::new(Metrics::default()),
+        );
+        let req = |v: &str| {
+            Request::get("/api/routes")
+                .header("authorization", v)
+                .body(())
+                .unwrap()
+        };
         assert!(api.authorized(&req("token abc")));
         assert!(api.authorized(&req("token   abc  trailing")));
         assert!(!api.authorized(&req("token abcd")));

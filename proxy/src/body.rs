@@ -26,15 +26,29 @@ pub(crate) struct TooLarge(pub(crate) u64);
 /// A request body on its way upstream.
 pub(crate) enum UpstreamBody {
     Empty,
-    Client { inner: Incoming, activity: Arc<Activity>, remaining: u64, limit: u64 },
+    Client {
+        inner: Incoming,
+        activity: Arc<Activity>,
+        remaining: u64,
+        limit: u64,
+    },
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let Self::Client { inner, activity, remaining, limit } = self.get_mut() else {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Self::Client {
+            inner,
+            activity,
+            remaining,
+            limit,
+        } = self.get_mut()
+        else {
             return Poll::Ready(None);
         };
         match Pin::new(inner).poll_frame(cx) {
@@ -101,8 +115,17 @@ pub struct FromUpstream {
 }
 
 impl FromUpstream {
-    pub(crate) fn new(inner: Incoming, conn: Option<(PoolKey, Sender)>, activity: Option<Arc<Activity>>) -> Self {
-        Self { inner, done: false, conn, activity }
+    pub(crate) fn new(
+        inner: Incoming,
+        conn: Option<(PoolKey, Sender)>,
+        activity: Option<Arc<Activity>>,
+    ) -> Self {
+        Self {
+            inner,
+            done: false,
+            conn,
+            activity,
+        }
     }
 }
 
@@ -123,7 +146,10 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Upstream(up) => match Pin::new(&mut up.inner).poll_frame(cx) {

@@ -32,20 +32,27 @@ pub fn parse_js_date(s: &str) -> Option<u64> {
     let s = s.trim();
     let parsed = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M%:z").map(|t| t.with_timezone(&Utc)))
+        .or_else(|_| {
+            DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M%:z").map(|t| t.with_timezone(&Utc))
+        })
         .or_else(|_| DateTime::parse_from_rfc2822(s).map(|t| t.with_timezone(&Utc)))
         .ok()
         .or_else(|| {
             let naive = s.strip_suffix('Z').unwrap_or(s);
-            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f"]
-                .iter()
-                .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
-                .or_else(|| {
-                    NaiveDate::parse_from_str(naive, "%Y-%m-%d")
-                        .ok()
-                        .and_then(|d| d.and_hms_opt(0, 0, 0))
-                })
-                .map(|n| n.and_utc())
+            [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S",
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M:%S%.f",
+            ]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
+            .or_else(|| {
+                NaiveDate::parse_from_str(naive, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+            })
+            .map(|n| n.and_utc())
         })?;
     u64::try_from(parsed.timestamp_millis()).ok()
 }
@@ -80,7 +87,10 @@ mod tests {
     #[test]
     fn formats_like_javascript() {
         assert_eq!(format_iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_iso8601(1_767_268_800_123), "2026-01-01T12:00:00.123Z");
+        assert_eq!(
+            format_iso8601(1_767_268_800_123),
+            "2026-01-01T12:00:00.123Z"
+        );
     }
 
     #[test]

@@ -22,7 +22,11 @@ impl ErrorPages {
 
     /// The HTML for `status`.
     pub(crate) fn page(&self, status: StatusCode) -> Bytes {
-        if let Some(page) = self.by_code.get(&status.as_u16()).or(self.fallback.as_ref()) {
+        if let Some(page) = self
+            .by_code
+            .get(&status.as_u16())
+            .or(self.fallback.as_ref())
+        {
             return page.clone();
         }
         let code = status.as_u16();
@@ -40,10 +44,17 @@ mod tests {
 
     #[test]
     fn files_first_then_fallback_then_built_in() {
-        let pages = ErrorPages::new(HashMap::from([(404, Bytes::from_static(b"nf"))]), Some(Bytes::from_static(b"fb")));
+        let pages = ErrorPages::new(
+            HashMap::from([(404, Bytes::from_static(b"nf"))]),
+            Some(Bytes::from_static(b"fb")),
+        );
         assert_eq!(pages.page(StatusCode::NOT_FOUND), "nf");
         assert_eq!(pages.page(StatusCode::SERVICE_UNAVAILABLE), "fb");
         let built_in = ErrorPages::default().page(StatusCode::SERVICE_UNAVAILABLE);
-        assert!(std::str::from_utf8(&built_in).unwrap().contains("503 Service Unavailable"));
+        assert!(
+            std::str::from_utf8(&built_in)
+                .unwrap()
+                .contains("503 Service Unavailable")
+        );
     }
 }

@@ -79,16 +79,37 @@ pub struct Proxy {
 }
 
 /// `encodeURIComponent`'s set: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`.
-const URI_COMPONENT: &AsciiSet =
-    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'!').remove(b'~').remove(b'*').remove(b'\'').remove(b'(').remove(b')');
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
 
 impl Proxy {
     /// A proxy over `routes`. Fails when `error_target` is not a usable URL.
     pub fn new(config: ProxyConfig, routes: Arc<RouteStore>) -> Result<Self, RouteError> {
-        let error_target = config.error_target.as_deref().map(Target::parse).transpose()?;
-        let tls = config.upstream_tls.clone().unwrap_or_else(tls::default_client_config);
+        let error_target = config
+            .error_target
+            .as_deref()
+            .map(Target::parse)
+            .transpose()?;
+        let tls = config
+            .upstream_tls
+            .clone()
+            .unwrap_or_else(tls::default_client_config);
         let connector = Connector::new(tls, config.connect_timeout);
-        Ok(Self { config, error_target, routes, connector, metrics: Arc::new(Metrics::default()) })
+        Ok(Self {
+            config,
+            error_target,
+            routes,
+            connector,
+            metrics: Arc::new(Metrics::default()),
+        })
     }
 
     /// The route store this proxy reads.
@@ -101,10 +122,16 @@ impl Proxy {
         &self.metrics
     }
 
-    async fn forward(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Result<Response<ResponseBody>, ProxyError> {
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
         let route = self.route_for(&req)?;
         let websocket = headers::is_upgrade(&req);
-        if let (Some(limit), Some(len)) = (self.config.max_body_size, req.body().size_hint().exact()) {
+        if let (Some(limit), Some(len)) =
+            (self.config.max_body_size, req.body().size_hint().exact())
+        {
             if len > limit {
                 return Err(ProxyError::BodyTooLarge { limit });
             }
@@ -118,7 +145,7 @@ impl Proxy {
                 // The pooled connection was closed before the request went
                 // out: nothing reached the upstream, so a new one is safe.
                 sender = self.connector.connect(&route.target).await?;
-                self.send(&mut sender, req, &route.target).await
+                self.send(&mut sender, *req, &route.target).await
             }
             other => other,
         }
@@ -160,9 +187,14 @@ impl Proxy {
             let host_segment = usize::from(self.routes.host_routing() && route.segments > 0);
             strip_segments(raw_path, route.segments - host_segment)
         };
-        let base = if self.config.prepend_path { &*route.target.path } else { "" };
+        let base = if self.config.prepend_path {
+            &*route.target.path
+        } else {
+            ""
+        };
         let query = parts.uri.query();
-        let mut path = String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
+        let mut path =
+            String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
         path.push_str(base);
         if rest.is_empty() {
             if base.is_empty() {
@@ -179,17 +211,27 @@ impl Proxy {
 
         let h = &mut parts.headers;
         if self.config.change_origin {
-            let authority = HeaderValue::from_str(route.target.authority.as_str()).map_err(|_| ProxyError::BadPath)?;
+            let authority = HeaderValue::from_str(route.target.authority.as_str())
+                .map_err(|_| ProxyError::BadPath)?;
             h.insert(header::HOST, authority);
         } else if !h.contains_key(header::HOST) {
-            if let Some(a) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            if let Some(a) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
                 h.insert(header::HOST, a);
             }
         }
         headers::strip_hop_by_hop(h, websocket);
         if self.config.x_forward {
             let host = h.get(header::HOST).cloned();
-            let forwarded = Forwarded { peer: conn.peer, tls: conn.tls, websocket, host: host.as_ref() };
+            let forwarded = Forwarded {
+                peer: conn.peer,
+                tls: conn.tls,
+                websocket,
+                host: host.as_ref(),
+            };
             headers::add_forwarded(h, &forwarded);
         }
         for (name, value) in &self.config.custom_headers {
@@ -201,7 +243,12 @@ impl Proxy {
             UpstreamBody::Empty
         } else {
             let limit = self.config.max_body_size.unwrap_or(u64::MAX);
-            UpstreamBody::Client { inner: body, activity: route.activity.clone(), remaining: limit, limit }
+            UpstreamBody::Client {
+                inner: body,
+                activity: route.activity.clone(),
+                remaining: limit,
+                limit,
+            }
         };
         parts.uri = uri;
         parts.version = Version::HTTP_11;
@@ -217,18 +264,23 @@ impl Proxy {
         let upstream = || target.pool_key.to_string();
         let exchange = sender.try_send_request(req);
         let result = match self.config.proxy_timeout {
-            Some(t) => tokio::time::timeout(t, exchange)
-                .await
-                .map_err(|_| SendError::Failed(ProxyError::Timeout { upstream: upstream() }))?,
+            Some(t) => tokio::time::timeout(t, exchange).await.map_err(|_| {
+                SendError::Failed(ProxyError::Timeout {
+                    upstream: upstream(),
+                })
+            })?,
             None => exchange.await,
         };
         result.map_err(|mut e| match e.take_message() {
-            Some(req) => SendError::Retry(req),
+            Some(req) => SendError::Retry(Box::new(req)),
             None => {
                 let source = e.into_error();
                 match too_large(&source) {
                     Some(limit) => SendError::Failed(ProxyError::BodyTooLarge { limit }),
-                    None => SendError::Failed(ProxyError::Upstream { upstream: upstream(), source }),
+                    None => SendError::Failed(ProxyError::Upstream {
+                        upstream: upstream(),
+                        source,
+                    }),
                 }
             }
         })
@@ -245,7 +297,13 @@ impl Proxy {
         let status = response.status();
         if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (status, client_upgrade) {
             let upstream = hyper::upgrade::on(&mut response);
-            upgrade::spawn_tunnel(client, upstream, route.activity.clone(), self.metrics.clone(), &conn.shutdown);
+            upgrade::spawn_tunnel(
+                client,
+                upstream,
+                route.activity.clone(),
+                self.metrics.clone(),
+                &conn.shutdown,
+            );
             let (mut parts, _) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, true);
             return Response::from_parts(parts, ResponseBody::empty());
@@ -253,13 +311,22 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
         let activity = status.as_u16().lt(&300).then(|| route.activity.clone());
-        let body = FromUpstream::new(body, Some((self.connector.key(&route.target), sender)), activity);
+        let body = FromUpstream::new(
+            body,
+            Some((self.connector.key(&route.target), sender)),
+            activity,
+        );
         Response::from_parts(parts, ResponseBody::Upstream(body))
     }
 
     /// The response for a failed request: a bare status for websockets (as
     /// CHP ≥ 5.1), else the error target's page, else a local page.
-    async fn error_response(&self, err: &ProxyError, uri: &Uri, websocket: bool) -> Response<ResponseBody> {
+    async fn error_response(
+        &self,
+        err: &ProxyError,
+        uri: &Uri,
+        websocket: bool,
+    ) -> Response<ResponseBody> {
         let status = err.status();
         if !websocket {
             if let Some(target) = &self.error_target {
@@ -272,16 +339,29 @@ impl Proxy {
             Response::new(ResponseBody::empty())
         } else {
             let mut resp = Response::new(ResponseBody::full(self.config.error_pages.page(status)));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             resp
         };
         *resp.status_mut() = status;
         resp
     }
 
-    async fn fetch_error_page(&self, target: &Target, status: StatusCode, uri: &Uri) -> Option<Response<ResponseBody>> {
+    async fn fetch_error_page(
+        &self,
+        target: &Target,
+        status: StatusCode,
+        uri: &Uri,
+    ) -> Option<Response<ResponseBody>> {
         let original = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let path = format!("{}/{}?url={}", target.path, status.as_u16(), utf8_percent_encode(original, URI_COMPONENT));
+        let path = format!(
+            "{}/{}?url={}",
+            target.path,
+            status.as_u16(),
+            utf8_percent_encode(original, URI_COMPONENT)
+        );
         let req = Request::get(path)
             .header(header::HOST, target.authority.as_str())
             .body(UpstreamBody::Empty)
@@ -318,7 +398,7 @@ impl Proxy {
 
 enum SendError {
     /// The request never left; it can go on a new connection.
-    Retry(Request<UpstreamBody>),
+    Retry(Box<Request<UpstreamBody>>),
     Failed(ProxyError),
 }
 
@@ -350,10 +430,17 @@ fn strip_port(host: &str) -> &str {
 }
 
 impl Handler for Proxy {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Response<ResponseBody> {
         if req.uri().path() == "/_chp_healthz" {
             let mut resp = Response::new(ResponseBody::full(r#"{"status": "OK"}"#));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             return resp;
         }
         let start = Instant::now();
@@ -368,7 +455,10 @@ impl Handler for Proxy {
                     tracing::warn!(method = %method, path = uri.path(), failure = e.kind(), error = %e, "proxy error");
                 }
                 self.metrics.upstream_error(&e);
-                (self.error_response(&e, &uri, websocket).await, Some(e.kind()))
+                (
+                    self.error_response(&e, &uri, websocket).await,
+                    Some(e.kind()),
+                )
             }
         };
         let elapsed = start.elapsed();

@@ -12,8 +12,15 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Version};
 
-const HOP_BY_HOP: [&str; 7] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
@@ -146,7 +153,11 @@ mod tests {
             }
             b.body(()).unwrap()
         };
-        assert!(is_upgrade(&req(Version::HTTP_11, "keep-alive, Upgrade", true)));
+        assert!(is_upgrade(&req(
+            Version::HTTP_11,
+            "keep-alive, Upgrade",
+            true
+        )));
         assert!(!is_upgrade(&req(Version::HTTP_11, "keep-alive", true)));
         assert!(!is_upgrade(&req(Version::HTTP_11, "upgrade", false)));
         assert!(!is_upgrade(&req(Version::HTTP_10, "upgrade", true)));
@@ -166,7 +177,10 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
 
-        let mut h = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        let mut h = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
@@ -178,7 +192,12 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1"), ("x-real-ip", "6.6.6.6")]);
         add_forwarded(
             &mut h,
-            &Forwarded { peer: Some("127.0.0.2".parse().unwrap()), tls: true, websocket: false, host: Some(&host) },
+            &Forwarded {
+                peer: Some("127.0.0.2".parse().unwrap()),
+                tls: true,
+                websocket: false,
+                host: Some(&host),
+            },
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1,127.0.0.2");
         assert_eq!(h["x-real-ip"], "127.0.0.2");
@@ -188,7 +207,15 @@ mod tests {
 
         let mut h = HeaderMap::new();
         let host = HeaderValue::from_static("hub");
-        add_forwarded(&mut h, &Forwarded { peer: None, tls: false, websocket: true, host: Some(&host) });
+        add_forwarded(
+            &mut h,
+            &Forwarded {
+                peer: None,
+                tls: false,
+                websocket: true,
+                host: Some(&host),
+            },
+        );
         assert_eq!(h["x-forwarded-proto"], "ws");
         assert_eq!(h["x-forwarded-port"], "80");
         assert!(!h.contains_key("x-forwarded-host"));

@@ -10,8 +10,18 @@ use crate::error::ProxyError;
 use crate::route::RouteTable;
 
 /// Upper bounds (seconds) of the request latency histogram.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-const FAILURES: [&str; 7] = ["no_route", "bad_path", "body_too_large", "connect", "connect_timeout", "timeout", "upstream"];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+const FAILURES: [&str; 7] = [
+    "no_route",
+    "bad_path",
+    "body_too_large",
+    "connect",
+    "connect_timeout",
+    "timeout",
+    "upstream",
+];
 
 /// Counters and gauges of one proxy.
 pub struct Metrics {
@@ -56,9 +66,15 @@ impl Metrics {
             c.fetch_add(1, Relaxed);
         }
         let secs = elapsed.as_secs_f64();
-        let bucket = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        let bucket = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
         self.latency[bucket].fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
+        self.latency_sum_us.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
     }
 
     pub(crate) fn api_request(&self, status: StatusCode) {
@@ -107,11 +123,24 @@ impl Metrics {
                 }
             }
         };
-        by_code(&mut out, "hubgate_requests_total", "Proxied requests by response status.", &self.requests);
-        by_code(&mut out, "hubgate_api_requests_total", "REST API requests by response status.", &self.api_requests);
+        by_code(
+            &mut out,
+            "hubgate_requests_total",
+            "Proxied requests by response status.",
+            &self.requests,
+        );
+        by_code(
+            &mut out,
+            "hubgate_api_requests_total",
+            "REST API requests by response status.",
+            &self.api_requests,
+        );
 
         let name = "hubgate_request_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} Time to the response head.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to the response head.\n# TYPE {name} histogram"
+        );
         let mut cumulative = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
             cumulative += self.latency[i].load(Relaxed);
@@ -119,24 +148,46 @@ impl Metrics {
         }
         cumulative += self.latency[BUCKETS.len()].load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum {}", self.latency_sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.latency_sum_us.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {cumulative}");
 
         let name = "hubgate_proxy_errors_total";
-        let _ = writeln!(out, "# HELP {name} Failed proxied requests by failure.\n# TYPE {name} counter");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Failed proxied requests by failure.\n# TYPE {name} counter"
+        );
         for (kind, c) in FAILURES.iter().zip(&self.failures) {
             let _ = writeln!(out, "{name}{{failure=\"{kind}\"}} {}", c.load(Relaxed));
         }
         let gauges = [
-            ("hubgate_open_connections", "Open client connections.", self.connections.load(Relaxed)),
-            ("hubgate_open_websockets", "Open websocket tunnels.", self.websockets.load(Relaxed)),
-            ("hubgate_routes", "Routes in the table.", i64::try_from(table.len()).unwrap_or(i64::MAX)),
+            (
+                "hubgate_open_connections",
+                "Open client connections.",
+                self.connections.load(Relaxed),
+            ),
+            (
+                "hubgate_open_websockets",
+                "Open websocket tunnels.",
+                self.websockets.load(Relaxed),
+            ),
+            (
+                "hubgate_routes",
+                "Routes in the table.",
+                i64::try_from(table.len()).unwrap_or(i64::MAX),
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         let name = "hubgate_websockets_total";
-        let _ = writeln!(out, "# HELP {name} Websocket tunnels opened.\n# TYPE {name} counter");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Websocket tunnels opened.\n# TYPE {name} counter"
+        );
         let _ = writeln!(out, "{name} {}", self.websockets_total.load(Relaxed));
         out
     }

@@ -74,7 +74,11 @@ pub(crate) struct Connector {
 
 impl Connector {
     pub(crate) fn new(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Self {
-        Self { id: NEXT_CONNECTOR.fetch_add(1, Ordering::Relaxed), tls, connect_timeout }
+        Self {
+            id: NEXT_CONNECTOR.fetch_add(1, Ordering::Relaxed),
+            tls,
+            connect_timeout,
+        }
     }
 
     /// The pool key for connections to `target`.
@@ -108,7 +112,9 @@ impl Connector {
                     tcp.set_nodelay(true)?;
                     let name = ServerName::try_from(host.to_string())
                         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-                    let tls = tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp).await?;
+                    let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                        .connect(name, tcp)
+                        .await?;
                     handshake(tls).await
                 }
                 Endpoint::Unix(path) => handshake(UnixStream::connect(path).await?).await,
@@ -116,8 +122,13 @@ impl Connector {
         };
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(sender)) => Ok(sender),
-            Ok(Err(source)) => Err(ProxyError::Connect { upstream: upstream(), source }),
-            Err(_) => Err(ProxyError::ConnectTimeout { upstream: upstream() }),
+            Ok(Err(source)) => Err(ProxyError::Connect {
+                upstream: upstream(),
+                source,
+            }),
+            Err(_) => Err(ProxyError::ConnectTimeout {
+                upstream: upstream(),
+            }),
         }
     }
 }

@@ -85,7 +85,9 @@ impl Listener {
 
     /// Binds a unix socket at `path`, replacing a stale socket file.
     pub fn bind_unix(path: &Path) -> io::Result<Self> {
-        if std::fs::symlink_metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
+        if std::fs::symlink_metadata(path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        {
             std::fs::remove_file(path)?;
         }
         UnixListener::bind(path).map(Self::Unix)
@@ -148,7 +150,10 @@ impl Shutdown {
     /// requests, then force and wait for the rest.
     pub async fn drain(&self, grace: Duration) {
         self.begin();
-        if tokio::time::timeout(grace, self.connections_closed()).await.is_err() {
+        if tokio::time::timeout(grace, self.connections_closed())
+            .await
+            .is_err()
+        {
             tracing::warn!(?grace, "grace period over; closing remaining connections");
         }
         self.force();
@@ -176,7 +181,12 @@ pub struct ServeConfig {
 
 /// Serves `handler` on `listener` until `shutdown` begins. Connections are
 /// tracked by `shutdown`; this returns when accepting stops.
-pub async fn serve<H: Handler>(listener: Listener, config: ServeConfig, handler: Arc<H>, shutdown: Shutdown) {
+pub async fn serve<H: Handler>(
+    listener: Listener,
+    config: ServeConfig,
+    handler: Arc<H>,
+    shutdown: Shutdown,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -199,7 +209,14 @@ pub async fn serve<H: Handler>(listener: Listener, config: ServeConfig, handler:
                 continue;
             }
         };
-        let task = serve_accepted(io, peer, acceptor.clone(), builder.clone(), handler.clone(), shutdown.clone());
+        let task = serve_accepted(
+            io,
+            peer,
+            acceptor.clone(),
+            builder.clone(),
+            handler.clone(),
+            shutdown.clone(),
+        );
         shutdown.connections.spawn(task);
     }
 }
@@ -230,25 +247,38 @@ async fn serve_accepted<H: Handler>(
 ) {
     let metrics = handler.clone();
     let _open = metrics.metrics().map(Metrics::connection_opened);
-    let conn = Arc::new(ConnInfo { peer, tls: acceptor.is_some(), shutdown: shutdown.clone() });
+    let conn = Arc::new(ConnInfo {
+        peer,
+        tls: acceptor.is_some(),
+        shutdown: shutdown.clone(),
+    });
     match (io, acceptor) {
         (Accepted::Tcp(s), None) => serve_io(s, conn, &builder, handler, &shutdown).await,
         (Accepted::Unix(s), None) => serve_io(s, conn, &builder, handler, &shutdown).await,
-        (Accepted::Tcp(s), Some(acceptor)) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
-            Ok(Ok(tls)) => serve_io(tls, conn, &builder, handler, &shutdown).await,
-            Ok(Err(e)) => tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(peer = ?peer, "TLS handshake timed out"),
-        },
-        (Accepted::Unix(s), Some(acceptor)) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
-            Ok(Ok(tls)) => serve_io(tls, conn, &builder, handler, &shutdown).await,
-            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!("TLS handshake timed out"),
-        },
+        (Accepted::Tcp(s), Some(acceptor)) => {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+                Ok(Ok(tls)) => serve_io(tls, conn, &builder, handler, &shutdown).await,
+                Ok(Err(e)) => tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(peer = ?peer, "TLS handshake timed out"),
+            }
+        }
+        (Accepted::Unix(s), Some(acceptor)) => {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+                Ok(Ok(tls)) => serve_io(tls, conn, &builder, handler, &shutdown).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
+        }
     }
 }
 
-async fn serve_io<I, H>(io: I, conn: Arc<ConnInfo>, builder: &auto::Builder<TokioExecutor>, handler: Arc<H>, shutdown: &Shutdown)
-where
+async fn serve_io<I, H>(
+    io: I,
+    conn: Arc<ConnInfo>,
+    builder: &auto::Builder<TokioExecutor>,
+    handler: Arc<H>,
+    shutdown: &Shutdown,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
@@ -285,13 +315,19 @@ pub struct MetricsEndpoint {
 }
 
 impl Handler for MetricsEndpoint {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _conn: Arc<ConnInfo>,
+    ) -> Response<ResponseBody> {
         if req.uri().path() != "/metrics" {
             return status_only(StatusCode::NOT_FOUND);
         }
         let mut resp = Response::new(ResponseBody::full(self.metrics.render(&self.routes.load())));
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
         resp
     }
 }
@@ -304,15 +340,27 @@ pub struct Redirect {
 }
 
 impl Handler for Redirect {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> Response<ResponseBody> {
-        let Some(host) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) else {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _conn: Arc<ConnInfo>,
+    ) -> Response<ResponseBody> {
+        let Some(host) = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+        else {
             return status_only(StatusCode::BAD_REQUEST);
         };
         let host = match host.rfind(':') {
             Some(i) if !host[i..].contains(']') => &host[..i],
             _ => host,
         };
-        let port = if self.https_port == 443 { String::new() } else { format!(":{}", self.https_port) };
+        let port = if self.https_port == 443 {
+            String::new()
+        } else {
+            format!(":{}", self.https_port)
+        };
         let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         match HeaderValue::from_str(&format!("https://{host}{port}{path}")) {
             Ok(location) => {

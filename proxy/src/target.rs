@@ -39,13 +39,22 @@ impl Target {
     /// Parses a target URL. Schemes: `http`, `https`, `ws`, `wss`,
     /// `http+unix` and `unix+http`.
     pub fn parse(raw: &str) -> Result<Self, RouteError> {
-        let bad = |reason| RouteError::BadTarget { target: raw.to_owned(), reason };
-        let (scheme, rest) = raw.split_once("://").ok_or_else(|| bad("not an absolute URL"))?;
+        let bad = |reason| RouteError::BadTarget {
+            target: raw.to_owned(),
+            reason,
+        };
+        let (scheme, rest) = raw
+            .split_once("://")
+            .ok_or_else(|| bad("not an absolute URL"))?;
         let (authority, path) = match rest.find(['/', '?', '#']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        let path = path.split(['?', '#']).next().unwrap_or("").trim_end_matches('/');
+        let path = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('/');
         if authority.is_empty() {
             return Err(bad("no host"));
         }
@@ -55,8 +64,12 @@ impl Target {
         let scheme = scheme.to_ascii_lowercase();
         let (endpoint, authority) = match scheme.as_str() {
             "http+unix" | "unix+http" => {
-                let socket = percent_decode(authority).map_err(|_| bad("bad socket path escape"))?;
-                (Endpoint::Unix(PathBuf::from(&*socket)), Authority::from_static("localhost"))
+                let socket =
+                    percent_decode(authority).map_err(|_| bad("bad socket path escape"))?;
+                (
+                    Endpoint::Unix(PathBuf::from(&*socket)),
+                    Authority::from_static("localhost"),
+                )
             }
             "http" | "https" | "ws" | "wss" => {
                 let auth: Authority = authority.parse().map_err(|_| bad("bad host or port"))?;
@@ -65,8 +78,16 @@ impl Target {
                 }
                 let tls = scheme == "https" || scheme == "wss";
                 let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
-                let host: Arc<str> = auth.host().trim_start_matches('[').trim_end_matches(']').into();
-                let endpoint = if tls { Endpoint::Tls { host, port } } else { Endpoint::Tcp { host, port } };
+                let host: Arc<str> = auth
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .into();
+                let endpoint = if tls {
+                    Endpoint::Tls { host, port }
+                } else {
+                    Endpoint::Tcp { host, port }
+                };
                 (endpoint, auth)
             }
             _ => return Err(bad("unsupported scheme")),
@@ -99,16 +120,34 @@ mod tests {
     fn parses_jupyterhub_targets() {
         let t = Target::parse("http://10.0.1.5:8888").unwrap();
         assert_eq!(t.as_str(), "http://10.0.1.5:8888");
-        assert_eq!(t.endpoint, Endpoint::Tcp { host: "10.0.1.5".into(), port: 8888 });
+        assert_eq!(
+            t.endpoint,
+            Endpoint::Tcp {
+                host: "10.0.1.5".into(),
+                port: 8888
+            }
+        );
         assert_eq!(&*t.path, "");
 
         let t = Target::parse("https://hub.example.org/foo/").unwrap();
-        assert_eq!(t.endpoint, Endpoint::Tls { host: "hub.example.org".into(), port: 443 });
+        assert_eq!(
+            t.endpoint,
+            Endpoint::Tls {
+                host: "hub.example.org".into(),
+                port: 443
+            }
+        );
         assert_eq!(&*t.path, "/foo");
         assert_eq!(&*t.pool_key, "https://hub.example.org:443");
 
         let t = Target::parse("http://[::1]:81/x?y").unwrap();
-        assert_eq!(t.endpoint, Endpoint::Tcp { host: "::1".into(), port: 81 });
+        assert_eq!(
+            t.endpoint,
+            Endpoint::Tcp {
+                host: "::1".into(),
+                port: 81
+            }
+        );
         assert_eq!(&*t.path, "/x");
 
         let t = Target::parse("http+unix://%2Frun%2Fhub.sock/p").unwrap();
@@ -118,7 +157,15 @@ mod tests {
 
     #[test]
     fn rejects_what_cannot_be_forwarded_to() {
-        for bad in ["", "10.0.0.1:80", "ftp://x", "http://", "http://a b", "http://u:p@h", "http://h/a b"] {
+        for bad in [
+            "",
+            "10.0.0.1:80",
+            "ftp://x",
+            "http://",
+            "http://a b",
+            "http://u:p@h",
+            "http://h/a b",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

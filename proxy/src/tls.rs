@@ -76,7 +76,10 @@ pub struct CertSet {
 impl CertSet {
     /// A set serving `key` for every name.
     pub fn single(key: Arc<CertifiedKey>) -> Self {
-        Self { by_name: HashMap::new(), default: Some(key) }
+        Self {
+            by_name: HashMap::new(),
+            default: Some(key),
+        }
     }
 
     /// Adds `key` for `name` (lower-cased; `*.example.org` is a wildcard).
@@ -105,7 +108,9 @@ pub struct CertResolver {
 impl CertResolver {
     /// A resolver serving `set`.
     pub fn new(set: CertSet) -> Self {
-        Self { set: ArcSwap::from_pointee(set) }
+        Self {
+            set: ArcSwap::from_pointee(set),
+        }
     }
 
     /// Publishes `set` for every following handshake.
@@ -116,7 +121,9 @@ impl CertResolver {
 
 impl std::fmt::Debug for CertResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertResolver").field("names", &self.set.load().by_name.len()).finish()
+        f.debug_struct("CertResolver")
+            .field("names", &self.set.load().by_name.len())
+            .finish()
     }
 }
 
@@ -141,13 +148,18 @@ pub fn server_config(
     resolver: Arc<CertResolver>,
     client_auth: Option<ClientAuth<'_>>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
     let builder = match client_auth {
         None => builder.with_no_client_auth(),
         Some(auth) => {
             let roots = Arc::new(root_store(auth.ca_pem)?);
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
-            let verifier = if auth.required { verifier } else { verifier.allow_unauthenticated() };
+            let verifier = if auth.required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
             builder.with_client_cert_verifier(verifier.build()?)
         }
     };
@@ -176,16 +188,18 @@ pub fn client_config(opts: &UpstreamTls<'_>) -> Result<Arc<rustls::ClientConfig>
             roots.add(cert)?;
         }
     }
-    let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
     let builder = if opts.insecure {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
     } else {
         builder.with_root_certificates(roots)
     };
     let mut config = match opts.client_cert {
-        Some((cert, key)) => {
-            builder.with_client_auth_cert(certificates(cert)?, PrivateKeyDer::from_pem_slice(key)?)?
-        }
+        Some((cert, key)) => builder
+            .with_client_auth_cert(certificates(cert)?, PrivateKeyDer::from_pem_slice(key)?)?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -232,7 +246,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -241,7 +260,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -10,8 +10,14 @@ use tokio::net::UnixStream;
 use crate::harness::{Backend, Hubgate, TOKEN, api_call, free_port, get, wait_for};
 
 fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hubgate")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_hubgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -22,7 +28,13 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
         &["serve", "--port", "70000"],
         &["serve", "--log-level", "loud"],
         &["serve", "--default-target", "not-a-url"],
-        &["serve", "--error-target", "http://h/e", "--error-path", "/tmp"],
+        &[
+            "serve",
+            "--error-target",
+            "http://h/e",
+            "--error-path",
+            "/tmp",
+        ],
         &["serve", "--redirect-port", "8080"],
         &["serve", "--custom-header", "no-colon"],
         &["serve", "--max-body-size", "lots"],
@@ -41,9 +53,20 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
 
 #[test]
 fn unreadable_files_fail_the_start_clearly() {
-    let (code, stderr) = run(&["serve", "--port", "0", "--ssl-cert", "/nonexistent.pem", "--ssl-key", "/nonexistent.key"]);
+    let (code, stderr) = run(&[
+        "serve",
+        "--port",
+        "0",
+        "--ssl-cert",
+        "/nonexistent.pem",
+        "--ssl-key",
+        "/nonexistent.key",
+    ]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("cannot read --ssl-cert /nonexistent.pem"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read --ssl-cert /nonexistent.pem"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -54,19 +77,49 @@ async fn runs_as_configurable_http_proxy_with_jupyterhubs_flags() {
     let hub = Backend::http("hub").start().await;
     let (port, api_port) = (free_port(), free_port());
     let mut child = tokio::process::Command::new(&link)
-        .args(["--ip", "", "--port", &port.to_string(), "--api-ip", "127.0.0.1", "--api-port", &api_port.to_string()])
-        .args(["--error-target", &format!("{}/hub/error", hub.url()), "--log-level", "info"])
+        .args([
+            "--ip",
+            "",
+            "--port",
+            &port.to_string(),
+            "--api-ip",
+            "127.0.0.1",
+            "--api-port",
+            &api_port.to_string(),
+        ])
+        .args([
+            "--error-target",
+            &format!("{}/hub/error", hub.url()),
+            "--log-level",
+            "info",
+        ])
         .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let api = std::net::SocketAddr::from(([127, 0, 0, 1], api_port));
-    wait_for(Duration::from_secs(10), "the API", || async { tokio::net::TcpStream::connect(api).await.is_ok() }).await;
+    wait_for(Duration::from_secs(10), "the API", || async {
+        tokio::net::TcpStream::connect(api).await.is_ok()
+    })
+    .await;
     let body = format!(r#"{{"target":"{}","jupyterhub":true}}"#, hub.url());
-    assert_eq!(api_call(api, Method::POST, "/api/routes/", &body, Some(TOKEN)).await.0, StatusCode::CREATED);
+    assert_eq!(
+        api_call(api, Method::POST, "/api/routes/", &body, Some(TOKEN))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
     let public = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    assert_eq!(get(public, "/hub/login").await, (StatusCode::OK, "backend hub".into()));
-    assert_eq!(api_call(api, Method::GET, "/api/routes", "", Some("bad")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(public, "/hub/login").await,
+        (StatusCode::OK, "backend hub".into())
+    );
+    assert_eq!(
+        api_call(api, Method::GET, "/api/routes", "", Some("bad"))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
     child.kill().await.unwrap();
 }
 
@@ -75,9 +128,29 @@ async fn token_from_a_docker_secret_file() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("token");
     std::fs::write(&secret, "from-file\n").unwrap();
-    let hg = Hubgate::spawn_env(&[], &[("CONFIGPROXY_AUTH_TOKEN_FILE", secret.to_str().unwrap())]).await;
-    assert_eq!(api_call(hg.api_addr(), Method::GET, "/api/routes", "", Some("from-file")).await.0, StatusCode::OK);
-    assert_eq!(api_call(hg.api_addr(), Method::GET, "/api/routes", "", Some(TOKEN)).await.0, StatusCode::FORBIDDEN);
+    let hg = Hubgate::spawn_env(
+        &[],
+        &[("CONFIGPROXY_AUTH_TOKEN_FILE", secret.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(
+        api_call(
+            hg.api_addr(),
+            Method::GET,
+            "/api/routes",
+            "",
+            Some("from-file")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api_call(hg.api_addr(), Method::GET, "/api/routes", "", Some(TOKEN))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
@@ -87,9 +160,25 @@ async fn routes_file_survives_a_crash_and_a_restart() {
     let file = dir.path().join("routes.json");
     let file_arg = file.to_str().unwrap().to_owned();
     let mut hg = Hubgate::spawn(&["--routes-file", &file_arg]).await;
-    let body = format!(r#"{{"target":"{}","jupyterhub":true,"user":"alice"}}"#, b.url());
-    assert_eq!(api_call(hg.api_addr(), Method::POST, "/api/routes/user/alice", &body, Some(TOKEN)).await.0, StatusCode::CREATED);
-    let before = api_call(hg.api_addr(), Method::GET, "/api/routes", "", Some(TOKEN)).await.1;
+    let body = format!(
+        r#"{{"target":"{}","jupyterhub":true,"user":"alice"}}"#,
+        b.url()
+    );
+    assert_eq!(
+        api_call(
+            hg.api_addr(),
+            Method::POST,
+            "/api/routes/user/alice",
+            &body,
+            Some(TOKEN)
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let before = api_call(hg.api_addr(), Method::GET, "/api/routes", "", Some(TOKEN))
+        .await
+        .1;
     wait_for(Duration::from_secs(5), "the routes file", || async {
         std::fs::read_to_string(&file).is_ok_and(|s| s.contains("/user/alice"))
     })
@@ -98,12 +187,31 @@ async fn routes_file_survives_a_crash_and_a_restart() {
     hg.child.wait().unwrap();
 
     let hg = Hubgate::spawn(&["--routes-file", &file_arg]).await;
-    let after = api_call(hg.api_addr(), Method::GET, "/api/routes", "", Some(TOKEN)).await.1;
-    assert_eq!(after, before, "routes, data and last_activity come back as they were");
-    assert_eq!(get(hg.addr(), "/user/alice/lab").await, (StatusCode::OK, "backend user".into()));
+    let after = api_call(hg.api_addr(), Method::GET, "/api/routes", "", Some(TOKEN))
+        .await
+        .1;
+    assert_eq!(
+        after, before,
+        "routes, data and last_activity come back as they were"
+    );
+    assert_eq!(
+        get(hg.addr(), "/user/alice/lab").await,
+        (StatusCode::OK, "backend user".into())
+    );
 
     // A delete is persisted by the final write at SIGTERM too.
-    assert_eq!(api_call(hg.api_addr(), Method::DELETE, "/api/routes/user/alice", "", Some(TOKEN)).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api_call(
+            hg.api_addr(),
+            Method::DELETE,
+            "/api/routes/user/alice",
+            "",
+            Some(TOKEN)
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
     let mut hg = hg;
     hg.signal("TERM");
     assert_eq!(hg.wait_exit(Duration::from_secs(15)), Some(0));
@@ -115,22 +223,48 @@ async fn corrupt_routes_file_is_kept_aside_and_the_proxy_starts() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("routes.json");
     std::fs::write(&file, "{ not json").unwrap();
-    let hg = Hubgate::spawn(&["--routes-file", file.to_str().unwrap(), "--default-target", "http://127.0.0.1:1"]).await;
+    let hg = Hubgate::spawn(&[
+        "--routes-file",
+        file.to_str().unwrap(),
+        "--default-target",
+        "http://127.0.0.1:1",
+    ])
+    .await;
     let (_, routes) = api_call(hg.api_addr(), Method::GET, "/api/routes", "", Some(TOKEN)).await;
-    assert!(routes.contains(r#""/":{"target":"http://127.0.0.1:1""#), "{routes}");
-    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(names.iter().any(|n| n.starts_with("routes.json.bad-")), "{names:?}");
+    assert!(
+        routes.contains(r#""/":{"target":"http://127.0.0.1:1""#),
+        "{routes}"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("routes.json.bad-")),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
 async fn sigterm_lets_the_in_flight_request_finish() {
-    let slow = Backend::http("slow").delay(Duration::from_millis(800)).start().await;
+    let slow = Backend::http("slow")
+        .delay(Duration::from_millis(800))
+        .start()
+        .await;
     let mut hg = Hubgate::spawn(&["--default-target", &slow.url()]).await;
     let addr = hg.addr();
     let request = tokio::spawn(async move { get(addr, "/slow").await });
-    wait_for(Duration::from_secs(5), "the request to reach the backend", || async { slow.hits() == 1 }).await;
+    wait_for(
+        Duration::from_secs(5),
+        "the request to reach the backend",
+        || async { slow.hits() == 1 },
+    )
+    .await;
     hg.signal("TERM");
-    assert_eq!(request.await.unwrap(), (StatusCode::OK, "backend slow".into()));
+    assert_eq!(
+        request.await.unwrap(),
+        (StatusCode::OK, "backend slow".into())
+    );
     assert_eq!(hg.wait_exit(Duration::from_secs(15)), Some(0));
 }
 
@@ -138,33 +272,74 @@ async fn sigterm_lets_the_in_flight_request_finish() {
 async fn unix_sockets_pid_file_and_metrics() {
     let b = Backend::http("a").start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (public, api, pid) = (dir.path().join("proxy.sock"), dir.path().join("api.sock"), dir.path().join("hubgate.pid"));
+    let (public, api, pid) = (
+        dir.path().join("proxy.sock"),
+        dir.path().join("api.sock"),
+        dir.path().join("hubgate.pid"),
+    );
     let metrics_port = free_port();
     let mut hg = Hubgate::spawn(&[
-        "--metrics-ip", "127.0.0.1", "--metrics-port", &metrics_port.to_string(),
-        "--pid-file", pid.to_str().unwrap(), "--default-target", &b.url(),
+        "--metrics-ip",
+        "127.0.0.1",
+        "--metrics-port",
+        &metrics_port.to_string(),
+        "--pid-file",
+        pid.to_str().unwrap(),
+        "--default-target",
+        &b.url(),
     ])
     .await;
-    assert_eq!(std::fs::read_to_string(&pid).unwrap().trim(), hg.child.id().to_string());
+    assert_eq!(
+        std::fs::read_to_string(&pid).unwrap().trim(),
+        hg.child.id().to_string()
+    );
     let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
     get(hg.addr(), "/x").await;
-    assert!(get(metrics, "/metrics").await.1.contains("hubgate_requests_total{status=\"200\"} 1"));
+    assert!(
+        get(metrics, "/metrics")
+            .await
+            .1
+            .contains("hubgate_requests_total{status=\"200\"} 1")
+    );
     hg.signal("TERM");
     hg.wait_exit(Duration::from_secs(15));
     assert!(!pid.exists(), "the pid file is removed on exit");
 
     let sockets = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
-        .args(["serve", "--socket", public.to_str().unwrap(), "--api-socket", api.to_str().unwrap(), "--default-target", &b.url()])
+        .args([
+            "serve",
+            "--socket",
+            public.to_str().unwrap(),
+            "--api-socket",
+            api.to_str().unwrap(),
+            "--default-target",
+            &b.url(),
+        ])
         .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    wait_for(Duration::from_secs(10), "the unix sockets", || async { UnixStream::connect(&public).await.is_ok() && api.exists() }).await;
+    wait_for(Duration::from_secs(10), "the unix sockets", || async {
+        UnixStream::connect(&public).await.is_ok() && api.exists()
+    })
+    .await;
     let stream = UnixStream::connect(&public).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get("/x").header("host", "h").body(http_body_util::Full::<bytes::Bytes>::default()).unwrap();
-    assert_eq!(sender.send_request(req).await.unwrap().status(), StatusCode::OK);
-    assert!(b.last().await.headers.get("x-forwarded-for").is_none(), "no peer address on a unix socket");
+    let req = http::Request::get("/x")
+        .header("host", "h")
+        .body(http_body_util::Full::<bytes::Bytes>::default())
+        .unwrap();
+    assert_eq!(
+        sender.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert!(
+        b.last().await.headers.get("x-forwarded-for").is_none(),
+        "no peer address on a unix socket"
+    );
     drop(sockets);
 }

@@ -30,8 +30,14 @@ async fn dead_backend_is_503_with_a_page_and_keeps_the_route() {
 
 #[tokio::test]
 async fn slow_backend_times_out_with_504() {
-    let slow = Backend::http("slow").delay(Duration::from_secs(3)).start().await;
-    let config = ProxyConfig { proxy_timeout: Some(Duration::from_millis(200)), ..ProxyConfig::default() };
+    let slow = Backend::http("slow")
+        .delay(Duration::from_secs(3))
+        .start()
+        .await;
+    let config = ProxyConfig {
+        proxy_timeout: Some(Duration::from_millis(200)),
+        ..ProxyConfig::default()
+    };
     let p = TestProxy::with(config, false).await;
     p.add_route("/", &slow.url()).await;
     let started = std::time::Instant::now();
@@ -58,18 +64,36 @@ async fn broken_upstream_is_502() {
 #[tokio::test]
 async fn error_target_serves_the_page_with_the_original_status() {
     let hub = Backend::http("hub-error-page").start().await;
-    let config = ProxyConfig { error_target: Some(format!("{}/hub/error", hub.url())), ..ProxyConfig::default() };
+    let config = ProxyConfig {
+        error_target: Some(format!("{}/hub/error", hub.url())),
+        ..ProxyConfig::default()
+    };
     let p = TestProxy::with(config, false).await;
     p.add_route("/user/gone", "http://127.0.0.1:1").await;
-    assert_eq!(get(p.addr, "/nothing/here?a=b").await, (StatusCode::NOT_FOUND, "backend hub-error-page".into()));
-    assert_eq!(hub.last().await.uri, "/hub/error/404?url=%2Fnothing%2Fhere%3Fa%3Db");
-    assert_eq!(get(p.addr, "/user/gone/x").await.0, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(hub.last().await.uri, "/hub/error/503?url=%2Fuser%2Fgone%2Fx");
+    assert_eq!(
+        get(p.addr, "/nothing/here?a=b").await,
+        (StatusCode::NOT_FOUND, "backend hub-error-page".into())
+    );
+    assert_eq!(
+        hub.last().await.uri,
+        "/hub/error/404?url=%2Fnothing%2Fhere%3Fa%3Db"
+    );
+    assert_eq!(
+        get(p.addr, "/user/gone/x").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        hub.last().await.uri,
+        "/hub/error/503?url=%2Fuser%2Fgone%2Fx"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_error_target_falls_back_to_a_local_page() {
-    let config = ProxyConfig { error_target: Some("http://127.0.0.1:1/hub/error".into()), ..ProxyConfig::default() };
+    let config = ProxyConfig {
+        error_target: Some("http://127.0.0.1:1/hub/error".into()),
+        ..ProxyConfig::default()
+    };
     let p = TestProxy::with(config, false).await;
     let (status, body) = get(p.addr, "/x").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -78,17 +102,36 @@ async fn unreachable_error_target_falls_back_to_a_local_page() {
 
 #[tokio::test]
 async fn error_pages_from_files() {
-    let pages = ErrorPages::new(HashMap::from([(404, Bytes::from_static(b"custom 404"))]), Some(Bytes::from_static(b"any error")));
-    let p = TestProxy::with(ProxyConfig { error_pages: pages, ..ProxyConfig::default() }, false).await;
-    assert_eq!(get(p.addr, "/x").await, (StatusCode::NOT_FOUND, "custom 404".into()));
+    let pages = ErrorPages::new(
+        HashMap::from([(404, Bytes::from_static(b"custom 404"))]),
+        Some(Bytes::from_static(b"any error")),
+    );
+    let p = TestProxy::with(
+        ProxyConfig {
+            error_pages: pages,
+            ..ProxyConfig::default()
+        },
+        false,
+    )
+    .await;
+    assert_eq!(
+        get(p.addr, "/x").await,
+        (StatusCode::NOT_FOUND, "custom 404".into())
+    );
     p.add_route("/dead", "http://127.0.0.1:1").await;
-    assert_eq!(get(p.addr, "/dead").await, (StatusCode::SERVICE_UNAVAILABLE, "any error".into()));
+    assert_eq!(
+        get(p.addr, "/dead").await,
+        (StatusCode::SERVICE_UNAVAILABLE, "any error".into())
+    );
 }
 
 #[tokio::test]
 async fn websocket_errors_are_bare_statuses() {
     let hub = Backend::http("hub").start().await;
-    let config = ProxyConfig { error_target: Some(format!("{}/hub/error", hub.url())), ..ProxyConfig::default() };
+    let config = ProxyConfig {
+        error_target: Some(format!("{}/hub/error", hub.url())),
+        ..ProxyConfig::default()
+    };
     let p = TestProxy::with(config, false).await;
     p.add_route("/dead", "http://127.0.0.1:1").await;
     let req = Request::get("/dead/api/kernels/1/channels")
@@ -108,21 +151,51 @@ async fn websocket_errors_are_bare_statuses() {
 #[tokio::test]
 async fn body_over_the_limit_is_413() {
     let b = Backend::http("a").start().await;
-    let p = TestProxy::with(ProxyConfig { max_body_size: Some(1000), ..ProxyConfig::default() }, false).await;
+    let p = TestProxy::with(
+        ProxyConfig {
+            max_body_size: Some(1000),
+            ..ProxyConfig::default()
+        },
+        false,
+    )
+    .await;
     p.add_route("/", &b.url()).await;
     let big = Full::new(Bytes::from(vec![1u8; 1001]));
-    let resp = send(p.addr, Request::post("/").header("host", "h").body(big).unwrap()).await;
+    let resp = send(
+        p.addr,
+        Request::post("/").header("host", "h").body(big).unwrap(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(b.hits(), 0, "a declared oversize body is refused before forwarding");
+    assert_eq!(
+        b.hits(),
+        0,
+        "a declared oversize body is refused before forwarding"
+    );
     let ok = Full::new(Bytes::from(vec![1u8; 1000]));
-    assert_eq!(send(p.addr, Request::post("/").header("host", "h").body(ok).unwrap()).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(
+            p.addr,
+            Request::post("/").header("host", "h").body(ok).unwrap()
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
 
     // Chunked, with no length to check up front: cut off when it passes the limit.
-    let chunks = futures_util::stream::iter((0..4).map(|_| Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![2u8; 400])))));
+    let chunks = futures_util::stream::iter(
+        (0..4).map(|_| Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![2u8; 400])))),
+    );
     let stream = TcpStream::connect(p.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let req = Request::post("/").header("host", "h").body(StreamBody::new(chunks).boxed()).unwrap();
+    let req = Request::post("/")
+        .header("host", "h")
+        .body(StreamBody::new(chunks).boxed())
+        .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -133,10 +206,16 @@ async fn malformed_http_gets_400_and_the_proxy_keeps_serving() {
     let p = TestProxy::start().await;
     p.add_route("/", &b.url()).await;
     let mut raw = TcpStream::connect(p.addr).await.unwrap();
-    raw.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nbroken header line\r\n\r\n").await.unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nbroken header line\r\n\r\n")
+        .await
+        .unwrap();
     let mut reply = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut reply)).await;
-    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&reply));
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
     assert_eq!(b.hits(), 0);
     assert_eq!(get(p.addr, "/").await.0, StatusCode::OK);
 }

@@ -50,12 +50,19 @@ async fn no_x_forward_custom_headers_change_origin() {
     let config = ProxyConfig {
         x_forward: false,
         change_origin: true,
-        custom_headers: vec![("x-custom".parse().unwrap(), HeaderValue::from_static("set")), ("x-over".parse().unwrap(), HeaderValue::from_static("proxy"))],
+        custom_headers: vec![
+            ("x-custom".parse().unwrap(), HeaderValue::from_static("set")),
+            ("x-over".parse().unwrap(), HeaderValue::from_static("proxy")),
+        ],
         ..ProxyConfig::default()
     };
     let p = TestProxy::with(config, false).await;
     p.add_route("/", &b.url()).await;
-    let req = Request::get("/").header("host", "public.test").header("x-over", "client").body(Full::default()).unwrap();
+    let req = Request::get("/")
+        .header("host", "public.test")
+        .header("x-over", "client")
+        .body(Full::default())
+        .unwrap();
     send(p.addr, req).await;
     let h = b.last().await.headers;
     assert!(!h.contains_key("x-forwarded-for") && !h.contains_key("x-real-ip"));
@@ -69,10 +76,21 @@ async fn empty_delete_gets_content_length_zero_and_bodies_pass() {
     let b = Backend::http("a").start().await;
     let p = TestProxy::start().await;
     p.add_route("/", &b.url()).await;
-    send(p.addr, Request::delete("/x").header("host", "h").body(Full::default()).unwrap()).await;
+    send(
+        p.addr,
+        Request::delete("/x")
+            .header("host", "h")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(b.last().await.headers["content-length"], "0");
     let body = Full::new(Bytes::from_static(b"{\"a\":1}"));
-    send(p.addr, Request::post("/x").header("host", "h").body(body).unwrap()).await;
+    send(
+        p.addr,
+        Request::post("/x").header("host", "h").body(body).unwrap(),
+    )
+    .await;
     let seen = b.last().await;
     assert_eq!((seen.method, seen.body_len), (Method::POST, 7));
 }
@@ -86,7 +104,11 @@ async fn upstream_connections_are_reused() {
         assert_eq!(get(p.addr, "/").await.0, StatusCode::OK);
     }
     assert_eq!(b.hits(), 20);
-    assert_eq!(b.connections(), 1, "one keep-alive upstream connection serves every request");
+    assert_eq!(
+        b.connections(),
+        1,
+        "one keep-alive upstream connection serves every request"
+    );
 }
 
 #[tokio::test]
@@ -94,7 +116,10 @@ async fn upstream_status_and_headers_come_back() {
     let b = Backend::http("a").status(418).start().await;
     let p = TestProxy::start().await;
     p.add_route("/", &b.url()).await;
-    assert_eq!(get(p.addr, "/").await, (StatusCode::IM_A_TEAPOT, "backend a".into()));
+    assert_eq!(
+        get(p.addr, "/").await,
+        (StatusCode::IM_A_TEAPOT, "backend a".into())
+    );
 }
 
 #[tokio::test]
@@ -103,7 +128,9 @@ async fn h2c_prior_knowledge() {
     let p = TestProxy::start().await;
     p.add_route("/", &b.url()).await;
     let io = TcpStream::connect(p.addr).await.unwrap();
-    let req = Request::get(format!("http://hub.test:8000/h2?q=1")).body(Full::default()).unwrap();
+    let req = Request::get("http://hub.test:8000/h2?q=1")
+        .body(Full::default())
+        .unwrap();
     let resp = send_h2(io, req).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.body().as_ref(), b"backend a");
@@ -114,7 +141,10 @@ async fn h2c_prior_knowledge() {
 
 #[tokio::test]
 async fn last_activity_counts_only_successful_responses() {
-    let (ok, missing) = (Backend::http("ok").start().await, Backend::http("missing").status(404).start().await);
+    let (ok, missing) = (
+        Backend::http("ok").start().await,
+        Backend::http("missing").status(404).start().await,
+    );
     let p = TestProxy::start().await;
     let old = "2020-01-01T00:00:00.000Z";
     let json = format!(
@@ -127,7 +157,12 @@ async fn last_activity_counts_only_successful_responses() {
     get(p.addr, "/missing").await;
     get(p.addr, "/dead").await;
     let table = p.routes.load();
-    let activity = |k: &str| table.get(hubgate_proxy::Layer::Api, k).unwrap().last_activity_ms();
+    let activity = |k: &str| {
+        table
+            .get(hubgate_proxy::Layer::Api, k)
+            .unwrap()
+            .last_activity_ms()
+    };
     assert!(activity("/ok") > 1_600_000_000_000, "a 200 counts");
     assert_eq!(activity("/missing"), 1_577_836_800_000, "a 404 does not");
     assert_eq!(activity("/dead"), 1_577_836_800_000, "a 503 does not");
@@ -141,10 +176,20 @@ async fn metrics_endpoint() {
     get(p.addr, "/").await;
     p.add_route("/dead", "http://127.0.0.1:1").await;
     get(p.addr, "/dead").await;
-    let endpoint = Arc::new(MetricsEndpoint { metrics: p.proxy.metrics().clone(), routes: p.routes.clone() });
-    let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let endpoint = Arc::new(MetricsEndpoint {
+        metrics: p.proxy.metrics().clone(),
+        routes: p.routes.clone(),
+    });
+    let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server::serve(listener, ServeConfig::default(), endpoint, p.shutdown.clone()));
+    tokio::spawn(server::serve(
+        listener,
+        ServeConfig::default(),
+        endpoint,
+        p.shutdown.clone(),
+    ));
     let (s, text) = get(addr, "/metrics").await;
     assert_eq!(s, StatusCode::OK);
     for line in [

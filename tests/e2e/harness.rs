@@ -63,12 +63,25 @@ pub struct BackendBuilder {
 impl Backend {
     /// An HTTP backend answering `backend <name>` with status 200.
     pub fn http(name: &str) -> BackendBuilder {
-        BackendBuilder { behaviour: Behaviour { name: name.into(), status: 200, ..Default::default() }, websocket: false }
+        BackendBuilder {
+            behaviour: Behaviour {
+                name: name.into(),
+                status: 200,
+                ..Default::default()
+            },
+            websocket: false,
+        }
     }
 
     /// A websocket backend that echoes every message.
     pub fn websocket_echo(name: &str) -> BackendBuilder {
-        BackendBuilder { behaviour: Behaviour { name: name.into(), ..Default::default() }, websocket: true }
+        BackendBuilder {
+            behaviour: Behaviour {
+                name: name.into(),
+                ..Default::default()
+            },
+            websocket: true,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -89,7 +102,12 @@ impl Backend {
     }
 
     pub async fn last(&self) -> Seen {
-        self.seen.lock().await.last().cloned().expect("backend saw no request")
+        self.seen
+            .lock()
+            .await
+            .last()
+            .cloned()
+            .expect("backend saw no request")
     }
 
     /// Stops accepting (existing connections die with the task).
@@ -121,10 +139,18 @@ impl BackendBuilder {
         let hits = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (h, s, b, ws, c) = (hits.clone(), seen.clone(), Arc::new(self.behaviour), self.websocket, connections.clone());
+        let (h, s, b, ws, c) = (
+            hits.clone(),
+            seen.clone(),
+            Arc::new(self.behaviour),
+            self.websocket,
+            connections.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 c.fetch_add(1, Ordering::SeqCst);
                 let (h, s, b) = (h.clone(), s.clone(), b.clone());
                 tokio::spawn(async move {
@@ -136,11 +162,22 @@ impl BackendBuilder {
                 });
             }
         });
-        Backend { addr, hits, connections, seen, task }
+        Backend {
+            addr,
+            hits,
+            connections,
+            seen,
+            task,
+        }
     }
 }
 
-async fn serve_http(stream: TcpStream, hits: Arc<AtomicUsize>, seen: Arc<Mutex<Vec<Seen>>>, b: Arc<Behaviour>) {
+async fn serve_http(
+    stream: TcpStream,
+    hits: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    b: Arc<Behaviour>,
+) {
     let service = service_fn(move |req: Request<Incoming>| {
         let (hits, seen, b) = (hits.clone(), seen.clone(), b.clone());
         async move {
@@ -164,14 +201,18 @@ async fn serve_http(stream: TcpStream, hits: Arc<AtomicUsize>, seen: Arc<Mutex<V
             }
             let body: BoxBody = match b.download {
                 Some(n) => stream_zeros(n),
-                None => Full::new(Bytes::from(format!("backend {}", b.name))).map_err(|e| match e {}).boxed(),
+                None => Full::new(Bytes::from(format!("backend {}", b.name)))
+                    .map_err(|e| match e {})
+                    .boxed(),
             };
             let mut resp = Response::new(body);
             *resp.status_mut() = StatusCode::from_u16(b.status).unwrap();
             Ok::<_, Infallible>(resp)
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
@@ -184,7 +225,10 @@ pub fn stream_zeros(n: u64) -> BoxBody {
         async move {
             (left > 0).then(|| {
                 let len = left.min(chunk.len() as u64);
-                (Ok::<_, std::io::Error>(Frame::data(chunk.slice(..len as usize))), left - len)
+                (
+                    Ok::<_, std::io::Error>(Frame::data(chunk.slice(..len as usize))),
+                    left - len,
+                )
             })
         }
     });
@@ -203,16 +247,16 @@ async fn websocket_echo(stream: TcpStream, hits: Arc<AtomicUsize>, seen: Arc<Mut
         });
         Ok(resp)
     };
-    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+        return;
+    };
     hits.fetch_add(1, Ordering::SeqCst);
     if let Some(r) = request {
         seen.lock().await.push(r);
     }
     while let Some(Ok(msg)) = ws.next().await {
-        if msg.is_text() || msg.is_binary() {
-            if ws.send(msg).await.is_err() {
-                return;
-            }
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            return;
         }
     }
 }
@@ -237,25 +281,58 @@ impl TestProxy {
         Self::with_tls(config, host_routing, None).await
     }
 
-    pub async fn with_tls(config: ProxyConfig, host_routing: bool, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+    pub async fn with_tls(
+        config: ProxyConfig,
+        host_routing: bool,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let routes = Arc::new(RouteStore::new(host_routing));
         let proxy = Arc::new(Proxy::new(config, routes.clone()).unwrap());
         let shutdown = Shutdown::new();
-        let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
-        let serve_config = ServeConfig { tls, idle_timeout: None };
-        tokio::spawn(server::serve(listener, serve_config, proxy.clone(), shutdown.clone()));
-        let api = Arc::new(Api::new(routes.clone(), Some(TOKEN.into()), proxy.metrics().clone()));
-        let api_listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let serve_config = ServeConfig {
+            tls,
+            idle_timeout: None,
+        };
+        tokio::spawn(server::serve(
+            listener,
+            serve_config,
+            proxy.clone(),
+            shutdown.clone(),
+        ));
+        let api = Arc::new(Api::new(
+            routes.clone(),
+            Some(TOKEN.into()),
+            proxy.metrics().clone(),
+        ));
+        let api_listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let api_addr = api_listener.local_addr().unwrap();
-        tokio::spawn(server::serve(api_listener, ServeConfig::default(), api, shutdown.clone()));
-        Self { addr, api_addr, routes, proxy, shutdown }
+        tokio::spawn(server::serve(
+            api_listener,
+            ServeConfig::default(),
+            api,
+            shutdown.clone(),
+        ));
+        Self {
+            addr,
+            api_addr,
+            routes,
+            proxy,
+            shutdown,
+        }
     }
 
     /// `POST /api/routes<path>` with `{"target": target}`; asserts 201.
     pub async fn add_route(&self, path: &str, target: &str) {
         let body = serde_json::json!({ "target": target }).to_string();
-        let (status, text) = self.api(Method::POST, &format!("/api/routes{path}"), &body).await;
+        let (status, text) = self
+            .api(Method::POST, &format!("/api/routes{path}"), &body)
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{text}");
     }
 
@@ -265,13 +342,29 @@ impl TestProxy {
     }
 }
 
-pub async fn api_call(addr: SocketAddr, method: Method, path: &str, body: &str, token: Option<&str>) -> (StatusCode, String) {
-    let mut req = Request::builder().method(method).uri(path).header("host", addr.to_string());
+pub async fn api_call(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (StatusCode, String) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     if let Some(t) = token {
         req = req.header("authorization", format!("token {t}"));
     }
-    let resp = send(addr, req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await;
-    (resp.status(), String::from_utf8_lossy(resp.body()).into_owned())
+    let resp = send(
+        addr,
+        req.body(Full::new(Bytes::from(body.to_owned()))).unwrap(),
+    )
+    .await;
+    (
+        resp.status(),
+        String::from_utf8_lossy(resp.body()).into_owned(),
+    )
 }
 
 // === clients ===
@@ -279,7 +372,9 @@ pub async fn api_call(addr: SocketAddr, method: Method, path: &str, body: &str, 
 /// Sends one request over a new HTTP/1.1 connection and collects the body.
 pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<Bytes> {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.unwrap();
     let (parts, body) = resp.into_parts();
@@ -292,9 +387,15 @@ pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
 }
 
 pub async fn get_host(addr: SocketAddr, path: &str, host: &str) -> (StatusCode, String) {
-    let req = Request::get(path).header("host", host).body(Full::default()).unwrap();
+    let req = Request::get(path)
+        .header("host", host)
+        .body(Full::default())
+        .unwrap();
     let resp = send(addr, req).await;
-    (resp.status(), String::from_utf8_lossy(resp.body()).into_owned())
+    (
+        resp.status(),
+        String::from_utf8_lossy(resp.body()).into_owned(),
+    )
 }
 
 /// Sends over HTTP/2 on an existing I/O (h2c or TLS).
@@ -302,7 +403,10 @@ pub async fn send_h2<I>(io: I, req: Request<Full<Bytes>>) -> Response<Bytes>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.unwrap();
     let (parts, body) = resp.into_parts();
@@ -314,7 +418,9 @@ pub type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 /// Opens a websocket to `ws://addr{path}`.
 pub async fn websocket(addr: SocketAddr, path: &str) -> Ws {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (ws, resp) = tokio_tungstenite::client_async(format!("ws://{addr}{path}"), stream).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(format!("ws://{addr}{path}"), stream)
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
     ws
 }
@@ -323,7 +429,9 @@ pub async fn websocket(addr: SocketAddr, path: &str) -> Ws {
 pub async fn echo(ws: &mut Ws, text: &str) {
     use tokio_tungstenite::tungstenite::Message;
     ws.send(Message::text(text)).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("echo timed out");
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo timed out");
     assert_eq!(reply.unwrap().unwrap().into_text().unwrap().as_str(), text);
 }
 
@@ -337,17 +445,26 @@ where
 {
     let deadline = tokio::time::Instant::now() + limit;
     while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 // === the binary ===
@@ -369,17 +486,37 @@ impl Hubgate {
     pub async fn spawn_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let (port, api_port) = (free_port(), free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
-        cmd.args(["serve", "--ip", "127.0.0.1", "--api-ip", "127.0.0.1", "--log-level", "warn"])
-            .args(["--port", &port.to_string(), "--api-port", &api_port.to_string()])
-            .args(extra)
-            .env_remove("CONFIGPROXY_AUTH_TOKEN")
-            .env_remove("CONFIGPROXY_AUTH_TOKEN_FILE")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null());
+        cmd.args([
+            "serve",
+            "--ip",
+            "127.0.0.1",
+            "--api-ip",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--api-port",
+            &api_port.to_string(),
+        ])
+        .args(extra)
+        .env_remove("CONFIGPROXY_AUTH_TOKEN")
+        .env_remove("CONFIGPROXY_AUTH_TOKEN_FILE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
         let child = cmd.spawn().unwrap();
-        let me = Self { child, port, api_port };
+        let me = Self {
+            child,
+            port,
+            api_port,
+        };
         let addr: SocketAddr = ([127, 0, 0, 1], api_port).into();
-        wait_for(Duration::from_secs(10), "hubgate to listen", || async { TcpStream::connect(addr).await.is_ok() }).await;
+        wait_for(Duration::from_secs(10), "hubgate to listen", || async {
+            TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
         me
     }
 
@@ -392,7 +529,10 @@ impl Hubgate {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args(["-s", sig, &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 

@@ -2,7 +2,13 @@
 //! and backends, the proxy in process or as the `hubgate` binary, and real
 //! JupyterHub. One test binary, so dependencies link once.
 
-#![allow(unreachable_pub)]
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::result_large_err
+)]
 
 mod harness;
 

@@ -8,7 +8,11 @@ use crate::harness::{Backend, TestProxy, get, get_host};
 
 #[tokio::test]
 async fn longest_whole_segment_prefix() {
-    let (root, bc, bcd) = (Backend::http("root").start().await, Backend::http("bc").start().await, Backend::http("bcd").start().await);
+    let (root, bc, bcd) = (
+        Backend::http("root").start().await,
+        Backend::http("bc").start().await,
+        Backend::http("bcd").start().await,
+    );
     let p = TestProxy::start().await;
     p.add_route("/", &root.url()).await;
     p.add_route("/b/c", &bc.url()).await;
@@ -24,7 +28,11 @@ async fn longest_whole_segment_prefix() {
         ("/B/c", "root"),
         ("/", "root"),
     ] {
-        assert_eq!(get(p.addr, path).await, (StatusCode::OK, format!("backend {who}")), "{path}");
+        assert_eq!(
+            get(p.addr, path).await,
+            (StatusCode::OK, format!("backend {who}")),
+            "{path}"
+        );
     }
 }
 
@@ -48,14 +56,29 @@ async fn upstream_path_follows_include_prefix_and_prepend_path() {
         (false, false, "/rest?x=1"),
     ];
     for (include_prefix, prepend_path, expected) in cases {
-        let config = ProxyConfig { include_prefix, prepend_path, ..ProxyConfig::default() };
+        let config = ProxyConfig {
+            include_prefix,
+            prepend_path,
+            ..ProxyConfig::default()
+        };
         let p = TestProxy::with(config, false).await;
         p.add_route("/bar", &format!("{}/foo/", b.url())).await;
         assert_eq!(get(p.addr, "/bar/rest?x=1").await.0, StatusCode::OK);
-        assert_eq!(b.last().await.uri, expected, "include_prefix={include_prefix} prepend_path={prepend_path}");
+        assert_eq!(
+            b.last().await.uri,
+            expected,
+            "include_prefix={include_prefix} prepend_path={prepend_path}"
+        );
     }
     // The bare prefix, without a prefix to keep, goes to the target's path.
-    let p = TestProxy::with(ProxyConfig { include_prefix: false, ..ProxyConfig::default() }, false).await;
+    let p = TestProxy::with(
+        ProxyConfig {
+            include_prefix: false,
+            ..ProxyConfig::default()
+        },
+        false,
+    )
+    .await;
     p.add_route("/bar", &format!("{}/foo", b.url())).await;
     get(p.addr, "/bar").await;
     assert_eq!(b.last().await.uri, "/foo");
@@ -85,24 +108,54 @@ async fn escapes_match_decoded_and_pass_through_as_sent() {
 
 #[tokio::test]
 async fn host_routing_uses_the_host_without_port() {
-    let (hub, alice) = (Backend::http("hub").start().await, Backend::http("alice").start().await);
+    let (hub, alice) = (
+        Backend::http("hub").start().await,
+        Backend::http("alice").start().await,
+    );
     let p = TestProxy::with(ProxyConfig::default(), true).await;
     p.add_route("/", &hub.url()).await;
-    p.add_route("/alice.hub.test/user/alice", &alice.url()).await;
-    assert_eq!(get_host(p.addr, "/user/alice/lab", "alice.hub.test:8000").await.1, "backend alice");
-    assert_eq!(alice.last().await.uri, "/user/alice/lab", "the host is not part of the upstream path");
-    assert_eq!(get_host(p.addr, "/user/alice/lab", "bob.hub.test").await.1, "backend hub");
-    assert_eq!(get_host(p.addr, "/hub/login", "alice.hub.test").await.1, "backend hub");
+    p.add_route("/alice.hub.test/user/alice", &alice.url())
+        .await;
+    assert_eq!(
+        get_host(p.addr, "/user/alice/lab", "alice.hub.test:8000")
+            .await
+            .1,
+        "backend alice"
+    );
+    assert_eq!(
+        alice.last().await.uri,
+        "/user/alice/lab",
+        "the host is not part of the upstream path"
+    );
+    assert_eq!(
+        get_host(p.addr, "/user/alice/lab", "bob.hub.test").await.1,
+        "backend hub"
+    );
+    assert_eq!(
+        get_host(p.addr, "/hub/login", "alice.hub.test").await.1,
+        "backend hub"
+    );
 
-    let p = TestProxy::with(ProxyConfig { include_prefix: false, ..ProxyConfig::default() }, true).await;
-    p.add_route("/alice.hub.test/user/alice", &alice.url()).await;
+    let p = TestProxy::with(
+        ProxyConfig {
+            include_prefix: false,
+            ..ProxyConfig::default()
+        },
+        true,
+    )
+    .await;
+    p.add_route("/alice.hub.test/user/alice", &alice.url())
+        .await;
     get_host(p.addr, "/user/alice/lab", "alice.hub.test").await;
     assert_eq!(alice.last().await.uri, "/lab");
 }
 
 #[tokio::test]
 async fn a_route_change_is_seen_by_the_next_request() {
-    let (a, b) = (Backend::http("a").start().await, Backend::http("b").start().await);
+    let (a, b) = (
+        Backend::http("a").start().await,
+        Backend::http("b").start().await,
+    );
     let p = TestProxy::start().await;
     p.add_route("/user/x", &a.url()).await;
     assert_eq!(get(p.addr, "/user/x").await.1, "backend a");
@@ -114,7 +167,10 @@ async fn a_route_change_is_seen_by_the_next_request() {
 
 #[tokio::test]
 async fn hundred_thousand_routes() {
-    let (hit, other) = (Backend::http("hit").start().await, Backend::http("other").start().await);
+    let (hit, other) = (
+        Backend::http("hit").start().await,
+        Backend::http("other").start().await,
+    );
     let p = TestProxy::start().await;
     let mut json = String::from("{");
     for i in 0..100_000 {
@@ -125,10 +181,17 @@ async fn hundred_thousand_routes() {
         json.push_str(&format!(r#""/user/u{i}":{{"target":"{target}"}}"#));
     }
     json.push('}');
-    assert_eq!(p.routes.restore_api_routes(json.as_bytes()).await.unwrap(), 100_000);
+    assert_eq!(
+        p.routes.restore_api_routes(json.as_bytes()).await.unwrap(),
+        100_000
+    );
     assert_eq!(p.routes.load().len(), 100_000);
     for i in [0, 997, 99_700] {
-        assert_eq!(get(p.addr, &format!("/user/u{i}/api/kernels")).await.1, "backend hit", "u{i}");
+        assert_eq!(
+            get(p.addr, &format!("/user/u{i}/api/kernels")).await.1,
+            "backend hit",
+            "u{i}"
+        );
     }
     assert_eq!(get(p.addr, "/user/u1/lab").await.1, "backend other");
     assert_eq!(get(p.addr, "/user/u100000").await.0, StatusCode::NOT_FOUND);

@@ -22,14 +22,30 @@ async fn two_gib_up_and_down_with_flat_memory() {
     let api = crate::harness::api_call;
     for (path, target) in [("/up", upload_sink.url()), ("/down", download_source.url())] {
         let body = serde_json::json!({ "target": target }).to_string();
-        assert_eq!(api(hg.api_addr(), http::Method::POST, &format!("/api/routes{path}"), &body, Some(crate::harness::TOKEN)).await.0, StatusCode::CREATED);
+        assert_eq!(
+            api(
+                hg.api_addr(),
+                http::Method::POST,
+                &format!("/api/routes{path}"),
+                &body,
+                Some(crate::harness::TOKEN)
+            )
+            .await
+            .0,
+            StatusCode::CREATED
+        );
     }
 
     let started = Instant::now();
     let stream = TcpStream::connect(hg.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let up = Request::post("/up").header("host", "h").body(stream_zeros(TWO_GIB)).unwrap();
+    let up = Request::post("/up")
+        .header("host", "h")
+        .body(stream_zeros(TWO_GIB))
+        .unwrap();
     let resp = sender.send_request(up).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     drain_body(resp.into_body()).await;
@@ -38,22 +54,35 @@ async fn two_gib_up_and_down_with_flat_memory() {
 
     let started = Instant::now();
     let stream = TcpStream::connect(hg.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let down = Request::get("/down").header("host", "h").body(Full::<bytes::Bytes>::default()).unwrap();
+    let down = Request::get("/down")
+        .header("host", "h")
+        .body(Full::<bytes::Bytes>::default())
+        .unwrap();
     let resp = sender.send_request(down).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(drain_body(resp.into_body()).await, TWO_GIB);
     let download_time = started.elapsed();
 
     let peak = hg.peak_rss_kib();
-    eprintln!("2 GiB upload {upload_time:?}, download {download_time:?}, proxy peak RSS {peak} KiB");
-    assert!(peak < RSS_LIMIT_KIB, "proxy peak RSS {peak} KiB: bodies must stream, not buffer");
+    eprintln!(
+        "2 GiB upload {upload_time:?}, download {download_time:?}, proxy peak RSS {peak} KiB"
+    );
+    assert!(
+        peak < RSS_LIMIT_KIB,
+        "proxy peak RSS {peak} KiB: bodies must stream, not buffer"
+    );
 }
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests_then_closes_tunnels() {
-    let slow = Backend::http("slow").delay(Duration::from_millis(700)).start().await;
+    let slow = Backend::http("slow")
+        .delay(Duration::from_millis(700))
+        .start()
+        .await;
     let ws_backend = Backend::websocket_echo("ws").start().await;
     let p = TestProxy::start().await;
     p.add_route("/slow", &slow.url()).await;
@@ -67,11 +96,25 @@ async fn graceful_shutdown_finishes_in_flight_requests_then_closes_tunnels() {
     let shutdown = p.shutdown.clone();
     let drained = tokio::spawn(async move { shutdown.drain(Duration::from_secs(5)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(TcpStream::connect(addr).await.is_err(), "no new connections once shutdown began");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no new connections once shutdown began"
+    );
 
-    assert_eq!(in_flight.await.unwrap(), (StatusCode::OK, "backend slow".into()));
-    tokio::time::timeout(Duration::from_secs(3), drained).await.expect("drain finished").unwrap();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        (StatusCode::OK, "backend slow".into())
+    );
+    tokio::time::timeout(Duration::from_secs(3), drained)
+        .await
+        .expect("drain finished")
+        .unwrap();
     use futures_util::StreamExt;
-    let next = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.expect("tunnel closed");
-    assert!(!matches!(next, Some(Ok(m)) if m.is_text()), "the tunnel is closed after the grace period");
+    let next = tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .expect("tunnel closed");
+    assert!(
+        !matches!(next, Some(Ok(m)) if m.is_text()),
+        "the tunnel is closed after the grace period"
+    );
 }

@@ -38,9 +38,14 @@ fn client(alpn: &[&[u8]]) -> TlsConnector {
 
 use rustls_pki_types::pem::PemObject as _;
 
-async fn tls_stream(addr: std::net::SocketAddr, alpn: &[&[u8]]) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+async fn tls_stream(
+    addr: std::net::SocketAddr,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
-    client(alpn).connect(ServerName::try_from("localhost").unwrap(), tcp).await
+    client(alpn)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
 }
 
 async fn tls_proxy(resolver: Arc<CertResolver>) -> TestProxy {
@@ -55,9 +60,19 @@ async fn https_with_http11_and_h2_over_alpn() {
     p.add_route("/", &b.url()).await;
 
     let io = tls_stream(p.addr, &[b"http/1.1"]).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let resp = sender.send_request(Request::get("/one").header("host", "localhost").body(Full::<Bytes>::default()).unwrap()).await.unwrap();
+    let resp = sender
+        .send_request(
+            Request::get("/one")
+                .header("host", "localhost")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let seen = b.last().await;
     assert_eq!(seen.headers["x-forwarded-proto"], "https");
@@ -65,8 +80,17 @@ async fn https_with_http11_and_h2_over_alpn() {
 
     let io = tls_stream(p.addr, &[b"h2", b"http/1.1"]).await.unwrap();
     assert_eq!(io.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let resp = send_h2(io, Request::get("https://localhost/two").body(Full::default()).unwrap()).await;
-    assert_eq!((resp.status(), resp.body().as_ref()), (StatusCode::OK, &b"backend a"[..]));
+    let resp = send_h2(
+        io,
+        Request::get("https://localhost/two")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (resp.status(), resp.body().as_ref()),
+        (StatusCode::OK, &b"backend a"[..])
+    );
     assert_eq!(b.last().await.uri, "/two");
 }
 
@@ -78,7 +102,10 @@ async fn certificates_swap_live() {
     let mut set = CertSet::default();
     set.insert("localhost", server_key());
     resolver.store(set);
-    assert!(tls_stream(p.addr, &[]).await.is_ok(), "served right after the swap, no restart");
+    assert!(
+        tls_stream(p.addr, &[]).await.is_ok(),
+        "served right after the swap, no restart"
+    );
 }
 
 #[tokio::test]
@@ -88,15 +115,36 @@ async fn https_upstream_verified_against_a_configured_ca() {
     inner.add_route("/", &b.url()).await;
 
     let ca = std::fs::read(fixture("ca.pem")).unwrap();
-    let upstream_tls = tls::client_config(&UpstreamTls { ca_pem: Some(&ca), ..Default::default() }).unwrap();
-    let outer = TestProxy::with(ProxyConfig { upstream_tls: Some(upstream_tls), ..ProxyConfig::default() }, false).await;
-    outer.add_route("/", &format!("https://localhost:{}", inner.addr.port())).await;
-    assert_eq!(get_host(outer.addr, "/", "x").await, (StatusCode::OK, "backend behind-tls".into()));
+    let upstream_tls = tls::client_config(&UpstreamTls {
+        ca_pem: Some(&ca),
+        ..Default::default()
+    })
+    .unwrap();
+    let outer = TestProxy::with(
+        ProxyConfig {
+            upstream_tls: Some(upstream_tls),
+            ..ProxyConfig::default()
+        },
+        false,
+    )
+    .await;
+    outer
+        .add_route("/", &format!("https://localhost:{}", inner.addr.port()))
+        .await;
+    assert_eq!(
+        get_host(outer.addr, "/", "x").await,
+        (StatusCode::OK, "backend behind-tls".into())
+    );
 
     // Without the CA the upstream certificate is refused: 503, not a silent pass.
     let strict = TestProxy::start().await;
-    strict.add_route("/", &format!("https://localhost:{}", inner.addr.port())).await;
-    assert_eq!(get_host(strict.addr, "/", "x").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    strict
+        .add_route("/", &format!("https://localhost:{}", inner.addr.port()))
+        .await;
+    assert_eq!(
+        get_host(strict.addr, "/", "x").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 #[tokio::test]
@@ -105,20 +153,43 @@ async fn binary_serves_tls_and_redirects_plain_http() {
     let redirect_port = crate::harness::free_port();
     let (cert, key) = (fixture("localhost.pem"), fixture("localhost.key"));
     let hg = Hubgate::spawn(&[
-        "--ssl-cert", cert.to_str().unwrap(), "--ssl-key", key.to_str().unwrap(),
-        "--redirect-port", &redirect_port.to_string(), "--redirect-to", "443",
-        "--default-target", &b.url(),
+        "--ssl-cert",
+        cert.to_str().unwrap(),
+        "--ssl-key",
+        key.to_str().unwrap(),
+        "--redirect-port",
+        &redirect_port.to_string(),
+        "--redirect-to",
+        "443",
+        "--default-target",
+        &b.url(),
     ])
     .await;
     let io = tls_stream(hg.addr(), &[b"h2"]).await.unwrap();
-    let resp = send_h2(io, Request::get("https://localhost/x").body(Full::default()).unwrap()).await;
+    let resp = send_h2(
+        io,
+        Request::get("https://localhost/x")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     let plain = std::net::SocketAddr::from(([127, 0, 0, 1], redirect_port));
-    let req = Request::get("/user/a?x=1").header("host", "hub.example.org:80").body(Full::default()).unwrap();
+    let req = Request::get("/user/a?x=1")
+        .header("host", "hub.example.org:80")
+        .body(Full::default())
+        .unwrap();
     let resp = crate::harness::send(plain, req).await;
     assert_eq!(resp.status(), StatusCode::MOVED_PERMANENTLY);
-    assert_eq!(resp.headers()["location"], "https://hub.example.org/user/a?x=1");
+    assert_eq!(
+        resp.headers()["location"],
+        "https://hub.example.org/user/a?x=1"
+    );
     let resp = crate::harness::send(plain, Request::get("/").body(Full::default()).unwrap()).await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "no Host, no redirect");
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_REQUEST,
+        "no Host, no redirect"
+    );
 }

@@ -9,23 +9,35 @@ use crate::harness::{Backend, TestProxy, echo, wait_for, websocket};
 
 #[tokio::test]
 async fn echo_survives_a_hundred_route_changes() {
-    let (ws_a, ws_b) = (Backend::websocket_echo("a").start().await, Backend::websocket_echo("b").start().await);
+    let (ws_a, ws_b) = (
+        Backend::websocket_echo("a").start().await,
+        Backend::websocket_echo("b").start().await,
+    );
     let p = TestProxy::start().await;
     let path = "/user/alice";
     p.add_route(path, &ws_a.url()).await;
     let mut ws = websocket(p.addr, "/user/alice/api/kernels/k1/channels?token=x").await;
     echo(&mut ws, "first").await;
-    assert_eq!(ws_a.last().await.uri, "/user/alice/api/kernels/k1/channels?token=x");
+    assert_eq!(
+        ws_a.last().await.uri,
+        "/user/alice/api/kernels/k1/channels?token=x"
+    );
 
     for i in 0..100 {
         match i % 3 {
             0 => p.add_route(path, &ws_b.url()).await,
-            1 => assert_eq!(p.api(Method::DELETE, "/api/routes/user/alice", "").await.0, 204),
+            1 => assert_eq!(
+                p.api(Method::DELETE, "/api/routes/user/alice", "").await.0,
+                204
+            ),
             _ => p.add_route(path, &ws_a.url()).await,
         }
         echo(&mut ws, &format!("message {i}")).await;
     }
-    assert_eq!(p.api(Method::DELETE, "/api/routes/user/alice", "").await.0, 204);
+    assert_eq!(
+        p.api(Method::DELETE, "/api/routes/user/alice", "").await.0,
+        204
+    );
     assert!(p.routes.load().is_empty());
     echo(&mut ws, "after removal").await;
     assert_eq!(ws_a.hits(), 1, "the open websocket was never reconnected");
@@ -41,9 +53,18 @@ async fn echo_survives_a_hundred_route_changes() {
 async fn websocket_traffic_counts_as_activity() {
     let ws_backend = Backend::websocket_echo("a").start().await;
     let p = TestProxy::start().await;
-    let json = format!(r#"{{"/user/a":{{"target":"{}","last_activity":"2020-01-01T00:00:00.000Z"}}}}"#, ws_backend.url());
+    let json = format!(
+        r#"{{"/user/a":{{"target":"{}","last_activity":"2020-01-01T00:00:00.000Z"}}}}"#,
+        ws_backend.url()
+    );
     p.routes.restore_api_routes(json.as_bytes()).await.unwrap();
-    let activity = || p.routes.load().get(hubgate_proxy::Layer::Api, "/user/a").unwrap().last_activity_ms();
+    let activity = || {
+        p.routes
+            .load()
+            .get(hubgate_proxy::Layer::Api, "/user/a")
+            .unwrap()
+            .last_activity_ms()
+    };
     let mut ws = websocket(p.addr, "/user/a/api/kernels/1/channels").await;
     let before = activity();
     echo(&mut ws, "ping").await;
@@ -62,9 +83,15 @@ async fn open_tunnels_are_counted_and_released() {
         sockets.push(ws);
     }
     let metrics = p.proxy.metrics().clone();
-    wait_for(Duration::from_secs(5), "5 open tunnels", || async { metrics.open_websockets() == 5 }).await;
+    wait_for(Duration::from_secs(5), "5 open tunnels", || async {
+        metrics.open_websockets() == 5
+    })
+    .await;
     for mut ws in sockets {
         ws.close(None).await.unwrap();
     }
-    wait_for(Duration::from_secs(5), "tunnels to close", || async { metrics.open_websockets() == 0 }).await;
+    wait_for(Duration::from_secs(5), "tunnels to close", || async {
+        metrics.open_websockets() == 0
+    })
+    .await;
 }

@@ -39,7 +39,10 @@ impl RouteData {
             .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
             .and_then(|s| parse_js_date(&s));
         if let Some(host) = host {
-            members.insert("host".to_owned(), RawValue::from_string(serde_json::to_string(host)?)?);
+            members.insert(
+                "host".to_owned(),
+                RawValue::from_string(serde_json::to_string(host)?)?,
+            );
         }
         let mut fields = String::with_capacity(body.len());
         for (i, (k, v)) in members.iter().enumerate() {
@@ -50,7 +53,11 @@ impl RouteData {
             fields.push(':');
             fields.push_str(v.get());
         }
-        Ok(Self { fields: fields.into(), target, last_activity })
+        Ok(Self {
+            fields: fields.into(),
+            target,
+            last_activity,
+        })
     }
 }
 
@@ -80,7 +87,10 @@ mod tests {
     #[test]
     fn echoes_members_as_sent_with_last_activity() {
         assert_eq!(
-            rendered(r#"{"target": "http://10.0.1.5:8888", "user": "alice", "n": 1.50, "x": {"b":[1, 2]}}"#, None),
+            rendered(
+                r#"{"target": "http://10.0.1.5:8888", "user": "alice", "n": 1.50, "x": {"b":[1, 2]}}"#,
+                None
+            ),
             r#"{"target":"http://10.0.1.5:8888","user":"alice","n":1.50,"x":{"b":[1, 2]},"last_activity":"1970-01-01T00:00:00.000Z"}"#
         );
     }
@@ -92,13 +102,21 @@ mod tests {
             Some("a.example.org"),
         )
         .unwrap();
-        assert_eq!(&*d.fields, r#""target":"http://h:1","host":"a.example.org""#);
+        assert_eq!(
+            &*d.fields,
+            r#""target":"http://h:1","host":"a.example.org""#
+        );
         assert_eq!(d.last_activity, Some(1_767_225_600_000));
     }
 
     #[test]
     fn rejects_bad_bodies_with_chp_messages() {
-        let err = |b: &str| RouteData::parse(b.as_bytes(), None).err().unwrap().to_string();
+        let err = |b: &str| {
+            RouteData::parse(b.as_bytes(), None)
+                .err()
+                .unwrap()
+                .to_string()
+        };
         assert!(err("").starts_with("Body not valid JSON"));
         assert!(err("{nope").starts_with("Body not valid JSON"));
         assert_eq!(err("{}"), "Must specify 'target' as string");

@@ -33,7 +33,9 @@ pub(crate) fn percent_decode(s: &str) -> Result<Cow<'_, str>, BadEscape> {
             i += 1;
         }
     }
-    String::from_utf8(out).map(Cow::Owned).map_err(|_| BadEscape)
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| BadEscape)
 }
 
 /// Normalises a (decoded) route key: one leading `/`, no trailing `/` except
@@ -65,14 +67,22 @@ pub(crate) fn prefixes(form: &str) -> impl Iterator<Item = &str> {
     std::iter::from_fn(move || {
         let e = end?;
         let candidate = if e == 0 { "/" } else { &form[..e] };
-        end = if candidate == "/" { None } else { candidate.rfind('/') };
+        end = if candidate == "/" {
+            None
+        } else {
+            candidate.rfind('/')
+        };
         Some(candidate)
     })
 }
 
 /// Number of path segments in a key (`/` has none).
 pub(crate) fn segment_count(key: &str) -> usize {
-    if key == "/" { 0 } else { key.matches('/').count() }
+    if key == "/" {
+        0
+    } else {
+        key.matches('/').count()
+    }
 }
 
 /// The raw request path with its first `n` segments removed, escapes kept as
@@ -94,7 +104,10 @@ mod tests {
     fn decodes_like_decode_uri_component() {
         assert_eq!(percent_decode("/user/%E7%A7%80").unwrap(), "/user/秀");
         assert_eq!(percent_decode("/b%40r/b%20r").unwrap(), "/b@r/b r");
-        assert!(matches!(percent_decode("/plain").unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(
+            percent_decode("/plain").unwrap(),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(percent_decode("/bad%zz"), Err(BadEscape));
         assert_eq!(percent_decode("/bad%4"), Err(BadEscape));
         assert_eq!(percent_decode("/bad%ff"), Err(BadEscape));

@@ -77,7 +77,8 @@ impl RouteStore {
             .map(|(key, body)| self.build_route(key, body.get().as_bytes(), true))
             .collect::<Result<Vec<_>, _>>()?;
         let n = routes.len();
-        self.write(|t| routes.into_iter().for_each(|r| t.put(Layer::Api, r))).await;
+        self.write(|t| routes.into_iter().for_each(|r| t.put(Layer::Api, r)))
+            .await;
         Ok(n)
     }
 
@@ -105,7 +106,12 @@ impl RouteStore {
         .await;
     }
 
-    fn build_route(&self, path: &str, body: &[u8], restoring: bool) -> Result<Arc<Route>, RouteError> {
+    fn build_route(
+        &self,
+        path: &str,
+        body: &[u8],
+        restoring: bool,
+    ) -> Result<Arc<Route>, RouteError> {
         let key = normalize_key(&percent_decode(path).map_err(|_| RouteError::BadPath)?);
         let host = match (self.host_routing, key.as_str()) {
             (true, k) if k != "/" => k[1..].split('/').next(),
@@ -116,7 +122,12 @@ impl RouteStore {
             (true, Some(t)) => t,
             _ => now_ms(),
         };
-        Ok(Arc::new(Route::new(key.into(), data.target, data.fields, Arc::new(Activity::at(since)))))
+        Ok(Arc::new(Route::new(
+            key.into(),
+            data.target,
+            data.fields,
+            Arc::new(Activity::at(since)),
+        )))
     }
 
     async fn write<R>(&self, change: impl FnOnce(&mut RouteTable) -> R) -> R {
@@ -138,11 +149,18 @@ mod tests {
     #[tokio::test]
     async fn add_replace_remove() {
         let s = RouteStore::new(false);
-        s.add_api_route("/user/%E7%A7%80/", br#"{"target":"http://127.0.0.1:1"}"#).await.unwrap();
-        s.add_api_route("user/秀", br#"{"target":"http://127.0.0.1:2","user":"x"}"#).await.unwrap();
+        s.add_api_route("/user/%E7%A7%80/", br#"{"target":"http://127.0.0.1:1"}"#)
+            .await
+            .unwrap();
+        s.add_api_route("user/秀", br#"{"target":"http://127.0.0.1:2","user":"x"}"#)
+            .await
+            .unwrap();
         let t = s.load();
         assert_eq!(t.len(), 1);
-        assert_eq!(t.get(Layer::Api, "/user/秀").unwrap().target().as_str(), "http://127.0.0.1:2");
+        assert_eq!(
+            t.get(Layer::Api, "/user/秀").unwrap().target().as_str(),
+            "http://127.0.0.1:2"
+        );
         assert!(s.remove_api_route("/user/%E7%A7%80").await.unwrap());
         assert!(!s.remove_api_route("/user/%E7%A7%80").await.unwrap());
         assert_eq!(s.load().len(), 0);
@@ -151,10 +169,16 @@ mod tests {
     #[tokio::test]
     async fn a_bad_write_keeps_the_last_good_table() {
         let s = RouteStore::new(false);
-        s.add_api_route("/a", br#"{"target":"http://127.0.0.1:1"}"#).await.unwrap();
+        s.add_api_route("/a", br#"{"target":"http://127.0.0.1:1"}"#)
+            .await
+            .unwrap();
         let version = s.load().version();
         assert!(s.add_api_route("/a", b"{").await.is_err());
-        assert!(s.restore_api_routes(br#"{"/b":{"target":"http://127.0.0.1:1"},"/c":{}}"#).await.is_err());
+        assert!(
+            s.restore_api_routes(br#"{"/b":{"target":"http://127.0.0.1:1"},"/c":{}}"#)
+                .await
+                .is_err()
+        );
         assert_eq!(s.load().version(), version);
         assert!(s.load().get(Layer::Api, "/b").is_none());
     }
@@ -162,9 +186,12 @@ mod tests {
     #[tokio::test]
     async fn restore_round_trips_render() {
         let s = RouteStore::new(true);
-        s.add_api_route("/a.example.org/user/a", br#"{"target":"http://127.0.0.1:1","user":"a"}"#)
-            .await
-            .unwrap();
+        s.add_api_route(
+            "/a.example.org/user/a",
+            br#"{"target":"http://127.0.0.1:1","user":"a"}"#,
+        )
+        .await
+        .unwrap();
         let json = s.load().render_api_routes(None);
         assert!(json.contains(r#""host":"a.example.org""#), "{json}");
         let s2 = RouteStore::new(true);
@@ -176,12 +203,27 @@ mod tests {
     async fn replacing_a_layer_keeps_unchanged_activity() {
         let s = RouteStore::new(false);
         let t = |u: &str| Target::parse(u).unwrap();
-        s.replace_layer(Layer::Discovery, vec![("/a".into(), t("http://h:1")), ("/b".into(), t("http://h:2"))])
+        s.replace_layer(
+            Layer::Discovery,
+            vec![
+                ("/a".into(), t("http://h:1")),
+                ("/b".into(), t("http://h:2")),
+            ],
+        )
+        .await;
+        let before = s
+            .load()
+            .get(Layer::Discovery, "/a")
+            .unwrap()
+            .activity
+            .clone();
+        s.replace_layer(Layer::Discovery, vec![("/a".into(), t("http://h:1"))])
             .await;
-        let before = s.load().get(Layer::Discovery, "/a").unwrap().activity.clone();
-        s.replace_layer(Layer::Discovery, vec![("/a".into(), t("http://h:1"))]).await;
         let table = s.load();
-        assert!(Arc::ptr_eq(&before, &table.get(Layer::Discovery, "/a").unwrap().activity));
+        assert!(Arc::ptr_eq(
+            &before,
+            &table.get(Layer::Discovery, "/a").unwrap().activity
+        ));
         assert!(table.get(Layer::Discovery, "/b").is_none());
         assert_eq!(table.routes(Layer::Api).count(), 0);
     }

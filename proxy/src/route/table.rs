@@ -41,9 +41,20 @@ pub struct Route {
 }
 
 impl Route {
-    pub(crate) fn new(key: Arc<str>, target: Target, fields: Box<str>, activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(
+        key: Arc<str>,
+        target: Target,
+        fields: Box<str>,
+        activity: Arc<Activity>,
+    ) -> Self {
         let segments = segment_count(&key);
-        Self { key, target, fields, activity, segments }
+        Self {
+            key,
+            target,
+            fields,
+            activity,
+            segments,
+        }
     }
 
     /// The normalised, unescaped key, e.g. `/user/alice`.
@@ -148,7 +159,10 @@ impl RouteTable {
 
     /// Recomputes `merged[key]` from the layers, by precedence.
     fn resolve(&mut self, key: Arc<str>) {
-        match Layer::ALL.iter().find_map(|l| self.layers[l.index()].get(&key)) {
+        match Layer::ALL
+            .iter()
+            .find_map(|l| self.layers[l.index()].get(&key))
+        {
             Some(route) => {
                 let route = route.clone();
                 self.merged.insert(key, route);
@@ -166,13 +180,21 @@ mod tests {
 
     fn route(key: &str, target: &str) -> Arc<Route> {
         let fields = format!("\"target\":\"{target}\"").into_boxed_str();
-        Arc::new(Route::new(key.into(), Target::parse(target).unwrap(), fields, Arc::new(Activity::at(0))))
+        Arc::new(Route::new(
+            key.into(),
+            Target::parse(target).unwrap(),
+            fields,
+            Arc::new(Activity::at(0)),
+        ))
     }
 
     fn table(keys: &[&str]) -> RouteTable {
         let mut t = RouteTable::default();
         for (i, k) in keys.iter().enumerate() {
-            t.put(Layer::Api, route(k, &format!("http://127.0.0.1:{}", 1000 + i)));
+            t.put(
+                Layer::Api,
+                route(k, &format!("http://127.0.0.1:{}", 1000 + i)),
+            );
         }
         t
     }
@@ -189,7 +211,11 @@ mod tests {
         assert_eq!(hit(&t, "/b/c/").as_deref(), Some("/b/c"));
         assert_eq!(hit(&t, "/b").as_deref(), Some("/"));
         assert_eq!(hit(&t, "/user/alice2").as_deref(), Some("/"));
-        assert_eq!(hit(&t, "/User/alice").as_deref(), Some("/"), "case-sensitive");
+        assert_eq!(
+            hit(&t, "/User/alice").as_deref(),
+            Some("/"),
+            "case-sensitive"
+        );
     }
 
     #[test]
@@ -204,9 +230,15 @@ mod tests {
         let mut t = RouteTable::default();
         t.put(Layer::Discovery, route("/svc", "http://127.0.0.1:1"));
         t.put(Layer::Api, route("/svc", "http://127.0.0.1:2"));
-        assert_eq!(t.lookup("/svc/x").unwrap().target().as_str(), "http://127.0.0.1:2");
+        assert_eq!(
+            t.lookup("/svc/x").unwrap().target().as_str(),
+            "http://127.0.0.1:2"
+        );
         t.remove(Layer::Api, "/svc");
-        assert_eq!(t.lookup("/svc/x").unwrap().target().as_str(), "http://127.0.0.1:1");
+        assert_eq!(
+            t.lookup("/svc/x").unwrap().target().as_str(),
+            "http://127.0.0.1:1"
+        );
         assert_eq!(t.routes(Layer::Api).count(), 0);
         assert!(t.render_api_routes(None) == "{}");
     }
@@ -215,9 +247,15 @@ mod tests {
     fn hundred_thousand_routes() {
         let mut t = RouteTable::default();
         for i in 0..100_000 {
-            t.put(Layer::Api, route(&format!("/user/u{i}"), "http://127.0.0.1:1"));
+            t.put(
+                Layer::Api,
+                route(&format!("/user/u{i}"), "http://127.0.0.1:1"),
+            );
         }
         assert_eq!(t.len(), 100_000);
-        assert_eq!(hit(&t, "/user/u99999/api/kernels").as_deref(), Some("/user/u99999"));
+        assert_eq!(
+            hit(&t, "/user/u99999/api/kernels").as_deref(),
+            Some("/user/u99999")
+        );
     }
 }
