@@ -1,1 +1,148 @@
-//! Placeholder; filled below.
+//! Real JupyterHub, jupyter_server and ipykernel (from the venv that
+//! `scripts/test` builds) in front of hubgate, both ways JupyterHub uses a
+//! proxy: (a) an external `hubgate serve` (`should_start = False`), and
+//! (b) JupyterHub launching hubgate itself as `configurable-http-proxy`.
+//! `tests/jupyterhub/drive.py` plays the user.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::harness::{Hubgate, TOKEN, free_port};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv with JupyterHub; fails with the setup command when missing.
+fn venv() -> PathBuf {
+    let venv = std::env::var_os("HUBGATE_VENV").map_or_else(|| repo().join(".venv"), PathBuf::from);
+    assert!(
+        venv.join("bin/jupyterhub").exists() && venv.join("bin/jupyterhub-singleuser").exists(),
+        "JupyterHub is not installed in {}: run `scripts/test` (which runs `scripts/setup-venv`) first",
+        venv.display()
+    );
+    venv
+}
+
+struct Ports {
+    public: u16,
+    api: u16,
+    hub: u16,
+}
+
+fn config(dir: &Path, venv: &Path, ports: &Ports, should_start: bool) -> String {
+    let (dir, venv) = (dir.display(), venv.display());
+    let should_start = if should_start { "True" } else { "False" };
+    format!(
+        r#"
+import signal
+# Children must not inherit an ignored SIGINT (spawners stop servers with it).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+c = get_config()
+c.JupyterHub.bind_url = "http://127.0.0.1:{public}"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub}"
+c.JupyterHub.db_url = "sqlite:///{dir}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{dir}/cookie_secret"
+c.JupyterHub.pid_file = "{dir}/jupyterhub.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = "{dir}/home/{{username}}"
+c.Spawner.cmd = ["{venv}/bin/jupyterhub-singleuser"]
+c.Spawner.args = ["--allow-root"]
+c.Spawner.start_timeout = 90
+c.Spawner.http_timeout = 90
+c.ConfigurableHTTPProxy.should_start = {should_start}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api}"
+c.ConfigurableHTTPProxy.auth_token = "{TOKEN}"
+c.ConfigurableHTTPProxy.pid_file = "{dir}/proxy.pid"
+"#,
+        public = ports.public,
+        hub = ports.hub,
+        api = ports.api,
+    )
+}
+
+/// Starts JupyterHub in `dir` with `path` as its PATH.
+fn start_hub(dir: &Path, venv: &Path, path: &str) -> Child {
+    let log = std::fs::File::create(dir.join("jupyterhub.log")).unwrap();
+    Command::new(venv.join("bin/jupyterhub"))
+        .args(["-f", "jupyterhub_config.py"])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env_remove("CONFIGPROXY_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn drive(venv: &Path, dir: &Path, ports: &Ports) {
+    let out = Command::new(venv.join("bin/python"))
+        .arg(repo().join("tests/jupyterhub/drive.py"))
+        .args(["--public", &format!("http://127.0.0.1:{}", ports.public)])
+        .args(["--proxy-api", &format!("http://127.0.0.1:{}", ports.api)])
+        .args(["--proxy-token", TOKEN])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), out).await.expect("drive.py hung").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    if !out.status.success() {
+        let log = std::fs::read_to_string(dir.join("jupyterhub.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!("drive.py failed:\n{stdout}\n{}\n--- jupyterhub.log (tail) ---\n{}", String::from_utf8_lossy(&out.stderr), tail.join("\n"));
+    }
+    assert!(stdout.contains("[drive] OK"));
+}
+
+/// Stops the hub with SIGTERM (so it stops what it started) and waits.
+async fn stop_hub(mut hub: Child) {
+    if let Some(pid) = hub.id() {
+        let _ = std::process::Command::new("kill").args(["-s", "TERM", &pid.to_string()]).status();
+    }
+    if tokio::time::timeout(Duration::from_secs(30), hub.wait()).await.is_err() {
+        let _ = hub.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jupyterhub_with_external_hubgate() {
+    let venv = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let hg = Hubgate::spawn(&[]).await;
+    let ports = Ports { public: hg.port, api: hg.api_port, hub: free_port() };
+    std::fs::write(dir.path().join("jupyterhub_config.py"), config(dir.path(), &venv, &ports, false)).unwrap();
+    let path = format!("{}/bin:/usr/bin:/bin", venv.display());
+    let hub = start_hub(dir.path(), &venv, &path);
+    drive(&venv, dir.path(), &ports).await;
+    stop_hub(hub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jupyterhub_launches_hubgate_as_configurable_http_proxy() {
+    let venv = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_hubgate"), bin.join("configurable-http-proxy")).unwrap();
+    let ports = Ports { public: free_port(), api: free_port(), hub: free_port() };
+    std::fs::write(dir.path().join("jupyterhub_config.py"), config(dir.path(), &venv, &ports, true)).unwrap();
+    let path = format!("{}:{}/bin:/usr/bin:/bin", bin.display(), venv.display());
+    let hub = start_hub(dir.path(), &venv, &path);
+    drive(&venv, dir.path(), &ports).await;
+    let proxy_pid = std::fs::read_to_string(dir.path().join("proxy.pid")).unwrap_or_default();
+    let proxy_cmdline = std::fs::read(format!("/proc/{}/cmdline", proxy_pid.trim())).unwrap_or_default();
+    stop_hub(hub).await;
+    // The proxy JupyterHub started is hubgate, and the hub stopped it.
+    assert!(String::from_utf8_lossy(&proxy_cmdline).contains("configurable-http-proxy"), "{proxy_pid}");
+    let gone = !Path::new(&format!("/proc/{}", proxy_pid.trim())).exists();
+    if !gone {
+        let _ = std::process::Command::new("kill").args(["-9", proxy_pid.trim()]).status();
+    }
+    assert!(gone, "JupyterHub's stop should have ended hubgate");
+}
