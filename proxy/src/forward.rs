@@ -470,7 +470,7 @@ impl Handler for Proxy {
             status = response.status().as_u16(),
             failure,
             duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            peer = ?conn.peer,
+            peer = conn.peer.map(tracing::field::display),
         );
         response
     }
