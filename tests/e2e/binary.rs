@@ -347,18 +347,46 @@ async fn unix_sockets_pid_file_and_metrics() {
 #[tokio::test]
 async fn api_over_tls_requires_a_client_certificate_when_asked() {
     use crate::harness::fixture;
-    let (cert, key, ca) = (fixture("localhost.pem"), fixture("localhost.key"), fixture("ca.pem"));
-    let (cert, key, ca) = (cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap());
+    let (cert, key, ca) = (
+        fixture("localhost.pem"),
+        fixture("localhost.key"),
+        fixture("ca.pem"),
+    );
+    let (cert, key, ca) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        ca.to_str().unwrap(),
+    );
     let hg = Hubgate::spawn(&[
-        "--api-ssl-cert", cert, "--api-ssl-key", key, "--api-ssl-ca", ca,
-        "--api-ssl-request-cert", "--api-ssl-reject-unauthorized",
+        "--api-ssl-cert",
+        cert,
+        "--api-ssl-key",
+        key,
+        "--api-ssl-ca",
+        ca,
+        "--api-ssl-request-cert",
+        "--api-ssl-reject-unauthorized",
     ])
     .await;
     let run_curl = |with_cert: bool| {
         let url = format!("https://localhost:{}/api/routes", hg.api_port);
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, "-H", &format!("Authorization: token {TOKEN}")]);
-        cmd.args(["--resolve", &format!("localhost:{}:127.0.0.1", hg.api_port), &url]);
+        cmd.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            ca,
+            "-H",
+            &format!("Authorization: token {TOKEN}"),
+        ]);
+        cmd.args([
+            "--resolve",
+            &format!("localhost:{}:127.0.0.1", hg.api_port),
+            &url,
+        ]);
         if with_cert {
             cmd.args(["--cert", cert, "--key", key]);
         }

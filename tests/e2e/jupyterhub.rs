@@ -89,13 +89,27 @@ async fn drive(venv: &Path, dir: &Path, ports: &Ports) {
         .args(["--proxy-api", &format!("http://127.0.0.1:{}", ports.api)])
         .args(["--proxy-token", TOKEN])
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), out).await.expect("drive.py hung").unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(300), out)
+        .await
+        .expect("drive.py hung")
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}");
     if !out.status.success() {
         let log = std::fs::read_to_string(dir.join("jupyterhub.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
-        panic!("drive.py failed:\n{stdout}\n{}\n--- jupyterhub.log (tail) ---\n{}", String::from_utf8_lossy(&out.stderr), tail.join("\n"));
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        panic!(
+            "drive.py failed:\n{stdout}\n{}\n--- jupyterhub.log (tail) ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail.join("\n")
+        );
     }
     assert!(stdout.contains("[drive] OK"));
 }
@@ -103,9 +117,14 @@ async fn drive(venv: &Path, dir: &Path, ports: &Ports) {
 /// Stops the hub with SIGTERM (so it stops what it started) and waits.
 async fn stop_hub(mut hub: Child) {
     if let Some(pid) = hub.id() {
-        let _ = std::process::Command::new("kill").args(["-s", "TERM", &pid.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid.to_string()])
+            .status();
     }
-    if tokio::time::timeout(Duration::from_secs(30), hub.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), hub.wait())
+        .await
+        .is_err()
+    {
         let _ = hub.kill().await;
     }
 }
@@ -115,8 +134,16 @@ async fn jupyterhub_with_external_hubgate() {
     let venv = venv();
     let dir = tempfile::tempdir().unwrap();
     let hg = Hubgate::spawn(&[]).await;
-    let ports = Ports { public: hg.port, api: hg.api_port, hub: free_port() };
-    std::fs::write(dir.path().join("jupyterhub_config.py"), config(dir.path(), &venv, &ports, false)).unwrap();
+    let ports = Ports {
+        public: hg.port,
+        api: hg.api_port,
+        hub: free_port(),
+    };
+    std::fs::write(
+        dir.path().join("jupyterhub_config.py"),
+        config(dir.path(), &venv, &ports, false),
+    )
+    .unwrap();
     let path = format!("{}/bin:/usr/bin:/bin", venv.display());
     let hub = start_hub(dir.path(), &venv, &path);
     drive(&venv, dir.path(), &ports).await;
@@ -129,20 +156,38 @@ async fn jupyterhub_launches_hubgate_as_configurable_http_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_hubgate"), bin.join("configurable-http-proxy")).unwrap();
-    let ports = Ports { public: free_port(), api: free_port(), hub: free_port() };
-    std::fs::write(dir.path().join("jupyterhub_config.py"), config(dir.path(), &venv, &ports, true)).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_hubgate"),
+        bin.join("configurable-http-proxy"),
+    )
+    .unwrap();
+    let ports = Ports {
+        public: free_port(),
+        api: free_port(),
+        hub: free_port(),
+    };
+    std::fs::write(
+        dir.path().join("jupyterhub_config.py"),
+        config(dir.path(), &venv, &ports, true),
+    )
+    .unwrap();
     let path = format!("{}:{}/bin:/usr/bin:/bin", bin.display(), venv.display());
     let hub = start_hub(dir.path(), &venv, &path);
     drive(&venv, dir.path(), &ports).await;
     let proxy_pid = std::fs::read_to_string(dir.path().join("proxy.pid")).unwrap_or_default();
-    let proxy_cmdline = std::fs::read(format!("/proc/{}/cmdline", proxy_pid.trim())).unwrap_or_default();
+    let proxy_cmdline =
+        std::fs::read(format!("/proc/{}/cmdline", proxy_pid.trim())).unwrap_or_default();
     stop_hub(hub).await;
     // The proxy JupyterHub started is hubgate, and the hub stopped it.
-    assert!(String::from_utf8_lossy(&proxy_cmdline).contains("configurable-http-proxy"), "{proxy_pid}");
+    assert!(
+        String::from_utf8_lossy(&proxy_cmdline).contains("configurable-http-proxy"),
+        "{proxy_pid}"
+    );
     let gone = !Path::new(&format!("/proc/{}", proxy_pid.trim())).exists();
     if !gone {
-        let _ = std::process::Command::new("kill").args(["-9", proxy_pid.trim()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", proxy_pid.trim()])
+            .status();
     }
     assert!(gone, "JupyterHub's stop should have ended hubgate");
 }
