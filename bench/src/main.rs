@@ -1,0 +1,196 @@
+//! `hubgate-bench`: hubgate side by side with nginx, configurable-http-proxy,
+//! caddy and haproxy, in one run on one machine, with one Rust backend.
+//!
+//! Run it through `bench/run`, which installs the peers and load tools from
+//! Debian, builds hubgate in release mode and raises the file limit. Every
+//! scenario interleaves the targets round by round; the report (medians,
+//! min–max, versions, machine, and hubgate ÷ peer ratios) goes to
+//! `bench/results/`.
+
+mod api;
+mod backend;
+mod load;
+mod procs;
+mod report;
+mod scenarios;
+mod targets;
+mod ws;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+
+use crate::report::Results;
+use crate::scenarios::Ctx;
+use crate::targets::{Certs, TempDir};
+
+#[derive(Debug, Parser)]
+#[command(name = "hubgate-bench", about = "Load tests: hubgate against nginx, configurable-http-proxy, caddy and haproxy")]
+struct Args {
+    /// Rounds per scenario (targets interleaved in each round).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds per load measurement.
+    #[arg(long, default_value_t = 5)]
+    secs: u64,
+    /// Idle websockets opened per target.
+    /// (The default stays under a 20,000 file-descriptor limit per process:
+    /// each tunnel costs a proxy two descriptors.)
+    #[arg(long, default_value_t = 9_000)]
+    ws_idle: usize,
+    /// Route table sizes for the scale scenario.
+    #[arg(long, value_delimiter = ',', default_value = "10,10000,100000")]
+    routes: Vec<usize>,
+    /// Length of the soak in seconds.
+    #[arg(long, default_value_t = 600)]
+    soak_secs: u64,
+    /// Scenarios to run: http, tls, ws, routes, churn, soak.
+    #[arg(long, value_delimiter = ',', default_value = "http,tls,ws,routes,churn,soak")]
+    only: Vec<String>,
+    /// A short smoke run: one round, short measurements, small counts.
+    #[arg(long)]
+    quick: bool,
+    /// The hubgate binary to measure.
+    #[arg(long, default_value = "target/release/hubgate")]
+    hubgate: PathBuf,
+    /// Where the report goes.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// Internal: run only the backend, print its port, serve until killed.
+    #[arg(long, hide = true)]
+    backend_only: bool,
+}
+
+/// The backend runs in a child process, so its sockets and CPU are its own.
+struct BackendProcess(std::process::Child, std::net::SocketAddr);
+
+impl BackendProcess {
+    fn start() -> anyhow::Result<Self> {
+        use std::io::BufRead as _;
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--backend-only")
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().context("backend stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line.trim().parse().with_context(|| format!("backend said {line:?}"))?;
+        Ok(Self(child, addr))
+    }
+}
+
+impl Drop for BackendProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or("?".into(), |kib| format!("{} GiB", kib / 1024 / 1024));
+    let kernel = Command::new("uname").arg("-r").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    format!("{cpu}, {cores} cores, {mem}, Linux {kernel}")
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.backend_only {
+        let addr = backend::start()?;
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), "{addr}")?;
+        std::io::stdout().flush()?;
+        loop {
+            std::thread::park();
+        }
+    }
+    if args.quick {
+        args.rounds = 1;
+        args.secs = 2;
+        args.ws_idle = 500;
+        args.routes = vec![10, 1000];
+        args.soak_secs = 20;
+    }
+    for tool in ["wrk", "h2load", "nginx", "haproxy", "caddy", "configurable-http-proxy", "curl"] {
+        if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map_or(true, |o| !o.status.success()) {
+            bail!("{tool} is not installed: run bench/run, which installs the peers from Debian");
+        }
+    }
+    if !args.hubgate.exists() {
+        bail!("{} does not exist: run bench/run (it builds hubgate in release mode)", args.hubgate.display());
+    }
+    let repo = std::env::current_dir()?;
+    let certs = Certs { cert: repo.join("tests/fixtures/localhost.pem"), key: repo.join("tests/fixtures/localhost.key") };
+    let backend = BackendProcess::start()?;
+    let ctx = Ctx {
+        hubgate: args.hubgate.clone(),
+        backend: backend.1,
+        certs,
+        work: TempDir::new("work")?,
+        ticks: procs::clock_ticks(),
+        rounds: args.rounds,
+        secs: args.secs,
+        ws_idle: args.ws_idle,
+        route_counts: args.routes.clone(),
+        soak_secs: args.soak_secs,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let started = std::time::Instant::now();
+    let mut results = Results::default();
+    for scenario in &args.only {
+        eprintln!("== {scenario}");
+        match scenario.as_str() {
+            "http" => scenarios::http(&ctx, &mut results),
+            "tls" => scenarios::tls(&ctx, &mut results),
+            "ws" => runtime.block_on(scenarios::websockets(&ctx, &mut results)),
+            "routes" => runtime.block_on(scenarios::routes(&ctx, &mut results)),
+            "churn" => runtime.block_on(scenarios::churn(&ctx, &mut results)),
+            "soak" => runtime.block_on(scenarios::soak(&ctx, &mut results)),
+            other => bail!("unknown scenario {other} (http, tls, ws, routes, churn, soak)"),
+        }
+        .with_context(|| format!("scenario {scenario}"))?;
+    }
+
+    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
+    let mut header = format!("# hubgate bench, {date}\n\n");
+    let _ = writeln!(header, "- Machine: {}", machine());
+    let _ = writeln!(
+        header,
+        "- Run: {} round(s), {} s per measurement, {} idle websockets, routes {:?}, soak {} s, took {} s{}",
+        args.rounds,
+        args.secs,
+        args.ws_idle,
+        args.routes,
+        args.soak_secs,
+        started.elapsed().as_secs(),
+        if args.quick { " (--quick smoke run)" } else { "" }
+    );
+    let _ = writeln!(header, "- Load generator, proxies and backend share the machine; traffic is loopback only.");
+    let _ = writeln!(header, "- Cells: median over rounds (min–max). CPU µs/req is the proxy's own user+system time divided by requests completed.");
+    let _ = writeln!(header, "\n| program | version |\n|---|---|");
+    for (name, version) in targets::versions(&args.hubgate) {
+        let _ = writeln!(header, "| {name} | {version} |");
+    }
+    let md = results.markdown(&header);
+    std::fs::create_dir_all(&args.out)?;
+    let name = if args.quick { "quick.md".to_owned() } else { format!("{date}.md") };
+    let path = args.out.join(name);
+    std::fs::write(&path, &md)?;
+    eprintln!("report written to {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! The proxies under test, each started with an equivalent configuration:
+//! one upstream with keep-alive, websocket upgrades, logging off.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::procs;
+
+pub(crate) const TOKEN: &str = "bench-token";
+/// Where Debian installs node modules; a node binary that is not Debian's
+/// own does not look there unless told.
+const NODE_PATH: &str = "/usr/share/nodejs";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Hubgate,
+    Nginx,
+    Haproxy,
+    Caddy,
+    Chp,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Hubgate => "hubgate",
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "haproxy",
+            Kind::Caddy => "caddy",
+            Kind::Chp => "configurable-http-proxy",
+        }
+    }
+
+    /// configurable-http-proxy is single-threaded: it always runs one process.
+    pub(crate) fn label(self, workers: usize) -> String {
+        match self {
+            Kind::Chp => self.name().to_owned(),
+            _ => format!("{} ({workers}w)", self.name()),
+        }
+    }
+}
+
+/// How to start a target.
+#[derive(Debug, Clone)]
+pub(crate) struct Setup {
+    pub(crate) kind: Kind,
+    pub(crate) workers: usize,
+    pub(crate) tls: bool,
+    /// hubgate only: a routes file to start with.
+    pub(crate) routes_file: Option<PathBuf>,
+}
+
+/// A running proxy, stopped on drop.
+pub(crate) struct Running {
+    pub(crate) setup: Setup,
+    pub(crate) port: u16,
+    pub(crate) api_port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Running {
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        procs::tree(self.child.id())
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    pub(crate) fn url(&self) -> String {
+        let scheme = if self.setup.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("hubgate-bench-{tag}-{}-{}", std::process::id(), crate::free_port()?));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Paths of the test certificate used for every TLS target.
+pub(crate) struct Certs {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+pub(crate) fn start(setup: &Setup, backend: SocketAddr, hubgate: &Path, certs: &Certs) -> anyhow::Result<Running> {
+    let dir = TempDir::new(setup.kind.name())?;
+    let (port, api_port) = (crate::free_port()?, crate::free_port()?);
+    let d = &dir.0;
+    let n = setup.workers;
+    let log = std::fs::File::create(d.join("stderr.log"))?;
+    let mut cmd = match setup.kind {
+        Kind::Hubgate => {
+            let mut c = Command::new(hubgate);
+            c.args(["serve", "--ip", "127.0.0.1", "--port", &port.to_string(), "--api-ip", "127.0.0.1"])
+                .args(["--api-port", &api_port.to_string(), "--workers", &n.to_string()])
+                .args(["--default-target", &format!("http://{backend}"), "--no-access-log", "--log-level", "warn"])
+                .env("CONFIGPROXY_AUTH_TOKEN", TOKEN);
+            if setup.tls {
+                c.arg("--ssl-cert").arg(&certs.cert).arg("--ssl-key").arg(&certs.key);
+            }
+            if let Some(f) = &setup.routes_file {
+                c.arg("--routes-file").arg(f);
+            }
+            c
+        }
+        Kind::Nginx => {
+            let listen = if setup.tls {
+                format!(
+                    "listen 127.0.0.1:{port} ssl http2 reuseport;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_session_cache off;\n    ssl_session_tickets off;",
+                    certs.cert.display(),
+                    certs.key.display()
+                )
+            } else {
+                format!("listen 127.0.0.1:{port} reuseport;")
+            };
+            let conf = format!(
+                r#"worker_processes {n};
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 19000; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+  upstream backend {{ server {backend}; keepalive 512; }}
+  server {{
+    {listen}
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_read_timeout 3600s;
+    }}
+  }}
+}}
+"#,
+                d = d.display()
+            );
+            std::fs::write(d.join("nginx.conf"), conf)?;
+            let mut c = Command::new("nginx");
+            c.arg("-c").arg(d.join("nginx.conf")).arg("-p").arg(d).arg("-e").arg(d.join("error.log"));
+            c
+        }
+        Kind::Haproxy => {
+            if setup.tls {
+                bail!("haproxy is not part of the TLS comparison");
+            }
+            let conf = format!(
+                "global\n  nbthread {n}\n  maxconn 9800\n\
+                 defaults\n  mode http\n  timeout connect 5s\n  timeout client 3600s\n  timeout server 3600s\n  timeout tunnel 3600s\n  option http-keep-alive\n  http-reuse always\n  maxconn 9800\n\
+                 frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+                 backend be\n  server s1 {backend}\n"
+            );
+            std::fs::write(d.join("haproxy.cfg"), conf)?;
+            let mut c = Command::new("haproxy");
+            c.arg("-f").arg(d.join("haproxy.cfg")).arg("-db");
+            c
+        }
+        Kind::Caddy => {
+            if setup.tls {
+                bail!("caddy is not part of the TLS comparison");
+            }
+            let conf = format!("{{\n  auto_https off\n  admin off\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy {backend}\n}}\n");
+            std::fs::write(d.join("Caddyfile"), conf)?;
+            let mut c = Command::new("caddy");
+            c.arg("run").arg("--config").arg(d.join("Caddyfile")).arg("--adapter").arg("caddyfile");
+            c.env("GOMAXPROCS", n.to_string()).env("HOME", d).env("XDG_DATA_HOME", d).env("XDG_CONFIG_HOME", d);
+            c
+        }
+        Kind::Chp => {
+            if setup.tls {
+                bail!("configurable-http-proxy is not part of the TLS comparison");
+            }
+            let mut c = Command::new("configurable-http-proxy");
+            c.args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--api-ip", "127.0.0.1"])
+                .args(["--api-port", &api_port.to_string(), "--default-target", &format!("http://{backend}")])
+                .args(["--log-level", "error"])
+                .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
+                .env("NODE_PATH", NODE_PATH);
+            c
+        }
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", setup.kind.name()))?;
+    let running = Running { setup: setup.clone(), port, api_port, child, _dir: dir };
+    wait_ready(&running).with_context(|| {
+        let log = std::fs::read_to_string(running._dir.0.join("stderr.log")).unwrap_or_default();
+        format!("{} did not become ready: {log}", setup.kind.name())
+    })?;
+    Ok(running)
+}
+
+fn wait_ready(r: &Running) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", &format!("{}/ready", r.url())])
+            .output()?;
+        if out.stdout == b"200" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("no 200 from {} within 20 s", r.url());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `name version` lines for the report.
+pub(crate) fn versions(hubgate: &Path) -> Vec<(String, String)> {
+    let run = |cmd: &str, args: &[&str]| -> String {
+        Command::new(cmd)
+            .args(args)
+            .env("NODE_PATH", NODE_PATH)
+            .output()
+            .map(|o| {
+                let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                text.lines().next().unwrap_or("").trim().to_owned()
+            })
+            .unwrap_or_else(|_| "not installed".into())
+    };
+    vec![
+        ("hubgate".into(), run(&hubgate.display().to_string(), &["--version"])),
+        ("nginx".into(), run("nginx", &["-v"])),
+        ("haproxy".into(), run("haproxy", &["-v"])),
+        ("caddy".into(), run("caddy", &["version"])),
+        ("configurable-http-proxy".into(), run("configurable-http-proxy", &["--version"])),
+        ("wrk".into(), run("wrk", &["-v"])),
+        ("h2load".into(), run("h2load", &["--version"])),
+    ]
+}
