@@ -3,19 +3,37 @@
 //! A tunnel holds no reference to the route table, so route changes and
 //! removals never close it; it ends when either side closes or at forced
 //! shutdown. Client-to-upstream bytes count as route activity, as in CHP.
+//!
+//! Idle tunnels should cost almost nothing. When both sides are plain TCP
+//! (the common case behind a TLS-terminating edge or on a swarm overlay),
+//! the sockets are taken back from hyper and copied by [`pipe`], which holds
+//! no buffer while waiting: it waits for readability, then reads into the
+//! worker thread's one scratch buffer and writes straight on; only bytes the
+//! other side cannot take yet are copied to the heap. Other transports (TLS,
+//! unix sockets) use tokio's buffered `copy_bidirectional`.
 
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use hyper::upgrade::OnUpgrade;
+use bytes::Bytes;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::clock::Activity;
 use crate::metrics::Metrics;
 use crate::server::Shutdown;
+
+/// Scratch space for [`pipe`], one per worker thread.
+const SCRATCH: usize = 16 * 1024;
+
+thread_local! {
+    static BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH].into_boxed_slice());
+}
 
 /// Joins the client's and the upstream's upgraded connections in a tracked
 /// task.
@@ -36,13 +54,8 @@ pub(crate) fn spawn_tunnel(
             }
         };
         let _open = metrics.websocket_opened();
-        let mut client = Counted {
-            inner: TokioIo::new(client),
-            activity,
-        };
-        let mut upstream = TokioIo::new(upstream);
         tokio::select! {
-            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            r = tunnel(client, upstream, &activity) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "websocket tunnel ended with an error");
                 }
@@ -52,19 +65,140 @@ pub(crate) fn spawn_tunnel(
     });
 }
 
-/// The client side of a tunnel: every read that yields bytes touches the
-/// route's activity.
-struct Counted<T> {
-    inner: T,
-    activity: Arc<Activity>,
+async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io::Result<()> {
+    use hyper_util::server::conn::auto::upgrade::downcast as server_downcast;
+    let client = match server_downcast::<TokioIo<TcpStream>>(client) {
+        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
+        Err(upgraded) => Err(upgraded),
+    };
+    let upstream = match upstream.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
+        Err(upgraded) => Err(upgraded),
+    };
+    match (client, upstream) {
+        (Ok((c, c_early)), Ok((u, u_early))) => {
+            // Bytes hyper had already read past the handshake go first.
+            write_all(&u, &c_early).await?;
+            write_all(&c, &u_early).await?;
+            if !c_early.is_empty() {
+                activity.touch();
+            }
+            tokio::try_join!(pipe(&c, &u, Some(activity)), pipe(&u, &c, None))?;
+            Ok(())
+        }
+        (client, upstream) => {
+            let client = client.map_or_else(|up| Box::new(TokioIo::new(up)) as Box<dyn Io>, |(s, early)| rewound(s, early));
+            let upstream = upstream.map_or_else(|up| Box::new(TokioIo::new(up)) as Box<dyn Io>, |(s, early)| rewound(s, early));
+            let mut client = Counted { inner: client, activity };
+            let mut upstream = upstream;
+            tokio::io::copy_bidirectional(&mut client, &mut upstream).await.map(|_| ())
+        }
+    }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A stream whose first reads return `early`.
+fn rewound(stream: TcpStream, early: Bytes) -> Box<dyn Io> {
+    Box::new(Rewound { early, stream })
+}
+
+struct Rewound {
+    early: Bytes,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.early.is_empty() {
+            let n = this.early.len().min(buf.remaining());
+            buf.put_slice(&this.early.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+enum Step {
+    /// Nothing to read after all (spurious readiness).
+    Again,
+    /// Everything read was written.
+    Done,
+    /// The other side could not take it all: these bytes wait.
+    Pending(Vec<u8>),
+    Eof,
+}
+
+/// Copies `src` to `dst` until `src` ends, then shuts `dst`'s write side.
+async fn pipe(src: &TcpStream, dst: &TcpStream, activity: Option<&Activity>) -> io::Result<()> {
+    loop {
+        src.readable().await?;
+        let step = BUF.with_borrow_mut(|buf| -> io::Result<Step> {
+            let n = match src.try_read(buf) {
+                Ok(0) => return Ok(Step::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Again),
+                Err(e) => return Err(e),
+            };
+            if let Some(a) = activity {
+                a.touch();
+            }
+            match dst.try_write(&buf[..n]) {
+                Ok(m) if m == n => Ok(Step::Done),
+                Ok(m) => Ok(Step::Pending(buf[m..n].to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Pending(buf[..n].to_vec())),
+                Err(e) => Err(e),
+            }
+        })?;
+        match step {
+            Step::Again | Step::Done => {}
+            Step::Pending(rest) => write_all(dst, &rest).await?,
+            Step::Eof => {
+                // Half-close: the other direction may still be talking.
+                let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        dst.writable().await?;
+        match dst.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The client side of a buffered tunnel: every read that yields bytes
+/// touches the route's activity.
+struct Counted<'a, T> {
+    inner: T,
+    activity: &'a Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -75,12 +209,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 

@@ -193,3 +193,20 @@ async fn binary_serves_tls_and_redirects_plain_http() {
         "no Host, no redirect"
     );
 }
+
+#[tokio::test]
+async fn websockets_over_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws_backend = Backend::websocket_echo("a").start().await;
+    let p = tls_proxy(Arc::new(CertResolver::new(CertSet::single(server_key())))).await;
+    p.add_route("/", &ws_backend.url()).await;
+    let io = tls_stream(p.addr, &[b"http/1.1"]).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/user/a/terminals/websocket/1", io).await.unwrap();
+    for i in 0..20 {
+        ws.send(Message::text(format!("over tls {i}"))).await.unwrap();
+        let reply = ws.next().await.unwrap().unwrap();
+        assert_eq!(reply.into_text().unwrap().as_str(), format!("over tls {i}"));
+    }
+    assert_eq!(ws_backend.last().await.headers["x-forwarded-proto"], "wss");
+}

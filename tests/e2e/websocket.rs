@@ -95,3 +95,19 @@ async fn open_tunnels_are_counted_and_released() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn large_messages_pass_under_backpressure() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws_backend = Backend::websocket_echo("a").start().await;
+    let p = TestProxy::start().await;
+    p.add_route("/", &ws_backend.url()).await;
+    let mut ws = websocket(p.addr, "/big").await;
+    let payload: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    for _ in 0..3 {
+        ws.send(Message::binary(payload.clone())).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(reply.into_data().as_ref(), payload.as_slice());
+    }
+}
