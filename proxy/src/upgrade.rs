@@ -45,7 +45,7 @@ pub(crate) fn spawn_tunnel(
     shutdown: &Shutdown,
 ) {
     let force = shutdown.force_token();
-    shutdown.tracker().spawn(async move {
+    let task = async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(e) => {
@@ -62,7 +62,8 @@ pub(crate) fn spawn_tunnel(
             }
             () = force.cancelled() => tracing::debug!("websocket tunnel closed by shutdown"),
         }
-    });
+    };
+    shutdown.tracker().spawn(task);
 }
 
 async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io::Result<()> {
@@ -77,16 +78,21 @@ async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io
     };
     match (client, upstream) {
         (Ok((c, c_early)), Ok((u, u_early))) => {
+            tracing::debug!("tunnel: plain TCP on both sides, unbuffered copy");
             // Bytes hyper had already read past the handshake go first.
             write_all(&u, &c_early).await?;
             write_all(&c, &u_early).await?;
             if !c_early.is_empty() {
                 activity.touch();
             }
+            // Each `Bytes` may pin hyper's whole read buffer (8 KiB or more):
+            // let them go before the tunnel settles in for hours.
+            drop((c_early, u_early));
             tokio::try_join!(pipe(&c, &u, Some(activity)), pipe(&u, &c, None))?;
             Ok(())
         }
         (client, upstream) => {
+            tracing::debug!("tunnel: buffered copy");
             let client = client.map_or_else(|up| Box::new(TokioIo::new(up)) as Box<dyn Io>, |(s, early)| rewound(s, early));
             let upstream = upstream.map_or_else(|up| Box::new(TokioIo::new(up)) as Box<dyn Io>, |(s, early)| rewound(s, early));
             let mut client = Counted { inner: client, activity };
@@ -115,6 +121,10 @@ impl AsyncRead for Rewound {
         if !this.early.is_empty() {
             let n = this.early.len().min(buf.remaining());
             buf.put_slice(&this.early.split_to(n));
+            if this.early.is_empty() {
+                // Release the buffer the early bytes came from.
+                this.early = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.stream).poll_read(cx, buf)
