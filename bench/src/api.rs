@@ -25,11 +25,19 @@ impl Client {
         stream.set_nodelay(true)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        Ok(Self { sender, host: addr.to_string() })
+        Ok(Self {
+            sender,
+            host: addr.to_string(),
+        })
     }
 
     /// One call; the status code.
-    pub(crate) async fn call(&mut self, method: Method, path: &str, body: &str) -> anyhow::Result<u16> {
+    pub(crate) async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> anyhow::Result<u16> {
         self.sender.ready().await?;
         let req = Request::builder()
             .method(method)
@@ -46,14 +54,20 @@ impl Client {
 
     pub(crate) async fn add(&mut self, path: &str, target: &str) -> anyhow::Result<()> {
         let body = format!(r#"{{"target":"{target}","jupyterhub":true}}"#);
-        match self.call(Method::POST, &format!("/api/routes{path}"), &body).await? {
+        match self
+            .call(Method::POST, &format!("/api/routes{path}"), &body)
+            .await?
+        {
             201 => Ok(()),
             s => bail!("POST {path} answered {s}"),
         }
     }
 
     pub(crate) async fn delete(&mut self, path: &str) -> anyhow::Result<()> {
-        match self.call(Method::DELETE, &format!("/api/routes{path}"), "").await? {
+        match self
+            .call(Method::DELETE, &format!("/api/routes{path}"), "")
+            .await?
+        {
             204 => Ok(()),
             s => bail!("DELETE {path} answered {s}"),
         }
@@ -61,7 +75,12 @@ impl Client {
 }
 
 /// Adds `/user/u0 .. /user/u<n-1>` over `parallel` connections.
-pub(crate) async fn load_routes(api: SocketAddr, n: usize, target: &str, parallel: usize) -> anyhow::Result<()> {
+pub(crate) async fn load_routes(
+    api: SocketAddr,
+    n: usize,
+    target: &str,
+    parallel: usize,
+) -> anyhow::Result<()> {
     let tasks = (0..parallel).map(|p| {
         let target = target.to_owned();
         async move {
@@ -80,7 +99,11 @@ pub(crate) async fn load_routes(api: SocketAddr, n: usize, target: &str, paralle
 
 /// Latency of `n` adds followed by `n` deletes, sequential: (add p50, add
 /// p99, delete p50, delete p99) in µs.
-pub(crate) async fn add_delete_latency(api: SocketAddr, n: usize, target: &str) -> anyhow::Result<[f64; 4]> {
+pub(crate) async fn add_delete_latency(
+    api: SocketAddr,
+    n: usize,
+    target: &str,
+) -> anyhow::Result<[f64; 4]> {
     let mut c = Client::connect(api).await?;
     let (mut adds, mut deletes) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
@@ -97,7 +120,12 @@ pub(crate) async fn add_delete_latency(api: SocketAddr, n: usize, target: &str) 
         v.sort_by(f64::total_cmp);
         v[((v.len() - 1) as f64 * q) as usize]
     };
-    Ok([q(&mut adds, 0.5), q(&mut adds, 0.99), q(&mut deletes, 0.5), q(&mut deletes, 0.99)])
+    Ok([
+        q(&mut adds, 0.5),
+        q(&mut adds, 0.99),
+        q(&mut deletes, 0.5),
+        q(&mut deletes, 0.99),
+    ])
 }
 
 /// Writes a routes file with `/user/u0 .. /user/u<n-1>` (hubgate's format).
@@ -108,7 +136,9 @@ pub(crate) fn routes_file(path: &std::path::Path, n: usize, target: &str) -> any
         if i > 0 {
             json.push(',');
         }
-        json.push_str(&format!(r#""/user/u{i}":{{"target":"{target}","jupyterhub":true}}"#));
+        json.push_str(&format!(
+            r#""/user/u{i}":{{"target":"{target}","jupyterhub":true}}"#
+        ));
     }
     json.push('}');
     std::fs::write(path, json)?;

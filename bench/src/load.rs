@@ -67,14 +67,30 @@ end
 }
 
 /// Runs wrk against `target` for `secs` with `conns` connections.
-pub(crate) fn wrk(target: &Running, pattern: Pattern, conns: usize, secs: u64, work: &Path, ticks: u64) -> anyhow::Result<Run> {
+pub(crate) fn wrk(
+    target: &Running,
+    pattern: Pattern,
+    conns: usize,
+    secs: u64,
+    work: &Path,
+    ticks: u64,
+) -> anyhow::Result<Run> {
     let script = work.join(format!("wrk-{}.lua", target.port));
     std::fs::write(&script, lua(pattern))?;
     let threads = conns.clamp(1, 2);
     let pids = target.pids();
     let (u0, s0) = procs::cpu_ticks(&pids);
     let out = Command::new("wrk")
-        .args(["-t", &threads.to_string(), "-c", &conns.to_string(), "-d", &format!("{secs}s"), "--timeout", "5s"])
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &conns.to_string(),
+            "-d",
+            &format!("{secs}s"),
+            "--timeout",
+            "5s",
+        ])
         .arg("-s")
         .arg(&script)
         .arg(format!("{}/", target.url()))
@@ -82,15 +98,35 @@ pub(crate) fn wrk(target: &Running, pattern: Pattern, conns: usize, secs: u64, w
         .context("cannot run wrk")?;
     let (u1, s1) = procs::cpu_ticks(&pids);
     let text = String::from_utf8_lossy(&out.stdout);
-    let json = text.lines().rev().find(|l| l.starts_with('{')).with_context(|| format!("no result from wrk: {text}"))?;
+    let json = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("no result from wrk: {text}"))?;
     let w: WrkJson = serde_json::from_str(json)?;
     if w.requests == 0 {
         bail!("wrk completed no request against {}: {text}", target.url());
     }
-    Ok(finish(w.requests, w.duration_us as f64 / 1e6, w.errors + w.non2xx, (w.p50, w.p99, w.p999), (u1 - u0, s1 - s0), ticks, &pids))
+    Ok(finish(
+        w.requests,
+        w.duration_us as f64 / 1e6,
+        w.errors + w.non2xx,
+        (w.p50, w.p99, w.p999),
+        (u1 - u0, s1 - s0),
+        ticks,
+        &pids,
+    ))
 }
 
-fn finish(requests: u64, secs: f64, errors: u64, lat: (f64, f64, f64), (user, sys): (u64, u64), ticks: u64, pids: &[u32]) -> Run {
+fn finish(
+    requests: u64,
+    secs: f64,
+    errors: u64,
+    lat: (f64, f64, f64),
+    (user, sys): (u64, u64),
+    ticks: u64,
+    pids: &[u32],
+) -> Run {
     let per_tick_us = 1e6 / ticks as f64;
     Run {
         rps: requests as f64 / secs,
@@ -109,28 +145,60 @@ pub(crate) fn h2load(target: &Running, conns: usize, secs: u64, ticks: u64) -> a
     let pids = target.pids();
     let (u0, s0) = procs::cpu_ticks(&pids);
     let out = Command::new("h2load")
-        .args(["-c", &conns.to_string(), "-m", "10", "-t", "1", "-D", &secs.to_string(), "--warm-up-time", "1"])
+        .args([
+            "-c",
+            &conns.to_string(),
+            "-m",
+            "10",
+            "-t",
+            "1",
+            "-D",
+            &secs.to_string(),
+            "--warm-up-time",
+            "1",
+        ])
         .arg(format!("{}/", target.url()))
         .output()
         .context("cannot run h2load")?;
     let (u1, s1) = procs::cpu_ticks(&pids);
     let text = String::from_utf8_lossy(&out.stdout);
     // "requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, 0 errored, 0 timeout"
-    let line = text.lines().find(|l| l.starts_with("requests:")).with_context(|| format!("no result from h2load: {text}"))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .with_context(|| format!("no result from h2load: {text}"))?;
     let num = |word: &str| -> u64 {
-        line.split(',').find(|p| p.contains(word)).and_then(|p| p.split_whitespace().find_map(|w| w.parse().ok())).unwrap_or(0)
+        line.split(',')
+            .find(|p| p.contains(word))
+            .and_then(|p| p.split_whitespace().find_map(|w| w.parse().ok()))
+            .unwrap_or(0)
     };
     let (done, ok) = (num("done"), num("succeeded"));
     if ok == 0 {
-        bail!("h2load completed no request against {}: {text}", target.url());
+        bail!(
+            "h2load completed no request against {}: {text}",
+            target.url()
+        );
     }
     let lat = text
         .lines()
         .find(|l| l.trim_start().starts_with("time for request:"))
-        .map(|l| l.split_whitespace().filter_map(parse_h2load_time).collect::<Vec<_>>())
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(parse_h2load_time)
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     let mean = lat.get(2).copied().unwrap_or(0.0);
-    Ok(finish(ok, secs as f64, done - ok, (mean, 0.0, 0.0), (u1 - u0, s1 - s0), ticks, &pids))
+    Ok(finish(
+        ok,
+        secs as f64,
+        done - ok,
+        (mean, 0.0, 0.0),
+        (u1 - u0, s1 - s0),
+        ticks,
+        &pids,
+    ))
 }
 
 /// `12.34ms`, `56us`, `1.2s` to µs.

@@ -28,7 +28,10 @@ use crate::scenarios::Ctx;
 use crate::targets::{Certs, TempDir};
 
 #[derive(Debug, Parser)]
-#[command(name = "hubgate-bench", about = "Load tests: hubgate against nginx, configurable-http-proxy, caddy and haproxy")]
+#[command(
+    name = "hubgate-bench",
+    about = "Load tests: hubgate against nginx, configurable-http-proxy, caddy and haproxy"
+)]
 struct Args {
     /// Rounds per scenario (targets interleaved in each round).
     #[arg(long, default_value_t = 3)]
@@ -48,7 +51,11 @@ struct Args {
     #[arg(long, default_value_t = 600)]
     soak_secs: u64,
     /// Scenarios to run: http, tls, ws, routes, churn, soak.
-    #[arg(long, value_delimiter = ',', default_value = "http,tls,ws,routes,churn,soak")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "http,tls,ws,routes,churn,soak"
+    )]
     only: Vec<String>,
     /// A short smoke run: one round, short measurements, small counts.
     #[arg(long)]
@@ -77,7 +84,10 @@ impl BackendProcess {
         let stdout = child.stdout.take().context("backend stdout")?;
         let mut line = String::new();
         std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line.trim().parse().with_context(|| format!("backend said {line:?}"))?;
+        let addr = line
+            .trim()
+            .parse()
+            .with_context(|| format!("backend said {line:?}"))?;
         Ok(Self(child, addr))
     }
 }
@@ -90,21 +100,36 @@ impl Drop for BackendProcess {
 }
 
 pub(crate) fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
         .and_then(|kib| kib.parse::<u64>().ok())
         .map_or("?".into(), |kib| format!("{} GiB", kib / 1024 / 1024));
-    let kernel = Command::new("uname").arg("-r").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    let kernel = Command::new("uname")
+        .arg("-r")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
     format!("{cpu}, {cores} cores, {mem}, Linux {kernel}")
 }
 
@@ -126,16 +151,34 @@ fn main() -> anyhow::Result<()> {
         args.routes = vec![10, 1000];
         args.soak_secs = 20;
     }
-    for tool in ["wrk", "h2load", "nginx", "haproxy", "caddy", "configurable-http-proxy", "curl"] {
-        if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map_or(true, |o| !o.status.success()) {
+    for tool in [
+        "wrk",
+        "h2load",
+        "nginx",
+        "haproxy",
+        "caddy",
+        "configurable-http-proxy",
+        "curl",
+    ] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
             bail!("{tool} is not installed: run bench/run, which installs the peers from Debian");
         }
     }
     if !args.hubgate.exists() {
-        bail!("{} does not exist: run bench/run (it builds hubgate in release mode)", args.hubgate.display());
+        bail!(
+            "{} does not exist: run bench/run (it builds hubgate in release mode)",
+            args.hubgate.display()
+        );
     }
     let repo = std::env::current_dir()?;
-    let certs = Certs { cert: repo.join("tests/fixtures/localhost.pem"), key: repo.join("tests/fixtures/localhost.key") };
+    let certs = Certs {
+        cert: repo.join("tests/fixtures/localhost.pem"),
+        key: repo.join("tests/fixtures/localhost.key"),
+    };
     let backend = BackendProcess::start()?;
     let ctx = Ctx {
         hubgate: args.hubgate.clone(),
@@ -149,7 +192,10 @@ fn main() -> anyhow::Result<()> {
         route_counts: args.routes.clone(),
         soak_secs: args.soak_secs,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let started = std::time::Instant::now();
     let mut results = Results::default();
     for scenario in &args.only {
@@ -166,7 +212,11 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("scenario {scenario}"))?;
     }
 
-    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
     let mut header = format!("# hubgate bench, {date}\n\n");
     let _ = writeln!(header, "- Machine: {}", machine());
     let _ = writeln!(
@@ -178,17 +228,31 @@ fn main() -> anyhow::Result<()> {
         args.routes,
         args.soak_secs,
         started.elapsed().as_secs(),
-        if args.quick { " (--quick smoke run)" } else { "" }
+        if args.quick {
+            " (--quick smoke run)"
+        } else {
+            ""
+        }
     );
-    let _ = writeln!(header, "- Load generator, proxies and backend share the machine; traffic is loopback only.");
-    let _ = writeln!(header, "- Cells: median over rounds (min–max). CPU µs/req is the proxy's own user+system time divided by requests completed.");
+    let _ = writeln!(
+        header,
+        "- Load generator, proxies and backend share the machine; traffic is loopback only."
+    );
+    let _ = writeln!(
+        header,
+        "- Cells: median over rounds (min–max). CPU µs/req is the proxy's own user+system time divided by requests completed."
+    );
     let _ = writeln!(header, "\n| program | version |\n|---|---|");
     for (name, version) in targets::versions(&args.hubgate) {
         let _ = writeln!(header, "| {name} | {version} |");
     }
     let md = results.markdown(&header);
     std::fs::create_dir_all(&args.out)?;
-    let name = if args.quick { "quick.md".to_owned() } else { format!("{date}.md") };
+    let name = if args.quick {
+        "quick.md".to_owned()
+    } else {
+        format!("{date}.md")
+    };
     let path = args.out.join(name);
     std::fs::write(&path, &md)?;
     eprintln!("report written to {}", path.display());

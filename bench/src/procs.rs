@@ -25,8 +25,11 @@ pub(crate) fn tree(root: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok())) {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
+            {
                 parents.push((pid, ppid));
             }
         }
@@ -48,11 +51,13 @@ pub(crate) fn tree(root: u32) -> Vec<u32> {
 
 /// CPU time used so far: (user, system) in ticks, summed over `pids`.
 pub(crate) fn cpu_ticks(pids: &[u32]) -> (u64, u64) {
-    pids.iter().filter_map(|p| stat_fields(*p)).fold((0, 0), |(u, s), f| {
-        // Fields after the name: state(0) ppid(1) ... utime(11) stime(12).
-        let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        (u + get(11), s + get(12))
-    })
+    pids.iter()
+        .filter_map(|p| stat_fields(*p))
+        .fold((0, 0), |(u, s), f| {
+            // Fields after the name: state(0) ppid(1) ... utime(11) stime(12).
+            let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            (u + get(11), s + get(12))
+        })
 }
 
 /// Resident memory in KiB, summed over `pids`.

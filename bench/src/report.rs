@@ -30,7 +30,11 @@ fn median(v: &[f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 fn fmt(v: f64) -> String {
@@ -46,8 +50,19 @@ fn fmt(v: f64) -> String {
 }
 
 impl Results {
-    pub(crate) fn push(&mut self, scenario: &str, target: &str, metric: &str, value: f64, better: Better) {
-        match self.rows.iter_mut().find(|r| r.scenario == scenario && r.target == target && r.metric == metric) {
+    pub(crate) fn push(
+        &mut self,
+        scenario: &str,
+        target: &str,
+        metric: &str,
+        value: f64,
+        better: Better,
+    ) {
+        match self
+            .rows
+            .iter_mut()
+            .find(|r| r.scenario == scenario && r.target == target && r.metric == metric)
+        {
             Some(r) => r.values.push(value),
             None => self.rows.push(Row {
                 scenario: scenario.into(),
@@ -101,15 +116,18 @@ impl Results {
             for t in &targets {
                 let cells: Vec<String> = metrics
                     .iter()
-                    .map(|(m, _)| match rows.iter().find(|r| r.target == *t && r.metric == *m) {
-                        Some(r) if r.values.len() > 1 => {
-                            let min = r.values.iter().copied().fold(f64::INFINITY, f64::min);
-                            let max = r.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                            format!("{} ({}–{})", fmt(median(&r.values)), fmt(min), fmt(max))
-                        }
-                        Some(r) => fmt(median(&r.values)),
-                        None => "–".into(),
-                    })
+                    .map(
+                        |(m, _)| match rows.iter().find(|r| r.target == *t && r.metric == *m) {
+                            Some(r) if r.values.len() > 1 => {
+                                let min = r.values.iter().copied().fold(f64::INFINITY, f64::min);
+                                let max =
+                                    r.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                                format!("{} ({}–{})", fmt(median(&r.values)), fmt(min), fmt(max))
+                            }
+                            Some(r) => fmt(median(&r.values)),
+                            None => "–".into(),
+                        },
+                    )
                     .collect();
                 let _ = writeln!(out, "| {t} | {} |", cells.join(" | "));
             }
@@ -128,23 +146,40 @@ impl Results {
                 let workers = h.trim_start_matches("hubgate ");
                 targets
                     .iter()
-                    .filter(move |p| !p.starts_with("hubgate") && (p.ends_with(workers) || !p.contains('(')))
+                    .filter(move |p| {
+                        !p.starts_with("hubgate") && (p.ends_with(workers) || !p.contains('('))
+                    })
                     .map(move |p| (*h, *p))
             })
             .collect();
         if pairs.is_empty() {
             return;
         }
-        let _ = writeln!(out, "\nhubgate ÷ peer (medians; ↑ metrics want > 1, ↓ metrics want < 1):\n");
-        let _ = writeln!(out, "| pair | {} |", metrics.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(
+            out,
+            "\nhubgate ÷ peer (medians; ↑ metrics want > 1, ↓ metrics want < 1):\n"
+        );
+        let _ = writeln!(
+            out,
+            "| pair | {} |",
+            metrics
+                .iter()
+                .map(|(m, _)| *m)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
         let _ = writeln!(out, "|---|{}", "---|".repeat(metrics.len()));
         for (h, p) in pairs {
             let cells: Vec<String> = metrics
                 .iter()
-                .map(|(m, _)| match (self.median_of(sc, h, m), self.median_of(sc, p, m)) {
-                    (Some(a), Some(b)) if b != 0.0 && a.is_finite() && b.is_finite() => format!("{:.2}×", a / b),
-                    _ => "–".into(),
-                })
+                .map(
+                    |(m, _)| match (self.median_of(sc, h, m), self.median_of(sc, p, m)) {
+                        (Some(a), Some(b)) if b != 0.0 && a.is_finite() && b.is_finite() => {
+                            format!("{:.2}×", a / b)
+                        }
+                        _ => "–".into(),
+                    },
+                )
                 .collect();
             let _ = writeln!(out, "| {h} ÷ {p} | {} |", cells.join(" | "));
         }
@@ -163,11 +198,21 @@ mod tests {
         }
         r.push("s", "nginx (1w)", "req/s", 100.0, Better::Higher);
         r.push("s", "nginx (2w)", "req/s", 1.0, Better::Higher);
-        r.push("s", "configurable-http-proxy", "req/s", 10.0, Better::Higher);
+        r.push(
+            "s",
+            "configurable-http-proxy",
+            "req/s",
+            10.0,
+            Better::Higher,
+        );
         let md = r.markdown("# t\n");
         assert!(md.contains("| hubgate (1w) | 200 (100–300) |"), "{md}");
         assert!(md.contains("| hubgate (1w) ÷ nginx (1w) | 2.00× |"), "{md}");
-        assert!(md.contains("| hubgate (1w) ÷ configurable-http-proxy | 20.0× |") || md.contains("20.00×"), "{md}");
+        assert!(
+            md.contains("| hubgate (1w) ÷ configurable-http-proxy | 20.0× |")
+                || md.contains("20.00×"),
+            "{md}"
+        );
         assert!(!md.contains("hubgate (1w) ÷ nginx (2w)"), "{md}");
     }
 }

@@ -40,7 +40,12 @@ impl Ctx {
 }
 
 fn setup(kind: Kind, workers: usize) -> Setup {
-    Setup { kind, workers, tls: false, routes_file: None }
+    Setup {
+        kind,
+        workers,
+        tls: false,
+        routes_file: None,
+    }
 }
 
 /// Every plain-HTTP target at equal worker counts (CHP always has one).
@@ -72,7 +77,13 @@ fn record(results: &mut Results, scenario: &str, label: &str, run: &load::Run, l
     }
     results.push(scenario, label, "CPU µs/req", run.cpu_us, Better::Lower);
     results.push(scenario, label, "user µs/req", run.user_us, Better::Lower);
-    results.push(scenario, label, "RSS KiB", run.rss_kib as f64, Better::Lower);
+    results.push(
+        scenario,
+        label,
+        "RSS KiB",
+        run.rss_kib as f64,
+        Better::Lower,
+    );
     results.push(scenario, label, "errors", run.errors as f64, Better::Lower);
 }
 
@@ -86,11 +97,30 @@ pub(crate) fn http(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
             let label = s.kind.label(s.workers);
             let _ = load::wrk(&t, Pattern::KeepAlive, 50, 1, &ctx.work.0, ctx.ticks)?; // warm-up
             for conns in [50, 200] {
-                let run = load::wrk(&t, Pattern::KeepAlive, conns, ctx.secs, &ctx.work.0, ctx.ticks)?;
-                record(results, &format!("1. HTTP/1.1 keep-alive, {conns} connections"), &label, &run, true);
+                let run = load::wrk(
+                    &t,
+                    Pattern::KeepAlive,
+                    conns,
+                    ctx.secs,
+                    &ctx.work.0,
+                    ctx.ticks,
+                )?;
+                record(
+                    results,
+                    &format!("1. HTTP/1.1 keep-alive, {conns} connections"),
+                    &label,
+                    &run,
+                    true,
+                );
             }
             let run = load::wrk(&t, Pattern::Close, 50, ctx.secs, &ctx.work.0, ctx.ticks)?;
-            record(results, "2. New connection per request, 50 clients", &label, &run, true);
+            record(
+                results,
+                "2. New connection per request, 50 clients",
+                &label,
+                &run,
+                true,
+            );
             eprintln!("round {}: {label} done", r + 1);
         }
     }
@@ -102,7 +132,12 @@ pub(crate) fn tls(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let mut targets = Vec::new();
     for workers in [1, 2] {
         for kind in [Kind::Hubgate, Kind::Nginx] {
-            targets.push(Setup { kind, workers, tls: true, routes_file: None });
+            targets.push(Setup {
+                kind,
+                workers,
+                tls: true,
+                routes_file: None,
+            });
         }
     }
     for r in 0..ctx.rounds {
@@ -110,15 +145,51 @@ pub(crate) fn tls(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
             let t = ctx.start(&s)?;
             let label = s.kind.label(s.workers);
             let run = load::wrk(&t, Pattern::Close, 50, ctx.secs, &ctx.work.0, ctx.ticks)?;
-            results.push("3a. TLS handshakes (new connection per request)", &label, "handshakes/s", run.rps, Better::Higher);
-            results.push("3a. TLS handshakes (new connection per request)", &label, "CPU µs/handshake", run.cpu_us, Better::Lower);
+            results.push(
+                "3a. TLS handshakes (new connection per request)",
+                &label,
+                "handshakes/s",
+                run.rps,
+                Better::Higher,
+            );
+            results.push(
+                "3a. TLS handshakes (new connection per request)",
+                &label,
+                "CPU µs/handshake",
+                run.cpu_us,
+                Better::Lower,
+            );
             let run = load::wrk(&t, Pattern::KeepAlive, 50, ctx.secs, &ctx.work.0, ctx.ticks)?;
-            record(results, "3b. HTTPS keep-alive, 50 connections", &label, &run, true);
+            record(
+                results,
+                "3b. HTTPS keep-alive, 50 connections",
+                &label,
+                &run,
+                true,
+            );
             match load::h2load(&t, 50, ctx.secs, ctx.ticks) {
                 Ok(run) => {
-                    results.push("3c. HTTP/2 over TLS, 50 connections x 10 streams", &label, "req/s", run.rps, Better::Higher);
-                    results.push("3c. HTTP/2 over TLS, 50 connections x 10 streams", &label, "mean µs", run.p50_us, Better::Lower);
-                    results.push("3c. HTTP/2 over TLS, 50 connections x 10 streams", &label, "CPU µs/req", run.cpu_us, Better::Lower);
+                    results.push(
+                        "3c. HTTP/2 over TLS, 50 connections x 10 streams",
+                        &label,
+                        "req/s",
+                        run.rps,
+                        Better::Higher,
+                    );
+                    results.push(
+                        "3c. HTTP/2 over TLS, 50 connections x 10 streams",
+                        &label,
+                        "mean µs",
+                        run.p50_us,
+                        Better::Lower,
+                    );
+                    results.push(
+                        "3c. HTTP/2 over TLS, 50 connections x 10 streams",
+                        &label,
+                        "CPU µs/req",
+                        run.cpu_us,
+                        Better::Lower,
+                    );
                 }
                 Err(e) => eprintln!("h2load against {label}: {e:#}"),
             }
@@ -130,7 +201,16 @@ pub(crate) fn tls(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
 
 /// 4: websocket round trips (direct and through each proxy) and idle cost.
 pub(crate) async fn websockets(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
-    let targets: Vec<Setup> = [Kind::Hubgate, Kind::Nginx, Kind::Haproxy, Kind::Caddy, Kind::Chp].into_iter().map(|k| setup(k, 1)).collect();
+    let targets: Vec<Setup> = [
+        Kind::Hubgate,
+        Kind::Nginx,
+        Kind::Haproxy,
+        Kind::Caddy,
+        Kind::Chp,
+    ]
+    .into_iter()
+    .map(|k| setup(k, 1))
+    .collect();
     let latency_secs = ctx.secs.min(5);
     for r in 0..ctx.rounds {
         let direct = ws::latency(ctx.backend, latency_secs).await?;
@@ -139,14 +219,32 @@ pub(crate) async fn websockets(ctx: &Ctx, results: &mut Results) -> anyhow::Resu
             let label = s.kind.label(s.workers);
             let l = ws::latency(t.addr(), latency_secs).await?;
             let sc = "4a. Websocket round trip, one connection";
-            results.push(sc, &label, "added p50 µs", l.p50_us - direct.p50_us, Better::Lower);
-            results.push(sc, &label, "added p99 µs", l.p99_us - direct.p99_us, Better::Lower);
+            results.push(
+                sc,
+                &label,
+                "added p50 µs",
+                l.p50_us - direct.p50_us,
+                Better::Lower,
+            );
+            results.push(
+                sc,
+                &label,
+                "added p99 µs",
+                l.p99_us - direct.p99_us,
+                Better::Lower,
+            );
             results.push(sc, &label, "msgs/s", l.msgs_per_sec, Better::Higher);
             let idle = ws::idle(&t, ctx.ws_idle).await?;
             let sc = format!("4b. {} idle websockets", ctx.ws_idle);
             results.push(&sc, &label, "KiB/conn", idle.kib_per_conn, Better::Lower);
             results.push(&sc, &label, "opened", idle.opened as f64, Better::Higher);
-            results.push(&sc, &label, "still echoing", idle.echoed as f64, Better::Higher);
+            results.push(
+                &sc,
+                &label,
+                "still echoing",
+                idle.echoed as f64,
+                Better::Higher,
+            );
             eprintln!("round {}: websockets {label} done", r + 1);
         }
     }
@@ -160,9 +258,21 @@ pub(crate) async fn routes(ctx: &Ctx, results: &mut Results) -> anyhow::Result<(
         for &n in &rotated(&ctx.route_counts, r) {
             let file = ctx.work.0.join(format!("routes-{n}.json"));
             api::routes_file(&file, n, &ctx.backend_url())?;
-            let s = Setup { kind: Kind::Hubgate, workers: 1, tls: false, routes_file: Some(file) };
+            let s = Setup {
+                kind: Kind::Hubgate,
+                workers: 1,
+                tls: false,
+                routes_file: Some(file),
+            };
             let t = ctx.start(&s)?;
-            let run = load::wrk(&t, Pattern::RandomUsers(n), 50, ctx.secs, &ctx.work.0, ctx.ticks)?;
+            let run = load::wrk(
+                &t,
+                Pattern::RandomUsers(n),
+                50,
+                ctx.secs,
+                &ctx.work.0,
+                ctx.ticks,
+            )?;
             let label = format!("hubgate (1w), {n} routes");
             let sc = "5a. Route table scale, random user paths, 50 connections";
             results.push(sc, &label, "req/s", run.rps, Better::Higher);
@@ -175,7 +285,8 @@ pub(crate) async fn routes(ctx: &Ctx, results: &mut Results) -> anyhow::Result<(
             let t = ctx.start(&setup(kind, 1))?;
             let api_addr: SocketAddr = ([127, 0, 0, 1], t.api_port).into();
             api::load_routes(api_addr, present, &ctx.backend_url(), 8).await?;
-            let [ap50, ap99, dp50, dp99] = api::add_delete_latency(api_addr, 500, &ctx.backend_url()).await?;
+            let [ap50, ap99, dp50, dp99] =
+                api::add_delete_latency(api_addr, 500, &ctx.backend_url()).await?;
             let label = kind.label(1);
             let sc = format!("5b. REST API latency with {present} routes present");
             results.push(&sc, &label, "add p50 µs", ap50, Better::Lower);
@@ -194,9 +305,21 @@ pub(crate) async fn churn(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()
     for r in 0..ctx.rounds {
         let file = ctx.work.0.join("routes-churn.json");
         api::routes_file(&file, users, &ctx.backend_url())?;
-        let s = Setup { kind: Kind::Hubgate, workers: 2, tls: false, routes_file: Some(file) };
+        let s = Setup {
+            kind: Kind::Hubgate,
+            workers: 2,
+            tls: false,
+            routes_file: Some(file),
+        };
         let t = Arc::new(ctx.start(&s)?);
-        let quiet = load::wrk(&t, Pattern::RandomUsers(users), 50, ctx.secs, &ctx.work.0, ctx.ticks)?;
+        let quiet = load::wrk(
+            &t,
+            Pattern::RandomUsers(users),
+            50,
+            ctx.secs,
+            &ctx.work.0,
+            ctx.ticks,
+        )?;
         let api_addr: SocketAddr = ([127, 0, 0, 1], t.api_port).into();
         let stop = Arc::new(AtomicBool::new(false));
         let changes = Arc::new(AtomicU64::new(0));
@@ -210,7 +333,10 @@ pub(crate) async fn churn(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()
                     tick.tick().await;
                     // Re-point a live user route, or add/remove a spare one.
                     match i % 3 {
-                        0 => c.add(&format!("/user/u{}", i % users as u64), &target).await?,
+                        0 => {
+                            c.add(&format!("/user/u{}", i % users as u64), &target)
+                                .await?
+                        }
                         1 => c.add(&format!("/churn/c{i}"), &target).await?,
                         _ => c.delete(&format!("/churn/c{}", i - 1)).await?,
                     }
@@ -222,7 +348,10 @@ pub(crate) async fn churn(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()
         };
         let (work, ticks, secs, tt) = (ctx.work.0.clone(), ctx.ticks, ctx.secs, t.clone());
         let started = Instant::now();
-        let busy = tokio::task::spawn_blocking(move || load::wrk(&tt, Pattern::RandomUsers(users), 50, secs, &work, ticks)).await??;
+        let busy = tokio::task::spawn_blocking(move || {
+            load::wrk(&tt, Pattern::RandomUsers(users), 50, secs, &work, ticks)
+        })
+        .await??;
         stop.store(true, Ordering::Relaxed);
         churner.await?.context("route churn")?;
         let rate = changes.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
@@ -253,7 +382,9 @@ pub(crate) async fn soak(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()>
             _ => Pattern::RandomUsers(1),
         };
         let (tt, work, ticks) = (t.clone(), ctx.work.0.clone(), ctx.ticks);
-        let run = tokio::task::spawn_blocking(move || load::wrk(&tt, pattern, 50, slice, &work, ticks)).await??;
+        let run =
+            tokio::task::spawn_blocking(move || load::wrk(&tt, pattern, 50, slice, &work, ticks))
+                .await??;
         errors += run.errors;
         // A websocket session between HTTP slices.
         ws::latency(t.addr(), 1).await?;
@@ -264,10 +395,34 @@ pub(crate) async fn soak(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()>
     let last = samples.last().copied().unwrap_or(0);
     let max = samples.iter().copied().max().unwrap_or(0);
     let sc = format!("7. Soak: {} s of mixed load (hubgate 2w)", ctx.soak_secs);
-    results.push(&sc, "hubgate (2w)", "RSS after warm-up KiB", warm as f64, Better::Lower);
-    results.push(&sc, "hubgate (2w)", "RSS at end KiB", last as f64, Better::Lower);
-    results.push(&sc, "hubgate (2w)", "RSS max KiB", max as f64, Better::Lower);
+    results.push(
+        &sc,
+        "hubgate (2w)",
+        "RSS after warm-up KiB",
+        warm as f64,
+        Better::Lower,
+    );
+    results.push(
+        &sc,
+        "hubgate (2w)",
+        "RSS at end KiB",
+        last as f64,
+        Better::Lower,
+    );
+    results.push(
+        &sc,
+        "hubgate (2w)",
+        "RSS max KiB",
+        max as f64,
+        Better::Lower,
+    );
     results.push(&sc, "hubgate (2w)", "errors", errors as f64, Better::Lower);
-    results.push(&sc, "hubgate (2w)", "samples", samples.len() as f64, Better::Higher);
+    results.push(
+        &sc,
+        "hubgate (2w)",
+        "samples",
+        samples.len() as f64,
+        Better::Higher,
+    );
     Ok(())
 }

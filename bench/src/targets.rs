@@ -80,7 +80,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -98,7 +100,11 @@ pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
     pub(crate) fn new(tag: &str) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("hubgate-bench-{tag}-{}-{}", std::process::id(), crate::free_port()?));
+        let dir = std::env::temp_dir().join(format!(
+            "hubgate-bench-{tag}-{}-{}",
+            std::process::id(),
+            crate::free_port()?
+        ));
         std::fs::create_dir_all(&dir)?;
         Ok(Self(dir))
     }
@@ -116,7 +122,12 @@ pub(crate) struct Certs {
     pub(crate) key: PathBuf,
 }
 
-pub(crate) fn start(setup: &Setup, backend: SocketAddr, hubgate: &Path, certs: &Certs) -> anyhow::Result<Running> {
+pub(crate) fn start(
+    setup: &Setup,
+    backend: SocketAddr,
+    hubgate: &Path,
+    certs: &Certs,
+) -> anyhow::Result<Running> {
     let dir = TempDir::new(setup.kind.name())?;
     let (port, api_port) = (crate::free_port()?, crate::free_port()?);
     let d = &dir.0;
@@ -125,12 +136,34 @@ pub(crate) fn start(setup: &Setup, backend: SocketAddr, hubgate: &Path, certs: &
     let mut cmd = match setup.kind {
         Kind::Hubgate => {
             let mut c = Command::new(hubgate);
-            c.args(["serve", "--ip", "127.0.0.1", "--port", &port.to_string(), "--api-ip", "127.0.0.1"])
-                .args(["--api-port", &api_port.to_string(), "--workers", &n.to_string()])
-                .args(["--default-target", &format!("http://{backend}"), "--no-access-log", "--log-level", "warn"])
-                .env("CONFIGPROXY_AUTH_TOKEN", TOKEN);
+            c.args([
+                "serve",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--api-ip",
+                "127.0.0.1",
+            ])
+            .args([
+                "--api-port",
+                &api_port.to_string(),
+                "--workers",
+                &n.to_string(),
+            ])
+            .args([
+                "--default-target",
+                &format!("http://{backend}"),
+                "--no-access-log",
+                "--log-level",
+                "warn",
+            ])
+            .env("CONFIGPROXY_AUTH_TOKEN", TOKEN);
             if setup.tls {
-                c.arg("--ssl-cert").arg(&certs.cert).arg("--ssl-key").arg(&certs.key);
+                c.arg("--ssl-cert")
+                    .arg(&certs.cert)
+                    .arg("--ssl-key")
+                    .arg(&certs.key);
             }
             if let Some(f) = &setup.routes_file {
                 c.arg("--routes-file").arg(f);
@@ -183,7 +216,12 @@ http {{
             );
             std::fs::write(d.join("nginx.conf"), conf)?;
             let mut c = Command::new("nginx");
-            c.arg("-c").arg(d.join("nginx.conf")).arg("-p").arg(d).arg("-e").arg(d.join("error.log"));
+            c.arg("-c")
+                .arg(d.join("nginx.conf"))
+                .arg("-p")
+                .arg(d)
+                .arg("-e")
+                .arg(d.join("error.log"));
             c
         }
         Kind::Haproxy => {
@@ -205,11 +243,20 @@ http {{
             if setup.tls {
                 bail!("caddy is not part of the TLS comparison");
             }
-            let conf = format!("{{\n  auto_https off\n  admin off\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy {backend}\n}}\n");
+            let conf = format!(
+                "{{\n  auto_https off\n  admin off\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy {backend}\n}}\n"
+            );
             std::fs::write(d.join("Caddyfile"), conf)?;
             let mut c = Command::new("caddy");
-            c.arg("run").arg("--config").arg(d.join("Caddyfile")).arg("--adapter").arg("caddyfile");
-            c.env("GOMAXPROCS", n.to_string()).env("HOME", d).env("XDG_DATA_HOME", d).env("XDG_CONFIG_HOME", d);
+            c.arg("run")
+                .arg("--config")
+                .arg(d.join("Caddyfile"))
+                .arg("--adapter")
+                .arg("caddyfile");
+            c.env("GOMAXPROCS", n.to_string())
+                .env("HOME", d)
+                .env("XDG_DATA_HOME", d)
+                .env("XDG_CONFIG_HOME", d);
             c
         }
         Kind::Chp => {
@@ -217,11 +264,23 @@ http {{
                 bail!("configurable-http-proxy is not part of the TLS comparison");
             }
             let mut c = Command::new("configurable-http-proxy");
-            c.args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--api-ip", "127.0.0.1"])
-                .args(["--api-port", &api_port.to_string(), "--default-target", &format!("http://{backend}")])
-                .args(["--log-level", "error"])
-                .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
-                .env("NODE_PATH", NODE_PATH);
+            c.args([
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--api-ip",
+                "127.0.0.1",
+            ])
+            .args([
+                "--api-port",
+                &api_port.to_string(),
+                "--default-target",
+                &format!("http://{backend}"),
+            ])
+            .args(["--log-level", "error"])
+            .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
+            .env("NODE_PATH", NODE_PATH);
             c
         }
     };
@@ -231,7 +290,13 @@ http {{
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start {}", setup.kind.name()))?;
-    let running = Running { setup: setup.clone(), port, api_port, child, _dir: dir };
+    let running = Running {
+        setup: setup.clone(),
+        port,
+        api_port,
+        child,
+        _dir: dir,
+    };
     wait_ready(&running).with_context(|| {
         let log = std::fs::read_to_string(running._dir.0.join("stderr.log")).unwrap_or_default();
         format!("{} did not become ready: {log}", setup.kind.name())
@@ -243,7 +308,16 @@ fn wait_ready(r: &Running) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = Command::new("curl")
-            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", &format!("{}/ready", r.url())])
+            .args([
+                "-sk",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "2",
+                &format!("{}/ready", r.url()),
+            ])
             .output()?;
         if out.stdout == b"200" {
             return Ok(());
@@ -263,17 +337,27 @@ pub(crate) fn versions(hubgate: &Path) -> Vec<(String, String)> {
             .env("NODE_PATH", NODE_PATH)
             .output()
             .map(|o| {
-                let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
                 text.lines().next().unwrap_or("").trim().to_owned()
             })
             .unwrap_or_else(|_| "not installed".into())
     };
     vec![
-        ("hubgate".into(), run(&hubgate.display().to_string(), &["--version"])),
+        (
+            "hubgate".into(),
+            run(&hubgate.display().to_string(), &["--version"]),
+        ),
         ("nginx".into(), run("nginx", &["-v"])),
         ("haproxy".into(), run("haproxy", &["-v"])),
         ("caddy".into(), run("caddy", &["version"])),
-        ("configurable-http-proxy".into(), run("configurable-http-proxy", &["--version"])),
+        (
+            "configurable-http-proxy".into(),
+            run("configurable-http-proxy", &["--version"]),
+        ),
         ("wrk".into(), run("wrk", &["-v"])),
         ("h2load".into(), run("h2load", &["--version"])),
     ]

@@ -54,7 +54,11 @@ pub(crate) async fn latency(addr: SocketAddr, secs: u64) -> anyhow::Result<Laten
     let elapsed = started.elapsed().as_secs_f64();
     samples.sort_by(f64::total_cmp);
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-    Ok(Latency { p50_us: at(0.5), p99_us: at(0.99), msgs_per_sec: samples.len() as f64 / elapsed })
+    Ok(Latency {
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+        msgs_per_sec: samples.len() as f64 / elapsed,
+    })
 }
 
 /// Memory per idle websocket, and whether all of them still echo.
@@ -78,7 +82,10 @@ pub(crate) async fn idle(target: &Running, n: usize) -> anyhow::Result<Idle> {
     let mut sockets = Vec::with_capacity(n);
     let batch = 250;
     for start in (0..n).step_by(batch) {
-        let opened = futures_util::future::join_all((start..(start + batch).min(n)).map(|_| connect(addr, "/ws/idle"))).await;
+        let opened = futures_util::future::join_all(
+            (start..(start + batch).min(n)).map(|_| connect(addr, "/ws/idle")),
+        )
+        .await;
         for ws in opened {
             sockets.push(ws.context("opening idle websockets")?);
         }
@@ -87,10 +94,16 @@ pub(crate) async fn idle(target: &Running, n: usize) -> anyhow::Result<Idle> {
     let after = procs::rss_kib(&target.pids());
     let mut echoed = 0;
     for chunk in sockets.chunks_mut(batch) {
-        let results = futures_util::future::join_all(chunk.iter_mut().map(|ws| echo(ws, "still there?"))).await;
+        let results =
+            futures_util::future::join_all(chunk.iter_mut().map(|ws| echo(ws, "still there?")))
+                .await;
         echoed += results.iter().filter(|r| r.is_ok()).count();
     }
     let opened = sockets.len();
     drop(sockets);
-    Ok(Idle { kib_per_conn: after.saturating_sub(before) as f64 / opened as f64, echoed, opened })
+    Ok(Idle {
+        kib_per_conn: after.saturating_sub(before) as f64 / opened as f64,
+        echoed,
+        opened,
+    })
 }

@@ -192,22 +192,14 @@ impl Proxy {
         } else {
             ""
         };
-        let query = parts.uri.query();
-        let mut path =
-            String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
-        path.push_str(base);
-        if rest.is_empty() {
-            if base.is_empty() {
-                path.push('/');
+        let uri = match parts.uri.path_and_query() {
+            // JupyterHub's case: the path goes upstream as it came, so reuse
+            // it (a reference count; no copy, no parse).
+            Some(pq) if base.is_empty() && !rest.is_empty() && rest.len() == raw_path.len() => {
+                Uri::from(pq.clone())
             }
-        } else {
-            path.push_str(rest);
-        }
-        if let Some(q) = query {
-            path.push('?');
-            path.push_str(q);
-        }
-        let uri = Uri::try_from(path).map_err(|_| ProxyError::BadPath)?;
+            _ => join_path(base, rest, parts.uri.query())?,
+        };
 
         let h = &mut parts.headers;
         if self.config.change_origin {
@@ -227,7 +219,7 @@ impl Proxy {
         if self.config.x_forward {
             let host = h.get(header::HOST).cloned();
             let forwarded = Forwarded {
-                peer: conn.peer,
+                peer: conn.peer_value.as_ref(),
                 tls: conn.tls,
                 websocket,
                 host: host.as_ref(),
@@ -400,6 +392,23 @@ enum SendError {
     /// The request never left; it can go on a new connection.
     Retry(Box<Request<UpstreamBody>>),
     Failed(ProxyError),
+}
+
+/// `base` + `rest` (or `/`) + `?query`, as a URI in origin form.
+fn join_path(base: &str, rest: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    let mut path =
+        String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
+    path.push_str(base);
+    if !rest.is_empty() {
+        path.push_str(rest);
+    } else if base.is_empty() {
+        path.push('/');
+    }
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
+    }
+    Uri::try_from(path).map_err(|_| ProxyError::BadPath)
 }
 
 /// Finds hubgate's own body-limit error in a hyper error's source chain.

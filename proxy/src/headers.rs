@@ -12,15 +12,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Version};
 
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
@@ -62,11 +55,19 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && name == "upgrade" {
-            continue;
-        }
+    // Typed names: no parsing, one hash each.
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+    ] {
         headers.remove(name);
+    }
+    if !keep_upgrade {
+        headers.remove(header::UPGRADE);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -75,7 +76,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// What the forwarded headers need to know about the client connection.
 pub(crate) struct Forwarded<'a> {
-    pub(crate) peer: Option<IpAddr>,
+    /// The client's address, ready as a header value.
+    pub(crate) peer: Option<&'a HeaderValue>,
     pub(crate) tls: bool,
     pub(crate) websocket: bool,
     pub(crate) host: Option<&'a HeaderValue>,
@@ -95,16 +97,18 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         .and_then(|h| h.rsplit_once(':'))
         .map(|(_, p)| p)
         .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        .unwrap_or(if f.tls { "443" } else { "80" });
+        .and_then(|p| HeaderValue::from_str(p).ok())
+        .unwrap_or(HeaderValue::from_static(if f.tls { "443" } else { "80" }));
     if let Some(ip) = f.peer {
-        let ip = ip.to_canonical().to_string();
-        append(headers, &X_FORWARDED_FOR, &ip);
-        if let Ok(v) = HeaderValue::from_str(&ip) {
-            headers.insert(X_REAL_IP.clone(), v);
-        }
+        append(headers, &X_FORWARDED_FOR, ip);
+        headers.insert(X_REAL_IP.clone(), ip.clone());
     }
-    append(headers, &X_FORWARDED_PORT, port);
-    append(headers, &X_FORWARDED_PROTO, proto);
+    append(headers, &X_FORWARDED_PORT, &port);
+    append(
+        headers,
+        &X_FORWARDED_PROTO,
+        &HeaderValue::from_static(proto),
+    );
     if !f.websocket && !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(h) = f.host {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
@@ -113,14 +117,25 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
 }
 
 /// `name: old,value` (http-proxy joins with a bare comma).
-fn append(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
-        Some(old) if !old.is_empty() => HeaderValue::from_str(&format!("{old},{value}")),
-        _ => HeaderValue::from_str(value),
+fn append(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    let joined = match headers.get(name) {
+        Some(old) if !old.is_empty() => {
+            let mut bytes = Vec::with_capacity(old.len() + 1 + value.len());
+            bytes.extend_from_slice(old.as_bytes());
+            bytes.push(b',');
+            bytes.extend_from_slice(value.as_bytes());
+            HeaderValue::from_bytes(&bytes).ok()
+        }
+        _ => Some(value.clone()),
     };
-    if let Ok(v) = joined {
+    if let Some(v) = joined {
         headers.insert(name.clone(), v);
     }
+}
+
+/// The client's address as a header value (computed once per connection).
+pub(crate) fn peer_value(ip: IpAddr) -> Option<HeaderValue> {
+    HeaderValue::from_str(&ip.to_canonical().to_string()).ok()
 }
 
 /// CHP sends `DELETE` and `OPTIONS` without a body with `Content-Length: 0`.
@@ -193,7 +208,7 @@ mod tests {
         add_forwarded(
             &mut h,
             &Forwarded {
-                peer: Some("127.0.0.2".parse().unwrap()),
+                peer: peer_value("127.0.0.2".parse().unwrap()).as_ref(),
                 tls: true,
                 websocket: false,
                 host: Some(&host),

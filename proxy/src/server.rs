@@ -53,6 +53,8 @@ pub struct ConnInfo {
     pub peer: Option<IpAddr>,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// `peer` as a header value, made once per connection.
+    pub(crate) peer_value: Option<http::HeaderValue>,
     pub(crate) shutdown: Shutdown,
 }
 
@@ -250,6 +252,7 @@ async fn serve_accepted<H: Handler>(
     let conn = Arc::new(ConnInfo {
         peer,
         tls: acceptor.is_some(),
+        peer_value: peer.and_then(crate::headers::peer_value),
         shutdown: shutdown.clone(),
     });
     match (io, acceptor) {

@@ -93,11 +93,22 @@ async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io
         }
         (client, upstream) => {
             tracing::debug!("tunnel: buffered copy");
-            let client = client.map_or_else(|up| Box::new(TokioIo::new(up)) as Box<dyn Io>, |(s, early)| rewound(s, early));
-            let upstream = upstream.map_or_else(|up| Box::new(TokioIo::new(up)) as Box<dyn Io>, |(s, early)| rewound(s, early));
-            let mut client = Counted { inner: client, activity };
+            let client = client.map_or_else(
+                |up| Box::new(TokioIo::new(up)) as Box<dyn Io>,
+                |(s, early)| rewound(s, early),
+            );
+            let upstream = upstream.map_or_else(
+                |up| Box::new(TokioIo::new(up)) as Box<dyn Io>,
+                |(s, early)| rewound(s, early),
+            );
+            let mut client = Counted {
+                inner: client,
+                activity,
+            };
             let mut upstream = upstream;
-            tokio::io::copy_bidirectional(&mut client, &mut upstream).await.map(|_| ())
+            tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                .await
+                .map(|_| ())
         }
     }
 }
@@ -116,7 +127,11 @@ struct Rewound {
 }
 
 impl AsyncRead for Rewound {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.early.is_empty() {
             let n = this.early.len().min(buf.remaining());
@@ -132,7 +147,11 @@ impl AsyncRead for Rewound {
 }
 
 impl AsyncWrite for Rewound {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
@@ -172,7 +191,9 @@ async fn pipe(src: &TcpStream, dst: &TcpStream, activity: Option<&Activity>) -> 
             match dst.try_write(&buf[..n]) {
                 Ok(m) if m == n => Ok(Step::Done),
                 Ok(m) => Ok(Step::Pending(buf[m..n].to_vec())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Pending(buf[..n].to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Ok(Step::Pending(buf[..n].to_vec()))
+                }
                 Err(e) => Err(e),
             }
         })?;
@@ -208,7 +229,11 @@ struct Counted<'a, T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -220,7 +245,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 

@@ -202,9 +202,14 @@ async fn websockets_over_tls() {
     let p = tls_proxy(Arc::new(CertResolver::new(CertSet::single(server_key())))).await;
     p.add_route("/", &ws_backend.url()).await;
     let io = tls_stream(p.addr, &[b"http/1.1"]).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/user/a/terminals/websocket/1", io).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async("wss://localhost/user/a/terminals/websocket/1", io)
+            .await
+            .unwrap();
     for i in 0..20 {
-        ws.send(Message::text(format!("over tls {i}"))).await.unwrap();
+        ws.send(Message::text(format!("over tls {i}")))
+            .await
+            .unwrap();
         let reply = ws.next().await.unwrap().unwrap();
         assert_eq!(reply.into_text().unwrap().as_str(), format!("over tls {i}"));
     }

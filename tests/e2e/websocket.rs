@@ -107,7 +107,11 @@ async fn large_messages_pass_under_backpressure() {
     let payload: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
     for _ in 0..3 {
         ws.send(Message::binary(payload.clone())).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.unwrap().unwrap().unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(reply.into_data().as_ref(), payload.as_slice());
     }
 }
