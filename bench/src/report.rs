@@ -17,10 +17,11 @@ struct Row {
     values: Vec<f64>,
 }
 
-/// Every sample, in the order first seen.
+/// Every sample, in the order first seen, and notes (failures) per scenario.
 #[derive(Default)]
 pub(crate) struct Results {
     rows: Vec<Row>,
+    notes: Vec<(String, String)>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -74,11 +75,21 @@ impl Results {
         }
     }
 
+    /// Records a failure (or any remark) under `scenario`.
+    pub(crate) fn note(&mut self, scenario: &str, text: String) {
+        self.notes.push((scenario.into(), text));
+    }
+
     fn scenarios(&self) -> Vec<&str> {
         let mut v: Vec<&str> = Vec::new();
-        for r in &self.rows {
-            if !v.contains(&r.scenario.as_str()) {
-                v.push(&r.scenario);
+        for s in self
+            .rows
+            .iter()
+            .map(|r| r.scenario.as_str())
+            .chain(self.notes.iter().map(|n| n.0.as_str()))
+        {
+            if !v.contains(&s) {
+                v.push(s);
             }
         }
         v
@@ -107,6 +118,12 @@ impl Results {
                 }
             }
             let _ = writeln!(out, "\n### {sc}\n");
+            for (_, note) in self.notes.iter().filter(|n| n.0 == sc) {
+                let _ = writeln!(out, "> {note}\n");
+            }
+            if rows.is_empty() {
+                continue;
+            }
             let arrows: Vec<String> = metrics
                 .iter()
                 .map(|(m, b)| format!("{m} {}", if *b == Better::Higher { "↑" } else { "↓" }))

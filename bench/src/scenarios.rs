@@ -213,11 +213,15 @@ pub(crate) async fn websockets(ctx: &Ctx, results: &mut Results) -> anyhow::Resu
     .collect();
     let latency_secs = ctx.secs.min(5);
     for r in 0..ctx.rounds {
-        let direct = ws::latency(ctx.backend, latency_secs).await?;
+        let direct = ws::latency(ctx.backend, latency_secs)
+            .await
+            .context("direct websocket round trips")?;
         for s in rotated(&targets, r) {
             let t = ctx.start(&s)?;
             let label = s.kind.label(s.workers);
-            let l = ws::latency(t.addr(), latency_secs).await?;
+            let l = ws::latency(t.addr(), latency_secs)
+                .await
+                .with_context(|| format!("websocket round trips through {label}"))?;
             let sc = "4a. Websocket round trip, one connection";
             results.push(
                 sc,
@@ -234,7 +238,9 @@ pub(crate) async fn websockets(ctx: &Ctx, results: &mut Results) -> anyhow::Resu
                 Better::Lower,
             );
             results.push(sc, &label, "msgs/s", l.msgs_per_sec, Better::Higher);
-            let idle = ws::idle(&t, ctx.ws_idle).await?;
+            let idle = ws::idle(&t, ctx.ws_idle)
+                .await
+                .with_context(|| format!("idle websockets through {label}"))?;
             let sc = format!("4b. {} idle websockets", ctx.ws_idle);
             results.push(&sc, &label, "KiB/conn", idle.kib_per_conn, Better::Lower);
             results.push(&sc, &label, "opened", idle.opened as f64, Better::Higher);

@@ -26,7 +26,8 @@ async fn echo(ws: &mut Ws, payload: &str) -> anyhow::Result<()> {
     ws.send(Message::text(payload)).await?;
     match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
         Ok(Some(Ok(m))) if m.is_text() => Ok(()),
-        other => bail!("no echo: {other:?}"),
+        Ok(other) => bail!("no echo, got {other:?}"),
+        Err(_) => bail!("no echo within 10 s"),
     }
 }
 

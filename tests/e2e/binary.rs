@@ -396,3 +396,64 @@ async fn api_over_tls_requires_a_client_certificate_when_asked() {
     assert_eq!(run_curl(true), "200");
     assert_ne!(run_curl(false), "200", "no client certificate, no API");
 }
+
+#[tokio::test]
+async fn json_access_log_one_line_per_request() {
+    let b = Backend::http("a").start().await;
+    let (port, api_port) = (free_port(), free_port());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+        .args([
+            "serve",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--api-ip",
+            "127.0.0.1",
+        ])
+        .args([
+            "--api-port",
+            &api_port.to_string(),
+            "--default-target",
+            &b.url(),
+            "--log-format",
+            "json",
+        ])
+        .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let public = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for(Duration::from_secs(10), "the proxy", || async {
+        tokio::net::TcpStream::connect(public).await.is_ok()
+    })
+    .await;
+    assert_eq!(
+        get(public, "/user/x/lab?token=secret").await.0,
+        StatusCode::OK
+    );
+    let _ = Command::new("kill")
+        .args(["-s", "TERM", &child.id().unwrap().to_string()])
+        .status();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let access: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+        })
+        .filter(|v| v["target"] == "hubgate::access")
+        .collect();
+    assert_eq!(access.len(), 1, "{stderr}");
+    let line = &access[0];
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/user/x/lab");
+    assert_eq!(line["status"], 200);
+    assert!(line["duration_us"].is_u64());
+    assert!(
+        !stderr.contains("secret"),
+        "query strings (tokens) are not logged"
+    );
+}
