@@ -401,7 +401,7 @@ async fn api_over_tls_requires_a_client_certificate_when_asked() {
 async fn json_access_log_one_line_per_request() {
     let b = Backend::http("a").start().await;
     let (port, api_port) = (free_port(), free_port());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
         .args([
             "serve",
             "--ip",
