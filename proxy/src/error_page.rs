@@ -1,9 +1,19 @@
-//! Error pages: `--error-path` files, or a small built-in HTML page.
+//! Error responses: the page from `--error-target` (CHP's
+//! `<url>/<code>?url=<original>`), `--error-path` files, or a small built-in
+//! HTML page; websockets get a bare status.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::body::{FromUpstream, ResponseBody, UpstreamBody};
+use crate::error::ProxyError;
+use crate::forward::Proxy;
+use crate::target::Target;
 
 /// Error pages by status code. The binary reads `--error-path DIR` into this
 /// (`<code>.html`, then `error.html` as the fallback); without pages a small
@@ -38,9 +48,107 @@ impl ErrorPages {
     }
 }
 
+/// `encodeURIComponent`'s set: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+// === impl Proxy: error responses ===
+
+impl Proxy {
+    /// The response for a failed request: a bare status for websockets (as
+    /// CHP ≥ 5.1), else the error target's page, else a local page.
+    pub(crate) async fn error_response(
+        &self,
+        err: &ProxyError,
+        uri: &Uri,
+        websocket: bool,
+    ) -> Response<ResponseBody> {
+        let status = err.status();
+        if !websocket {
+            if let Some(target) = &self.error_target {
+                if let Some(page) = self.fetch_error_page(target, status, uri).await {
+                    return page;
+                }
+            }
+        }
+        let mut resp = if websocket {
+            Response::new(ResponseBody::empty())
+        } else {
+            let mut resp = Response::new(ResponseBody::full(self.config.error_pages.page(status)));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            resp
+        };
+        *resp.status_mut() = status;
+        resp
+    }
+
+    async fn fetch_error_page(
+        &self,
+        target: &Target,
+        status: StatusCode,
+        uri: &Uri,
+    ) -> Option<Response<ResponseBody>> {
+        let original = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let path = format!(
+            "{}/{}?url={}",
+            target.path,
+            status.as_u16(),
+            utf8_percent_encode(original, URI_COMPONENT)
+        );
+        let req = Request::get(path)
+            .header(header::HOST, target.authority.as_str())
+            .body(UpstreamBody::Empty)
+            .ok()?;
+        let mut sender = self.connector.get(target).await.ok()?;
+        let exchange = sender.try_send_request(req);
+        let timeout = self.config.proxy_timeout.unwrap_or(Duration::from_secs(10));
+        let page = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(page)) => page,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e.error(), backend = %target.as_str(), "error target failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(backend = %target.as_str(), "error target timed out");
+                return None;
+            }
+        };
+        let (parts, body) = page.into_parts();
+        let mut resp = Response::new(ResponseBody::Upstream(FromUpstream::new(
+            body,
+            Some((self.connector.key(target), sender)),
+            None,
+        )));
+        *resp.status_mut() = status;
+        for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING] {
+            if let Some(v) = parts.headers.get(&name) {
+                resp.headers_mut().insert(name, v.clone());
+            }
+        }
+        Some(resp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_target_url_is_encoded_like_encode_uri_component() {
+        let e = utf8_percent_encode("/user/a b/?x=1&y", URI_COMPONENT).to_string();
+        assert_eq!(e, "%2Fuser%2Fa%20b%2F%3Fx%3D1%26y");
+    }
 
     #[test]
     fn files_first_then_fallback_then_built_in() {

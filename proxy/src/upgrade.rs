@@ -93,19 +93,8 @@ async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io
         }
         (client, upstream) => {
             tracing::debug!("tunnel: buffered copy");
-            let client = client.map_or_else(
-                |up| Box::new(TokioIo::new(up)) as Box<dyn Io>,
-                |(s, early)| rewound(s, early),
-            );
-            let upstream = upstream.map_or_else(
-                |up| Box::new(TokioIo::new(up)) as Box<dyn Io>,
-                |(s, early)| rewound(s, early),
-            );
-            let mut client = Counted {
-                inner: client,
-                activity,
-            };
-            let mut upstream = upstream;
+            let mut client = Side::new(client, Some(activity));
+            let mut upstream = Side::new(upstream, None);
             tokio::io::copy_bidirectional(&mut client, &mut upstream)
                 .await
                 .map(|_| ())
@@ -116,51 +105,73 @@ async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// A stream whose first reads return `early`.
-fn rewound(stream: TcpStream, early: Bytes) -> Box<dyn Io> {
-    Box::new(Rewound { early, stream })
-}
-
-struct Rewound {
+/// One side of a buffered tunnel: bytes read before the upgrade come first,
+/// and on the client side every read that yields bytes touches the route's
+/// activity.
+struct Side<'a> {
     early: Bytes,
-    stream: TcpStream,
+    inner: Box<dyn Io>,
+    activity: Option<&'a Activity>,
 }
 
-impl AsyncRead for Rewound {
+impl<'a> Side<'a> {
+    fn new(io: Result<(TcpStream, Bytes), Upgraded>, activity: Option<&'a Activity>) -> Self {
+        let (inner, early) = match io {
+            Ok((stream, early)) => (Box::new(stream) as Box<dyn Io>, early),
+            Err(upgraded) => (
+                Box::new(TokioIo::new(upgraded)) as Box<dyn Io>,
+                Bytes::new(),
+            ),
+        };
+        Self {
+            early,
+            inner,
+            activity,
+        }
+    }
+}
+
+impl AsyncRead for Side<'_> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.early.is_empty() {
+        let before = buf.filled().len();
+        let r = if this.early.is_empty() {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
             let n = this.early.len().min(buf.remaining());
             buf.put_slice(&this.early.split_to(n));
             if this.early.is_empty() {
                 // Release the buffer the early bytes came from.
                 this.early = Bytes::new();
             }
-            return Poll::Ready(Ok(()));
+            Poll::Ready(Ok(()))
+        };
+        if let (Some(a), true) = (this.activity, buf.filled().len() > before) {
+            a.touch();
         }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        r
     }
 }
 
-impl AsyncWrite for Rewound {
+impl AsyncWrite for Side<'_> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -219,45 +230,4 @@ async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The client side of a buffered tunnel: every read that yields bytes
-/// touches the route's activity.
-struct Counted<'a, T> {
-    inner: T,
-    activity: &'a Activity,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.activity.touch();
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
 }

@@ -1,0 +1,116 @@
+//! The `hubgate` binary as a child process.
+
+#![allow(unused_imports)]
+
+use super::*;
+
+// === the binary ===
+
+/// A `hubgate` process, killed on drop.
+pub struct Hubgate {
+    pub child: Child,
+    pub port: u16,
+    pub api_port: u16,
+}
+
+impl Hubgate {
+    /// `hubgate serve --ip 127.0.0.1 --port P --api-port Q <extra>` with the
+    /// test token; waits until the API answers.
+    pub async fn spawn(extra: &[&str]) -> Self {
+        Self::spawn_env(extra, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await
+    }
+
+    pub async fn spawn_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let (port, api_port) = (free_port(), free_port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
+        cmd.args([
+            "serve",
+            "--ip",
+            "127.0.0.1",
+            "--api-ip",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--api-port",
+            &api_port.to_string(),
+        ])
+        .args(extra)
+        .env_remove("CONFIGPROXY_AUTH_TOKEN")
+        .env_remove("CONFIGPROXY_AUTH_TOKEN_FILE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+        let child = cmd.spawn().unwrap();
+        let me = Self {
+            child,
+            port,
+            api_port,
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], api_port).into();
+        wait_for(Duration::from_secs(10), "hubgate to listen", || async {
+            TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
+        me
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.api_port).into()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(std::time::Instant::now() < deadline, "hubgate did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Hubgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A byte counter for streamed bodies.
+pub async fn drain_body(body: Incoming) -> u64 {
+    let total = AtomicU64::new(0);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        if let Some(d) = frame.unwrap().data_ref() {
+            total.fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+    }
+    total.into_inner()
+}
