@@ -8,11 +8,10 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hubgate_proxy::{ErrorPages, ProxyConfig};
 use hyper::body::Frame;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{Backend, TestProxy, get, send};
+use crate::harness::{Backend, TestProxy, get, h1, send};
 
 #[tokio::test]
 async fn dead_backend_is_503_with_a_page_and_keeps_the_route() {
@@ -187,11 +186,7 @@ async fn body_over_the_limit_is_413() {
     let chunks = futures_util::stream::iter(
         (0..4).map(|_| Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![2u8; 400])))),
     );
-    let stream = TcpStream::connect(p.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1(p.addr).await;
     let req = Request::post("/")
         .header("host", "h")
         .body(StreamBody::new(chunks).boxed())

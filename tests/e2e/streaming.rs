@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::harness::{Backend, Hubgate, TestProxy, drain_body, echo, get, stream_zeros, websocket};
+use crate::harness::{
+    Backend, Hubgate, TestProxy, drain_body, echo, get, h1, stream_zeros, websocket,
+};
 
 const TWO_GIB: u64 = 2 << 30;
 /// Far below the body size: a buffered body would blow through it.
@@ -37,11 +38,7 @@ async fn two_gib_up_and_down_with_flat_memory() {
     }
 
     let started = Instant::now();
-    let stream = TcpStream::connect(hg.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1(hg.addr()).await;
     let up = Request::post("/up")
         .header("host", "h")
         .body(stream_zeros(TWO_GIB))
@@ -53,11 +50,7 @@ async fn two_gib_up_and_down_with_flat_memory() {
     let upload_time = started.elapsed();
 
     let started = Instant::now();
-    let stream = TcpStream::connect(hg.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1(hg.addr()).await;
     let down = Request::get("/down")
         .header("host", "h")
         .body(Full::<bytes::Bytes>::default())

@@ -6,14 +6,24 @@ use super::*;
 
 // === clients ===
 
-/// Sends one request over a new HTTP/1.1 connection and collects the body.
-pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<Bytes> {
+/// A new HTTP/1.1 client connection to `addr`, for bodies of type `B`.
+pub async fn h1<B>(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let resp = sender.send_request(req).await.unwrap();
+    sender
+}
+
+/// Sends one request over a new HTTP/1.1 connection and collects the body.
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<Bytes> {
+    let resp = h1(addr).await.send_request(req).await.unwrap();
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
 }
