@@ -2,7 +2,6 @@
 //! TLS), with the target's CPU time and memory read around each run.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
@@ -80,7 +79,7 @@ pub(crate) fn wrk(
     let threads = conns.clamp(1, 2);
     let pids = target.pids();
     let (u0, s0) = procs::cpu_ticks(&pids);
-    let out = Command::new("wrk")
+    let out = crate::targets::command("wrk", "1")
         .args([
             "-t",
             &threads.to_string(),
@@ -144,7 +143,7 @@ fn finish(
 pub(crate) fn h2load(target: &Running, conns: usize, secs: u64, ticks: u64) -> anyhow::Result<Run> {
     let pids = target.pids();
     let (u0, s0) = procs::cpu_ticks(&pids);
-    let out = Command::new("h2load")
+    let out = crate::targets::command("h2load", "1")
         .args([
             "-c",
             &conns.to_string(),

@@ -60,6 +60,10 @@ struct Args {
     /// A short smoke run: one round, short measurements, small counts.
     #[arg(long)]
     quick: bool,
+    /// Pin single-worker proxies to CPU 0 and the load generator and backend
+    /// to CPU 1 (less noise on small machines; needs taskset).
+    #[arg(long)]
+    pin: bool,
     /// The hubgate binary to measure.
     #[arg(long, default_value = "target/release/hubgate")]
     hubgate: PathBuf,
@@ -77,7 +81,7 @@ struct BackendProcess(std::process::Child, std::net::SocketAddr);
 impl BackendProcess {
     fn start() -> anyhow::Result<Self> {
         use std::io::BufRead as _;
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = targets::command(std::env::current_exe()?, "1")
             .arg("--backend-only")
             .stdout(std::process::Stdio::piped())
             .spawn()?;
@@ -179,6 +183,7 @@ fn main() -> anyhow::Result<()> {
         cert: repo.join("tests/fixtures/localhost.pem"),
         key: repo.join("tests/fixtures/localhost.key"),
     };
+    targets::PIN.store(args.pin, std::sync::atomic::Ordering::Relaxed);
     let backend = BackendProcess::start()?;
     let ctx = Ctx {
         hubgate: args.hubgate.clone(),
@@ -238,7 +243,7 @@ fn write_report(
     let _ = writeln!(header, "- Machine: {}", machine());
     let _ = writeln!(
         header,
-        "- Run: {} round(s), {} s per measurement, {} idle websockets, routes {:?}, soak {} s, scenarios {:?}, took {} s{}",
+        "- Run: {} round(s), {} s per measurement, {} idle websockets, routes {:?}, soak {} s, scenarios {:?}, took {} s{}{}",
         args.rounds,
         args.secs,
         args.ws_idle,
@@ -248,6 +253,11 @@ fn write_report(
         took,
         if args.quick {
             " (--quick smoke run)"
+        } else {
+            ""
+        },
+        if args.pin {
+            "; pinned: 1-worker proxies on CPU 0, load generator and backend on CPU 1"
         } else {
             ""
         }
@@ -266,10 +276,10 @@ fn write_report(
     }
     let md = results.markdown(&header);
     std::fs::create_dir_all(&args.out)?;
-    let name = if args.quick {
-        "quick.md".to_owned()
-    } else {
-        format!("{date}.md")
+    let name = match (args.quick, args.pin) {
+        (true, _) => "quick.md".to_owned(),
+        (false, true) => format!("{date}-pinned.md"),
+        (false, false) => format!("{date}.md"),
     };
     let path = args.out.join(name);
     std::fs::write(&path, &md)?;

@@ -44,6 +44,21 @@ impl Kind {
     }
 }
 
+/// With `--pin`, single-worker proxies run on CPU 0 and the load generator
+/// and backend on CPU 1, so they stop competing for the same core.
+pub(crate) static PIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `program` run under `taskset -c cpus` when pinning is on.
+pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>, cpus: &str) -> Command {
+    if PIN.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpus]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 /// How to start a target.
 #[derive(Debug, Clone)]
 pub(crate) struct Setup {
@@ -133,9 +148,11 @@ pub(crate) fn start(
     let d = &dir.0;
     let n = setup.workers;
     let log = std::fs::File::create(d.join("stderr.log"))?;
+    // Pin single-worker proxies to CPU 0; wider ones use every core.
+    let cpus = if n == 1 { "0" } else { "0-1023" };
     let mut cmd = match setup.kind {
         Kind::Hubgate => {
-            let mut c = Command::new(hubgate);
+            let mut c = command(hubgate, cpus);
             c.args([
                 "serve",
                 "--ip",
@@ -215,7 +232,7 @@ http {{
                 d = d.display()
             );
             std::fs::write(d.join("nginx.conf"), conf)?;
-            let mut c = Command::new("nginx");
+            let mut c = command("nginx", cpus);
             c.arg("-c")
                 .arg(d.join("nginx.conf"))
                 .arg("-p")
@@ -235,7 +252,7 @@ http {{
                  backend be\n  server s1 {backend}\n"
             );
             std::fs::write(d.join("haproxy.cfg"), conf)?;
-            let mut c = Command::new("haproxy");
+            let mut c = command("haproxy", cpus);
             c.arg("-f").arg(d.join("haproxy.cfg")).arg("-db");
             c
         }
@@ -247,7 +264,7 @@ http {{
                 "{{\n  auto_https off\n  admin off\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy {backend}\n}}\n"
             );
             std::fs::write(d.join("Caddyfile"), conf)?;
-            let mut c = Command::new("caddy");
+            let mut c = command("caddy", cpus);
             c.arg("run")
                 .arg("--config")
                 .arg(d.join("Caddyfile"))
@@ -263,7 +280,7 @@ http {{
             if setup.tls {
                 bail!("configurable-http-proxy is not part of the TLS comparison");
             }
-            let mut c = Command::new("configurable-http-proxy");
+            let mut c = command("configurable-http-proxy", cpus);
             c.args([
                 "--ip",
                 "127.0.0.1",
