@@ -141,21 +141,40 @@ fn error_pages(dir: Option<&Path>) -> anyhow::Result<ErrorPages> {
     Ok(ErrorPages::new(by_code, fallback))
 }
 
-fn public_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    let (Some(cert), Some(key)) = (&args.ssl_cert, &args.ssl_key) else {
+/// One listener's TLS flags: `--<prefix>ssl-cert`, `-key`, `-ca`,
+/// `-request-cert`, `-reject-unauthorized`.
+struct TlsFlags<'a> {
+    prefix: &'static str,
+    cert: &'a Option<PathBuf>,
+    key: &'a Option<PathBuf>,
+    ca: &'a Option<PathBuf>,
+    request_cert: bool,
+    reject_unauthorized: bool,
+}
+
+fn server_tls(f: TlsFlags<'_>) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let (Some(cert), Some(key)) = (f.cert, f.key) else {
         return Ok(None);
     };
-    let key = tls::certified_key(&read(cert, "--ssl-cert")?, &read(key, "--ssl-key")?)
-        .context("invalid --ssl-cert/--ssl-key")?;
+    let p = f.prefix;
+    let key = tls::certified_key(
+        &read(cert, &format!("--{p}ssl-cert"))?,
+        &read(key, &format!("--{p}ssl-key"))?,
+    )
+    .with_context(|| format!("invalid --{p}ssl-cert/--{p}ssl-key"))?;
     let resolver = Arc::new(CertResolver::new(CertSet::single(Arc::new(key))));
-    let ca = match (&args.ssl_ca, args.ssl_request_cert) {
-        (Some(ca), true) => Some(read(ca, "--ssl-ca")?),
+    let ca = match (f.ca, f.request_cert) {
+        (Some(ca), true) => Some(read(ca, &format!("--{p}ssl-ca"))?),
         _ => None,
     };
     let auth = ca.as_deref().map(|ca_pem| ClientAuth {
         ca_pem,
-        required: args.ssl_reject_unauthorized,
+        required: f.reject_unauthorized,
     });
+    Ok(Some(tls::server_config(resolver, auth)?))
+}
+
+fn public_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     for (set, flag) in [
         (args.ssl_protocol.is_some(), "--ssl-protocol"),
         (args.ssl_ciphers.is_some(), "--ssl-ciphers"),
@@ -167,25 +186,25 @@ fn public_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfi
             );
         }
     }
-    Ok(Some(tls::server_config(resolver, auth)?))
+    server_tls(TlsFlags {
+        prefix: "",
+        cert: &args.ssl_cert,
+        key: &args.ssl_key,
+        ca: &args.ssl_ca,
+        request_cert: args.ssl_request_cert,
+        reject_unauthorized: args.ssl_reject_unauthorized,
+    })
 }
 
 fn api_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    let (Some(cert), Some(key)) = (&args.api_ssl_cert, &args.api_ssl_key) else {
-        return Ok(None);
-    };
-    let key = tls::certified_key(&read(cert, "--api-ssl-cert")?, &read(key, "--api-ssl-key")?)
-        .context("invalid --api-ssl-cert/--api-ssl-key")?;
-    let resolver = Arc::new(CertResolver::new(CertSet::single(Arc::new(key))));
-    let ca = match (&args.api_ssl_ca, args.api_ssl_request_cert) {
-        (Some(ca), true) => Some(read(ca, "--api-ssl-ca")?),
-        _ => None,
-    };
-    let auth = ca.as_deref().map(|ca_pem| ClientAuth {
-        ca_pem,
-        required: args.api_ssl_reject_unauthorized,
-    });
-    Ok(Some(tls::server_config(resolver, auth)?))
+    server_tls(TlsFlags {
+        prefix: "api-",
+        cert: &args.api_ssl_cert,
+        key: &args.api_ssl_key,
+        ca: &args.api_ssl_ca,
+        request_cert: args.api_ssl_request_cert,
+        reject_unauthorized: args.api_ssl_reject_unauthorized,
+    })
 }
 
 fn upstream_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
