@@ -113,9 +113,9 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
+        websocket: bool,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let route = self.route_for(&req)?;
-        let websocket = headers::is_upgrade(&req);
         if let (Some(limit), Some(len)) =
             (self.config.max_body_size, req.body().size_hint().exact())
         {
@@ -367,7 +367,7 @@ impl Handler for Proxy {
         let uri = req.uri().clone();
         let method = req.method().clone();
         let websocket = headers::is_upgrade(&req);
-        let (response, failure) = match self.forward(req, &conn).await {
+        let (response, failure) = match self.forward(req, &conn, websocket).await {
             Ok(resp) => (resp, None),
             Err(e) => {
                 let level_warn = !matches!(e, ProxyError::NoRoute | ProxyError::BadPath);

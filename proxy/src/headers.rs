@@ -42,12 +42,20 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
 /// `Connection` becomes exactly `upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if headers.contains_key(header::CONNECTION) {
+        // Browsers send `keep-alive` or `upgrade`, which are removed below
+        // anyway: skip those, so the usual request allocates nothing here.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| {
+                !["keep-alive", "close", "upgrade", ""]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             if !(keep_upgrade && name == header::UPGRADE) {

@@ -105,11 +105,6 @@ impl Metrics {
         self.websockets.load(Relaxed)
     }
 
-    /// Open client connections.
-    pub fn open_connections(&self) -> i64 {
-        self.connections.load(Relaxed)
-    }
-
     /// The Prometheus text exposition of every metric, with the route count
     /// taken from `table`.
     pub fn render(&self, table: &RouteTable) -> String {

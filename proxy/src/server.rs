@@ -130,11 +130,6 @@ impl Shutdown {
         self.force.cancel();
     }
 
-    /// Whether [`Shutdown::begin`] was called.
-    pub fn is_draining(&self) -> bool {
-        self.graceful.is_cancelled()
-    }
-
     /// Waits until every HTTP connection has closed (tunnels excluded).
     pub async fn connections_closed(&self) {
         self.connections.close();
