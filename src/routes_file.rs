@@ -12,6 +12,8 @@ use hubgate_proxy::RouteStore;
 
 /// Changes arriving within this window are written together.
 const COALESCE: Duration = Duration::from_millis(100);
+/// Wait before retrying a failed write.
+const RETRY: Duration = Duration::from_secs(5);
 
 /// Restores routes from `path` if it exists. A file that cannot be parsed is
 /// moved aside (never deleted) and the proxy starts without it.
@@ -70,27 +72,37 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> 
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes the current API routes to `path`.
-pub(crate) async fn save(path: &Path, routes: &RouteStore) {
+/// Writes the current API routes to `path`; false when the write failed.
+pub(crate) async fn save(path: &Path, routes: &RouteStore) -> bool {
     let json = routes.load().render_api_routes(None);
     let target = path.to_owned();
     let result = tokio::task::spawn_blocking(move || write_atomic(&target, json.as_bytes())).await;
-    match result {
-        Ok(Ok(())) => tracing::debug!(file = %path.display(), "routes file written"),
-        Ok(Err(e)) => {
-            tracing::error!(file = %path.display(), error = %e, "cannot write routes file")
+    let error = match result {
+        Ok(Ok(())) => {
+            tracing::debug!(file = %path.display(), "routes file written");
+            return true;
         }
-        Err(e) => tracing::error!(error = %e, "routes file writer failed"),
-    }
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(file = %path.display(), %error, "cannot write routes file; will retry");
+    false
 }
 
-/// Rewrites the file after every change until the store is dropped.
+/// Rewrites the file after every change until the store is dropped. A
+/// failed write (full disk, say) is retried, so the file catches up even if
+/// no further change comes.
 pub(crate) async fn keep_saved(path: PathBuf, routes: Arc<RouteStore>) {
     let mut changes = routes.subscribe();
     while changes.changed().await.is_ok() {
-        tokio::time::sleep(COALESCE).await;
-        changes.borrow_and_update();
-        save(&path, &routes).await;
+        loop {
+            tokio::time::sleep(COALESCE).await;
+            changes.borrow_and_update();
+            if save(&path, &routes).await {
+                break;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
     }
 }
 
@@ -123,5 +135,30 @@ mod tests {
         assert!(!path.exists());
         let aside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(aside.len(), 1, "the bad file is kept");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_retried_without_a_new_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("not-yet").join("routes.json");
+        let store = Arc::new(RouteStore::new(false));
+        tokio::spawn(keep_saved(path.clone(), store.clone()));
+        tokio::task::yield_now().await;
+        store
+            .add_api_route("/user/a", br#"{"target":"http://127.0.0.1:1"}"#)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!path.exists(), "the first write fails: no directory");
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !path.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write was not retried"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(std::fs::read_to_string(&path).unwrap().contains("/user/a"));
     }
 }
