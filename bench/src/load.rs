@@ -77,25 +77,21 @@ pub(crate) fn wrk(
     let script = work.join(format!("wrk-{}.lua", target.port));
     std::fs::write(&script, lua(pattern))?;
     let threads = conns.clamp(1, 2);
-    let pids = target.pids();
-    let (u0, s0) = procs::cpu_ticks(&pids);
-    let out = crate::targets::command("wrk", "1")
-        .args([
-            "-t",
-            &threads.to_string(),
-            "-c",
-            &conns.to_string(),
-            "-d",
-            &format!("{secs}s"),
-            "--timeout",
-            "5s",
-        ])
-        .arg("-s")
-        .arg(&script)
-        .arg(format!("{}/", target.url()))
-        .output()
-        .context("cannot run wrk")?;
-    let (u1, s1) = procs::cpu_ticks(&pids);
+    let mut cmd = crate::targets::command("wrk", "1");
+    cmd.args([
+        "-t",
+        &threads.to_string(),
+        "-c",
+        &conns.to_string(),
+        "-d",
+        &format!("{secs}s"),
+        "--timeout",
+        "5s",
+    ])
+    .arg("-s")
+    .arg(&script)
+    .arg(format!("{}/", target.url()));
+    let (out, cpu, pids) = measured(target, cmd).context("cannot run wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let json = text
         .lines()
@@ -111,10 +107,23 @@ pub(crate) fn wrk(
         w.duration_us as f64 / 1e6,
         w.errors + w.non2xx,
         (w.p50, w.p99, w.p999),
-        (u1 - u0, s1 - s0),
+        cpu,
         ticks,
         &pids,
     ))
+}
+
+/// Runs the load generator `cmd`; its output, the target's CPU ticks (user,
+/// system) spent meanwhile, and the target's processes.
+fn measured(
+    target: &Running,
+    mut cmd: std::process::Command,
+) -> std::io::Result<(std::process::Output, (u64, u64), Vec<u32>)> {
+    let pids = target.pids();
+    let (u0, s0) = procs::cpu_ticks(&pids);
+    let out = cmd.output()?;
+    let (u1, s1) = procs::cpu_ticks(&pids);
+    Ok((out, (u1 - u0, s1 - s0), pids))
 }
 
 fn finish(
@@ -141,25 +150,21 @@ fn finish(
 
 /// HTTP/2 over TLS with h2load: `conns` connections, 10 streams each.
 pub(crate) fn h2load(target: &Running, conns: usize, secs: u64, ticks: u64) -> anyhow::Result<Run> {
-    let pids = target.pids();
-    let (u0, s0) = procs::cpu_ticks(&pids);
-    let out = crate::targets::command("h2load", "1")
-        .args([
-            "-c",
-            &conns.to_string(),
-            "-m",
-            "10",
-            "-t",
-            "1",
-            "-D",
-            &secs.to_string(),
-            "--warm-up-time",
-            "1",
-        ])
-        .arg(format!("{}/", target.url()))
-        .output()
-        .context("cannot run h2load")?;
-    let (u1, s1) = procs::cpu_ticks(&pids);
+    // No warm-up phase: the CPU read around the run must cover only the
+    // requests it counts.
+    let mut cmd = crate::targets::command("h2load", "1");
+    cmd.args([
+        "-c",
+        &conns.to_string(),
+        "-m",
+        "10",
+        "-t",
+        "1",
+        "-D",
+        &secs.to_string(),
+    ])
+    .arg(format!("{}/", target.url()));
+    let (out, cpu, pids) = measured(target, cmd).context("cannot run h2load")?;
     let text = String::from_utf8_lossy(&out.stdout);
     // "requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, 0 errored, 0 timeout"
     let line = text
@@ -194,7 +199,7 @@ pub(crate) fn h2load(target: &Running, conns: usize, secs: u64, ticks: u64) -> a
         secs as f64,
         done - ok,
         (mean, 0.0, 0.0),
-        (u1 - u0, s1 - s0),
+        cpu,
         ticks,
         &pids,
     ))

@@ -150,32 +150,32 @@ pub(crate) fn start(
     let log = std::fs::File::create(d.join("stderr.log"))?;
     // Pin single-worker proxies to CPU 0; wider ones use every core.
     let cpus = if n == 1 { "0" } else { "0-1023" };
+    // hubgate takes configurable-http-proxy's flags, so both get the same ones.
+    let chp_flags = [
+        "--ip".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--port".to_owned(),
+        port.to_string(),
+        "--api-ip".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--api-port".to_owned(),
+        api_port.to_string(),
+        "--default-target".to_owned(),
+        format!("http://{backend}"),
+    ];
     let mut cmd = match setup.kind {
         Kind::Hubgate => {
             let mut c = command(hubgate, cpus);
-            c.args([
-                "serve",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--api-ip",
-                "127.0.0.1",
-            ])
-            .args([
-                "--api-port",
-                &api_port.to_string(),
-                "--workers",
-                &n.to_string(),
-            ])
-            .args([
-                "--default-target",
-                &format!("http://{backend}"),
-                "--no-access-log",
-                "--log-level",
-                "warn",
-            ])
-            .env("CONFIGPROXY_AUTH_TOKEN", TOKEN);
+            c.arg("serve")
+                .args(&chp_flags)
+                .args([
+                    "--workers",
+                    &n.to_string(),
+                    "--no-access-log",
+                    "--log-level",
+                    "warn",
+                ])
+                .env("CONFIGPROXY_AUTH_TOKEN", TOKEN);
             if setup.tls {
                 c.arg("--ssl-cert")
                     .arg(&certs.cert)
@@ -281,23 +281,10 @@ http {{
                 bail!("configurable-http-proxy is not part of the TLS comparison");
             }
             let mut c = command("configurable-http-proxy", cpus);
-            c.args([
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--api-ip",
-                "127.0.0.1",
-            ])
-            .args([
-                "--api-port",
-                &api_port.to_string(),
-                "--default-target",
-                &format!("http://{backend}"),
-            ])
-            .args(["--log-level", "error"])
-            .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
-            .env("NODE_PATH", NODE_PATH);
+            c.args(&chp_flags)
+                .args(["--log-level", "error"])
+                .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
+                .env("NODE_PATH", NODE_PATH);
             c
         }
     };
