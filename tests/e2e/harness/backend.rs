@@ -1,7 +1,5 @@
 //! Builder-style backends on port 0 that record what they receive.
 
-#![allow(unused_imports)]
-
 use super::*;
 
 // === backends ===

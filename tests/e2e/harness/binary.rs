@@ -1,7 +1,5 @@
 //! The `hubgate` binary as a child process.
 
-#![allow(unused_imports)]
-
 use super::*;
 
 // === the binary ===

@@ -1,7 +1,5 @@
 //! HTTP/1.1, HTTP/2 and websocket clients for tests.
 
-#![allow(unused_imports)]
-
 use super::*;
 
 // === clients ===
