@@ -57,6 +57,14 @@ struct Args {
         default_value = "http,tls,ws,routes,churn,soak"
     )]
     only: Vec<String>,
+    /// Proxies to measure (the others are left out of every scenario).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "hubgate,nginx,haproxy,caddy,chp"
+    )]
+    targets: Vec<targets::Kind>,
     /// A short smoke run: one round, short measurements, small counts.
     #[arg(long)]
     quick: bool,
@@ -74,6 +82,10 @@ struct Args {
     #[arg(long, hide = true)]
     backend_only: bool,
 }
+
+/// How many scenarios and proxies a full run has.
+const SCENARIOS: usize = 6;
+const TARGETS: usize = 5;
 
 /// The backend runs in a child process, so its sockets and CPU are its own.
 struct BackendProcess(std::process::Child, std::net::SocketAddr);
@@ -196,6 +208,7 @@ fn main() -> anyhow::Result<()> {
         ws_idle: args.ws_idle,
         route_counts: args.routes.clone(),
         soak_secs: args.soak_secs,
+        kinds: args.targets.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -243,13 +256,14 @@ fn write_report(
     let _ = writeln!(header, "- Machine: {}", machine());
     let _ = writeln!(
         header,
-        "- Run: {} round(s), {} s per measurement, {} idle websockets, routes {:?}, soak {} s, scenarios {:?}, took {} s{}{}",
+        "- Run: {} round(s), {} s per measurement, {} idle websockets, routes {:?}, soak {} s, scenarios {:?}, proxies {:?}, took {} s{}{}",
         args.rounds,
         args.secs,
         args.ws_idle,
         args.routes,
         args.soak_secs,
         args.only,
+        args.targets,
         took,
         if args.quick {
             " (--quick smoke run)"
@@ -276,10 +290,15 @@ fn write_report(
     }
     let md = results.markdown(&header);
     std::fs::create_dir_all(&args.out)?;
-    let name = match (args.quick, args.pin) {
-        (true, _) => "quick.md".to_owned(),
-        (false, true) => format!("{date}-pinned.md"),
-        (false, false) => format!("{date}.md"),
+    // A partial run never overwrites the full report of the same day.
+    let partial = args.only.len() < SCENARIOS || args.targets.len() < TARGETS;
+    let name = match (args.quick, args.pin, partial) {
+        (true, _, _) => "quick.md".to_owned(),
+        (false, pin, partial) => format!(
+            "{date}{}{}.md",
+            if partial { "-partial" } else { "" },
+            if pin { "-pinned" } else { "" }
+        ),
     };
     let path = args.out.join(name);
     std::fs::write(&path, &md)?;

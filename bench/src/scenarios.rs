@@ -27,11 +27,21 @@ pub(crate) struct Ctx {
     pub(crate) ws_idle: usize,
     pub(crate) route_counts: Vec<usize>,
     pub(crate) soak_secs: u64,
+    /// The proxies asked for (`--targets`).
+    pub(crate) kinds: Vec<Kind>,
 }
 
 impl Ctx {
     fn start(&self, setup: &Setup) -> anyhow::Result<Running> {
         targets::start(setup, self.backend, &self.hubgate, &self.certs)
+    }
+
+    /// The setups whose proxy was asked for, in their order.
+    fn wanted(&self, setups: Vec<Setup>) -> Vec<Setup> {
+        setups
+            .into_iter()
+            .filter(|s| self.kinds.contains(&s.kind))
+            .collect()
     }
 
     fn backend_url(&self) -> String {
@@ -90,7 +100,7 @@ fn record(results: &mut Results, scenario: &str, label: &str, run: &load::Run, l
 /// 1 and 2: HTTP/1.1 keep-alive at 50 and 200 connections, and a new
 /// connection per request.
 pub(crate) fn http(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
-    let targets = http_targets();
+    let targets = ctx.wanted(http_targets());
     for r in 0..ctx.rounds {
         for s in rotated(&targets, r) {
             let t = ctx.start(&s)?;
@@ -140,6 +150,7 @@ pub(crate) fn tls(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
             });
         }
     }
+    let targets = ctx.wanted(targets);
     for r in 0..ctx.rounds {
         for s in rotated(&targets, r) {
             let t = ctx.start(&s)?;
@@ -211,6 +222,7 @@ pub(crate) async fn websockets(ctx: &Ctx, results: &mut Results) -> anyhow::Resu
     .into_iter()
     .map(|k| setup(k, 1))
     .collect();
+    let targets = ctx.wanted(targets);
     let latency_secs = ctx.secs.min(5);
     for r in 0..ctx.rounds {
         let direct = ws::latency(ctx.backend, latency_secs)
@@ -287,7 +299,11 @@ pub(crate) async fn routes(ctx: &Ctx, results: &mut Results) -> anyhow::Result<(
             results.push(sc, &label, "RSS KiB", run.rss_kib as f64, Better::Lower);
         }
         let present = 10_000.min(*ctx.route_counts.iter().max().unwrap_or(&10_000));
-        for kind in rotated(&[Kind::Hubgate, Kind::Chp], r) {
+        let kinds: Vec<Kind> = [Kind::Hubgate, Kind::Chp]
+            .into_iter()
+            .filter(|k| ctx.kinds.contains(k))
+            .collect();
+        for kind in rotated(&kinds, r) {
             let t = ctx.start(&setup(kind, 1))?;
             let api_addr: SocketAddr = ([127, 0, 0, 1], t.api_port).into();
             api::load_routes(api_addr, present, &ctx.backend_url(), 8).await?;

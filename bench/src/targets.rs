@@ -15,12 +15,13 @@ pub(crate) const TOKEN: &str = "bench-token";
 /// own does not look there unless told.
 const NODE_PATH: &str = "/usr/share/nodejs";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Kind {
     Hubgate,
     Nginx,
     Haproxy,
     Caddy,
+    /// configurable-http-proxy
     Chp,
 }
 

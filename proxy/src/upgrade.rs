@@ -79,6 +79,8 @@ async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io
     match (client, upstream) {
         (Ok((c, c_early)), Ok((u, u_early))) => {
             tracing::debug!("tunnel: plain TCP on both sides, unbuffered copy");
+            forget_wakers(&c);
+            forget_wakers(&u);
             // Bytes hyper had already read past the handshake go first.
             write_all(&u, &c_early).await?;
             write_all(&c, &u_early).await?;
@@ -100,6 +102,17 @@ async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io
                 .map(|_| ())
         }
     }
+}
+
+/// The sockets come from hyper's finished connection tasks, whose wakers
+/// may still sit in the sockets' readiness slots. A stored waker keeps its
+/// task's whole allocation (the connection future, several KiB) alive until
+/// the socket next becomes ready, which for an idle websocket can be hours:
+/// swap them for no-op wakers. [`pipe`] waits through its own futures.
+fn forget_wakers(s: &TcpStream) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let _ = s.poll_read_ready(&mut cx);
+    let _ = s.poll_write_ready(&mut cx);
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -230,4 +243,38 @@ async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    struct Counted;
+    impl Wake for Counted {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn forget_wakers_releases_the_previous_owner() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_server, _) = listener.accept().await.unwrap();
+        // An idle socket: the read-readiness poll stores the waker.
+        let owner = Arc::new(Counted);
+        let waker = Waker::from(owner.clone());
+        assert!(
+            client
+                .poll_read_ready(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        drop(waker);
+        assert_eq!(Arc::strong_count(&owner), 2, "the socket holds the waker");
+        super::forget_wakers(&client);
+        assert_eq!(Arc::strong_count(&owner), 1, "the socket let it go");
+    }
 }
