@@ -88,8 +88,10 @@ impl Body for UpstreamBody {
 pub enum ResponseBody {
     /// A generated body (error pages, API responses).
     Full(Option<Bytes>),
-    /// Streamed from an upstream.
+    /// Streamed from an upstream through hyper's client.
     Upstream(FromUpstream),
+    /// Streamed from an upstream by the inline HTTP/1.1 exchange.
+    Raw(crate::h1::RawBody),
 }
 
 impl ResponseBody {
@@ -160,6 +162,7 @@ impl Body for ResponseBody {
                 Poll::Ready(Some(r)) => Poll::Ready(Some(r.map_err(|e| Box::new(e) as BoxError))),
                 Poll::Pending => Poll::Pending,
             },
+            Self::Raw(raw) => Pin::new(raw).poll_frame(cx),
         }
     }
 
@@ -167,6 +170,7 @@ impl Body for ResponseBody {
         match self {
             Self::Full(bytes) => bytes.is_none(),
             Self::Upstream(up) => up.done || up.inner.is_end_stream(),
+            Self::Raw(raw) => raw.is_end_stream(),
         }
     }
 
@@ -175,6 +179,7 @@ impl Body for ResponseBody {
             Self::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Self::Full(None) => SizeHint::with_exact(0),
             Self::Upstream(up) => up.inner.size_hint(),
+            Self::Raw(raw) => raw.size_hint(),
         }
     }
 }

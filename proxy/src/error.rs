@@ -46,7 +46,7 @@ pub enum ProxyError {
         upstream: String,
         /// The underlying error.
         #[source]
-        source: hyper::Error,
+        source: crate::body::BoxError,
     },
 }
 

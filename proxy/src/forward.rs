@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use crate::body::{FromUpstream, ResponseBody, TooLarge, UpstreamBody};
 use crate::error::{ProxyError, RouteError};
 use crate::error_page::ErrorPages;
+use crate::h1;
 use crate::headers::{self, Forwarded};
 use crate::metrics::Metrics;
 use crate::pool::{Connector, Sender};
@@ -125,6 +126,18 @@ impl Proxy {
         }
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let upstream_req = self.upstream_request(req, &route, conn, websocket)?;
+        let empty = matches!(upstream_req.body(), UpstreamBody::Empty);
+        if h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
+            let (head, _) = upstream_req.into_parts();
+            let timeout = self.config.proxy_timeout;
+            let response = h1::exchange(&self.connector, &route.target, &head, timeout).await?;
+            let (mut parts, mut body) = response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, false);
+            if parts.status.as_u16() < 300 {
+                body.touch_on_end(route.activity.clone());
+            }
+            return Ok(Response::from_parts(parts, ResponseBody::Raw(body)));
+        }
 
         let mut sender = self.connector.get(&route.target).await?;
         let response = match self.send(&mut sender, upstream_req, &route.target).await {
@@ -258,7 +271,7 @@ impl Proxy {
                     Some(limit) => SendError::Failed(ProxyError::BodyTooLarge { limit }),
                     None => SendError::Failed(ProxyError::Upstream {
                         upstream: upstream(),
-                        source,
+                        source: Box::new(source),
                     }),
                 }
             }

@@ -42,6 +42,7 @@ mod clock;
 mod error;
 mod error_page;
 mod forward;
+mod h1;
 mod headers;
 mod metrics;
 mod pool;

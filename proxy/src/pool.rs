@@ -24,10 +24,10 @@ use crate::target::{Endpoint, Target};
 pub(crate) type Sender = http1::SendRequest<UpstreamBody>;
 
 /// Idle connections kept per upstream and thread.
-const MAX_IDLE_PER_UPSTREAM: usize = 256;
+pub(crate) const MAX_IDLE_PER_UPSTREAM: usize = 256;
 /// Idle connections older than this are not reused (upstreams close idle
 /// keep-alive connections on their own schedule).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which connector a pooled connection came from, and its upstream: two
 /// proxies in one process (tests) may trust different CAs, so they must
@@ -100,34 +100,63 @@ impl Connector {
     /// A new connection to `target`, never a pooled one.
     pub(crate) async fn connect(&self, target: &Target) -> Result<Sender, ProxyError> {
         let upstream = || target.pool_key.to_string();
-        let connect = async {
-            match &target.endpoint {
-                Endpoint::Tcp { host, port } => {
-                    let tcp = TcpStream::connect((&**host, *port)).await?;
-                    tcp.set_nodelay(true)?;
-                    handshake(tcp).await
-                }
-                Endpoint::Tls { host, port } => {
-                    let tcp = TcpStream::connect((&**host, *port)).await?;
-                    tcp.set_nodelay(true)?;
+        let failed = |source| ProxyError::Connect {
+            upstream: upstream(),
+            source,
+        };
+        match &target.endpoint {
+            Endpoint::Tcp { .. } => handshake(self.connect_tcp(target).await?)
+                .await
+                .map_err(failed),
+            Endpoint::Tls { host, .. } => {
+                let tcp = self.connect_tcp(target).await?;
+                let tls = async {
                     let name = ServerName::try_from(host.to_string())
                         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                     let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                         .connect(name, tcp)
                         .await?;
                     handshake(tls).await
-                }
-                Endpoint::Unix(path) => handshake(UnixStream::connect(path).await?).await,
+                };
+                self.limited(target, tls).await
             }
+            Endpoint::Unix(path) => {
+                let unix = async { handshake(UnixStream::connect(path).await?).await };
+                self.limited(target, unix).await
+            }
+        }
+    }
+
+    /// A new TCP connection to a `Tcp` or `Tls` target's address.
+    pub(crate) async fn connect_tcp(&self, target: &Target) -> Result<TcpStream, ProxyError> {
+        let (Endpoint::Tcp { host, port } | Endpoint::Tls { host, port }) = &target.endpoint else {
+            return Err(ProxyError::Connect {
+                upstream: target.pool_key.to_string(),
+                source: std::io::Error::other("not a TCP target"),
+            });
         };
+        let tcp = async {
+            let tcp = TcpStream::connect((&**host, *port)).await?;
+            tcp.set_nodelay(true)?;
+            Ok(tcp)
+        };
+        self.limited(target, tcp).await
+    }
+
+    /// `connect` within the connect timeout, errors classified.
+    async fn limited<T>(
+        &self,
+        target: &Target,
+        connect: impl Future<Output = std::io::Result<T>>,
+    ) -> Result<T, ProxyError> {
         match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(sender)) => Ok(sender),
+            Ok(Ok(io)) => Ok(io),
             Ok(Err(source)) => Err(ProxyError::Connect {
-                upstream: upstream(),
+                upstream: target.pool_key.to_string(),
                 source,
             }),
             Err(_) => Err(ProxyError::ConnectTimeout {
-                upstream: upstream(),
+                upstream: target.pool_key.to_string(),
             }),
         }
     }

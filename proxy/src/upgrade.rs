@@ -108,8 +108,9 @@ async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io
 /// may still sit in the sockets' readiness slots. A stored waker keeps its
 /// task's whole allocation (the connection future, several KiB) alive until
 /// the socket next becomes ready, which for an idle websocket can be hours:
-/// swap them for no-op wakers. [`pipe`] waits through its own futures.
-fn forget_wakers(s: &TcpStream) {
+/// swap them for no-op wakers. [`pipe`] waits through its own futures; a
+/// pooled upstream connection registers anew when it is next used.
+pub(crate) fn forget_wakers(s: &TcpStream) {
     let mut cx = Context::from_waker(std::task::Waker::noop());
     let _ = s.poll_read_ready(&mut cx);
     let _ = s.poll_write_ready(&mut cx);

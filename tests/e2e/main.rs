@@ -20,4 +20,5 @@ mod jupyterhub;
 mod routing;
 mod streaming;
 mod tls;
+mod upstream;
 mod websocket;

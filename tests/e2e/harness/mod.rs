@@ -29,10 +29,12 @@ pub const TOKEN: &str = "test-token";
 mod backend;
 mod binary;
 mod client;
+mod scripted;
 
 pub use backend::*;
 pub use binary::*;
 pub use client::*;
+pub use scripted::*;
 
 // === the proxy in process ===
 

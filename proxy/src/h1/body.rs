@@ -1,0 +1,274 @@
+//! The response body of an inline exchange: it reads the upstream socket as
+//! the client takes the bytes, decodes the framing (`Content-Length`,
+//! chunked, or until close) and, once the body has been read to its end,
+//! puts the connection back into the pool.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+
+use super::{Conn, Head, READ_CHUNK, invalid, keep_alive, put_back};
+use crate::body::BoxError;
+use crate::clock::Activity;
+use crate::pool::PoolKey;
+
+/// Longest chunk-size line or trailer section accepted.
+const MAX_LINE: usize = 8 * 1024;
+
+/// The upstream's response body; see the module docs.
+pub struct RawBody {
+    conn: Option<Conn>,
+    key: PoolKey,
+    state: State,
+    reusable: bool,
+    activity: Option<Arc<Activity>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// This many bytes are still to come.
+    Length(u64),
+    /// Waiting for a chunk-size line.
+    ChunkSize,
+    /// Inside a chunk.
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// Trailer fields (dropped) up to the empty line.
+    Trailers,
+    /// Until the upstream closes the connection.
+    UntilClose,
+    Done,
+}
+
+impl RawBody {
+    /// The response for `head`, whose body follows in `conn`.
+    pub(super) fn start(
+        conn: Conn,
+        head: Head,
+        is_head: bool,
+        key: PoolKey,
+    ) -> io::Result<Response<Self>> {
+        let state = framing(&head, is_head)?;
+        let reusable = keep_alive(&head) && state != State::UntilClose;
+        let mut response = Response::new(Self {
+            conn: Some(conn),
+            key,
+            state,
+            reusable,
+            activity: None,
+        });
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        Ok(response)
+    }
+
+    /// The route activity to bump when the body has been read to the end.
+    pub(crate) fn touch_on_end(&mut self, activity: Arc<Activity>) {
+        self.activity = Some(activity);
+    }
+
+    fn complete(&self) -> bool {
+        matches!(self.state, State::Done | State::Length(0))
+    }
+}
+
+/// RFC 9112 §6.3: how the body of this response is delimited.
+fn framing(head: &Head, is_head: bool) -> io::Result<State> {
+    let s = head.status;
+    if is_head || s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED {
+        return Ok(State::Length(0));
+    }
+    let h = &head.headers;
+    if let Some(last) = h.get_all(header::TRANSFER_ENCODING).iter().next_back() {
+        let chunked = last
+            .to_str()
+            .ok()
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked {
+            State::ChunkSize
+        } else {
+            State::UntilClose
+        });
+    }
+    let mut length = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        for part in v.to_str().map_err(|_| invalid("bad content-length"))?.split(',') {
+            let n: u64 = part
+                .trim()
+                .parse()
+                .map_err(|_| invalid("bad content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(invalid("conflicting content-length"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(State::UntilClose, State::Length))
+}
+
+impl Drop for RawBody {
+    fn drop(&mut self) {
+        if !self.complete() {
+            return; // cut short: the connection closes with it
+        }
+        if let Some(activity) = &self.activity {
+            activity.touch();
+        }
+        if let Some(conn) = self.conn.take() {
+            if self.reusable && conn.buf.is_empty() {
+                crate::upgrade::forget_wakers(&conn.io);
+                put_back(std::mem::take(&mut self.key), conn);
+            }
+        }
+    }
+}
+
+/// Where `\r\n` starts in `buf`.
+fn line_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+fn chunk_size(line: &[u8]) -> io::Result<u64> {
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(invalid("bad chunk size"));
+    }
+    let text = std::str::from_utf8(digits).map_err(|_| invalid("bad chunk size"))?;
+    u64::from_str_radix(text, 16).map_err(|_| invalid("bad chunk size"))
+}
+
+impl Body for RawBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            let buf = &mut conn.buf;
+            // Decode what is buffered; `None` means: read more first.
+            let step: Option<Option<Bytes>> = match this.state {
+                State::Done | State::Length(0) => return Poll::Ready(None),
+                State::Length(rem) | State::ChunkData(rem) if !buf.is_empty() => {
+                    let n = rem.min(buf.len() as u64);
+                    let data = buf.split_to(n as usize).freeze();
+                    this.state = match this.state {
+                        State::ChunkData(_) if n == rem => State::ChunkEnd,
+                        State::ChunkData(_) => State::ChunkData(rem - n),
+                        _ => State::Length(rem - n),
+                    };
+                    Some(Some(data))
+                }
+                State::UntilClose if !buf.is_empty() => Some(Some(buf.split().freeze())),
+                State::ChunkSize => match line_end(buf) {
+                    Some(end) => {
+                        let size = chunk_size(&buf[..end])?;
+                        let _ = buf.split_to(end + 2);
+                        this.state = match size {
+                            0 => State::Trailers,
+                            n => State::ChunkData(n),
+                        };
+                        Some(None)
+                    }
+                    None if buf.len() > MAX_LINE => return err("chunk-size line too long"),
+                    None => None,
+                },
+                State::ChunkEnd if buf.len() >= 2 => {
+                    if &buf[..2] != b"\r\n" {
+                        return err("chunk not followed by CRLF");
+                    }
+                    let _ = buf.split_to(2);
+                    this.state = State::ChunkSize;
+                    Some(None)
+                }
+                State::Trailers => match line_end(buf) {
+                    Some(0) => {
+                        let _ = buf.split_to(2);
+                        this.state = State::Done;
+                        return Poll::Ready(None);
+                    }
+                    Some(end) => {
+                        let _ = buf.split_to(end + 2);
+                        Some(None)
+                    }
+                    None if buf.len() > MAX_LINE => return err("trailer too long"),
+                    None => None,
+                },
+                _ => None,
+            };
+            match step {
+                Some(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Some(None) => continue,
+                None => {}
+            }
+            // Read more from the upstream.
+            ready!(conn.io.poll_read_ready(cx))?;
+            buf.reserve(READ_CHUNK);
+            match conn.io.try_read_buf(buf) {
+                Ok(0) if this.state == State::UntilClose => {
+                    this.state = State::Done;
+                    this.reusable = false;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return err("upstream closed mid-body"),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.complete()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(n) => SizeHint::with_exact(n),
+            State::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+fn err(what: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    Poll::Ready(Some(Err(Box::new(invalid(what)))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_chunk_sizes() {
+        assert_eq!(chunk_size(b"1a").unwrap(), 26);
+        assert_eq!(chunk_size(b"0;ext=1").unwrap(), 0);
+        assert_eq!(chunk_size(b"FF ").unwrap(), 255);
+        assert!(chunk_size(b"").is_err());
+        assert!(chunk_size(b"xyz").is_err());
+        assert!(chunk_size(b"1000000000000000").is_err());
+    }
+
+    #[test]
+    fn finds_line_ends() {
+        assert_eq!(line_end(b"a\r\nb"), Some(1));
+        assert_eq!(line_end(b"\r\n"), Some(0));
+        assert_eq!(line_end(b"a\rb"), None);
+    }
+}

@@ -1,0 +1,306 @@
+//! A lean HTTP/1.1 upstream exchange for the most common proxied request:
+//! an idempotent method, no request body, no upgrade, a plain-TCP upstream
+//! (JupyterHub's page, API and static-file `GET`s).
+//!
+//! hyper's client runs every upstream connection as its own task and hands
+//! each request to it over a channel, and the response back over another;
+//! on loopback that hand-off was about a third of hubgate's user-space time
+//! per request. Here the client connection's task does the exchange inline:
+//! one `write` of the encoded head, `read`s until the response head parses,
+//! and a response body ([`RawBody`]) that reads the socket as the client
+//! takes it, then puts the connection back into this thread's pool.
+//!
+//! Everything else (request bodies, upgrades, TLS and unix-socket upstreams,
+//! non-idempotent methods) goes through hyper's client.
+
+mod body;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode, request};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+pub(crate) use body::RawBody;
+
+use crate::error::ProxyError;
+use crate::pool::{Connector, IDLE_TIMEOUT, MAX_IDLE_PER_UPSTREAM, PoolKey};
+use crate::target::{Endpoint, Target};
+
+/// Most response header fields accepted (as hyper's client).
+const MAX_HEADERS: usize = 100;
+/// Longest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Read size while waiting for a head or body bytes.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// An upstream keep-alive connection and the bytes read ahead on it.
+pub(crate) struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+}
+
+thread_local! {
+    static IDLE: RefCell<HashMap<PoolKey, Vec<(Conn, Instant)>>> = RefCell::new(HashMap::new());
+}
+
+/// Whether a request can take the inline path.
+pub(crate) fn eligible(method: &Method, empty_body: bool, upgrade: bool, target: &Target) -> bool {
+    empty_body
+        && !upgrade
+        && matches!(target.endpoint, Endpoint::Tcp { .. })
+        && matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
+        )
+}
+
+fn put_back(key: PoolKey, conn: Conn) {
+    IDLE.with_borrow_mut(|idle| {
+        let list = idle.entry(key).or_default();
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push((conn, Instant::now()));
+        }
+    });
+}
+
+/// An idle connection the upstream has not closed (nor written to) meanwhile.
+fn take_idle(key: &PoolKey) -> Option<Conn> {
+    IDLE.with_borrow_mut(|idle| {
+        let list = idle.get_mut(key)?;
+        while let Some((conn, since)) = list.pop() {
+            if since.elapsed() >= IDLE_TIMEOUT {
+                continue;
+            }
+            // The runtime has already recorded a FIN or stray bytes as
+            // readiness, so this costs no system call on a healthy socket.
+            match conn.io.try_read(&mut [0u8; 1]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+                _ => continue,
+            }
+        }
+        None
+    })
+}
+
+/// Sends `head` (whose request has no body) to `target` and reads the
+/// response head. A reused connection that turns out closed before any
+/// response byte arrives is replaced once by a new one: the method is
+/// idempotent, so a second delivery is harmless.
+pub(crate) async fn exchange(
+    connector: &Connector,
+    target: &Target,
+    head: &request::Parts,
+    proxy_timeout: Option<Duration>,
+) -> Result<Response<RawBody>, ProxyError> {
+    let key = connector.key(target);
+    let wire = encode(head);
+    let is_head = head.method == Method::HEAD;
+    let mut conn = take_idle(&key);
+    loop {
+        let reused = conn.is_some();
+        let c = match conn.take() {
+            Some(c) => c,
+            None => Conn {
+                io: connector.connect_tcp(target).await?,
+                buf: BytesMut::new(),
+            },
+        };
+        let attempt = round_trip(c, &wire, is_head, key.clone());
+        let result = match proxy_timeout {
+            Some(t) => tokio::time::timeout(t, attempt)
+                .await
+                .map_err(|_| ProxyError::Timeout {
+                    upstream: target.pool_key.to_string(),
+                })?,
+            None => attempt.await,
+        };
+        match result {
+            Ok(response) => return Ok(response),
+            Err(Failure::Stale(_)) if reused => {}
+            Err(Failure::Stale(e) | Failure::Io(e)) => {
+                return Err(ProxyError::Upstream {
+                    upstream: target.pool_key.to_string(),
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+}
+
+enum Failure {
+    /// Nothing came back: the connection was already closed.
+    Stale(io::Error),
+    Io(io::Error),
+}
+
+async fn round_trip(
+    mut conn: Conn,
+    wire: &[u8],
+    is_head: bool,
+    key: PoolKey,
+) -> Result<Response<RawBody>, Failure> {
+    conn.io.write_all(wire).await.map_err(Failure::Stale)?;
+    let mut first = true;
+    loop {
+        if let Some(head) = parse_head(&mut conn.buf).map_err(Failure::Io)? {
+            if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(Failure::Io(invalid("protocol switch nobody asked for")));
+            }
+            if head.status.is_informational() {
+                // 100 Continue, 103 Early Hints: the final answer follows.
+                first = false;
+                continue;
+            }
+            return RawBody::start(conn, head, is_head, key).map_err(Failure::Io);
+        }
+        if conn.buf.len() >= MAX_HEAD {
+            return Err(Failure::Io(invalid("response head too large")));
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match conn.io.read_buf(&mut conn.buf).await {
+            Ok(0) if first && conn.buf.is_empty() => {
+                return Err(Failure::Stale(io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(0) => return Err(Failure::Io(invalid("upstream closed mid-response"))),
+            Ok(_) => first = false,
+            Err(e) if first && conn.buf.is_empty() => return Err(Failure::Stale(e)),
+            Err(e) => return Err(Failure::Io(e)),
+        }
+    }
+}
+
+fn invalid(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// A parsed response head.
+pub(crate) struct Head {
+    status: StatusCode,
+    http11: bool,
+    headers: HeaderMap,
+}
+
+/// Takes a complete head off the front of `buf`, if there is one. Header
+/// values share one buffer with the head rather than being copied.
+fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut fields);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+    };
+    let status = res
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| invalid("bad status code"))?;
+    let http11 = res.version == Some(1);
+    let base = buf.as_ptr() as usize;
+    let mut spans = Vec::with_capacity(res.headers.len());
+    for f in res.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| invalid("bad header name"))?;
+        let start = f.value.as_ptr() as usize - base;
+        spans.push((name, start, start + f.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (name, start, end) in spans {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            .map_err(|_| invalid("bad header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        status,
+        http11,
+        headers,
+    }))
+}
+
+/// The request head as it goes on the wire.
+fn encode(head: &request::Parts) -> Vec<u8> {
+    let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let size = head.method.as_str().len()
+        + target.len()
+        + 13
+        + head
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+        + 2;
+    let mut wire = Vec::with_capacity(size);
+    wire.extend_from_slice(head.method.as_str().as_bytes());
+    wire.push(b' ');
+    wire.extend_from_slice(target.as_bytes());
+    wire.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &head.headers {
+        wire.extend_from_slice(name.as_str().as_bytes());
+        wire.extend_from_slice(b": ");
+        wire.extend_from_slice(value.as_bytes());
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"\r\n");
+    wire
+}
+
+/// Whether the connection may carry another request after this response
+/// (its body framing aside).
+fn keep_alive(head: &Head) -> bool {
+    head.http11
+        && !head
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("close"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_a_request_head() {
+        let (mut parts, ()) = http::Request::get("/user/a/api?x=1").body(()).unwrap().into_parts();
+        parts.headers.insert(header::HOST, HeaderValue::from_static("hub"));
+        assert_eq!(
+            encode(&parts),
+            b"GET /user/a/api?x=1 HTTP/1.1\r\nhost: hub\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn parses_a_head_in_pieces_and_keeps_what_follows() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b"[..]);
+        assert!(parse_head(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"\r\n\r\nhi");
+        let head = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert!(head.http11);
+        assert_eq!(head.headers["x-a"], "b");
+        assert_eq!(head.headers[header::CONTENT_LENGTH], "2");
+        assert_eq!(&buf[..], b"hi");
+        assert!(keep_alive(&head));
+    }
+
+    #[test]
+    fn rejects_garbage_and_sees_close() {
+        let mut buf = BytesMut::from(&b"HTTP/9 abc\r\n\r\n"[..]);
+        assert!(parse_head(&mut buf).is_err());
+        let mut buf = BytesMut::from(&b"HTTP/1.1 204 No\r\nConnection: Close\r\n\r\n"[..]);
+        assert!(!keep_alive(&parse_head(&mut buf).unwrap().unwrap()));
+        let mut buf = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\n"[..]);
+        assert!(!keep_alive(&parse_head(&mut buf).unwrap().unwrap()));
+    }
+}
