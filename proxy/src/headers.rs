@@ -41,6 +41,10 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
 /// Removes hop-by-hop fields. With `keep_upgrade`, `Upgrade` stays and
 /// `Connection` becomes exactly `upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names, no hashing.
+    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         // Browsers send `keep-alive` or `upgrade`, which are removed below
         // anyway: skip those, so the usual request allocates nothing here.
@@ -64,14 +68,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
     }
     // Typed names: no parsing, one hash each.
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     if !keep_upgrade {
@@ -80,6 +77,20 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// The fixed hop-by-hop fields; `Upgrade` is handled on its own.
+static HOP_BY_HOP: [&HeaderName; 6] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+];
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name) || name == header::UPGRADE
 }
 
 /// What the forwarded headers need to know about the client connection.
@@ -107,16 +118,37 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|p| HeaderValue::from_str(p).ok())
         .unwrap_or(HeaderValue::from_static(if f.tls { "443" } else { "80" }));
+    let proto = HeaderValue::from_static(proto);
+    // A client straight from the internet sends none of these fields (one
+    // pass over the names, no hashing): then each is one insertion.
+    let fresh = !headers.keys().any(|n| {
+        [
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PORT,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &X_REAL_IP,
+        ]
+        .contains(&n)
+    });
+    if fresh {
+        if let Some(ip) = f.peer {
+            headers.append(X_FORWARDED_FOR.clone(), ip.clone());
+            headers.append(X_REAL_IP.clone(), ip.clone());
+        }
+        headers.append(X_FORWARDED_PORT.clone(), port);
+        headers.append(X_FORWARDED_PROTO.clone(), proto);
+        if let (false, Some(h)) = (f.websocket, f.host) {
+            headers.append(X_FORWARDED_HOST.clone(), h.clone());
+        }
+        return;
+    }
     if let Some(ip) = f.peer {
         append(headers, &X_FORWARDED_FOR, ip);
         headers.insert(X_REAL_IP.clone(), ip.clone());
     }
     append(headers, &X_FORWARDED_PORT, &port);
-    append(
-        headers,
-        &X_FORWARDED_PROTO,
-        &HeaderValue::from_static(proto),
-    );
+    append(headers, &X_FORWARDED_PROTO, &proto);
     if !f.websocket && !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(h) = f.host {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
@@ -241,7 +273,23 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-proto"], "ws");
         assert_eq!(h["x-forwarded-port"], "80");
-        assert!(!h.contains_key("x-forwarded-host"));
+        assert!(!h.contains_key("x-forwarded-host"), "not for websockets");
+
+        let mut h = map(&[("host", "hub")]);
+        add_forwarded(
+            &mut h,
+            &Forwarded {
+                peer: peer_value("10.1.2.3".parse().unwrap()).as_ref(),
+                tls: false,
+                websocket: false,
+                host: Some(&host),
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-real-ip"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-port"], "80");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "hub");
     }
 
     #[test]

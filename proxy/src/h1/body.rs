@@ -55,7 +55,10 @@ impl RawBody {
         key: PoolKey,
     ) -> io::Result<Response<Self>> {
         let state = framing(&head, is_head)?;
-        let reusable = keep_alive(&head) && state != State::UntilClose;
+        // Both framings at once may be a smuggling attempt: never reuse.
+        let both = head.headers.contains_key(header::TRANSFER_ENCODING)
+            && head.headers.contains_key(header::CONTENT_LENGTH);
+        let reusable = keep_alive(&head) && state != State::UntilClose && !both;
         let mut response = Response::new(Self {
             conn: Some(conn),
             key,
