@@ -26,9 +26,16 @@ async fn chunked_body_with_extensions_and_trailers() {
     .await;
     let p = proxy_to(&b).await;
     for _ in 0..3 {
-        assert_eq!(get(p.addr, "/").await, (StatusCode::OK, "hello world".into()));
+        assert_eq!(
+            get(p.addr, "/").await,
+            (StatusCode::OK, "hello world".into())
+        );
     }
-    assert_eq!(b.connections(), 1, "the connection is reused after the last chunk");
+    assert_eq!(
+        b.connections(),
+        1,
+        "the connection is reused after the last chunk"
+    );
 }
 
 #[tokio::test]
@@ -56,7 +63,11 @@ async fn body_until_close_is_passed_on_whole() {
             (StatusCode::OK, "read me until the end".into())
         );
     }
-    assert_eq!(b.connections(), 2, "a close-delimited body ends its connection");
+    assert_eq!(
+        b.connections(),
+        2,
+        "a close-delimited body ends its connection"
+    );
 }
 
 #[tokio::test]
@@ -100,7 +111,11 @@ async fn a_keep_alive_connection_the_upstream_closed_is_replaced() {
         .await;
     let p = proxy_to(&b).await;
     for round in 0..5 {
-        assert_eq!(get(p.addr, "/").await, (StatusCode::OK, "ok".into()), "round {round}");
+        assert_eq!(
+            get(p.addr, "/").await,
+            (StatusCode::OK, "ok".into()),
+            "round {round}"
+        );
         // Let the FIN arrive while the connection sits in the pool.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -119,7 +134,9 @@ async fn a_pooled_connection_closed_mid_request_is_retried() {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
                 // Read the next request, then hang up without a reply.
                 let _ = s.read(&mut buf).await;
             });
@@ -128,7 +145,11 @@ async fn a_pooled_connection_closed_mid_request_is_retried() {
     let p = TestProxy::start().await;
     p.add_route("/", &format!("http://{addr}")).await;
     for round in 0..3 {
-        assert_eq!(get(p.addr, "/").await, (StatusCode::OK, "ok".into()), "round {round}");
+        assert_eq!(
+            get(p.addr, "/").await,
+            (StatusCode::OK, "ok".into()),
+            "round {round}"
+        );
     }
 }
 
@@ -144,9 +165,15 @@ async fn protocol_violations_are_502_and_the_proxy_keeps_serving() {
             "conflicting lengths",
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok".to_vec(),
         ),
-        ("bad length", b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n".to_vec()),
+        (
+            "bad length",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n".to_vec(),
+        ),
         ("head too large", huge.into_bytes()),
-        ("101 unasked", b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec()),
+        (
+            "101 unasked",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec(),
+        ),
     ];
     let good = Backend::http("good").start().await;
     for (what, reply) in cases {
@@ -174,7 +201,10 @@ async fn a_body_cut_short_reaches_the_client_as_an_error() {
         .unwrap();
     let resp = h1(p.addr).await.send_request(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.into_body().collect().await.is_err(), "a short body must not look complete");
+    assert!(
+        resp.into_body().collect().await.is_err(),
+        "a short body must not look complete"
+    );
 }
 
 #[tokio::test]
@@ -198,5 +228,9 @@ async fn malformed_chunks_end_the_response_with_an_error() {
     assert!(!complete, "a malformed body must not look complete");
     let good = Backend::http("good").start().await;
     p.add_route("/good", &good.url()).await;
-    assert_eq!(get(p.addr, "/good").await.0, StatusCode::OK, "the proxy keeps serving");
+    assert_eq!(
+        get(p.addr, "/good").await.0,
+        StatusCode::OK,
+        "the proxy keeps serving"
+    );
 }

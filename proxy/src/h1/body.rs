@@ -102,7 +102,11 @@ fn framing(head: &Head, is_head: bool) -> io::Result<State> {
     }
     let mut length = None;
     for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v.to_str().map_err(|_| invalid("bad content-length"))?.split(',') {
+        for part in v
+            .to_str()
+            .map_err(|_| invalid("bad content-length"))?
+            .split(',')
+        {
             let n: u64 = part
                 .trim()
                 .parse()

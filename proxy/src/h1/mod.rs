@@ -36,7 +36,10 @@ use crate::target::{Endpoint, Target};
 const MAX_HEADERS: usize = 100;
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
-/// Read size while waiting for a head or body bytes.
+/// Room made for a response head (most fit; a bigger one grows the buffer),
+/// kept small because an idle pooled connection keeps its buffer.
+const HEAD_CHUNK: usize = 4 * 1024;
+/// Room made for each read of body bytes.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// An upstream keep-alive connection and the bytes read ahead on it.
@@ -162,7 +165,7 @@ async fn round_trip(
         if conn.buf.len() >= MAX_HEAD {
             return Err(Failure::Io(invalid("response head too large")));
         }
-        conn.buf.reserve(READ_CHUNK);
+        conn.buf.reserve(HEAD_CHUNK);
         match conn.io.read_buf(&mut conn.buf).await {
             Ok(0) if first && conn.buf.is_empty() => {
                 return Err(Failure::Stale(io::ErrorKind::UnexpectedEof.into()));
@@ -207,8 +210,8 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
     let base = buf.as_ptr() as usize;
     let mut spans = Vec::with_capacity(res.headers.len());
     for f in res.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| invalid("bad header name"))?;
+        let name =
+            HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| invalid("bad header name"))?;
         let start = f.value.as_ptr() as usize - base;
         spans.push((name, start, start + f.value.len()));
     }
@@ -272,8 +275,13 @@ mod tests {
 
     #[test]
     fn encodes_a_request_head() {
-        let (mut parts, ()) = http::Request::get("/user/a/api?x=1").body(()).unwrap().into_parts();
-        parts.headers.insert(header::HOST, HeaderValue::from_static("hub"));
+        let (mut parts, ()) = http::Request::get("/user/a/api?x=1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("hub"));
         assert_eq!(
             encode(&parts),
             b"GET /user/a/api?x=1 HTTP/1.1\r\nhost: hub\r\n\r\n"
