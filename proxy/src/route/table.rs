@@ -82,19 +82,50 @@ pub(crate) type Map = imbl::HashMap<Arc<str>, Arc<Route>>;
 
 /// One immutable version of the route table. Cloning it is cheap (the maps
 /// share structure), which is how the store builds the next version.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RouteTable {
     /// What requests are routed by: every layer merged by precedence.
     pub(crate) merged: Map,
     pub(crate) layers: [Map; Layer::ALL.len()],
     pub(crate) version: u64,
+    /// How many merged routes have each segment count (the last slot counts
+    /// all deeper ones), so a lookup probes only depths some route has.
+    depths: [u32; DEPTHS],
+}
+
+const DEPTHS: usize = 64;
+
+fn depth_slot(segments: usize) -> usize {
+    segments.min(DEPTHS - 1)
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self {
+            merged: Map::default(),
+            layers: Default::default(),
+            version: 0,
+            depths: [0; DEPTHS],
+        }
+    }
 }
 
 impl RouteTable {
     /// The route for a request: the longest key made of whole segments of
     /// `decoded_path` (with host routing, of `/<host><path>`).
     pub(crate) fn lookup(&self, decoded_path: &str) -> Option<&Arc<Route>> {
-        prefixes(lookup_form(decoded_path)).find_map(|candidate| self.merged.get(candidate))
+        let form = lookup_form(decoded_path);
+        // JupyterHub's routes sit at depths 0-2 while kernel and file paths
+        // run deeper: skip the depths no route has (no hash, no probe).
+        let mut depth = segment_count(form);
+        prefixes(form).find_map(|candidate| {
+            let d = depth;
+            depth = depth.saturating_sub(1);
+            if self.depths[depth_slot(d)] == 0 {
+                return None;
+            }
+            self.merged.get(candidate)
+        })
     }
 
     /// The route stored under `key` in `layer` (normalised key).
@@ -164,11 +195,15 @@ impl RouteTable {
             .find_map(|l| self.layers[l.index()].get(&key))
         {
             Some(route) => {
-                let route = route.clone();
-                self.merged.insert(key, route);
+                let (route, slot) = (route.clone(), depth_slot(route.segments));
+                if self.merged.insert(key, route).is_none() {
+                    self.depths[slot] += 1;
+                }
             }
             None => {
-                self.merged.remove(&key);
+                if let Some(old) = self.merged.remove(&key) {
+                    self.depths[depth_slot(old.segments)] -= 1;
+                }
             }
         }
     }
@@ -216,6 +251,30 @@ mod tests {
             Some("/"),
             "case-sensitive"
         );
+    }
+
+    #[test]
+    fn only_depths_with_routes_are_probed_and_the_counts_follow_removals() {
+        let deep = format!("/{}", vec!["s"; 70].join("/"));
+        let mut t = table(&["/", "/user/alice", &deep]);
+        assert_eq!(t.depths[0], 1);
+        assert_eq!(t.depths[2], 1);
+        assert_eq!(t.depths[DEPTHS - 1], 1, "deeper keys share the last slot");
+        assert_eq!(
+            hit(&t, "/user/alice/api/kernels/k1/channels").as_deref(),
+            Some("/user/alice")
+        );
+        assert_eq!(hit(&t, &format!("{deep}/x")).as_deref(), Some(&*deep));
+        assert_eq!(
+            hit(&t, &format!("/{}", vec!["s"; 69].join("/"))).as_deref(),
+            Some("/")
+        );
+        // Replacing a route keeps one count; removing it drops the count.
+        t.put(Layer::Api, route("/user/alice", "http://127.0.0.1:9"));
+        assert_eq!(t.depths[2], 1);
+        t.remove(Layer::Api, "/user/alice");
+        assert_eq!(t.depths[2], 0);
+        assert_eq!(hit(&t, "/user/alice/api").as_deref(), Some("/"));
     }
 
     #[test]
