@@ -207,13 +207,17 @@ error_log {d}/error.log warn;
 events {{ worker_connections 19000; }}
 http {{
   access_log off;
+  # nginx closes a keep-alive connection (HTTP/1.1 and HTTP/2, client and
+  # upstream side) after 1,000 requests by default; the other proxies have
+  # no such cap, so neither does this configuration.
+  keepalive_requests 1000000;
   client_body_temp_path {d}/body;
   proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-  upstream backend {{ server {backend}; keepalive 512; }}
+  upstream backend {{ server {backend}; keepalive 512; keepalive_requests 1000000; }}
   server {{
     {listen}
     location / {{
