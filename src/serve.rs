@@ -417,7 +417,9 @@ fn spawn_workers(
         .into_iter()
         .enumerate()
         .map(|(i, listen)| {
-            let (config, proxy, shutdown) = (config.clone(), proxy.clone(), shutdown.clone());
+            // Each worker its own handle: see `Proxy`'s docs.
+            let proxy = Arc::new(Proxy::clone(proxy));
+            let (config, shutdown) = (config.clone(), shutdown.clone());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

@@ -70,6 +70,11 @@ impl Default for ProxyConfig {
 }
 
 /// The data plane: routes each request through the current route table.
+///
+/// A clone shares the route store and the metrics: give each worker thread
+/// its own clone (in its own `Arc`), so the per-request reference count of
+/// the handler never bounces between cores.
+#[derive(Clone)]
 pub struct Proxy {
     pub(crate) config: ProxyConfig,
     pub(crate) error_target: Option<Target>,
@@ -130,13 +135,8 @@ impl Proxy {
         if h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
             let (head, _) = upstream_req.into_parts();
             let timeout = self.config.proxy_timeout;
-            let response = h1::exchange(&self.connector, &route.target, &head, timeout).await?;
-            let (mut parts, mut body) = response.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers, false);
-            if parts.status.as_u16() < 300 {
-                body.touch_on_end(route.activity.clone());
-            }
-            return Ok(Response::from_parts(parts, ResponseBody::Raw(body)));
+            let answer = h1::exchange(&self.connector, &route.target, &head, timeout).await?;
+            return Ok(self.answer(answer, &route, client_upgrade, conn));
         }
 
         let mut sender = self.connector.get(&route.target).await?;
@@ -278,6 +278,45 @@ impl Proxy {
         })
     }
 
+    /// The client's response to an inline exchange.
+    fn answer(
+        &self,
+        answer: h1::Answer,
+        route: &Route,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        conn: &ConnInfo,
+    ) -> Response<ResponseBody> {
+        match (answer, client_upgrade) {
+            (h1::Answer::Switched(mut parts, tcp, early), Some(client)) => {
+                let upstream = upgrade::UpstreamSide::Tcp(tcp, early);
+                upgrade::spawn_tunnel(
+                    client,
+                    upstream,
+                    route.activity.clone(),
+                    self.metrics.clone(),
+                    &conn.shutdown,
+                );
+                headers::strip_hop_by_hop(&mut parts.headers, true);
+                Response::from_parts(parts, ResponseBody::empty())
+            }
+            (h1::Answer::Switched(..), None) => {
+                // Unreachable: `exchange` accepts a switch only when the
+                // request asked for one, and then the client side exists.
+                let mut response = Response::new(ResponseBody::empty());
+                *response.status_mut() = StatusCode::BAD_GATEWAY;
+                response
+            }
+            (h1::Answer::Response(response), _) => {
+                let (mut parts, mut body) = response.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers, false);
+                if parts.status.as_u16() < 300 {
+                    body.touch_on_end(route.activity.clone());
+                }
+                Response::from_parts(parts, ResponseBody::Raw(body))
+            }
+        }
+    }
+
     fn client_response(
         &self,
         mut response: Response<Incoming>,
@@ -288,7 +327,7 @@ impl Proxy {
     ) -> Response<ResponseBody> {
         let status = response.status();
         if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (status, client_upgrade) {
-            let upstream = hyper::upgrade::on(&mut response);
+            let upstream = upgrade::UpstreamSide::Hyper(hyper::upgrade::on(&mut response));
             upgrade::spawn_tunnel(
                 client,
                 upstream,

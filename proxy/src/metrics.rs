@@ -1,7 +1,7 @@
 //! Prometheus metrics as plain atomics, rendered in the text format.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -23,12 +23,28 @@ const FAILURES: [&str; 7] = [
     "upstream",
 ];
 
-/// Counters and gauges of one proxy.
-pub struct Metrics {
+/// Per-request counters are kept in this many shards, one picked per thread,
+/// so workers on different cores do not write the same cache lines.
+const SHARDS: usize = 8;
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
+}
+
+/// The counters every proxied request writes.
+#[repr(align(128))]
+struct Shard {
     requests: Box<[AtomicU64]>,
-    api_requests: Box<[AtomicU64]>,
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
+}
+
+/// Counters and gauges of one proxy.
+pub struct Metrics {
+    shards: Box<[Shard]>,
+    api_requests: Box<[AtomicU64]>,
     failures: [AtomicU64; FAILURES.len()],
     connections: AtomicI64,
     websockets: AtomicI64,
@@ -39,10 +55,14 @@ impl Default for Metrics {
     fn default() -> Self {
         let codes = || (0..600).map(|_| AtomicU64::new(0)).collect();
         Self {
-            requests: codes(),
+            shards: (0..SHARDS)
+                .map(|_| Shard {
+                    requests: codes(),
+                    latency: Default::default(),
+                    latency_sum_us: AtomicU64::new(0),
+                })
+                .collect(),
             api_requests: codes(),
-            latency: Default::default(),
-            latency_sum_us: AtomicU64::new(0),
             failures: Default::default(),
             connections: AtomicI64::new(0),
             websockets: AtomicI64::new(0),
@@ -62,7 +82,10 @@ impl Drop for Open<'_> {
 
 impl Metrics {
     pub(crate) fn request(&self, status: StatusCode, elapsed: Duration) {
-        if let Some(c) = self.requests.get(usize::from(status.as_u16())) {
+        let Some(shard) = self.shards.get(SHARD.with(|s| *s)) else {
+            return;
+        };
+        if let Some(c) = shard.requests.get(usize::from(status.as_u16())) {
             c.fetch_add(1, Relaxed);
         }
         let secs = elapsed.as_secs_f64();
@@ -70,8 +93,8 @@ impl Metrics {
             .iter()
             .position(|b| secs <= *b)
             .unwrap_or(BUCKETS.len());
-        self.latency[bucket].fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add(
+        shard.latency[bucket].fetch_add(1, Relaxed);
+        shard.latency_sum_us.fetch_add(
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Relaxed,
         );
@@ -109,26 +132,32 @@ impl Metrics {
     /// taken from `table`.
     pub fn render(&self, table: &RouteTable) -> String {
         let mut out = String::with_capacity(4096);
-        let by_code = |out: &mut String, name: &str, help: &str, counters: &[AtomicU64]| {
+        let by_code = |out: &mut String, name: &str, help: &str, counts: &[u64]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (code, c) in counters.iter().enumerate() {
-                let n = c.load(Relaxed);
-                if n > 0 {
+            for (code, n) in counts.iter().enumerate() {
+                if *n > 0 {
                     let _ = writeln!(out, "{name}{{status=\"{code}\"}} {n}");
                 }
             }
         };
+        let sum = |of: &dyn Fn(&Shard) -> &AtomicU64| -> u64 {
+            self.shards.iter().map(|s| of(s).load(Relaxed)).sum()
+        };
+        let requests: Vec<u64> = (0..self.api_requests.len())
+            .map(|code| sum(&|s| &s.requests[code]))
+            .collect();
+        let api: Vec<u64> = self.api_requests.iter().map(|c| c.load(Relaxed)).collect();
         by_code(
             &mut out,
             "hubgate_requests_total",
             "Proxied requests by response status.",
-            &self.requests,
+            &requests,
         );
         by_code(
             &mut out,
             "hubgate_api_requests_total",
             "REST API requests by response status.",
-            &self.api_requests,
+            &api,
         );
 
         let name = "hubgate_request_duration_seconds";
@@ -138,15 +167,15 @@ impl Metrics {
         );
         let mut cumulative = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.latency[i].load(Relaxed);
+            cumulative += sum(&|s| &s.latency[i]);
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
         }
-        cumulative += self.latency[BUCKETS.len()].load(Relaxed);
+        cumulative += sum(&|s| &s.latency[BUCKETS.len()]);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(
             out,
             "{name}_sum {}",
-            self.latency_sum_us.load(Relaxed) as f64 / 1e6
+            sum(&|s| &s.latency_sum_us) as f64 / 1e6
         );
         let _ = writeln!(out, "{name}_count {cumulative}");
 
@@ -198,11 +227,15 @@ mod tests {
         m.request(StatusCode::OK, Duration::from_micros(300));
         m.request(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(9));
         let _ws = m.websocket_opened();
+        // Another thread writes another shard; the rendering sums them.
+        std::thread::scope(|s| {
+            s.spawn(|| m.request(StatusCode::OK, Duration::from_micros(300)));
+        });
         let text = m.render(&RouteTable::default());
-        assert!(text.contains("hubgate_requests_total{status=\"200\"} 1"));
+        assert!(text.contains("hubgate_requests_total{status=\"200\"} 2"));
         assert!(text.contains("hubgate_requests_total{status=\"503\"} 1"));
-        assert!(text.contains("hubgate_request_duration_seconds_bucket{le=\"0.0005\"} 1"));
-        assert!(text.contains("hubgate_request_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("hubgate_request_duration_seconds_bucket{le=\"0.0005\"} 2"));
+        assert!(text.contains("hubgate_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("hubgate_open_websockets 1"));
         assert!(text.contains("hubgate_routes 0"));
     }

@@ -65,7 +65,9 @@ fn take_idle(key: &PoolKey) -> Option<Sender> {
     })
 }
 
-/// Opens upstream connections.
+/// Opens upstream connections. A clone opens them the same way and shares
+/// the pool key (pools are per thread anyway).
+#[derive(Clone)]
 pub(crate) struct Connector {
     id: u64,
     tls: Arc<rustls::ClientConfig>,

@@ -6,7 +6,7 @@
 //!
 //! Idle tunnels should cost almost nothing. When both sides are plain TCP
 //! (the common case behind a TLS-terminating edge or on a swarm overlay),
-//! the sockets are taken back from hyper and copied by [`pipe`], which holds
+//! the sockets are taken back from hyper and copied by [`Pump`], which holds
 //! no buffer while waiting: it waits for readability, then reads into the
 //! worker thread's one scratch buffer and writes straight on; only bytes the
 //! other side cannot take yet are copied to the heap. Other transports (TLS,
@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -28,25 +28,40 @@ use crate::clock::Activity;
 use crate::metrics::Metrics;
 use crate::server::Shutdown;
 
-/// Scratch space for [`pipe`], one per worker thread.
+/// Scratch space for [`Pump`], one per worker thread.
 const SCRATCH: usize = 16 * 1024;
 
 thread_local! {
     static BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH].into_boxed_slice());
 }
 
+/// The upstream side of a tunnel.
+pub(crate) enum UpstreamSide {
+    /// Switched through hyper's client.
+    Hyper(OnUpgrade),
+    /// Switched by the inline exchange: the socket, and the bytes that came
+    /// after the `101` head.
+    Tcp(TcpStream, Bytes),
+}
+
 /// Joins the client's and the upstream's upgraded connections in a tracked
 /// task.
 pub(crate) fn spawn_tunnel(
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: UpstreamSide,
     activity: Arc<Activity>,
     metrics: Arc<Metrics>,
     shutdown: &Shutdown,
 ) {
     let force = shutdown.force_token();
     let task = async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
+        let upgraded = match upstream {
+            UpstreamSide::Hyper(upstream) => {
+                tokio::try_join!(client, upstream).map(|(c, u)| (c, upstream_parts(u)))
+            }
+            UpstreamSide::Tcp(tcp, early) => client.await.map(|c| (c, Ok((tcp, early)))),
+        };
+        let (client, upstream) = match upgraded {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
@@ -66,13 +81,19 @@ pub(crate) fn spawn_tunnel(
     shutdown.tracker().spawn(task);
 }
 
-async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io::Result<()> {
-    use hyper_util::server::conn::auto::upgrade::downcast as server_downcast;
-    let client = match server_downcast::<TokioIo<TcpStream>>(client) {
+/// A plain TCP socket and its early bytes, when that is what `upgraded` is.
+type Parts = Result<(TcpStream, Bytes), Upgraded>;
+
+fn upstream_parts(upgraded: Upgraded) -> Parts {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
         Err(upgraded) => Err(upgraded),
-    };
-    let upstream = match upstream.downcast::<TokioIo<TcpStream>>() {
+    }
+}
+
+async fn tunnel(client: Upgraded, upstream: Parts, activity: &Activity) -> io::Result<()> {
+    use hyper_util::server::conn::auto::upgrade::downcast as server_downcast;
+    let client = match server_downcast::<TokioIo<TcpStream>>(client) {
         Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
         Err(upgraded) => Err(upgraded),
     };
@@ -81,23 +102,30 @@ async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io
             tracing::debug!("tunnel: plain TCP on both sides, unbuffered copy");
             forget_wakers(&c);
             forget_wakers(&u);
-            // Bytes hyper had already read past the handshake go first.
-            write_all(&u, &c_early).await?;
-            write_all(&c, &u_early).await?;
             if !c_early.is_empty() {
                 activity.touch();
             }
-            // Each `Bytes` may pin hyper's whole read buffer (8 KiB or more):
-            // let them go before the tunnel settles in for hours.
+            // Bytes hyper had already read past the handshake go first. The
+            // `Bytes` may each pin hyper's whole read buffer (8 KiB or more):
+            // keep a copy (usually empty) and let them go before the tunnel
+            // settles in for hours.
+            let (up, down) = (Dir::with(&c_early), Dir::with(&u_early));
             drop((c_early, u_early));
-            tokio::try_join!(pipe(&c, &u, Some(activity)), pipe(&u, &c, None))?;
-            Ok(())
+            Pump {
+                client: &c,
+                upstream: &u,
+                up,
+                down,
+                activity,
+            }
+            .await
         }
         (client, upstream) => {
             tracing::debug!("tunnel: buffered copy");
             let mut client = Side::new(client, Some(activity));
             let mut upstream = Side::new(upstream, None);
-            tokio::io::copy_bidirectional(&mut client, &mut upstream)
+            // Boxed: the rare path should not size every tunnel's task.
+            Box::pin(tokio::io::copy_bidirectional(&mut client, &mut upstream))
                 .await
                 .map(|_| ())
         }
@@ -108,7 +136,7 @@ async fn tunnel(client: Upgraded, upstream: Upgraded, activity: &Activity) -> io
 /// may still sit in the sockets' readiness slots. A stored waker keeps its
 /// task's whole allocation (the connection future, several KiB) alive until
 /// the socket next becomes ready, which for an idle websocket can be hours:
-/// swap them for no-op wakers. [`pipe`] waits through its own futures; a
+/// swap them for no-op wakers. [`Pump`] registers its own as it waits; a
 /// pooled upstream connection registers anew when it is next used.
 pub(crate) fn forget_wakers(s: &TcpStream) {
     let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -129,7 +157,7 @@ struct Side<'a> {
 }
 
 impl<'a> Side<'a> {
-    fn new(io: Result<(TcpStream, Bytes), Upgraded>, activity: Option<&'a Activity>) -> Self {
+    fn new(io: Parts, activity: Option<&'a Activity>) -> Self {
         let (inner, early) = match io {
             Ok((stream, early)) => (Box::new(stream) as Box<dyn Io>, early),
             Err(upgraded) => (
@@ -189,61 +217,107 @@ impl AsyncWrite for Side<'_> {
     }
 }
 
-enum Step {
-    /// Nothing to read after all (spurious readiness).
-    Again,
-    /// Everything read was written.
-    Done,
-    /// The other side could not take it all: these bytes wait.
-    Pending(Vec<u8>),
-    Eof,
+/// One direction of a [`Pump`].
+#[derive(Default)]
+struct Dir {
+    /// Bytes read that the other side could not take yet.
+    pending: Vec<u8>,
+    done: bool,
 }
 
-/// Copies `src` to `dst` until `src` ends, then shuts `dst`'s write side.
-async fn pipe(src: &TcpStream, dst: &TcpStream, activity: Option<&Activity>) -> io::Result<()> {
-    loop {
-        src.readable().await?;
-        let step = BUF.with_borrow_mut(|buf| -> io::Result<Step> {
+impl Dir {
+    fn with(early: &[u8]) -> Self {
+        Self {
+            pending: early.to_vec(),
+            done: false,
+        }
+    }
+}
+
+/// Copies both ways between two plain TCP sockets until both directions
+/// have ended, each end shutting the other socket's write side (half-close).
+///
+/// A hand-written future rather than two `async` copy loops: it waits
+/// through the sockets' own readiness slots, so an idle tunnel's task is a
+/// few hundred bytes, and it holds no buffer while waiting: a readable
+/// socket is read into the worker thread's scratch buffer and written
+/// straight on; only what the other side cannot take yet goes to the heap.
+struct Pump<'a> {
+    client: &'a TcpStream,
+    upstream: &'a TcpStream,
+    up: Dir,
+    down: Dir,
+    activity: &'a Activity,
+}
+
+impl Future for Pump<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let up = pump(
+            this.client,
+            this.upstream,
+            &mut this.up,
+            Some(this.activity),
+            cx,
+        )?;
+        let down = pump(this.upstream, this.client, &mut this.down, None, cx)?;
+        if up.is_ready() && down.is_ready() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Moves bytes from `src` to `dst` until `src` ends or nothing can move.
+fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    dir: &mut Dir,
+    activity: Option<&Activity>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !dir.done {
+        while !dir.pending.is_empty() {
+            ready!(dst.poll_write_ready(cx))?;
+            match dst.try_write(&dir.pending) {
+                Ok(n) => drop(dir.pending.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        if dir.pending.capacity() > 0 {
+            dir.pending = Vec::new();
+        }
+        ready!(src.poll_read_ready(cx))?;
+        BUF.with_borrow_mut(|buf| -> io::Result<()> {
             let n = match src.try_read(buf) {
-                Ok(0) => return Ok(Step::Eof),
+                Ok(0) => {
+                    // Half-close: the other direction may still be talking.
+                    let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                    dir.done = true;
+                    return Ok(());
+                }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Again),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             };
             if let Some(a) = activity {
                 a.touch();
             }
             match dst.try_write(&buf[..n]) {
-                Ok(m) if m == n => Ok(Step::Done),
-                Ok(m) => Ok(Step::Pending(buf[m..n].to_vec())),
+                Ok(m) => dir.pending.extend_from_slice(&buf[m..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    Ok(Step::Pending(buf[..n].to_vec()))
+                    dir.pending.extend_from_slice(&buf[..n]);
                 }
-                Err(e) => Err(e),
+                Err(e) => return Err(e),
             }
+            Ok(())
         })?;
-        match step {
-            Step::Again | Step::Done => {}
-            Step::Pending(rest) => write_all(dst, &rest).await?,
-            Step::Eof => {
-                // Half-close: the other direction may still be talking.
-                let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
-                return Ok(());
-            }
-        }
     }
-}
-
-async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        dst.writable().await?;
-        match dst.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    Poll::Ready(Ok(()))
 }
 
 #[cfg(test)]

@@ -234,3 +234,21 @@ async fn malformed_chunks_end_the_response_with_an_error() {
         "the proxy keeps serving"
     );
 }
+
+#[tokio::test]
+async fn a_refused_upgrade_is_an_ordinary_response() {
+    let b = Scripted::reply(&b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope"[..])
+        .start()
+        .await;
+    let p = proxy_to(&b).await;
+    let req = Request::get("/ws")
+        .header("host", "h")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = send(p.addr, req).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(resp.body().as_ref(), b"nope");
+    assert_eq!(p.proxy.metrics().open_websockets(), 0);
+}

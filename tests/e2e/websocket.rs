@@ -1,9 +1,11 @@
 //! Websockets through the proxy: echo, survival across route changes and
-//! removal, activity, and the open-tunnel gauge.
+//! removal, activity, the open-tunnel gauge, backpressure, and a raw upgrade
+//! with early bytes and half-close.
 
 use std::time::Duration;
 
 use http::Method;
+use tokio::net::TcpStream;
 
 use crate::harness::{Backend, TestProxy, echo, wait_for, websocket};
 
@@ -114,4 +116,70 @@ async fn large_messages_pass_under_backpressure() {
             .unwrap();
         assert_eq!(reply.into_data().as_ref(), payload.as_slice());
     }
+}
+
+#[tokio::test]
+async fn raw_upgrade_with_early_bytes_and_half_close() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // An upgraded protocol that counts bytes until the client half-closes,
+    // then answers and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let head_end = loop {
+            let n = s.read(&mut buf).await.unwrap();
+            seen.extend_from_slice(&buf[..n]);
+            if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: count\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut count = seen.len() - head_end;
+        loop {
+            match s.read(&mut buf).await.unwrap() {
+                0 => break,
+                n => count += n,
+            }
+        }
+        s.write_all(format!("got {count} bytes").as_bytes())
+            .await
+            .unwrap();
+    });
+    let p = TestProxy::start().await;
+    p.add_route("/", &format!("http://{upstream}")).await;
+
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    // The first bytes of the new protocol ride along with the request.
+    c.write_all(
+        b"GET /count HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: count\r\n\r\nearly",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let body = vec![7u8; 1 << 20];
+    c.write_all(&body).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply, format!("got {} bytes", 5 + (1 << 20)));
 }

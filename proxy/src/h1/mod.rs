@@ -1,6 +1,6 @@
-//! A lean HTTP/1.1 upstream exchange for the most common proxied request:
-//! an idempotent method, no request body, no upgrade, a plain-TCP upstream
-//! (JupyterHub's page, API and static-file `GET`s).
+//! A lean HTTP/1.1 upstream exchange for the most common proxied requests:
+//! an idempotent method without a request body to a plain-TCP upstream
+//! (JupyterHub's page, API and static-file `GET`s, and websocket upgrades).
 //!
 //! hyper's client runs every upstream connection as its own task and hands
 //! each request to it over a channel, and the response back over another;
@@ -10,7 +10,8 @@
 //! and a response body ([`RawBody`]) that reads the socket as the client
 //! takes it, then puts the connection back into this thread's pool.
 //!
-//! Everything else (request bodies, upgrades, TLS and unix-socket upstreams,
+//! On `101 Switching Protocols` the socket itself is handed back for the
+//! tunnel. Everything else (request bodies, TLS and unix-socket upstreams,
 //! non-idempotent methods) goes through hyper's client.
 
 mod body;
@@ -55,8 +56,8 @@ thread_local! {
 /// Whether a request can take the inline path.
 pub(crate) fn eligible(method: &Method, empty_body: bool, upgrade: bool, target: &Target) -> bool {
     empty_body
-        && !upgrade
         && matches!(target.endpoint, Endpoint::Tcp { .. })
+        && (!upgrade || *method == Method::GET)
         && matches!(
             *method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
@@ -91,6 +92,15 @@ fn take_idle(key: &PoolKey) -> Option<Conn> {
     })
 }
 
+/// What the upstream answered.
+pub(crate) enum Answer {
+    /// A response whose body follows.
+    Response(Response<RawBody>),
+    /// `101 Switching Protocols` to an upgrade request: the head, the socket
+    /// and the bytes that came after the head.
+    Switched(http::response::Parts, TcpStream, bytes::Bytes),
+}
+
 /// Sends `head` (whose request has no body) to `target` and reads the
 /// response head. A reused connection that turns out closed before any
 /// response byte arrives is replaced once by a new one: the method is
@@ -100,10 +110,12 @@ pub(crate) async fn exchange(
     target: &Target,
     head: &request::Parts,
     proxy_timeout: Option<Duration>,
-) -> Result<Response<RawBody>, ProxyError> {
+) -> Result<Answer, ProxyError> {
     let key = connector.key(target);
     let wire = encode(head);
     let is_head = head.method == Method::HEAD;
+    // `Upgrade` survives the hop-by-hop removal only on upgrade requests.
+    let upgrade = head.headers.contains_key(header::UPGRADE);
     let mut conn = take_idle(&key);
     loop {
         let reused = conn.is_some();
@@ -114,7 +126,7 @@ pub(crate) async fn exchange(
                 buf: BytesMut::new(),
             },
         };
-        let attempt = round_trip(c, &wire, is_head, key.clone());
+        let attempt = round_trip(c, &wire);
         let result = match proxy_timeout {
             Some(t) => tokio::time::timeout(t, attempt)
                 .await
@@ -123,15 +135,27 @@ pub(crate) async fn exchange(
                 })?,
             None => attempt.await,
         };
+        let failed = |e| ProxyError::Upstream {
+            upstream: target.pool_key.to_string(),
+            source: Box::new(e),
+        };
         match result {
-            Ok(response) => return Ok(response),
-            Err(Failure::Stale(_)) if reused => {}
-            Err(Failure::Stale(e) | Failure::Io(e)) => {
-                return Err(ProxyError::Upstream {
-                    upstream: target.pool_key.to_string(),
-                    source: Box::new(e),
-                });
+            Ok((head, conn)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                if !upgrade {
+                    return Err(failed(invalid("protocol switch nobody asked for")));
+                }
+                let mut parts = Response::new(()).into_parts().0;
+                parts.status = head.status;
+                parts.headers = head.headers;
+                return Ok(Answer::Switched(parts, conn.io, conn.buf.freeze()));
             }
+            Ok((head, conn)) => {
+                return RawBody::start(conn, head, is_head, key)
+                    .map(Answer::Response)
+                    .map_err(failed);
+            }
+            Err(Failure::Stale(_)) if reused => {}
+            Err(Failure::Stale(e) | Failure::Io(e)) => return Err(failed(e)),
         }
     }
 }
@@ -142,25 +166,18 @@ enum Failure {
     Io(io::Error),
 }
 
-async fn round_trip(
-    mut conn: Conn,
-    wire: &[u8],
-    is_head: bool,
-    key: PoolKey,
-) -> Result<Response<RawBody>, Failure> {
+/// Writes the request and reads up to the final response head (or a `101`).
+async fn round_trip(mut conn: Conn, wire: &[u8]) -> Result<(Head, Conn), Failure> {
     conn.io.write_all(wire).await.map_err(Failure::Stale)?;
     let mut first = true;
     loop {
         if let Some(head) = parse_head(&mut conn.buf).map_err(Failure::Io)? {
-            if head.status == StatusCode::SWITCHING_PROTOCOLS {
-                return Err(Failure::Io(invalid("protocol switch nobody asked for")));
-            }
-            if head.status.is_informational() {
+            if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
                 // 100 Continue, 103 Early Hints: the final answer follows.
                 first = false;
                 continue;
             }
-            return RawBody::start(conn, head, is_head, key).map_err(Failure::Io);
+            return Ok((head, conn));
         }
         if conn.buf.len() >= MAX_HEAD {
             return Err(Failure::Io(invalid("response head too large")));
