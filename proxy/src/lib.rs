@@ -8,8 +8,10 @@
 //!   does one `load()` and one lookup, never a lock.
 //! - [`Proxy`]: the request handler. It routes by CHP's segment-wise longest
 //!   prefix, rewrites headers (RFC 9110 §7.6.1 hop-by-hop, `X-Forwarded-*`),
-//!   forwards over a per-thread pool of keep-alive upstream connections,
-//!   streams bodies both ways and tunnels websocket upgrades as opaque bytes.
+//!   forwards over per-thread pools of keep-alive upstream connections (an
+//!   inline HTTP/1.1 exchange for bodyless requests and upgrades to TCP
+//!   upstreams, hyper's client for the rest), streams bodies both ways and
+//!   tunnels websocket upgrades as opaque bytes.
 //! - [`Api`]: CHP's `/api/routes` endpoints with token auth.
 //! - [`server`]: accept loops that take a bound [`server::Listener`] and a
 //!   [`server::Shutdown`], so tests bind port 0 and a supervisor can add

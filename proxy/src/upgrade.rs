@@ -6,7 +6,8 @@
 //!
 //! Idle tunnels should cost almost nothing. When both sides are plain TCP
 //! (the common case behind a TLS-terminating edge or on a swarm overlay),
-//! the sockets are taken back from hyper and copied by [`Pump`], which holds
+//! the client socket is taken back from hyper, the upstream socket comes
+//! straight from the inline exchange (`h1`), and [`Pump`] copies, holding
 //! no buffer while waiting: it waits for readability, then reads into the
 //! worker thread's one scratch buffer and writes straight on; only bytes the
 //! other side cannot take yet are copied to the heap. Other transports (TLS,
