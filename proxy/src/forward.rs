@@ -278,6 +278,26 @@ impl Proxy {
         })
     }
 
+    /// Starts the tunnel for a `101` and returns the `101` for the client.
+    fn switched(
+        &self,
+        mut parts: http::response::Parts,
+        client: hyper::upgrade::OnUpgrade,
+        upstream: upgrade::UpstreamSide,
+        route: &Route,
+        conn: &ConnInfo,
+    ) -> Response<ResponseBody> {
+        upgrade::spawn_tunnel(
+            client,
+            upstream,
+            route.activity.clone(),
+            self.metrics.clone(),
+            &conn.shutdown,
+        );
+        headers::strip_hop_by_hop(&mut parts.headers, true);
+        Response::from_parts(parts, ResponseBody::empty())
+    }
+
     /// The client's response to an inline exchange.
     fn answer(
         &self,
@@ -287,17 +307,9 @@ impl Proxy {
         conn: &ConnInfo,
     ) -> Response<ResponseBody> {
         match (answer, client_upgrade) {
-            (h1::Answer::Switched(mut parts, tcp, early), Some(client)) => {
+            (h1::Answer::Switched(parts, tcp, early), Some(client)) => {
                 let upstream = upgrade::UpstreamSide::Tcp(tcp, early);
-                upgrade::spawn_tunnel(
-                    client,
-                    upstream,
-                    route.activity.clone(),
-                    self.metrics.clone(),
-                    &conn.shutdown,
-                );
-                headers::strip_hop_by_hop(&mut parts.headers, true);
-                Response::from_parts(parts, ResponseBody::empty())
+                self.switched(parts, client, upstream, route, conn)
             }
             (h1::Answer::Switched(..), None) => {
                 // Unreachable: `exchange` accepts a switch only when the
@@ -328,16 +340,8 @@ impl Proxy {
         let status = response.status();
         if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (status, client_upgrade) {
             let upstream = upgrade::UpstreamSide::Hyper(hyper::upgrade::on(&mut response));
-            upgrade::spawn_tunnel(
-                client,
-                upstream,
-                route.activity.clone(),
-                self.metrics.clone(),
-                &conn.shutdown,
-            );
-            let (mut parts, _) = response.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers, true);
-            return Response::from_parts(parts, ResponseBody::empty());
+            let (parts, _) = response.into_parts();
+            return self.switched(parts, client, upstream, route, conn);
         }
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);

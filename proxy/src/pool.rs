@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1;
@@ -24,45 +25,62 @@ use crate::target::{Endpoint, Target};
 pub(crate) type Sender = http1::SendRequest<UpstreamBody>;
 
 /// Idle connections kept per upstream and thread.
-pub(crate) const MAX_IDLE_PER_UPSTREAM: usize = 256;
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
 /// Idle connections older than this are not reused (upstreams close idle
 /// keep-alive connections on their own schedule).
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which connector a pooled connection came from, and its upstream: two
 /// proxies in one process (tests) may trust different CAs, so they must
 /// never share a TLS connection.
 pub(crate) type PoolKey = (u64, Arc<str>);
 
+/// Idle connections of one kind by pool key: one map per worker thread.
+pub(crate) type Idle<T> = RefCell<HashMap<PoolKey, Vec<(T, Instant)>>>;
+
+/// Keeps `conn` for the next request to `key` on this thread.
+pub(crate) fn park<T: 'static>(idle: &'static LocalKey<Idle<T>>, key: PoolKey, conn: T) {
+    idle.with_borrow_mut(|idle| {
+        let list = idle.entry(key).or_default();
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push((conn, Instant::now()));
+        }
+    });
+}
+
+/// The most recently parked connection to `key` that is young enough and
+/// `usable`; the others found on the way are dropped.
+pub(crate) fn unpark<T: 'static>(
+    idle: &'static LocalKey<Idle<T>>,
+    key: &PoolKey,
+    usable: impl Fn(&T) -> bool,
+) -> Option<T> {
+    idle.with_borrow_mut(|idle| {
+        let list = idle.get_mut(key)?;
+        while let Some((conn, since)) = list.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && usable(&conn) {
+                return Some(conn);
+            }
+        }
+        None
+    })
+}
+
 thread_local! {
-    static IDLE: RefCell<HashMap<PoolKey, Vec<(Sender, Instant)>>> = RefCell::new(HashMap::new());
+    static IDLE: Idle<Sender> = RefCell::new(HashMap::new());
 }
 
 static NEXT_CONNECTOR: AtomicU64 = AtomicU64::new(0);
 
 /// Returns a connection whose response has been read to the end.
 pub(crate) fn put_back(key: PoolKey, sender: Sender) {
-    if sender.is_closed() {
-        return;
+    if !sender.is_closed() {
+        park(&IDLE, key, sender);
     }
-    IDLE.with_borrow_mut(|idle| {
-        let list = idle.entry(key).or_default();
-        if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push((sender, Instant::now()));
-        }
-    });
 }
 
 fn take_idle(key: &PoolKey) -> Option<Sender> {
-    IDLE.with_borrow_mut(|idle| {
-        let list = idle.get_mut(key)?;
-        while let Some((sender, since)) = list.pop() {
-            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(sender);
-            }
-        }
-        None
-    })
+    unpark(&IDLE, key, |sender| !sender.is_closed())
 }
 
 /// Opens upstream connections. A clone opens them the same way and shares

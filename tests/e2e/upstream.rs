@@ -16,58 +16,41 @@ async fn proxy_to(backend: &Scripted) -> TestProxy {
     p
 }
 
+/// `times` GETs through a proxy to `backend`, pausing between them, each
+/// expecting 200 and `body`; returns the connections the backend accepted.
+async fn get_times(backend: ScriptedBuilder, times: usize, pause: Duration, body: &str) -> usize {
+    let b = backend.start().await;
+    let p = proxy_to(&b).await;
+    for round in 0..times {
+        let got = get(p.addr, "/").await;
+        assert_eq!(got, (StatusCode::OK, body.to_owned()), "round {round}");
+        tokio::time::sleep(pause).await;
+    }
+    b.connections()
+}
+
 #[tokio::test]
 async fn chunked_body_with_extensions_and_trailers() {
-    let b = Scripted::reply(
+    let reply = Scripted::reply(
         &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
            5;note=x\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"[..],
-    )
-    .start()
-    .await;
-    let p = proxy_to(&b).await;
-    for _ in 0..3 {
-        assert_eq!(
-            get(p.addr, "/").await,
-            (StatusCode::OK, "hello world".into())
-        );
-    }
-    assert_eq!(
-        b.connections(),
-        1,
-        "the connection is reused after the last chunk"
     );
+    let conns = get_times(reply, 3, Duration::ZERO, "hello world").await;
+    assert_eq!(conns, 1, "the connection is reused after the last chunk");
 }
 
 #[tokio::test]
 async fn content_length_body_reuses_the_connection() {
-    let b = Scripted::reply(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..])
-        .start()
-        .await;
-    let p = proxy_to(&b).await;
-    for _ in 0..3 {
-        assert_eq!(get(p.addr, "/").await, (StatusCode::OK, "hello".into()));
-    }
-    assert_eq!(b.connections(), 1);
+    let reply = Scripted::reply(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..]);
+    assert_eq!(get_times(reply, 3, Duration::ZERO, "hello").await, 1);
 }
 
 #[tokio::test]
 async fn body_until_close_is_passed_on_whole() {
-    let b = Scripted::reply(&b"HTTP/1.1 200 OK\r\n\r\nread me until the end"[..])
-        .close_after(Duration::ZERO)
-        .start()
-        .await;
-    let p = proxy_to(&b).await;
-    for _ in 0..2 {
-        assert_eq!(
-            get(p.addr, "/").await,
-            (StatusCode::OK, "read me until the end".into())
-        );
-    }
-    assert_eq!(
-        b.connections(),
-        2,
-        "a close-delimited body ends its connection"
-    );
+    let reply = Scripted::reply(&b"HTTP/1.1 200 OK\r\n\r\nread me until the end"[..])
+        .close_after(Duration::ZERO);
+    let conns = get_times(reply, 2, Duration::ZERO, "read me until the end").await;
+    assert_eq!(conns, 2, "a close-delimited body ends its connection");
 }
 
 #[tokio::test]
@@ -104,22 +87,14 @@ async fn head_response_has_no_body_to_wait_for() {
 
 #[tokio::test]
 async fn a_keep_alive_connection_the_upstream_closed_is_replaced() {
-    // The reply promises keep-alive, then the upstream closes right away.
-    let b = Scripted::reply(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..])
-        .close_after(Duration::ZERO)
-        .start()
-        .await;
-    let p = proxy_to(&b).await;
-    for round in 0..5 {
-        assert_eq!(
-            get(p.addr, "/").await,
-            (StatusCode::OK, "ok".into()),
-            "round {round}"
-        );
-        // Let the FIN arrive while the connection sits in the pool.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(b.connections(), 5);
+    // The reply promises keep-alive, then the upstream closes right away;
+    // the pause lets the FIN arrive while the connection sits in the pool.
+    let reply = Scripted::reply(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..])
+        .close_after(Duration::ZERO);
+    assert_eq!(
+        get_times(reply, 5, Duration::from_millis(20), "ok").await,
+        5
+    );
 }
 
 #[tokio::test]
@@ -188,6 +163,18 @@ async fn protocol_violations_are_502_and_the_proxy_keeps_serving() {
     }
 }
 
+/// Whether a GET through `p` gets a whole response, head and body.
+async fn whole_response(p: &TestProxy) -> bool {
+    let req = Request::get("/")
+        .header("host", "h")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    match h1(p.addr).await.send_request(req).await {
+        Ok(resp) => resp.into_body().collect().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 #[tokio::test]
 async fn a_body_cut_short_reaches_the_client_as_an_error() {
     let b = Scripted::reply(&b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"[..])
@@ -195,14 +182,8 @@ async fn a_body_cut_short_reaches_the_client_as_an_error() {
         .start()
         .await;
     let p = proxy_to(&b).await;
-    let req = Request::get("/")
-        .header("host", "h")
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let resp = h1(p.addr).await.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
     assert!(
-        resp.into_body().collect().await.is_err(),
+        !whole_response(&p).await,
         "a short body must not look complete"
     );
 }
@@ -215,17 +196,12 @@ async fn malformed_chunks_end_the_response_with_an_error() {
     .start()
     .await;
     let p = proxy_to(&b).await;
-    let req = Request::get("/")
-        .header("host", "h")
-        .body(Full::<Bytes>::default())
-        .unwrap();
     // The error comes before the first byte of the body, so the client sees
     // the connection end before (or instead of) a complete response.
-    let complete = match h1(p.addr).await.send_request(req).await {
-        Ok(resp) => resp.into_body().collect().await.is_ok(),
-        Err(_) => false,
-    };
-    assert!(!complete, "a malformed body must not look complete");
+    assert!(
+        !whole_response(&p).await,
+        "a malformed body must not look complete"
+    );
     let good = Backend::http("good").start().await;
     p.add_route("/good", &good.url()).await;
     assert_eq!(

@@ -19,7 +19,7 @@ mod body;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 pub(crate) use body::RawBody;
 
 use crate::error::ProxyError;
-use crate::pool::{Connector, IDLE_TIMEOUT, MAX_IDLE_PER_UPSTREAM, PoolKey};
+use crate::pool::{Connector, Idle, PoolKey, park, unpark};
 use crate::target::{Endpoint, Target};
 
 /// Most response header fields accepted (as hyper's client).
@@ -50,7 +50,7 @@ pub(crate) struct Conn {
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<PoolKey, Vec<(Conn, Instant)>>> = RefCell::new(HashMap::new());
+    static IDLE: Idle<Conn> = RefCell::new(HashMap::new());
 }
 
 /// Whether a request can take the inline path.
@@ -65,31 +65,18 @@ pub(crate) fn eligible(method: &Method, empty_body: bool, upgrade: bool, target:
 }
 
 fn put_back(key: PoolKey, conn: Conn) {
-    IDLE.with_borrow_mut(|idle| {
-        let list = idle.entry(key).or_default();
-        if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push((conn, Instant::now()));
-        }
-    });
+    park(&IDLE, key, conn);
 }
 
 /// An idle connection the upstream has not closed (nor written to) meanwhile.
 fn take_idle(key: &PoolKey) -> Option<Conn> {
-    IDLE.with_borrow_mut(|idle| {
-        let list = idle.get_mut(key)?;
-        while let Some((conn, since)) = list.pop() {
-            if since.elapsed() >= IDLE_TIMEOUT {
-                continue;
-            }
-            // The runtime has already recorded a FIN or stray bytes as
-            // readiness, so this costs no system call on a healthy socket.
-            match conn.io.try_read(&mut [0u8; 1]) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
-                _ => continue,
-            }
-        }
-        None
-    })
+    // The runtime has already recorded a FIN or stray bytes as readiness,
+    // so this costs no system call on a healthy socket.
+    unpark(
+        &IDLE,
+        key,
+        |conn| matches!(conn.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+    )
 }
 
 /// What the upstream answered.
