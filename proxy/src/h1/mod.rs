@@ -43,10 +43,13 @@ const HEAD_CHUNK: usize = 4 * 1024;
 /// Room made for each read of body bytes.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// An upstream keep-alive connection and the bytes read ahead on it.
+/// An upstream keep-alive connection, the bytes read ahead on it, and the
+/// buffer its request heads are encoded into (kept, so a pooled connection
+/// encodes without allocating).
 pub(crate) struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    out: Vec<u8>,
 }
 
 thread_local! {
@@ -99,7 +102,6 @@ pub(crate) async fn exchange(
     proxy_timeout: Option<Duration>,
 ) -> Result<Answer, ProxyError> {
     let key = connector.key(target);
-    let wire = encode(head);
     let is_head = head.method == Method::HEAD;
     // `Upgrade` survives the hop-by-hop removal only on upgrade requests.
     let upgrade = head.headers.contains_key(header::UPGRADE);
@@ -111,9 +113,10 @@ pub(crate) async fn exchange(
             None => Conn {
                 io: connector.connect_tcp(target).await?,
                 buf: BytesMut::new(),
+                out: Vec::new(),
             },
         };
-        let attempt = round_trip(c, &wire);
+        let attempt = round_trip(c, head);
         let result = match proxy_timeout {
             Some(t) => tokio::time::timeout(t, attempt)
                 .await
@@ -154,8 +157,9 @@ enum Failure {
 }
 
 /// Writes the request and reads up to the final response head (or a `101`).
-async fn round_trip(mut conn: Conn, wire: &[u8]) -> Result<(Head, Conn), Failure> {
-    conn.io.write_all(wire).await.map_err(Failure::Stale)?;
+async fn round_trip(mut conn: Conn, head: &request::Parts) -> Result<(Head, Conn), Failure> {
+    encode(head, &mut conn.out);
+    conn.io.write_all(&conn.out).await.map_err(Failure::Stale)?;
     let mut first = true;
     loop {
         if let Some(head) = parse_head(&mut conn.buf).map_err(Failure::Io)? {
@@ -233,19 +237,10 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
     }))
 }
 
-/// The request head as it goes on the wire.
-fn encode(head: &request::Parts) -> Vec<u8> {
+/// The request head as it goes on the wire, into `wire` (cleared first).
+fn encode(head: &request::Parts, wire: &mut Vec<u8>) {
     let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let size = head.method.as_str().len()
-        + target.len()
-        + 13
-        + head
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>()
-        + 2;
-    let mut wire = Vec::with_capacity(size);
+    wire.clear();
     wire.extend_from_slice(head.method.as_str().as_bytes());
     wire.push(b' ');
     wire.extend_from_slice(target.as_bytes());
@@ -257,7 +252,6 @@ fn encode(head: &request::Parts) -> Vec<u8> {
         wire.extend_from_slice(b"\r\n");
     }
     wire.extend_from_slice(b"\r\n");
-    wire
 }
 
 /// Whether the connection may carry another request after this response
@@ -286,10 +280,9 @@ mod tests {
         parts
             .headers
             .insert(header::HOST, HeaderValue::from_static("hub"));
-        assert_eq!(
-            encode(&parts),
-            b"GET /user/a/api?x=1 HTTP/1.1\r\nhost: hub\r\n\r\n"
-        );
+        let mut wire = b"left over".to_vec();
+        encode(&parts, &mut wire);
+        assert_eq!(wire, b"GET /user/a/api?x=1 HTTP/1.1\r\nhost: hub\r\n\r\n");
     }
 
     #[test]
