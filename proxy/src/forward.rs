@@ -135,8 +135,15 @@ impl Proxy {
         if h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
             let (head, _) = upstream_req.into_parts();
             let timeout = self.config.proxy_timeout;
-            let answer = h1::exchange(&self.connector, &route.target, &head, timeout).await?;
-            return Ok(self.answer(answer, &route, client_upgrade, conn));
+            let answer = h1::exchange(
+                &self.connector,
+                &route.target,
+                &head,
+                timeout,
+                client_upgrade,
+            )
+            .await?;
+            return Ok(self.answer(answer, &route, conn));
         }
 
         let mut sender = self.connector.get(&route.target).await?;
@@ -301,24 +308,21 @@ impl Proxy {
     /// The client's response to an inline exchange.
     fn answer(
         &self,
-        answer: h1::Answer,
+        answer: h1::Answer<hyper::upgrade::OnUpgrade>,
         route: &Route,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         conn: &ConnInfo,
     ) -> Response<ResponseBody> {
-        match (answer, client_upgrade) {
-            (h1::Answer::Switched(parts, tcp, early), Some(client)) => {
-                let upstream = upgrade::UpstreamSide::Tcp(tcp, early);
+        match answer {
+            h1::Answer::Switched {
+                parts,
+                upstream,
+                early,
+                client,
+            } => {
+                let upstream = upgrade::UpstreamSide::Tcp(upstream, early);
                 self.switched(parts, client, upstream, route, conn)
             }
-            (h1::Answer::Switched(..), None) => {
-                // Unreachable: `exchange` accepts a switch only when the
-                // request asked for one, and then the client side exists.
-                let mut response = Response::new(ResponseBody::empty());
-                *response.status_mut() = StatusCode::BAD_GATEWAY;
-                response
-            }
-            (h1::Answer::Response(response), _) => {
+            h1::Answer::Response(response) => {
                 let (mut parts, mut body) = response.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers, false);
                 if parts.status.as_u16() < 300 {

@@ -35,28 +35,41 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// never share a TLS connection.
 pub(crate) type PoolKey = (u64, Arc<str>);
 
-/// Idle connections of one kind by pool key: one map per worker thread.
-pub(crate) type Idle<T> = RefCell<HashMap<PoolKey, Vec<(T, Instant)>>>;
+/// Idle connections of one kind by connector and upstream: one map per
+/// worker thread. Looked up by `&str`, so taking a connection clones no
+/// shared `Arc` (its count would bounce between the workers' cores).
+pub(crate) type Idle<T> = RefCell<HashMap<u64, HashMap<Arc<str>, Vec<(T, Instant)>>>>;
 
-/// Keeps `conn` for the next request to `key` on this thread.
-pub(crate) fn park<T: 'static>(idle: &'static LocalKey<Idle<T>>, key: PoolKey, conn: T) {
+/// Keeps `conn` for the next request to its pool key (`key` finds it in
+/// `conn`) on this thread; the key is cloned only for a new upstream.
+pub(crate) fn park<T: 'static>(
+    idle: &'static LocalKey<Idle<T>>,
+    conn: T,
+    key: impl FnOnce(&T) -> &PoolKey,
+) {
     idle.with_borrow_mut(|idle| {
-        let list = idle.entry(key).or_default();
+        let (connector, upstream) = key(&conn);
+        let by_upstream = idle.entry(*connector).or_default();
+        let list = match by_upstream.get_mut(&**upstream) {
+            Some(list) => list,
+            None => by_upstream.entry(upstream.clone()).or_default(),
+        };
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push((conn, Instant::now()));
         }
     });
 }
 
-/// The most recently parked connection to `key` that is young enough and
-/// `usable`; the others found on the way are dropped.
+/// The most recently parked connection of `connector` to `upstream` that is
+/// young enough and `usable`; the others found on the way are dropped.
 pub(crate) fn unpark<T: 'static>(
     idle: &'static LocalKey<Idle<T>>,
-    key: &PoolKey,
+    connector: u64,
+    upstream: &str,
     usable: impl Fn(&T) -> bool,
 ) -> Option<T> {
     idle.with_borrow_mut(|idle| {
-        let list = idle.get_mut(key)?;
+        let list = idle.get_mut(&connector)?.get_mut(upstream)?;
         while let Some((conn, since)) = list.pop() {
             if since.elapsed() < IDLE_TIMEOUT && usable(&conn) {
                 return Some(conn);
@@ -67,7 +80,7 @@ pub(crate) fn unpark<T: 'static>(
 }
 
 thread_local! {
-    static IDLE: Idle<Sender> = RefCell::new(HashMap::new());
+    static IDLE: Idle<(PoolKey, Sender)> = RefCell::new(HashMap::new());
 }
 
 static NEXT_CONNECTOR: AtomicU64 = AtomicU64::new(0);
@@ -75,12 +88,15 @@ static NEXT_CONNECTOR: AtomicU64 = AtomicU64::new(0);
 /// Returns a connection whose response has been read to the end.
 pub(crate) fn put_back(key: PoolKey, sender: Sender) {
     if !sender.is_closed() {
-        park(&IDLE, key, sender);
+        park(&IDLE, (key, sender), |(key, _)| key);
     }
 }
 
-fn take_idle(key: &PoolKey) -> Option<Sender> {
-    unpark(&IDLE, key, |sender| !sender.is_closed())
+fn take_idle(connector: u64, upstream: &str) -> Option<Sender> {
+    unpark(&IDLE, connector, upstream, |(_, sender)| {
+        !sender.is_closed()
+    })
+    .map(|(_, s)| s)
 }
 
 /// Opens upstream connections. A clone opens them the same way and shares
@@ -106,10 +122,14 @@ impl Connector {
         (self.id, target.pool_key.clone())
     }
 
+    /// This connector's half of every pool key it makes.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// A ready connection to `target`: an idle pooled one, else a new one.
     pub(crate) async fn get(&self, target: &Target) -> Result<Sender, ProxyError> {
-        let key = self.key(target);
-        while let Some(mut sender) = take_idle(&key) {
+        while let Some(mut sender) = take_idle(self.id, &target.pool_key) {
             if sender.ready().await.is_ok() {
                 return Ok(sender);
             }

@@ -11,11 +11,11 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
+use tokio_util::io::poll_read_buf;
 
 use super::{Conn, Head, READ_CHUNK, invalid, keep_alive, put_back};
 use crate::body::BoxError;
 use crate::clock::Activity;
-use crate::pool::PoolKey;
 
 /// Longest chunk-size line or trailer section accepted.
 const MAX_LINE: usize = 8 * 1024;
@@ -23,7 +23,6 @@ const MAX_LINE: usize = 8 * 1024;
 /// The upstream's response body; see the module docs.
 pub struct RawBody {
     conn: Option<Conn>,
-    key: PoolKey,
     state: State,
     reusable: bool,
     activity: Option<Arc<Activity>>,
@@ -48,12 +47,7 @@ enum State {
 
 impl RawBody {
     /// The response for `head`, whose body follows in `conn`.
-    pub(super) fn start(
-        conn: Conn,
-        head: Head,
-        is_head: bool,
-        key: PoolKey,
-    ) -> io::Result<Response<Self>> {
+    pub(super) fn start(conn: Conn, head: Head, is_head: bool) -> io::Result<Response<Self>> {
         let state = framing(&head, is_head)?;
         // Both framings at once may be a smuggling attempt: never reuse.
         let both = head.headers.contains_key(header::TRANSFER_ENCODING)
@@ -61,7 +55,6 @@ impl RawBody {
         let reusable = keep_alive(&head) && state != State::UntilClose && !both;
         let mut response = Response::new(Self {
             conn: Some(conn),
-            key,
             state,
             reusable,
             activity: None,
@@ -131,7 +124,7 @@ impl Drop for RawBody {
         if let Some(conn) = self.conn.take() {
             if self.reusable && conn.buf.is_empty() {
                 crate::upgrade::forget_wakers(&conn.io);
-                put_back(std::mem::take(&mut self.key), conn);
+                put_back(conn);
             }
         }
     }
@@ -224,10 +217,11 @@ impl Body for RawBody {
                 Some(None) => continue,
                 None => {}
             }
-            // Read more from the upstream.
-            ready!(conn.io.poll_read_ready(cx))?;
+            // Read more from the upstream. (A read through `poll_read` also
+            // lets the runtime forget readiness after a short read, so the
+            // pool's check on reuse needs no system call.)
             buf.reserve(READ_CHUNK);
-            match conn.io.try_read_buf(buf) {
+            match ready!(poll_read_buf(Pin::new(&mut conn.io), cx, buf)) {
                 Ok(0) if this.state == State::UntilClose => {
                     this.state = State::Done;
                     this.reusable = false;
@@ -235,7 +229,6 @@ impl Body for RawBody {
                 }
                 Ok(0) => return err("upstream closed mid-body"),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
             }
         }

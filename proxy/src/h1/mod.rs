@@ -19,6 +19,7 @@ mod body;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
+use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -50,6 +51,8 @@ pub(crate) struct Conn {
     io: TcpStream,
     buf: BytesMut,
     out: Vec<u8>,
+    /// Where it goes back when idle (cloned once per connection).
+    key: PoolKey,
 }
 
 thread_local! {
@@ -67,45 +70,52 @@ pub(crate) fn eligible(method: &Method, empty_body: bool, upgrade: bool, target:
         )
 }
 
-fn put_back(key: PoolKey, conn: Conn) {
-    park(&IDLE, key, conn);
+fn put_back(conn: Conn) {
+    park(&IDLE, conn, |conn| &conn.key);
 }
 
 /// An idle connection the upstream has not closed (nor written to) meanwhile.
-fn take_idle(key: &PoolKey) -> Option<Conn> {
+fn take_idle(connector: u64, upstream: &str) -> Option<Conn> {
     // The runtime has already recorded a FIN or stray bytes as readiness,
     // so this costs no system call on a healthy socket.
     unpark(
         &IDLE,
-        key,
+        connector,
+        upstream,
         |conn| matches!(conn.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
     )
 }
 
 /// What the upstream answered.
-pub(crate) enum Answer {
+pub(crate) enum Answer<U> {
     /// A response whose body follows.
     Response(Response<RawBody>),
-    /// `101 Switching Protocols` to an upgrade request: the head, the socket
-    /// and the bytes that came after the head.
-    Switched(http::response::Parts, TcpStream, bytes::Bytes),
+    /// `101 Switching Protocols` to an upgrade request.
+    Switched {
+        /// The `101` head.
+        parts: http::response::Parts,
+        /// The upstream socket and the bytes that came after the head.
+        upstream: TcpStream,
+        early: bytes::Bytes,
+        /// The client's side of the upgrade, as passed in.
+        client: U,
+    },
 }
 
 /// Sends `head` (whose request has no body) to `target` and reads the
-/// response head. A reused connection that turns out closed before any
+/// response head; `upgrade` is the client's side of an upgrade request,
+/// given back with the socket on `101`. A reused connection that turns out closed before any
 /// response byte arrives is replaced once by a new one: the method is
 /// idempotent, so a second delivery is harmless.
-pub(crate) async fn exchange(
+pub(crate) async fn exchange<U>(
     connector: &Connector,
     target: &Target,
     head: &request::Parts,
     proxy_timeout: Option<Duration>,
-) -> Result<Answer, ProxyError> {
-    let key = connector.key(target);
+    upgrade: Option<U>,
+) -> Result<Answer<U>, ProxyError> {
     let is_head = head.method == Method::HEAD;
-    // `Upgrade` survives the hop-by-hop removal only on upgrade requests.
-    let upgrade = head.headers.contains_key(header::UPGRADE);
-    let mut conn = take_idle(&key);
+    let mut conn = take_idle(connector.id(), &target.pool_key);
     loop {
         let reused = conn.is_some();
         let c = match conn.take() {
@@ -114,6 +124,7 @@ pub(crate) async fn exchange(
                 io: connector.connect_tcp(target).await?,
                 buf: BytesMut::new(),
                 out: Vec::new(),
+                key: connector.key(target),
             },
         };
         let attempt = round_trip(c, head);
@@ -131,16 +142,21 @@ pub(crate) async fn exchange(
         };
         match result {
             Ok((head, conn)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
-                if !upgrade {
+                let Some(client) = upgrade else {
                     return Err(failed(invalid("protocol switch nobody asked for")));
-                }
+                };
                 let mut parts = Response::new(()).into_parts().0;
                 parts.status = head.status;
                 parts.headers = head.headers;
-                return Ok(Answer::Switched(parts, conn.io, conn.buf.freeze()));
+                return Ok(Answer::Switched {
+                    parts,
+                    upstream: conn.io,
+                    early: conn.buf.freeze(),
+                    client,
+                });
             }
             Ok((head, conn)) => {
-                return RawBody::start(conn, head, is_head, key)
+                return RawBody::start(conn, head, is_head)
                     .map(Answer::Response)
                     .map_err(failed);
             }
@@ -203,9 +219,16 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
     if buf.is_empty() {
         return Ok(None);
     }
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut fields);
-    let len = match res.parse(buf) {
+    // Uninitialized: the parser writes only the fields it finds, so the
+    // 100-field array costs no 3 KiB fill per response.
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
