@@ -19,6 +19,20 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the proxy (a drop-in replacement for configurable-http-proxy).
     Serve(Box<ServeArgs>),
+    /// Exit 0 when the proxy on this machine answers its health check (the
+    /// image's HEALTHCHECK: the final image has no shell or curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `hubgate healthcheck`.
+#[derive(Debug, Args)]
+pub(crate) struct HealthcheckArgs {
+    /// Address of the proxy's public listener.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub(crate) addr: std::net::SocketAddr,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) timeout: u64,
 }
 
 /// The same flags, parsed when invoked as `configurable-http-proxy`.
@@ -227,6 +241,24 @@ pub(crate) struct ServeArgs {
     /// remaining connections and websockets are closed.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub(crate) shutdown_grace: u64,
+    /// hubgate: discover routes from Docker Swarm (run on a manager, with
+    /// the Docker socket; `DOCKER_HOST` is honoured).
+    #[arg(long)]
+    pub(crate) swarm: bool,
+    /// hubgate: swarm network to reach services on (repeatable; default:
+    /// the networks of hubgate's own container).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) swarm_network: Vec<String>,
+    /// hubgate: task refresh period of swarm discovery, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub(crate) swarm_refresh: u64,
+    /// hubgate: routes from a JSON file (a fixed discovery layer).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) discovery_file: Option<PathBuf>,
+    /// hubgate: TCP keepalive idle time on upstream connections and
+    /// websocket tunnels, in seconds (0: off). Below IPVS's 900 s.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub(crate) tcp_keepalive: u64,
 }
 
 /// `512`, `512k`, `100m`, `2g` (binary multiples) to bytes.

@@ -3,9 +3,12 @@
 //! symlink), it behaves as `hubgate serve` and takes CHP's flags.
 
 mod cli;
+mod discover;
+mod healthcheck;
 mod logging;
 mod routes_file;
 mod serve;
+mod tls_flags;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         }
     };
     match command {
+        Command::Healthcheck(args) => healthcheck::run(&args),
         Command::Serve(args) => {
             if let Err(e) = serve::validate(&args) {
                 eprintln!("error: {}", e.0);

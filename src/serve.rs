@@ -16,11 +16,11 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use hubgate_proxy::server::{self, Listener, MetricsEndpoint, Redirect, ServeConfig, Shutdown};
-use hubgate_proxy::tls::{self, CertResolver, CertSet, ClientAuth, UpstreamTls};
 use hubgate_proxy::{Api, ErrorPages, Proxy, ProxyConfig, RouteStore, Target};
 
 use crate::cli::{ServeArgs, parse_ip};
-use crate::{logging, routes_file};
+use crate::tls_flags::{api_tls, public_tls, upstream_tls};
+use crate::{discover, logging, routes_file};
 
 /// A flag value that is wrong: reported in one line with exit code 2.
 #[derive(Debug)]
@@ -108,7 +108,7 @@ pub(crate) fn auth_token(
     Ok(Some(token))
 }
 
-fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
@@ -141,95 +141,6 @@ fn error_pages(dir: Option<&Path>) -> anyhow::Result<ErrorPages> {
     Ok(ErrorPages::new(by_code, fallback))
 }
 
-/// One listener's TLS flags: `--<prefix>ssl-cert`, `-key`, `-ca`,
-/// `-request-cert`, `-reject-unauthorized`.
-struct TlsFlags<'a> {
-    prefix: &'static str,
-    cert: &'a Option<PathBuf>,
-    key: &'a Option<PathBuf>,
-    ca: &'a Option<PathBuf>,
-    request_cert: bool,
-    reject_unauthorized: bool,
-}
-
-fn server_tls(f: TlsFlags<'_>) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    let (Some(cert), Some(key)) = (f.cert, f.key) else {
-        return Ok(None);
-    };
-    let p = f.prefix;
-    let key = tls::certified_key(
-        &read(cert, &format!("--{p}ssl-cert"))?,
-        &read(key, &format!("--{p}ssl-key"))?,
-    )
-    .with_context(|| format!("invalid --{p}ssl-cert/--{p}ssl-key"))?;
-    let resolver = Arc::new(CertResolver::new(CertSet::single(Arc::new(key))));
-    let ca = match (f.ca, f.request_cert) {
-        (Some(ca), true) => Some(read(ca, &format!("--{p}ssl-ca"))?),
-        _ => None,
-    };
-    let auth = ca.as_deref().map(|ca_pem| ClientAuth {
-        ca_pem,
-        required: f.reject_unauthorized,
-    });
-    Ok(Some(tls::server_config(resolver, auth)?))
-}
-
-fn public_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    for (set, flag) in [
-        (args.ssl_protocol.is_some(), "--ssl-protocol"),
-        (args.ssl_ciphers.is_some(), "--ssl-ciphers"),
-        (args.ssl_dhparam.is_some(), "--ssl-dhparam"),
-    ] {
-        if set {
-            tracing::warn!(
-                "{flag} is ignored: rustls negotiates TLS 1.2/1.3 with its own safe suites"
-            );
-        }
-    }
-    server_tls(TlsFlags {
-        prefix: "",
-        cert: &args.ssl_cert,
-        key: &args.ssl_key,
-        ca: &args.ssl_ca,
-        request_cert: args.ssl_request_cert,
-        reject_unauthorized: args.ssl_reject_unauthorized,
-    })
-}
-
-fn api_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    server_tls(TlsFlags {
-        prefix: "api-",
-        cert: &args.api_ssl_cert,
-        key: &args.api_ssl_key,
-        ca: &args.api_ssl_ca,
-        request_cert: args.api_ssl_request_cert,
-        reject_unauthorized: args.api_ssl_reject_unauthorized,
-    })
-}
-
-fn upstream_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
-    if args.client_ssl_ca.is_none() && args.client_ssl_cert.is_none() && !args.insecure {
-        return Ok(None);
-    }
-    let ca = args
-        .client_ssl_ca
-        .as_deref()
-        .map(|p| read(p, "--client-ssl-ca"))
-        .transpose()?;
-    let cert = match (&args.client_ssl_cert, &args.client_ssl_key) {
-        (Some(c), Some(k)) => Some((read(c, "--client-ssl-cert")?, read(k, "--client-ssl-key")?)),
-        _ => None,
-    };
-    let opts = UpstreamTls {
-        ca_pem: ca.as_deref(),
-        client_cert: cert.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
-        insecure: args.insecure,
-    };
-    Ok(Some(
-        tls::client_config(&opts).context("invalid --client-ssl-* files")?,
-    ))
-}
-
 fn proxy_config(args: &ServeArgs) -> anyhow::Result<ProxyConfig> {
     Ok(ProxyConfig {
         include_prefix: !args.no_include_prefix,
@@ -242,8 +153,13 @@ fn proxy_config(args: &ServeArgs) -> anyhow::Result<ProxyConfig> {
         error_target: args.error_target.clone(),
         error_pages: error_pages(args.error_path.as_deref())?,
         upstream_tls: upstream_tls(args)?,
+        tcp_keepalive: proxy_config_keepalive(args),
         ..ProxyConfig::default()
     })
+}
+
+fn proxy_config_keepalive(args: &ServeArgs) -> Option<Duration> {
+    (args.tcp_keepalive > 0).then(|| Duration::from_secs(args.tcp_keepalive))
 }
 
 /// Where a listener goes.
@@ -355,9 +271,16 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let shutdown = Shutdown::new();
         let idle_timeout = Some(Duration::from_millis(args.keep_alive_timeout.min(args.timeout.unwrap_or(u64::MAX))));
 
-        let api = Arc::new(Api::new(routes.clone(), token.clone(), proxy.metrics().clone()));
+        let background = tokio_util::sync::CancellationToken::new();
+        let discovery = discover::start(discover::wanted(&args), routes.clone(), &background)?;
+        let checker = proxy.clone();
+        let health = background.clone();
+        tokio::spawn(async move { checker.run_health_checks(health).await });
+        let api = Api::new(routes.clone(), token.clone(), proxy.metrics().clone())
+            .with_page("/api/discovery", discovery.page(routes.clone()));
+        let api = Arc::new(api);
         let api_listener = bind(&api_bind).await?;
-        let api_config = ServeConfig { tls: api_tls(&args)?, idle_timeout: None };
+        let api_config = ServeConfig { tls: api_tls(&args)?, ..ServeConfig::default() };
         tokio::spawn(server::serve(api_listener, api_config, api, shutdown.clone()));
         if let Some(b) = &metrics_bind {
             let endpoint = Arc::new(MetricsEndpoint { metrics: proxy.metrics().clone(), routes: routes.clone() });
@@ -374,7 +297,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write --pid-file {}", pid_file.display()))?;
         }
 
-        let serve_config = ServeConfig { tls: public_tls, idle_timeout };
+        let tcp_keepalive = proxy_config_keepalive(&args);
+        let serve_config = ServeConfig { tls: public_tls, idle_timeout, tcp_keepalive };
         let threads = spawn_workers(public, &serve_config, &proxy, &shutdown)?;
         if token.is_none() {
             tracing::warn!("REST API is not authenticated.");
@@ -384,6 +308,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
 
         wait_for_signal().await?;
         tracing::info!(grace_secs = args.shutdown_grace, "shutting down");
+        background.cancel();
         shutdown.drain(Duration::from_secs(args.shutdown_grace)).await;
         for t in threads {
             if t.join().is_err() {

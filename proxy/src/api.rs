@@ -19,11 +19,15 @@ use crate::server::{ConnInfo, Handler};
 /// Largest POST body the API reads.
 const MAX_BODY: usize = 1 << 20;
 
+/// Renders a read-only status page (JSON) on demand.
+pub type StatusPage = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// The REST API.
 pub struct Api {
     routes: Arc<RouteStore>,
     token: Option<Box<[u8]>>,
     metrics: Arc<Metrics>,
+    pages: Vec<(String, StatusPage)>,
 }
 
 impl Api {
@@ -34,7 +38,15 @@ impl Api {
             routes,
             token: token.map(|t| t.into_bytes().into_boxed_slice()),
             metrics,
+            pages: Vec::new(),
         }
+    }
+
+    /// Adds a read-only JSON page at `path` (e.g. `/api/discovery`), behind
+    /// the same token as the routes.
+    pub fn with_page(mut self, path: &str, page: StatusPage) -> Self {
+        self.pages.push((path.to_owned(), page));
+        self
     }
 
     fn authorized<B>(&self, req: &Request<B>) -> bool {
@@ -54,6 +66,16 @@ impl Api {
     }
 
     async fn respond(&self, req: Request<Incoming>) -> (StatusCode, Option<String>) {
+        let path = req.uri().path().trim_end_matches('/');
+        if let Some((_, page)) = self.pages.iter().find(|(p, _)| p == path) {
+            if !self.authorized(&req) {
+                return (StatusCode::FORBIDDEN, None);
+            }
+            if req.method() != Method::GET {
+                return (StatusCode::METHOD_NOT_ALLOWED, Some("Method not supported".into()));
+            }
+            return (StatusCode::OK, Some(page()));
+        }
         let Some(rest) = req.uri().path().strip_prefix("/api/routes") else {
             return (StatusCode::NOT_FOUND, None);
         };

@@ -1,88 +1,14 @@
-//! Body types: what goes upstream (the client's streamed body, counted for
-//! `last_activity` and capped at the maximum body size) and what goes back
-//! (the upstream's streamed body, which returns its connection to the pool
-//! once fully read, or a small generated body).
+//! The client-facing response body: a small generated body, or one of the
+//! upstream side's streamed bodies (`upstream::body`, `upstream::h1`).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
-use crate::clock::Activity;
-use crate::pool::{self, PoolKey, Sender};
-
-/// The error type of hubgate's bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Marks a request body cut off at the size limit, so the forwarder can
-/// answer 413 instead of 502.
-#[derive(Debug, thiserror::Error)]
-#[error("request body exceeds the limit of {0} bytes")]
-pub(crate) struct TooLarge(pub(crate) u64);
-
-/// A request body on its way upstream.
-pub(crate) enum UpstreamBody {
-    Empty,
-    Client {
-        inner: Incoming,
-        activity: Arc<Activity>,
-        remaining: u64,
-        limit: u64,
-    },
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let Self::Client {
-            inner,
-            activity,
-            remaining,
-            limit,
-        } = self.get_mut()
-        else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if len > *remaining {
-                        return Poll::Ready(Some(Err(Box::new(TooLarge(*limit)))));
-                    }
-                    *remaining -= len;
-                    activity.touch();
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Empty => true,
-            Self::Client { inner, .. } => inner.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Empty => SizeHint::with_exact(0),
-            Self::Client { inner, .. } => inner.size_hint(),
-        }
-    }
-}
+pub use crate::error::BoxError;
+use crate::upstream::body::FromUpstream;
 
 /// A response body on its way to the client.
 pub enum ResponseBody {
@@ -91,7 +17,7 @@ pub enum ResponseBody {
     /// Streamed from an upstream through hyper's client.
     Upstream(FromUpstream),
     /// Streamed from an upstream by the inline HTTP/1.1 exchange.
-    Raw(crate::h1::RawBody),
+    Raw(crate::upstream::h1::RawBody),
 }
 
 impl ResponseBody {
@@ -103,44 +29,6 @@ impl ResponseBody {
     /// A body holding `bytes`.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         Self::Full(Some(bytes.into()))
-    }
-}
-
-/// The upstream's response body. When it has been read to the end, the
-/// connection goes back to the pool and, for a successful response, the
-/// route's activity is bumped (CHP counts completed responses below 300).
-pub struct FromUpstream {
-    inner: Incoming,
-    done: bool,
-    conn: Option<(PoolKey, Sender)>,
-    activity: Option<Arc<Activity>>,
-}
-
-impl FromUpstream {
-    pub(crate) fn new(
-        inner: Incoming,
-        conn: Option<(PoolKey, Sender)>,
-        activity: Option<Arc<Activity>>,
-    ) -> Self {
-        Self {
-            inner,
-            done: false,
-            conn,
-            activity,
-        }
-    }
-}
-
-impl Drop for FromUpstream {
-    fn drop(&mut self) {
-        if self.done || self.inner.is_end_stream() {
-            if let Some(activity) = &self.activity {
-                activity.touch();
-            }
-            if let Some((key, sender)) = self.conn.take() {
-                pool::put_back(key, sender);
-            }
-        }
     }
 }
 

@@ -3,6 +3,9 @@
 
 use http::StatusCode;
 
+/// The error type of hubgate's bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a proxied request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -17,6 +20,13 @@ pub enum ProxyError {
     BodyTooLarge {
         /// The configured limit.
         limit: u64,
+    },
+    /// A balanced route has no endpoint left to try (no running task, or
+    /// every one refused the connection).
+    #[error("no reachable endpoint for route {route}")]
+    NoEndpoint {
+        /// The route's key.
+        route: String,
     },
     /// Connecting to the upstream failed (refused, unreachable, TLS).
     #[error("cannot connect to upstream {upstream}: {source}")]
@@ -46,7 +56,7 @@ pub enum ProxyError {
         upstream: String,
         /// The underlying error.
         #[source]
-        source: crate::body::BoxError,
+        source: BoxError,
     },
 }
 
@@ -61,7 +71,9 @@ impl ProxyError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BadPath => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Connect { .. } | Self::ConnectTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoEndpoint { .. } | Self::Connect { .. } | Self::ConnectTimeout { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
@@ -73,6 +85,7 @@ impl ProxyError {
             Self::NoRoute => "no_route",
             Self::BadPath => "bad_path",
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::NoEndpoint { .. } => "no_endpoint",
             Self::Connect { .. } => "connect",
             Self::ConnectTimeout { .. } => "connect_timeout",
             Self::Timeout { .. } => "timeout",

@@ -10,10 +10,11 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::body::{FromUpstream, ResponseBody, UpstreamBody};
+use crate::body::ResponseBody;
+use crate::upstream::body::{FromUpstream, UpstreamBody};
 use crate::error::ProxyError;
 use crate::forward::Proxy;
-use crate::target::Target;
+use crate::upstream::target::Target;
 
 /// Error pages by status code. The binary reads `--error-path DIR` into this
 /// (`<code>.html`, then `error.html` as the fallback); without pages a small

@@ -7,20 +7,30 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
 
-use crate::body::{FromUpstream, ResponseBody, TooLarge, UpstreamBody};
+use crate::body::ResponseBody;
 use crate::error::{ProxyError, RouteError};
 use crate::error_page::ErrorPages;
-use crate::h1;
 use crate::headers::{self, Forwarded};
 use crate::metrics::Metrics;
-use crate::pool::{Connector, Sender};
 use crate::route::key::{percent_decode, strip_segments};
 use crate::route::{Route, RouteStore};
 use crate::server::{ConnInfo, Handler};
-use crate::target::Target;
 use crate::tls;
 use crate::upgrade;
+use crate::upstream::balance::{Backend, InFlight};
+use crate::upstream::body::{FromUpstream, TooLarge, UpstreamBody};
+use crate::upstream::{h1, health};
+use crate::upstream::pool::{Connector, Sender};
+use crate::upstream::target::Target;
+
+/// Default TCP keepalive idle time (`--tcp-keepalive`).
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Endpoints of a balanced route tried for one request before giving up
+/// (only failures to connect move on: nothing reached the upstream).
+const MAX_ENDPOINT_TRIES: u32 = 3;
 
 /// How the proxy forwards; the binary fills it from CHP's flags.
 #[derive(Debug, Clone)]
@@ -49,6 +59,9 @@ pub struct ProxyConfig {
     pub error_pages: ErrorPages,
     /// TLS for `https` targets; `None` uses the web PKI roots.
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// TCP keepalive idle time on upstream connections and on both sides of
+    /// websocket tunnels (`None`: off). Well below IPVS's 900 s by default.
+    pub tcp_keepalive: Option<Duration>,
 }
 
 impl Default for ProxyConfig {
@@ -65,6 +78,7 @@ impl Default for ProxyConfig {
             error_target: None,
             error_pages: ErrorPages::default(),
             upstream_tls: None,
+            tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
         }
     }
 }
@@ -95,7 +109,7 @@ impl Proxy {
             .upstream_tls
             .clone()
             .unwrap_or_else(tls::default_client_config);
-        let connector = Connector::new(tls, config.connect_timeout);
+        let connector = Connector::new(tls, config.connect_timeout, config.tcp_keepalive);
         Ok(Self {
             config,
             error_target,
@@ -115,6 +129,14 @@ impl Proxy {
         &self.metrics
     }
 
+    /// Runs the active health checks of every balanced route that has one,
+    /// against the live route table, until `shutdown`.
+    pub async fn run_health_checks(&self, shutdown: CancellationToken) {
+        let routes = self.routes.clone();
+        let current = move || routes.load().balancers();
+        health::run(current, self.connector.clone(), shutdown).await;
+    }
+
     async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -129,47 +151,87 @@ impl Proxy {
                 return Err(ProxyError::BodyTooLarge { limit });
             }
         }
-        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let pinned = sticky_value(&req, &route);
+        let mut client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let upstream_req = self.upstream_request(req, &route, conn, websocket)?;
         let empty = matches!(upstream_req.body(), UpstreamBody::Empty);
+        let mut tried = 0u64;
+        let mut tries = 0;
+        // Only failures to connect move on to another endpoint.
+        let retry = |e: &ProxyError, tries: u32| {
+            route.balancer.is_some()
+                && tries < MAX_ENDPOINT_TRIES
+                && matches!(e, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
+        };
         if h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
             let (head, _) = upstream_req.into_parts();
             let timeout = self.config.proxy_timeout;
-            let answer = h1::exchange(
-                &self.connector,
-                &route.target,
-                &head,
-                timeout,
-                client_upgrade,
-            )
-            .await?;
-            return Ok(self.answer(answer, &route, conn));
+            loop {
+                let (target, backend) = pick(&route, pinned.as_deref(), &mut tried)?;
+                let in_flight = backend.map(InFlight::new);
+                tries += 1;
+                let exchange =
+                    h1::exchange(&self.connector, target, &head, timeout, &mut client_upgrade);
+                match exchange.await {
+                    Ok(answer) => {
+                        backend.inspect(|b| b.connected());
+                        let sticky = sticky_cookie(&route, backend, pinned.as_deref());
+                        return Ok(self.answer(answer, &route, conn, in_flight, sticky));
+                    }
+                    Err(e) if retry(&e, tries) => failed_over(backend, &e),
+                    Err(e) => return Err(e),
+                }
+            }
         }
 
-        let mut sender = self.connector.get(&route.target).await?;
-        let response = match self.send(&mut sender, upstream_req, &route.target).await {
+        let (target, backend, mut sender) = loop {
+            let (target, backend) = pick(&route, pinned.as_deref(), &mut tried)?;
+            tries += 1;
+            match self.connector.get(target).await {
+                Ok(sender) => break (target, backend, sender),
+                Err(e) if retry(&e, tries) => failed_over(backend, &e),
+                Err(e) => return Err(e),
+            }
+        };
+        backend.inspect(|b| b.connected());
+        let in_flight = backend.map(InFlight::new);
+        let response = match self.send(&mut sender, upstream_req, target).await {
             Err(SendError::Retry(req)) => {
                 // The pooled connection was closed before the request went
                 // out: nothing reached the upstream, so a new one is safe.
-                sender = self.connector.connect(&route.target).await?;
-                self.send(&mut sender, *req, &route.target).await
+                sender = self.connector.connect(target).await?;
+                self.send(&mut sender, *req, target).await
             }
             other => other,
         }
         .map_err(|e| match e {
             SendError::Failed(e) => e,
             SendError::Retry(_) => ProxyError::Connect {
-                upstream: route.target.pool_key.to_string(),
+                upstream: target.pool_key.to_string(),
                 source: std::io::Error::other("connection closed before the request was sent"),
             },
         })?;
-
-        Ok(self.client_response(response, sender, &route, client_upgrade, conn))
+        let sticky = sticky_cookie(&route, backend, pinned.as_deref());
+        let upstream = Upstream {
+            sender,
+            target,
+            in_flight,
+            sticky,
+        };
+        Ok(self.client_response(response, upstream, &route, client_upgrade, conn))
     }
 
     fn route_for(&self, req: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {
         let decoded = percent_decode(req.uri().path()).map_err(|_| ProxyError::BadPath)?;
         let table = self.routes.load();
+        if table.has_host_routes() {
+            // Discovered host rules come first: a service that owns a host
+            // name gets it even when JupyterHub's `/` catches everything else.
+            let host = request_host(req).map(strip_port).unwrap_or("");
+            if let Some(route) = table.lookup_host(&host.to_ascii_lowercase(), &decoded) {
+                return Ok(route.clone());
+            }
+        }
         let route = if self.routes.host_routing() {
             let host = request_host(req).map(strip_port).unwrap_or("");
             table.lookup(&format!("/{host}{decoded}"))
@@ -188,7 +250,7 @@ impl Proxy {
     ) -> Result<Request<UpstreamBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         let raw_path = parts.uri.path();
-        let rest = if self.config.include_prefix {
+        let rest = if self.config.include_prefix && !route.strip_prefix {
             raw_path
         } else {
             let host_segment = usize::from(self.routes.host_routing() && route.segments > 0);
@@ -293,14 +355,15 @@ impl Proxy {
         upstream: upgrade::UpstreamSide,
         route: &Route,
         conn: &ConnInfo,
+        in_flight: Option<InFlight>,
     ) -> Response<ResponseBody> {
-        upgrade::spawn_tunnel(
-            client,
-            upstream,
-            route.activity.clone(),
-            self.metrics.clone(),
-            &conn.shutdown,
-        );
+        let tunnel = upgrade::Tunnel {
+            activity: route.activity.clone(),
+            metrics: self.metrics.clone(),
+            keepalive: self.config.tcp_keepalive,
+            in_flight,
+        };
+        upgrade::spawn_tunnel(client, upstream, tunnel, &conn.shutdown);
         headers::strip_hop_by_hop(&mut parts.headers, true);
         Response::from_parts(parts, ResponseBody::empty())
     }
@@ -311,6 +374,8 @@ impl Proxy {
         answer: h1::Answer<hyper::upgrade::OnUpgrade>,
         route: &Route,
         conn: &ConnInfo,
+        in_flight: Option<InFlight>,
+        sticky: Option<HeaderValue>,
     ) -> Response<ResponseBody> {
         match answer {
             h1::Answer::Switched {
@@ -320,11 +385,14 @@ impl Proxy {
                 client,
             } => {
                 let upstream = upgrade::UpstreamSide::Tcp(upstream, early);
-                self.switched(parts, client, upstream, route, conn)
+                self.switched(parts, client, upstream, route, conn, in_flight)
             }
             h1::Answer::Response(response) => {
                 let (mut parts, mut body) = response.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers, false);
+                if let Some(cookie) = sticky {
+                    parts.headers.append(header::SET_COOKIE, cookie);
+                }
                 if parts.status.as_u16() < 300 {
                     body.touch_on_end(route.activity.clone());
                 }
@@ -336,27 +404,97 @@ impl Proxy {
     fn client_response(
         &self,
         mut response: Response<Incoming>,
-        sender: Sender,
+        upstream: Upstream<'_>,
         route: &Route,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         conn: &ConnInfo,
     ) -> Response<ResponseBody> {
         let status = response.status();
         if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (status, client_upgrade) {
-            let upstream = upgrade::UpstreamSide::Hyper(hyper::upgrade::on(&mut response));
+            let side = upgrade::UpstreamSide::Hyper(hyper::upgrade::on(&mut response));
             let (parts, _) = response.into_parts();
-            return self.switched(parts, client, upstream, route, conn);
+            return self.switched(parts, client, side, route, conn, upstream.in_flight);
         }
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
+        if let Some(cookie) = upstream.sticky {
+            parts.headers.append(header::SET_COOKIE, cookie);
+        }
         let activity = status.as_u16().lt(&300).then(|| route.activity.clone());
         let body = FromUpstream::new(
             body,
-            Some((self.connector.key(&route.target), sender)),
+            Some((self.connector.key(upstream.target), upstream.sender)),
             activity,
         );
         Response::from_parts(parts, ResponseBody::Upstream(body))
     }
+}
+
+/// The endpoint a request went to, and what its response still needs.
+struct Upstream<'a> {
+    sender: Sender,
+    target: &'a Target,
+    in_flight: Option<InFlight>,
+    sticky: Option<HeaderValue>,
+}
+
+/// The next endpoint to try: the route's own target, or one of its
+/// balancer's endpoints not tried yet (503 when none is left).
+fn pick<'r>(
+    route: &'r Route,
+    pinned: Option<&str>,
+    tried: &mut u64,
+) -> Result<(&'r Target, Option<&'r Arc<Backend>>), ProxyError> {
+    let Some(balancer) = &route.balancer else {
+        return Ok((&route.target, None));
+    };
+    let (i, backend) = balancer
+        .pick(pinned, *tried)
+        .ok_or_else(|| ProxyError::NoEndpoint {
+            route: route.key().to_owned(),
+        })?;
+    *tried |= 1u64.checked_shl(u32::try_from(i).unwrap_or(u32::MAX)).unwrap_or(0);
+    Ok((&backend.target, Some(backend)))
+}
+
+fn failed_over(backend: Option<&Arc<Backend>>, e: &ProxyError) {
+    if let Some(b) = backend {
+        tracing::info!(backend = b.url(), error = %e, "endpoint unreachable, trying another");
+        b.connect_failed();
+    }
+}
+
+/// The request's sticky-session cookie value, when its route sticks.
+fn sticky_value(req: &Request<Incoming>, route: &Route) -> Option<String> {
+    let name = route.balancer.as_ref()?.sticky_cookie()?;
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+}
+
+/// `Set-Cookie` pinning the client to `backend`, unless it already is.
+fn sticky_cookie(
+    route: &Route,
+    backend: Option<&Arc<Backend>>,
+    pinned: Option<&str>,
+) -> Option<HeaderValue> {
+    let name = route.balancer.as_ref()?.sticky_cookie()?;
+    let backend = backend?;
+    if pinned == Some(&*backend.id) {
+        return None;
+    }
+    let path = if route.key().starts_with('/') { route.key() } else { "/" };
+    HeaderValue::try_from(format!(
+        "{name}={}; Path={path}; HttpOnly; SameSite=Lax",
+        backend.id
+    ))
+    .ok()
 }
 
 enum SendError {

@@ -174,6 +174,9 @@ pub struct ServeConfig {
     /// Closes an HTTP/1 connection that sends no complete request head for
     /// this long, idle keep-alive connections included (`--keep-alive-timeout`).
     pub idle_timeout: Option<Duration>,
+    /// TCP keepalive idle time on accepted TLS connections (plain ones get
+    /// it when they become a websocket tunnel).
+    pub tcp_keepalive: Option<Duration>,
 }
 
 /// Serves `handler` on `listener` until `shutdown` begins. Connections are
@@ -191,7 +194,7 @@ pub async fn serve<H: Handler>(
         .header_read_timeout(config.idle_timeout.unwrap_or(Duration::from_secs(300)));
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
-    let acceptor = config.tls.map(TlsAcceptor::from);
+    let acceptor = config.tls.clone().map(TlsAcceptor::from);
     loop {
         let accepted = tokio::select! {
             () = shutdown.graceful.cancelled() => break,
@@ -206,6 +209,11 @@ pub async fn serve<H: Handler>(
                 continue;
             }
         };
+        if let (Accepted::Tcp(s), Some(idle), Some(_)) = (&io, config.tcp_keepalive, &acceptor) {
+            if let Err(e) = crate::upstream::socket::keepalive(s, idle) {
+                tracing::debug!(error = %e, "cannot set TCP keepalive");
+            }
+        }
         let task = serve_accepted(
             io,
             peer,

@@ -18,6 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -28,6 +29,8 @@ use tokio::net::TcpStream;
 use crate::clock::Activity;
 use crate::metrics::Metrics;
 use crate::server::Shutdown;
+use crate::upstream::balance::InFlight;
+use crate::upstream::socket::{self, forget_wakers};
 
 /// Scratch space for [`Pump`], one per worker thread.
 const SCRATCH: usize = 16 * 1024;
@@ -47,15 +50,32 @@ pub(crate) enum UpstreamSide {
 
 /// Joins the client's and the upstream's upgraded connections in a tracked
 /// task.
+/// What a tunnel keeps while it is open.
+pub(crate) struct Tunnel {
+    /// The route's activity, bumped by client-to-upstream bytes.
+    pub(crate) activity: Arc<Activity>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// TCP keepalive idle time for both sockets.
+    pub(crate) keepalive: Option<Duration>,
+    /// Counts the tunnel against its endpoint (least connections).
+    pub(crate) in_flight: Option<InFlight>,
+}
+
 pub(crate) fn spawn_tunnel(
     client: OnUpgrade,
     upstream: UpstreamSide,
-    activity: Arc<Activity>,
-    metrics: Arc<Metrics>,
+    tunnel_state: Tunnel,
     shutdown: &Shutdown,
 ) {
     let force = shutdown.force_token();
+    let Tunnel {
+        activity,
+        metrics,
+        keepalive,
+        in_flight,
+    } = tunnel_state;
     let task = async move {
+        let _in_flight = in_flight;
         let upgraded = match upstream {
             UpstreamSide::Hyper(upstream) => {
                 tokio::try_join!(client, upstream).map(|(c, u)| (c, upstream_parts(u)))
@@ -71,7 +91,7 @@ pub(crate) fn spawn_tunnel(
         };
         let _open = metrics.websocket_opened();
         tokio::select! {
-            r = tunnel(client, upstream, &activity) => {
+            r = tunnel(client, upstream, &activity, keepalive) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "websocket tunnel ended with an error");
                 }
@@ -92,7 +112,12 @@ fn upstream_parts(upgraded: Upgraded) -> Parts {
     }
 }
 
-async fn tunnel(client: Upgraded, upstream: Parts, activity: &Activity) -> io::Result<()> {
+async fn tunnel(
+    client: Upgraded,
+    upstream: Parts,
+    activity: &Activity,
+    keepalive: Option<Duration>,
+) -> io::Result<()> {
     use hyper_util::server::conn::auto::upgrade::downcast as server_downcast;
     let client = match server_downcast::<TokioIo<TcpStream>>(client) {
         Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
@@ -103,6 +128,10 @@ async fn tunnel(client: Upgraded, upstream: Parts, activity: &Activity) -> io::R
             tracing::debug!("tunnel: plain TCP on both sides, unbuffered copy");
             forget_wakers(&c);
             forget_wakers(&u);
+            if let Some(idle) = keepalive {
+                socket::keepalive(&c, idle)?;
+                socket::keepalive(&u, idle)?;
+            }
             if !c_early.is_empty() {
                 activity.touch();
             }
@@ -123,6 +152,10 @@ async fn tunnel(client: Upgraded, upstream: Parts, activity: &Activity) -> io::R
         }
         (client, upstream) => {
             tracing::debug!("tunnel: buffered copy");
+            // A TLS client's socket got keepalive when it was accepted.
+            if let (Some(idle), Ok((u, _))) = (keepalive, &upstream) {
+                socket::keepalive(u, idle)?;
+            }
             let mut client = Side::new(client, Some(activity));
             let mut upstream = Side::new(upstream, None);
             // Boxed: the rare path should not size every tunnel's task.
@@ -133,17 +166,6 @@ async fn tunnel(client: Upgraded, upstream: Parts, activity: &Activity) -> io::R
     }
 }
 
-/// The sockets come from hyper's finished connection tasks, whose wakers
-/// may still sit in the sockets' readiness slots. A stored waker keeps its
-/// task's whole allocation (the connection future, several KiB) alive until
-/// the socket next becomes ready, which for an idle websocket can be hours:
-/// swap them for no-op wakers. [`Pump`] registers its own as it waits; a
-/// pooled upstream connection registers anew when it is next used.
-pub(crate) fn forget_wakers(s: &TcpStream) {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let _ = s.poll_read_ready(&mut cx);
-    let _ = s.poll_write_ready(&mut cx);
-}
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::clock::{format_iso8601, parse_js_date};
 use crate::error::RouteError;
-use crate::target::Target;
+use crate::upstream::target::Target;
 
 /// A parsed route body.
 pub(crate) struct RouteData {

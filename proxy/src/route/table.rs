@@ -1,11 +1,14 @@
 //! The immutable route table: what one `ArcSwap` snapshot holds.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::data;
 use super::key::{lookup_form, prefixes, segment_count};
 use crate::clock::Activity;
-use crate::target::Target;
+use crate::upstream::balance::Balancer;
+use crate::upstream::target::{Endpoint, Target};
 
 /// Where a route came from. Sources are layered: when two layers hold the
 /// same key, the one listed first here wins.
@@ -38,6 +41,13 @@ pub struct Route {
     pub(crate) activity: Arc<Activity>,
     /// Whole path segments in the key, host routing's host included.
     pub(crate) segments: usize,
+    /// Several endpoints to spread requests over (discovered services, and
+    /// API targets naming a known swarm service); `None` sends everything
+    /// to `target`.
+    pub(crate) balancer: Option<Arc<Balancer>>,
+    /// Strip the matched prefix for this route whatever `--no-include-prefix`
+    /// says (a discovery label).
+    pub(crate) strip_prefix: bool,
 }
 
 impl Route {
@@ -54,6 +64,28 @@ impl Route {
             fields,
             activity,
             segments,
+            balancer: None,
+            strip_prefix: false,
+        }
+    }
+
+    /// The same route spread over `balancer`'s endpoints.
+    pub(crate) fn balanced(mut self, balancer: Option<Arc<Balancer>>, strip_prefix: bool) -> Self {
+        self.balancer = balancer;
+        self.strip_prefix = strip_prefix;
+        self
+    }
+
+    /// A copy that goes to `balancer` instead (same key, data and activity).
+    fn rebalanced(&self, balancer: Option<Arc<Balancer>>) -> Self {
+        Self {
+            key: self.key.clone(),
+            target: self.target.clone(),
+            fields: self.fields.clone(),
+            activity: self.activity.clone(),
+            segments: self.segments,
+            balancer,
+            strip_prefix: self.strip_prefix,
         }
     }
 
@@ -65,6 +97,11 @@ impl Route {
     /// The upstream target.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The endpoints requests are spread over, when there are several.
+    pub fn balancer(&self) -> Option<&Arc<Balancer>> {
+        self.balancer.as_ref()
     }
 
     /// Milliseconds since the epoch of the last activity.
@@ -91,6 +128,12 @@ pub struct RouteTable {
     /// How many merged routes have each segment count (the last slot counts
     /// all deeper ones), so a lookup probes only depths some route has.
     depths: [u32; DEPTHS],
+    /// Discovered routes with a host rule, by lower-case host: looked up
+    /// before `merged` (a host rule is more specific than any path).
+    pub(crate) hosts: imbl::HashMap<Arc<str>, Map>,
+    /// Task addresses of the swarm services discovery knows, by service
+    /// name: an API route whose target names one goes to these addresses.
+    pub(crate) services: Arc<HashMap<String, Vec<IpAddr>>>,
 }
 
 const DEPTHS: usize = 64;
@@ -106,6 +149,8 @@ impl Default for RouteTable {
             layers: Default::default(),
             version: 0,
             depths: [0; DEPTHS],
+            hosts: imbl::HashMap::default(),
+            services: Arc::default(),
         }
     }
 }
@@ -126,6 +171,34 @@ impl RouteTable {
             }
             self.merged.get(candidate)
         })
+    }
+
+    /// Whether any route has a host rule (else [`Self::lookup_host`] is moot).
+    pub(crate) fn has_host_routes(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
+    /// The route for a request to `host` (lower case, no port) among the
+    /// routes with a host rule: the longest whole-segment prefix.
+    pub(crate) fn lookup_host(&self, host: &str, decoded_path: &str) -> Option<&Arc<Route>> {
+        let routes = self.hosts.get(host)?;
+        prefixes(lookup_form(decoded_path)).find_map(|candidate| routes.get(candidate))
+    }
+
+    /// Every discovered route with a host rule, as (host, route).
+    pub fn host_routes(&self) -> impl Iterator<Item = (&str, &Arc<Route>)> {
+        self.hosts
+            .iter()
+            .flat_map(|(h, m)| m.values().map(move |r| (&**h, r)))
+    }
+
+    /// Every balancer in the table (for the health checker).
+    pub(crate) fn balancers(&self) -> Vec<Arc<Balancer>> {
+        self.merged
+            .values()
+            .chain(self.hosts.values().flat_map(|m| m.values()))
+            .filter_map(|r| r.balancer.clone())
+            .collect()
     }
 
     /// The route stored under `key` in `layer` (normalised key).
@@ -174,6 +247,54 @@ impl RouteTable {
         }
         out.push('}');
         out
+    }
+
+    /// `route` as it should be stored: an API route whose `http` target names
+    /// a swarm service discovery knows goes to that service's task addresses
+    /// (port from the target), never through the service's virtual IP.
+    pub(crate) fn attach_service(&self, route: Route, previous: Option<&Route>) -> Route {
+        let balancer = self.service_balancer(&route.target, previous);
+        if balancer.is_none() && route.balancer.is_none() {
+            return route;
+        }
+        route.rebalanced(balancer)
+    }
+
+    fn service_balancer(&self, target: &Target, previous: Option<&Route>) -> Option<Arc<Balancer>> {
+        let Endpoint::Tcp { host, port } = &target.endpoint else {
+            return None;
+        };
+        let addrs = self.services.get(&**host)?;
+        let targets = addrs
+            .iter()
+            .filter_map(|ip| Target::parse(&format!("http://{}", std::net::SocketAddr::new(*ip, *port))).ok())
+            .collect();
+        let previous = previous.and_then(|p| p.balancer.as_deref());
+        Some(Arc::new(Balancer::new(
+            targets,
+            Default::default(),
+            None,
+            None,
+            previous,
+        )))
+    }
+
+    /// Replaces the service map and re-points the API routes whose target
+    /// names a service that appeared, changed or went away.
+    pub(crate) fn set_services(&mut self, services: HashMap<String, Vec<IpAddr>>) {
+        let old = std::mem::replace(&mut self.services, Arc::new(services));
+        let touched: Vec<Arc<Route>> = self
+            .routes(Layer::Api)
+            .filter(|r| match &r.target.endpoint {
+                Endpoint::Tcp { host, .. } => old.get(&**host) != self.services.get(&**host),
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        for route in touched {
+            let balancer = self.service_balancer(&route.target, Some(&route));
+            self.put(Layer::Api, Arc::new(route.rebalanced(balancer)));
+        }
     }
 
     pub(crate) fn put(&mut self, layer: Layer, route: Arc<Route>) {

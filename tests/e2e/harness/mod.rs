@@ -70,7 +70,7 @@ impl TestProxy {
         let addr = listener.local_addr().unwrap();
         let serve_config = ServeConfig {
             tls,
-            idle_timeout: None,
+            ..ServeConfig::default()
         };
         tokio::spawn(server::serve(
             listener,

@@ -31,8 +31,8 @@ use tokio::net::TcpStream;
 pub(crate) use body::RawBody;
 
 use crate::error::ProxyError;
-use crate::pool::{Connector, Idle, PoolKey, park, unpark};
-use crate::target::{Endpoint, Target};
+use super::pool::{Connector, Idle, PoolKey, park, unpark};
+use super::target::{Endpoint, Target};
 
 /// Most response header fields accepted (as hyper's client).
 const MAX_HEADERS: usize = 100;
@@ -104,7 +104,8 @@ pub(crate) enum Answer<U> {
 
 /// Sends `head` (whose request has no body) to `target` and reads the
 /// response head; `upgrade` is the client's side of an upgrade request,
-/// given back with the socket on `101`. A reused connection that turns out closed before any
+/// taken out and given back with the socket on `101` only (so a caller can
+/// try another endpoint after a failure to connect). A reused connection that turns out closed before any
 /// response byte arrives is replaced once by a new one: the method is
 /// idempotent, so a second delivery is harmless.
 pub(crate) async fn exchange<U>(
@@ -112,7 +113,7 @@ pub(crate) async fn exchange<U>(
     target: &Target,
     head: &request::Parts,
     proxy_timeout: Option<Duration>,
-    upgrade: Option<U>,
+    upgrade: &mut Option<U>,
 ) -> Result<Answer<U>, ProxyError> {
     let is_head = head.method == Method::HEAD;
     let mut conn = take_idle(connector.id(), &target.pool_key);
@@ -142,7 +143,7 @@ pub(crate) async fn exchange<U>(
         };
         match result {
             Ok((head, conn)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
-                let Some(client) = upgrade else {
+                let Some(client) = upgrade.take() else {
                     return Err(failed(invalid("protocol switch nobody asked for")));
                 };
                 let mut parts = Response::new(()).into_parts().0;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::uri::{Authority, PathAndQuery};
 
 use crate::error::RouteError;
-use crate::route::key::percent_decode;
+use crate::escape::percent_decode;
 
 /// Where a target's connections go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,9 +18,9 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::body::UpstreamBody;
+use super::body::UpstreamBody;
 use crate::error::ProxyError;
-use crate::target::{Endpoint, Target};
+use super::target::{Endpoint, Target};
 
 pub(crate) type Sender = http1::SendRequest<UpstreamBody>;
 
@@ -106,14 +106,20 @@ pub(crate) struct Connector {
     id: u64,
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
+    keepalive: Option<Duration>,
 }
 
 impl Connector {
-    pub(crate) fn new(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+        keepalive: Option<Duration>,
+    ) -> Self {
         Self {
             id: NEXT_CONNECTOR.fetch_add(1, Ordering::Relaxed),
             tls,
             connect_timeout,
+            keepalive,
         }
     }
 
@@ -178,6 +184,9 @@ impl Connector {
         let tcp = async {
             let tcp = TcpStream::connect((&**host, *port)).await?;
             tcp.set_nodelay(true)?;
+            if let Some(idle) = self.keepalive {
+                super::socket::keepalive(&tcp, idle)?;
+            }
             Ok(tcp)
         };
         self.limited(target, tcp).await

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio_util::io::poll_read_buf;
 
 use super::{Conn, Head, READ_CHUNK, invalid, keep_alive, put_back};
-use crate::body::BoxError;
+use crate::error::BoxError;
 use crate::clock::Activity;
 
 /// Longest chunk-size line or trailer section accepted.
@@ -123,7 +123,7 @@ impl Drop for RawBody {
         }
         if let Some(conn) = self.conn.take() {
             if self.reusable && conn.buf.is_empty() {
-                crate::upgrade::forget_wakers(&conn.io);
+                crate::upstream::socket::forget_wakers(&conn.io);
                 put_back(conn);
             }
         }

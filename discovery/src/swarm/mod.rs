@@ -1,0 +1,206 @@
+//! The Docker Swarm source: services and their running tasks, through the
+//! engine's API (bollard), on a manager.
+//!
+//! # How it follows the swarm
+//! Swarm has no task events (moby/moby#37403), so this source combines:
+//! - **service events** (create, update, remove: swarm-scoped, on managers)
+//!   and **container events** (local node) from one event stream, each
+//!   followed at once by a re-read;
+//! - a **task refresh** every `refresh` (1 s): one verbose `GET /networks/<id>`
+//!   per network hubgate is on, which lists every service's task endpoints
+//!   on that network, cluster-wide: the addresses hubgate dials;
+//! - a **full resync** every `resync` (30 s): the service list again, as the
+//!   safety net for anything an event missed.
+//!
+//! API load is bounded by the number of networks, not of services: at idle,
+//! one call per network per second plus one service list per 30 s.
+//!
+//! When the engine is unreachable or the event stream is cut, the last
+//! published layer stays (the proxy keeps serving it), the status says
+//! `retrying` with the error and the next attempt, and the source reconnects
+//! with capped exponential backoff, then resyncs.
+
+mod build;
+mod engine;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::DiscoveryError;
+use crate::labels::ServiceLabels;
+use crate::model::{Problem, State};
+use crate::now_ms;
+use crate::source::{Publisher, Running, Source};
+use build::{ObservedNetwork, ObservedService};
+use engine::Engine;
+
+/// How the swarm source connects and how often it looks.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    /// The engine: `unix:///var/run/docker.sock` (the default when `None`),
+    /// a socket path, or `tcp://host:port` (the binary passes `DOCKER_HOST`).
+    pub docker_host: Option<String>,
+    /// Networks (names or IDs) to reach services on. Empty: the swarm
+    /// networks of `self_container`.
+    pub networks: Vec<String>,
+    /// hubgate's own container (ID, or the hostname swarm gives a task),
+    /// whose networks are used when `networks` is empty.
+    pub self_container: Option<String>,
+    /// Task refresh period.
+    pub refresh: Duration,
+    /// Full resync period.
+    pub resync: Duration,
+    /// Longest wait between two reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        Self {
+            docker_host: None,
+            networks: Vec::new(),
+            self_container: None,
+            refresh: Duration::from_secs(1),
+            resync: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The swarm source. See the module docs.
+#[derive(Debug)]
+pub struct SwarmSource {
+    config: SwarmConfig,
+    /// Last labels that parsed, by service ID.
+    last_good: HashMap<String, ServiceLabels>,
+    services: Vec<ObservedService>,
+    networks: Vec<ObservedNetwork>,
+    /// Problems already logged (each is logged once, when it appears).
+    reported: Vec<Problem>,
+}
+
+impl SwarmSource {
+    /// A source that has not connected yet.
+    pub fn new(config: SwarmConfig) -> Self {
+        Self {
+            config,
+            last_good: HashMap::new(),
+            services: Vec::new(),
+            networks: Vec::new(),
+            reported: Vec::new(),
+        }
+    }
+
+    async fn follow(&mut self, out: &Publisher, shutdown: &CancellationToken) -> Result<(), DiscoveryError> {
+        let engine = Engine::connect(self.config.docker_host.as_deref()).await?;
+        let networks = engine
+            .shared_networks(&self.config.networks, self.config.self_container.as_deref())
+            .await?;
+        out.status(|s| {
+            s.api_version = Some(engine.version());
+            s.networks = networks.iter().map(|(_, name)| name.clone()).collect();
+        });
+        // Subscribe before the first read, so no change falls in between.
+        let mut events = Box::pin(engine.events());
+        self.services = engine.services().await?;
+        self.networks = engine.networks(&networks).await?;
+        self.publish(out, &engine);
+        out.status(|s| {
+            s.state = State::Watching;
+            s.last_error = None;
+            s.next_retry_ms = None;
+        });
+        tracing::info!(networks = ?networks.iter().map(|n| &n.1).collect::<Vec<_>>(), "swarm discovery watching");
+        let mut refresh = tokio::time::interval(self.config.refresh);
+        let mut resync = tokio::time::interval(self.config.resync);
+        for t in [&mut refresh, &mut resync] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t.reset();
+        }
+        loop {
+            let full = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                event = events.next() => {
+                    let mut full = match event {
+                        Some(Ok(kind)) => kind == engine::Kind::Service,
+                        Some(Err(e)) => return Err(e),
+                        None => return Err(DiscoveryError::StreamEnded),
+                    };
+                    // Take whatever else already arrived in one go.
+                    while let Some(Some(more)) = futures_util::FutureExt::now_or_never(events.next()) {
+                        full |= more? == engine::Kind::Service;
+                    }
+                    full
+                }
+                _ = refresh.tick() => false,
+                _ = resync.tick() => true,
+            };
+            if full {
+                self.services = engine.services().await?;
+            }
+            self.networks = engine.networks(&networks).await?;
+            self.publish(out, &engine);
+        }
+    }
+
+    fn publish(&mut self, out: &Publisher, engine: &Engine) {
+        let (snapshot, problems) = build::build(&self.services, &self.networks, &mut self.last_good);
+        for p in problems.iter().filter(|p| !self.reported.contains(p)) {
+            tracing::warn!(
+                service = p.service.as_deref().unwrap_or("-"),
+                label = p.label.as_deref().unwrap_or("-"),
+                "{}",
+                p.message
+            );
+        }
+        self.reported.clone_from(&problems);
+        out.snapshot(snapshot);
+        out.status(|s| {
+            s.last_sync_ms = Some(now_ms());
+            s.api_calls = engine.calls();
+            s.problems = problems;
+        });
+    }
+}
+
+impl Source for SwarmSource {
+    fn run(mut self: Box<Self>, out: Publisher, shutdown: CancellationToken) -> Running {
+        Box::pin(async move {
+            let first = Duration::from_secs(1);
+            let mut backoff = first;
+            loop {
+                let started = tokio::time::Instant::now();
+                let result = tokio::select! {
+                    r = self.follow(&out, &shutdown) => r,
+                    () = shutdown.cancelled() => Ok(()),
+                };
+                let Err(e) = result else {
+                    out.status(|s| s.state = State::Stopped);
+                    return;
+                };
+                // A session that ran a while earns a fresh, short backoff.
+                if started.elapsed() > self.config.max_backoff {
+                    backoff = first;
+                }
+                let retry_at = now_ms() + u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "swarm discovery lost the engine; serving the last known routes");
+                out.status(|s| {
+                    s.state = State::Retrying;
+                    s.last_error = Some(e.to_string());
+                    s.next_retry_ms = Some(retry_at);
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => {
+                        out.status(|s| s.state = State::Stopped);
+                        return;
+                    }
+                }
+                backoff = (backoff * 2).min(self.config.max_backoff);
+            }
+        })
+    }
+}

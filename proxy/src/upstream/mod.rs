@@ -1,0 +1,21 @@
+//! The upstream side: where a route's requests go and how they get there.
+//!
+//! Imports run one way, top to bottom; nothing here imports the route table,
+//! the request handler or the server:
+//! - [`balance`]: a route's endpoint set (several task addresses of a swarm
+//!   service), the choice of one per request (round robin, least
+//!   connections, sticky cookie) and its passive and active health state;
+//! - [`health`]: the active health checker that probes balanced endpoints;
+//! - [`h1`]: the inline HTTP/1.1 exchange and its response body;
+//! - [`pool`]: the connector and the per-thread pools of idle connections;
+//! - [`body`]: request bodies going up and hyper's response bodies coming back;
+//! - [`target`]: a parsed upstream URL;
+//! - [`socket`]: TCP keepalive and waker hygiene for upstream sockets.
+
+pub(crate) mod balance;
+pub(crate) mod body;
+pub(crate) mod h1;
+pub(crate) mod health;
+pub(crate) mod pool;
+pub(crate) mod socket;
+pub(crate) mod target;
