@@ -1,0 +1,13 @@
+//! Swarm tests: hubgate's production image (built from the Dockerfile) runs
+//! as a service on this machine's real swarm, with test backends from a
+//! locally built image. `scripts/swarm-setup` (run by `scripts/test`) makes
+//! the swarm and the images; without them every test fails and says so.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod cluster;
+
+mod discovery;
+mod jupyterhub;
+mod outage;
