@@ -99,15 +99,21 @@ pub(crate) fn start(
 
 /// Applies every new layer; a source that has not synced yet contributes
 /// nothing and removes nothing.
-async fn follow(mut subs: Vec<Subscriber>, routes: Arc<RouteStore>, rejected: Arc<ArcSwap<Vec<Rejected>>>) {
+async fn follow(
+    mut subs: Vec<Subscriber>,
+    routes: Arc<RouteStore>,
+    rejected: Arc<ArcSwap<Vec<Rejected>>>,
+) {
     loop {
         let changed = subs.iter_mut().map(|s| Box::pin(s.snapshot.changed()));
         let (result, _, _) = futures_util::future::select_all(changed).await;
         if result.is_err() {
             return;
         }
-        let layers: Vec<Option<Arc<Snapshot>>> =
-            subs.iter_mut().map(|s| s.snapshot.borrow_and_update().clone()).collect();
+        let layers: Vec<Option<Arc<Snapshot>>> = subs
+            .iter_mut()
+            .map(|s| s.snapshot.borrow_and_update().clone())
+            .collect();
         if layers.iter().all(Option::is_none) {
             continue;
         }
@@ -121,7 +127,10 @@ fn to_proxy<'a>(snapshots: impl Iterator<Item = &'a Snapshot>) -> DiscoveredLaye
     let mut layer = DiscoveredLayer::default();
     for snapshot in snapshots {
         for (name, ips) in &snapshot.services {
-            layer.services.entry(name.clone()).or_insert_with(|| ips.clone());
+            layer
+                .services
+                .entry(name.clone())
+                .or_insert_with(|| ips.clone());
         }
         for r in &snapshot.routes {
             let hosts: Vec<Option<String>> = if r.hosts.is_empty() {
@@ -162,7 +171,10 @@ impl Discovery {
         let subs = self.subscribers.clone();
         let rejected = self.rejected.clone();
         Arc::new(move || {
-            let sources: Vec<Status> = subs.iter().map(|s| Status::clone(&s.status.borrow())).collect();
+            let sources: Vec<Status> = subs
+                .iter()
+                .map(|s| Status::clone(&s.status.borrow()))
+                .collect();
             let table = routes.load();
             let mut out = Vec::new();
             let plain = table

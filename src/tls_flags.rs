@@ -98,4 +98,3 @@ pub(crate) fn upstream_tls(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls
         tls::client_config(&opts).context("invalid --client-ssl-* files")?,
     ))
 }
-

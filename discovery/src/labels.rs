@@ -102,9 +102,9 @@ pub fn parse(labels: &HashMap<String, String>) -> Result<Option<ServiceLabels>, 
                 _ => {
                     let (router, field) = match key.strip_prefix("routers.") {
                         Some(rest) => {
-                            let (name, field) = rest
-                                .split_once('.')
-                                .ok_or_else(|| "expected hubgate.routers.<name>.<field>".to_owned())?;
+                            let (name, field) = rest.split_once('.').ok_or_else(|| {
+                                "expected hubgate.routers.<name>.<field>".to_owned()
+                            })?;
                             (router_name(name)?, field)
                         }
                         None => ("default".to_owned(), key),
@@ -204,7 +204,9 @@ fn path(v: &str) -> Result<String, String> {
     if !v.starts_with('/') {
         return Err(format!("{v:?} does not start with /"));
     }
-    if v.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#') {
+    if v.bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#')
+    {
         return Err(format!("{v:?} holds a space, control character, ? or #"));
     }
     if v.split('/').any(|s| s == ".." || s == ".") {
@@ -242,11 +244,14 @@ fn hosts(v: &str) -> Result<Vec<String>, String> {
 fn router_name(v: &str) -> Result<String, String> {
     if !v.is_empty()
         && v.len() <= 64
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         Ok(v.to_owned())
     } else {
-        Err(format!("{v:?} is not a router name (letters, digits, - and _)"))
+        Err(format!(
+            "{v:?} is not a router name (letters, digits, - and _)"
+        ))
     }
 }
 
@@ -309,7 +314,10 @@ mod tests {
             ("hubgate.health.interval", "5s"),
             ("hubgate.network", "jhub"),
             ("hubgate.tls.domains", "Grafana.example.org"),
-            ("hubgate.routers.web.host", "grafana.example.org, www.grafana.example.org"),
+            (
+                "hubgate.routers.web.host",
+                "grafana.example.org, www.grafana.example.org",
+            ),
             ("hubgate.routers.web.priority", "10"),
             ("hubgate.routers.api.path", "/grafana/api"),
             ("hubgate.routers.api.strip-prefix", "true"),
@@ -323,10 +331,16 @@ mod tests {
         assert_eq!(l.lb, Lb::LeastConnections);
         assert_eq!(l.sticky_cookie.as_deref(), Some("hg_sticky"));
         let h = l.health.unwrap();
-        assert_eq!((h.path.as_str(), h.interval), ("/healthz", Duration::from_secs(5)));
+        assert_eq!(
+            (h.path.as_str(), h.interval),
+            ("/healthz", Duration::from_secs(5))
+        );
         assert_eq!(l.network.as_deref(), Some("jhub"));
         let web = &l.routers["web"];
-        assert_eq!(web.hosts, ["grafana.example.org", "www.grafana.example.org"]);
+        assert_eq!(
+            web.hosts,
+            ["grafana.example.org", "www.grafana.example.org"]
+        );
         assert_eq!(web.priority, 10);
         assert_eq!(web.tls_domains, ["grafana.example.org"]);
         let api = &l.routers["api"];

@@ -110,7 +110,8 @@ mod tests {
         let (out, mut sub) = channel("static");
         assert!(sub.snapshot.borrow().is_none());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(Box::new(StaticSource(Snapshot::default())).run(out, shutdown.clone()));
+        let task =
+            tokio::spawn(Box::new(StaticSource(Snapshot::default())).run(out, shutdown.clone()));
         sub.snapshot.changed().await.unwrap();
         assert!(sub.snapshot.borrow().is_some());
         shutdown.cancel();

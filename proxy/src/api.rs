@@ -72,7 +72,10 @@ impl Api {
                 return (StatusCode::FORBIDDEN, None);
             }
             if req.method() != Method::GET {
-                return (StatusCode::METHOD_NOT_ALLOWED, Some("Method not supported".into()));
+                return (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Some("Method not supported".into()),
+                );
             }
             return (StatusCode::OK, Some(page()));
         }

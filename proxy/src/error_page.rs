@@ -11,9 +11,9 @@ use http::{Request, Response, StatusCode, Uri};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::body::ResponseBody;
-use crate::upstream::body::{FromUpstream, UpstreamBody};
 use crate::error::ProxyError;
 use crate::forward::Proxy;
+use crate::upstream::body::{FromUpstream, UpstreamBody};
 use crate::upstream::target::Target;
 
 /// Error pages by status code. The binary reads `--error-path DIR` into this

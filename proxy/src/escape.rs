@@ -38,7 +38,6 @@ pub(crate) fn percent_decode(s: &str) -> Result<Cow<'_, str>, BadEscape> {
         .map_err(|_| BadEscape)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,9 +21,9 @@ use crate::tls;
 use crate::upgrade;
 use crate::upstream::balance::{Backend, InFlight};
 use crate::upstream::body::{FromUpstream, TooLarge, UpstreamBody};
-use crate::upstream::{h1, health};
 use crate::upstream::pool::{Connector, Sender};
 use crate::upstream::target::Target;
+use crate::upstream::{h1, health};
 
 /// Default TCP keepalive idle time (`--tcp-keepalive`).
 pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -161,7 +161,10 @@ impl Proxy {
         let retry = |e: &ProxyError, tries: u32| {
             route.balancer.is_some()
                 && tries < MAX_ENDPOINT_TRIES
-                && matches!(e, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
+                && matches!(
+                    e,
+                    ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+                )
         };
         if h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
             let (head, _) = upstream_req.into_parts();
@@ -453,7 +456,9 @@ fn pick<'r>(
         .ok_or_else(|| ProxyError::NoEndpoint {
             route: route.key().to_owned(),
         })?;
-    *tried |= 1u64.checked_shl(u32::try_from(i).unwrap_or(u32::MAX)).unwrap_or(0);
+    *tried |= 1u64
+        .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+        .unwrap_or(0);
     Ok((&backend.target, Some(backend)))
 }
 
@@ -489,7 +494,11 @@ fn sticky_cookie(
     if pinned == Some(&*backend.id) {
         return None;
     }
-    let path = if route.key().starts_with('/') { route.key() } else { "/" };
+    let path = if route.key().starts_with('/') {
+        route.key()
+    } else {
+        "/"
+    };
     HeaderValue::try_from(format!(
         "{name}={}; Path={path}; HttpOnly; SameSite=Lax",
         backend.id

@@ -166,7 +166,6 @@ async fn tunnel(
     }
 }
 
-
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 

@@ -13,7 +13,9 @@
 mod harness;
 
 mod api;
+mod balancing;
 mod binary;
+mod discovery;
 mod errors;
 mod forwarding;
 mod jupyterhub;

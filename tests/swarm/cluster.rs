@@ -22,7 +22,11 @@ pub fn images() -> &'static Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES.get_or_init(|| {
         let info = Command::new("docker")
-            .args(["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
+            .args([
+                "info",
+                "--format",
+                "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+            ])
             .output()
             .unwrap_or_else(|e| panic!("cannot run docker ({e}): install Docker and run {SETUP}"));
         let state = String::from_utf8_lossy(&info.stdout).trim().to_owned();
@@ -82,12 +86,20 @@ fn run(args: &[&str]) -> Output {
 pub fn unique(what: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("hgt-{what}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "hgt-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A free loopback port (released at once; host-mode publishing takes it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits for `what` to hold, polling every 100 ms, for at most `limit`.
@@ -97,7 +109,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         if let Some(v) = check() {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -110,7 +125,14 @@ pub struct Network {
 impl Network {
     pub fn create(what: &str) -> Self {
         let name = unique(what);
-        docker(&["network", "create", "--driver", "overlay", "--attachable", &name]);
+        docker(&[
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--attachable",
+            &name,
+        ]);
         Self { name }
     }
 }
@@ -119,7 +141,9 @@ impl Drop for Network {
     fn drop(&mut self) {
         // Swarm detaches task endpoints asynchronously: retry for a while.
         let start = Instant::now();
-        while !docker_ok(&["network", "rm", &self.name]) && start.elapsed() < Duration::from_secs(20) {
+        while !docker_ok(&["network", "rm", &self.name])
+            && start.elapsed() < Duration::from_secs(20)
+        {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
@@ -134,14 +158,30 @@ impl Service {
     /// `docker service create --name <name> <args...>` (detached, no
     /// registry lookup: the images are local).
     pub fn create(name: &str, args: &[&str]) -> Self {
-        let mut all = vec!["service", "create", "--detach", "--quiet", "--no-resolve-image", "--name", name];
+        let mut all = vec![
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--no-resolve-image",
+            "--name",
+            name,
+        ];
         all.extend_from_slice(args);
         docker(&all);
-        Self { name: name.to_owned() }
+        Self {
+            name: name.to_owned(),
+        }
     }
 
     /// A test backend (`PORT` 8080) on `network` with `labels`.
-    pub fn backend(name: &str, network: &Network, replicas: u32, labels: &[(&str, &str)], env: &[&str]) -> Self {
+    pub fn backend(
+        name: &str,
+        network: &Network,
+        replicas: u32,
+        labels: &[(&str, &str)],
+        env: &[&str],
+    ) -> Self {
         let replicas = replicas.to_string();
         let service_env = format!("SERVICE={name}");
         let mut args: Vec<String> = vec![
@@ -215,7 +255,12 @@ impl Hubgate {
 
     /// With the Docker API at `socket_mount` (a `--mount` value) and, when
     /// given, `DOCKER_HOST`.
-    pub fn start_with(network: &Network, extra: &[&str], socket_mount: &str, docker_host: Option<&str>) -> Self {
+    pub fn start_with(
+        network: &Network,
+        extra: &[&str],
+        socket_mount: &str,
+        docker_host: Option<&str>,
+    ) -> Self {
         let (port, api_port) = (free_port(), free_port());
         let publish = format!("mode=host,target=80,published={port}");
         let publish_api = format!("mode=host,target=8001,published={api_port}");
@@ -265,10 +310,14 @@ impl Hubgate {
             port,
             api_port,
         };
-        wait_for("hubgate to answer its health check", Duration::from_secs(60), || {
-            let r = http_get(hubgate.addr(), "/_chp_healthz", &[]).ok()?;
-            (r.status == 200).then_some(())
-        });
+        wait_for(
+            "hubgate to answer its health check",
+            Duration::from_secs(60),
+            || {
+                let r = http_get(hubgate.addr(), "/_chp_healthz", &[]).ok()?;
+                (r.status == 200).then_some(())
+            },
+        );
         hubgate
     }
 
@@ -291,7 +340,9 @@ impl Hubgate {
     /// The PID of hubgate's container's first process, on the host.
     pub fn pid(&self) -> u32 {
         let id = &self.service.containers()[0];
-        docker(&["inspect", "--format", "{{.State.Pid}}", id]).parse().unwrap()
+        docker(&["inspect", "--format", "{{.State.Pid}}", id])
+            .parse()
+            .unwrap()
     }
 
     /// The container's logs, for failure messages.
@@ -328,11 +379,20 @@ impl Answer {
 
 /// A one-shot HTTP/1.1 request (`Connection: close`); 5 s to connect, 15 s
 /// for the answer (longer than hubgate's 10 s upstream connect timeout).
-pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> std::io::Result<Answer> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Answer> {
     use std::io::{Read as _, Write as _};
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -372,7 +432,9 @@ pub fn task_at(addr: SocketAddr, path: &str) -> Option<String> {
 /// A websocket through hubgate to `path`.
 pub fn websocket(addr: SocketAddr, path: &str) -> tungstenite::WebSocket<TcpStream> {
     let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let url = format!("ws://{addr}{path}");
     let (ws, resp) = tungstenite::client(url.as_str(), stream).unwrap();
     assert_eq!(resp.status(), 101);

@@ -15,11 +15,23 @@ fn a_labelled_service_is_routed_scaled_relabelled_replaced_and_removed() {
 
     // Image and user: the production image runs unprivileged and healthy.
     let container = hubgate.service.containers()[0].clone();
-    assert_eq!(docker(&["inspect", "--format", "{{.Config.User}}", &container]), "10001:10001");
-    wait_for("hubgate's HEALTHCHECK to pass", Duration::from_secs(40), || {
-        let h = docker(&["inspect", "--format", "{{.State.Health.Status}}", &container]);
-        (h == "healthy").then_some(())
-    });
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.Config.User}}", &container]),
+        "10001:10001"
+    );
+    wait_for(
+        "hubgate's HEALTHCHECK to pass",
+        Duration::from_secs(40),
+        || {
+            let h = docker(&[
+                "inspect",
+                "--format",
+                "{{.State.Health.Status}}",
+                &container,
+            ]);
+            (h == "healthy").then_some(())
+        },
+    );
 
     // Create → first 200.
     let name = unique("web");
@@ -28,13 +40,28 @@ fn a_labelled_service_is_routed_scaled_relabelled_replaced_and_removed() {
         &name,
         &net,
         1,
-        &[("hubgate.enable", "true"), ("hubgate.port", "8080"), ("hubgate.path", "/web")],
+        &[
+            ("hubgate.enable", "true"),
+            ("hubgate.port", "8080"),
+            ("hubgate.path", "/web"),
+        ],
         &[],
     );
-    let first = wait_for("the new service to be routable", Duration::from_secs(60), || task_at(addr, "/web/x"));
-    println!("create -> first 200 through hubgate: {:?}", created.elapsed());
+    let first = wait_for(
+        "the new service to be routable",
+        Duration::from_secs(60),
+        || task_at(addr, "/web/x"),
+    );
+    println!(
+        "create -> first 200 through hubgate: {:?}",
+        created.elapsed()
+    );
     let r = http_get(addr, "/web/x?q=1", &[]).unwrap();
-    assert_eq!(r.json()["path"], "/web/x?q=1", "the path goes upstream as sent");
+    assert_eq!(
+        r.json()["path"],
+        "/web/x?q=1",
+        "the path goes upstream as sent"
+    );
 
     // Scale to 3: requests spread over all three tasks.
     web.update(&["--replicas", "3"]);
@@ -48,11 +75,15 @@ fn a_labelled_service_is_routed_scaled_relabelled_replaced_and_removed() {
     let mut ws = websocket(addr, "/web/ws");
     echo(&mut ws, "before");
     web.update(&["--label-add", "hubgate.path=/moved"]);
-    wait_for("routing to follow the label change", Duration::from_secs(30), || {
-        let moved = task_at(addr, "/moved/x").is_some();
-        let old = http_get(addr, "/web/x", &[]).ok()?.status;
-        (moved && old == 404).then_some(())
-    });
+    wait_for(
+        "routing to follow the label change",
+        Duration::from_secs(30),
+        || {
+            let moved = task_at(addr, "/moved/x").is_some();
+            let old = http_get(addr, "/web/x", &[]).ok()?.status;
+            (moved && old == 404).then_some(())
+        },
+    );
     echo(&mut ws, "after the route changed");
 
     // Kill a task: its replacement is used, the dead one is not.
@@ -60,11 +91,18 @@ fn a_labelled_service_is_routed_scaled_relabelled_replaced_and_removed() {
     let victim_host = docker(&["inspect", "--format", "{{.Config.Hostname}}", &victim]);
     let killed = Instant::now();
     docker(&["kill", &victim]);
-    let replacement = wait_for("a replacement task to serve", Duration::from_secs(60), || {
-        let tasks: HashSet<String> = (0..12).filter_map(|_| task_at(addr, "/moved/")).collect();
-        (tasks.len() == 3 && !tasks.contains(&victim_host)).then_some(tasks)
-    });
-    println!("task killed -> replacement serving: {:?} ({replacement:?})", killed.elapsed());
+    let replacement = wait_for(
+        "a replacement task to serve",
+        Duration::from_secs(60),
+        || {
+            let tasks: HashSet<String> = (0..12).filter_map(|_| task_at(addr, "/moved/")).collect();
+            (tasks.len() == 3 && !tasks.contains(&victim_host)).then_some(tasks)
+        },
+    );
+    println!(
+        "task killed -> replacement serving: {:?} ({replacement:?})",
+        killed.elapsed()
+    );
     let failures = (0..30)
         .filter(|_| http_get(addr, "/moved/", &[]).map_or(true, |r| r.status != 200))
         .count();
@@ -89,30 +127,50 @@ fn bad_labels_are_reported_by_name_while_other_services_keep_serving() {
         &good,
         &net,
         1,
-        &[("hubgate.enable", "true"), ("hubgate.port", "8080"), ("hubgate.path", "/good")],
+        &[
+            ("hubgate.enable", "true"),
+            ("hubgate.port", "8080"),
+            ("hubgate.path", "/good"),
+        ],
         &[],
     );
     let _bad = Service::backend(
         &bad,
         &net,
         1,
-        &[("hubgate.enable", "true"), ("hubgate.port", "eighty"), ("hubgate.path", "/bad")],
+        &[
+            ("hubgate.enable", "true"),
+            ("hubgate.port", "eighty"),
+            ("hubgate.path", "/bad"),
+        ],
         &[],
     );
-    wait_for("the good service to serve", Duration::from_secs(60), || task_at(addr, "/good/"));
-    let problem = wait_for("the bad label in /api/discovery", Duration::from_secs(30), || {
-        let d = hubgate.discovery();
-        d["sources"][0]["problems"]
-            .as_array()?
-            .iter()
-            .find(|p| p["service"] == bad.as_str())
-            .cloned()
+    wait_for("the good service to serve", Duration::from_secs(60), || {
+        task_at(addr, "/good/")
     });
+    let problem = wait_for(
+        "the bad label in /api/discovery",
+        Duration::from_secs(30),
+        || {
+            let d = hubgate.discovery();
+            d["sources"][0]["problems"]
+                .as_array()?
+                .iter()
+                .find(|p| p["service"] == bad.as_str())
+                .cloned()
+        },
+    );
     assert_eq!(problem["label"], "hubgate.port");
-    assert!(problem["message"].as_str().unwrap().contains("eighty"), "{problem}");
+    assert!(
+        problem["message"].as_str().unwrap().contains("eighty"),
+        "{problem}"
+    );
     assert_eq!(http_get(addr, "/bad/", &[]).unwrap().status, 404);
     let logs = hubgate.logs();
-    assert!(logs.contains("hubgate.port") && logs.contains(&bad), "the log names the service and label: {logs}");
+    assert!(
+        logs.contains("hubgate.port") && logs.contains(&bad),
+        "the log names the service and label: {logs}"
+    );
     assert!(task_at(addr, "/good/").is_some());
 }
 
@@ -126,18 +184,32 @@ fn a_service_on_no_shared_network_is_reported_unreachable() {
         &name,
         &other,
         1,
-        &[("hubgate.enable", "true"), ("hubgate.port", "8080"), ("hubgate.path", "/lonely")],
+        &[
+            ("hubgate.enable", "true"),
+            ("hubgate.port", "8080"),
+            ("hubgate.path", "/lonely"),
+        ],
         &[],
     );
-    let problem = wait_for("the unreachable service in /api/discovery", Duration::from_secs(30), || {
-        let d = hubgate.discovery();
-        d["sources"][0]["problems"]
-            .as_array()?
-            .iter()
-            .find(|p| p["service"] == name.as_str())
-            .cloned()
-    });
-    assert!(problem["message"].as_str().unwrap().contains("not on a network shared"), "{problem}");
+    let problem = wait_for(
+        "the unreachable service in /api/discovery",
+        Duration::from_secs(30),
+        || {
+            let d = hubgate.discovery();
+            d["sources"][0]["problems"]
+                .as_array()?
+                .iter()
+                .find(|p| p["service"] == name.as_str())
+                .cloned()
+        },
+    );
+    assert!(
+        problem["message"]
+            .as_str()
+            .unwrap()
+            .contains("not on a network shared"),
+        "{problem}"
+    );
     let r = http_get(hubgate.addr(), "/lonely/", &[]).unwrap();
     assert_eq!(r.status, 503, "a known route with no reachable endpoint");
 }

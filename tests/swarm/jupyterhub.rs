@@ -26,17 +26,35 @@ fn alice_env() -> Vec<&'static str> {
 
 fn api(hubgate: &Hubgate, method: &str, path: &str, body: &str) -> Answer {
     let auth = format!("token {TOKEN}");
-    http(hubgate.api(), method, path, &[("Authorization", &auth)], body).unwrap()
+    http(
+        hubgate.api(),
+        method,
+        path,
+        &[("Authorization", &auth)],
+        body,
+    )
+    .unwrap()
 }
 
 /// `ss` lines of established TCP sockets in the container's network
 /// namespace, with their timers.
 fn sockets(pid: u32) -> Vec<String> {
     let out = std::process::Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-n", "ss", "-tnoH", "state", "established"])
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "ss",
+            "-tnoH",
+            "state",
+            "established",
+        ])
         .output()
         .expect("nsenter");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -46,19 +64,38 @@ fn a_swarmspawner_server_is_reached_at_its_task_address_by_every_replica() {
     let a = Hubgate::start(&net, &[]);
     let b = Hubgate::start(&net, &[]);
     let alice = Service::backend(ALICE, &net, 1, &[], &alice_env());
-    wait_for("alice's task to run", Duration::from_secs(60), || (!alice.containers().is_empty()).then_some(()));
-    let task = docker(&["inspect", "--format", "{{.Config.Hostname}}", &alice.containers()[0]]);
+    wait_for("alice's task to run", Duration::from_secs(60), || {
+        (!alice.containers().is_empty()).then_some(())
+    });
+    let task = docker(&[
+        "inspect",
+        "--format",
+        "{{.Config.Hostname}}",
+        &alice.containers()[0],
+    ]);
 
     // JupyterHub's call, to replica A only: SwarmSpawner's target names the service.
     let body = r#"{"target":"http://jupyter-alice:8888","user":"alice","server_name":"","jupyterhub":true}"#;
     assert_eq!(api(&a, "POST", "/api/routes/user/alice", body).status, 201);
-    let served = wait_for("A to serve alice", Duration::from_secs(30), || task_at(a.addr(), "/user/alice/api/status"));
+    let served = wait_for("A to serve alice", Duration::from_secs(30), || {
+        task_at(a.addr(), "/user/alice/api/status")
+    });
     assert_eq!(served, task, "A reaches alice's task");
     let routes = api(&a, "GET", "/api/routes", "");
     let routes: serde_json::Value = serde_json::from_str(&routes.body).unwrap();
-    assert_eq!(routes["/user/alice"]["target"], "http://jupyter-alice:8888", "echoed as sent");
-    assert_eq!(routes.as_object().unwrap().len(), 1, "discovered routes are not reported: {routes}");
-    assert!(!a.discovery().to_string().contains("not-to-be-seen"), "the API token never shows");
+    assert_eq!(
+        routes["/user/alice"]["target"], "http://jupyter-alice:8888",
+        "echoed as sent"
+    );
+    assert_eq!(
+        routes.as_object().unwrap().len(),
+        1,
+        "discovered routes are not reported: {routes}"
+    );
+    assert!(
+        !a.discovery().to_string().contains("not-to-be-seen"),
+        "the API token never shows"
+    );
 
     // The VIP does not route on this machine: hubgate did not go through it.
     let vip = docker(&[
@@ -68,24 +105,48 @@ fn a_swarmspawner_server_is_reached_at_its_task_address_by_every_replica() {
         "{{range .Endpoint.VirtualIPs}}{{.Addr}} {{end}}",
         ALICE,
     ]);
-    let vip = vip.split_whitespace().next().expect("alice has a VIP").split('/').next().unwrap().to_owned();
+    let vip = vip
+        .split_whitespace()
+        .next()
+        .expect("alice has a VIP")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let vip_route = format!(r#"{{"target":"http://{vip}:8888"}}"#);
-    assert_eq!(api(&a, "POST", "/api/routes/vipcheck", &vip_route).status, 201);
+    assert_eq!(
+        api(&a, "POST", "/api/routes/vipcheck", &vip_route).status,
+        201
+    );
     let through_vip = http_get(a.addr(), "/vipcheck/api/status", &[]).unwrap();
-    assert_eq!(through_vip.status, 503, "the VIP {vip} answers nothing here: {}", through_vip.body);
+    assert_eq!(
+        through_vip.status, 503,
+        "the VIP {vip} answers nothing here: {}",
+        through_vip.body
+    );
 
     // Its websocket: TCP keepalive on both sides, read back from the sockets.
     let mut ws = websocket(a.addr(), "/user/alice/api/kernels/k1/channels");
     echo(&mut ws, "execute_request");
     let lines = sockets(a.pid());
-    let client_side = lines.iter().any(|l| l.contains(":80 ") && l.contains("keepalive"));
-    let upstream_side = lines.iter().any(|l| l.contains(":8888 ") && l.contains("keepalive"));
-    assert!(client_side && upstream_side, "keepalive on both sides: {lines:#?}");
+    let client_side = lines
+        .iter()
+        .any(|l| l.contains(":80 ") && l.contains("keepalive"));
+    let upstream_side = lines
+        .iter()
+        .any(|l| l.contains(":8888 ") && l.contains("keepalive"));
+    assert!(
+        client_side && upstream_side,
+        "keepalive on both sides: {lines:#?}"
+    );
     echo(&mut ws, "still open");
 
     // Replica B never got the API call and serves alice from the spec alone.
     assert_eq!(api(&b, "GET", "/api/routes", "").body, "{}");
-    assert_eq!(task_at(b.addr(), "/user/alice/api/status").as_deref(), Some(task.as_str()));
+    assert_eq!(
+        task_at(b.addr(), "/user/alice/api/status").as_deref(),
+        Some(task.as_str())
+    );
     // A restarted replica serves her at once.
     let before = b.service.containers();
     b.service.update(&["--force"]);
@@ -95,7 +156,9 @@ fn a_swarmspawner_server_is_reached_at_its_task_address_by_every_replica() {
         let up = http_get(b.addr(), "/_chp_healthz", &[]).ok()?.status == 200;
         (up && restarted).then_some(())
     });
-    wait_for("restarted B to serve alice", Duration::from_secs(5), || task_at(b.addr(), "/user/alice/"));
+    wait_for("restarted B to serve alice", Duration::from_secs(5), || {
+        task_at(b.addr(), "/user/alice/")
+    });
 
     // The server stops: the service goes, and with it the route everywhere.
     drop(ws);
@@ -103,11 +166,18 @@ fn a_swarmspawner_server_is_reached_at_its_task_address_by_every_replica() {
     wait_for("B to drop alice", Duration::from_secs(30), || {
         (http_get(b.addr(), "/user/alice/", &[]).ok()?.status == 404).then_some(())
     });
-    wait_for("A's discovered route to go", Duration::from_secs(30), || {
-        let d = a.discovery();
-        let gone = !d["routes"].as_array()?.iter().any(|r| r["path"] == "/user/alice");
-        gone.then_some(())
-    });
+    wait_for(
+        "A's discovered route to go",
+        Duration::from_secs(30),
+        || {
+            let d = a.discovery();
+            let gone = !d["routes"]
+                .as_array()?
+                .iter()
+                .any(|r| r["path"] == "/user/alice");
+            gone.then_some(())
+        },
+    );
     assert_eq!(api(&a, "DELETE", "/api/routes/user/alice", "").status, 204);
     assert_eq!(http_get(a.addr(), "/user/alice/", &[]).unwrap().status, 404);
 }

@@ -4,7 +4,12 @@
 //! the swarm and the images; without them every test fails and says so.
 
 // Test code: a failed unwrap is a failed test, with its location.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
 
 mod cluster;
 

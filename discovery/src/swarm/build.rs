@@ -49,7 +49,12 @@ pub(crate) fn build(
     for net in networks {
         for (service, addrs) in &net.tasks {
             let entry = snapshot.services.entry(service.clone()).or_default();
-            entry.extend(addrs.iter().filter(|a| !entry.contains(a)).collect::<Vec<_>>());
+            entry.extend(
+                addrs
+                    .iter()
+                    .filter(|a| !entry.contains(a))
+                    .collect::<Vec<_>>(),
+            );
         }
     }
     for list in snapshot.services.values_mut() {
@@ -92,7 +97,11 @@ pub(crate) fn build(
         let mut routers: BTreeMap<String, RouterLabels> = BTreeMap::new();
         let mut jupyter_port = None;
         if let Some(prefix) = env(&s.env, PREFIX_ENV) {
-            jupyter_port = Some(env(&s.env, URL_ENV).and_then(url_port).unwrap_or(SINGLEUSER_PORT));
+            jupyter_port = Some(
+                env(&s.env, URL_ENV)
+                    .and_then(url_port)
+                    .unwrap_or(SINGLEUSER_PORT),
+            );
             let router = RouterLabels {
                 path: Some(prefix.to_owned()),
                 ..RouterLabels::default()
@@ -127,8 +136,19 @@ pub(crate) fn build(
                     network_names.join(", ")
                 ),
             };
-            problems.push(problem(labels.network.is_some().then(|| "hubgate.network".into()), message));
-            push_routes(&mut snapshot, &mut problems, s, &labels, routers, jupyter_port, Vec::new());
+            problems.push(problem(
+                labels.network.is_some().then(|| "hubgate.network".into()),
+                message,
+            ));
+            push_routes(
+                &mut snapshot,
+                &mut problems,
+                s,
+                &labels,
+                routers,
+                jupyter_port,
+                Vec::new(),
+            );
             continue;
         };
         let addresses = if labels.vip {
@@ -141,7 +161,10 @@ pub(crate) fn build(
             if vip.is_empty() {
                 problems.push(problem(
                     Some("hubgate.vip".into()),
-                    format!("no virtual IP on {} (endpoint mode dnsrr?); routes answer 503", net.name),
+                    format!(
+                        "no virtual IP on {} (endpoint mode dnsrr?); routes answer 503",
+                        net.name
+                    ),
                 ));
             }
             vip
@@ -150,9 +173,19 @@ pub(crate) fn build(
             a.sort();
             a
         };
-        push_routes(&mut snapshot, &mut problems, s, &labels, routers, jupyter_port, addresses);
+        push_routes(
+            &mut snapshot,
+            &mut problems,
+            s,
+            &labels,
+            routers,
+            jupyter_port,
+            addresses,
+        );
     }
-    snapshot.routes.sort_by(|a, b| (&a.service, &a.router).cmp(&(&b.service, &b.router)));
+    snapshot
+        .routes
+        .sort_by(|a, b| (&a.service, &a.router).cmp(&(&b.service, &b.router)));
     (snapshot, problems)
 }
 
@@ -175,7 +208,9 @@ fn push_routes(
             problems.push(Problem {
                 service: Some(s.name.clone()),
                 label: Some(format!("hubgate.routers.{name}.port")),
-                message: "no port: set hubgate.port (swarm does not say which port a service listens on)".into(),
+                message:
+                    "no port: set hubgate.port (swarm does not say which port a service listens on)"
+                        .into(),
             });
             continue;
         };
@@ -185,9 +220,16 @@ fn push_routes(
             hosts: r.hosts,
             path: r.path.unwrap_or_else(|| "/".into()),
             priority: r.priority,
-            scheme: if detected { Scheme::Http } else { labels.scheme },
+            scheme: if detected {
+                Scheme::Http
+            } else {
+                labels.scheme
+            },
             port,
-            endpoints: addresses.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
+            endpoints: addresses
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect(),
             strip_prefix: r.strip_prefix,
             sticky_cookie: labels.sticky_cookie.clone(),
             lb: if detected { Lb::RoundRobin } else { labels.lb },
@@ -205,7 +247,9 @@ fn choose_network<'n>(
     networks: &'n [ObservedNetwork],
 ) -> Option<&'n ObservedNetwork> {
     if let Some(wanted) = &labels.network {
-        return networks.iter().find(|n| &n.name == wanted || &n.id == wanted);
+        return networks
+            .iter()
+            .find(|n| &n.name == wanted || &n.id == wanted);
     }
     networks
         .iter()
@@ -218,10 +262,8 @@ fn choose_network<'n>(
 }
 
 fn env<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
-    env.iter().find_map(|kv| {
-        kv.strip_prefix(key)
-            .and_then(|rest| rest.strip_prefix('='))
-    })
+    env.iter()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
 }
 
 /// The port of `http://0.0.0.0:8888/user/alice/`.
@@ -243,7 +285,10 @@ mod tests {
         ObservedService {
             id: format!("id-{name}"),
             name: name.into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             env: env.iter().map(|e| e.to_string()).collect(),
             networks: vec!["net-id".into()],
             vips: vec![("net-id".into(), ip("10.0.1.2"))],
@@ -265,7 +310,11 @@ mod tests {
     fn a_labelled_service_routes_to_its_tasks() {
         let s = service(
             "web",
-            &[("hubgate.enable", "true"), ("hubgate.port", "8080"), ("hubgate.path", "/web")],
+            &[
+                ("hubgate.enable", "true"),
+                ("hubgate.port", "8080"),
+                ("hubgate.path", "/web"),
+            ],
             &[],
         );
         let net = network(&[("web", &["10.0.1.7", "10.0.1.5"])]);
@@ -273,7 +322,10 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         let r = &snap.routes[0];
         assert_eq!((r.path.as_str(), r.port), ("/web", 8080));
-        assert_eq!(r.endpoint_urls(), ["http://10.0.1.5:8080", "http://10.0.1.7:8080"]);
+        assert_eq!(
+            r.endpoint_urls(),
+            ["http://10.0.1.5:8080", "http://10.0.1.7:8080"]
+        );
         assert_eq!(r.display_target(), "http://web:8080");
         assert_eq!(snap.services["web"], [ip("10.0.1.5"), ip("10.0.1.7")]);
     }
@@ -293,14 +345,24 @@ mod tests {
         let (snap, problems) = build(&[s], &[net], &mut HashMap::new());
         assert!(problems.is_empty());
         let r = &snap.routes[0];
-        assert_eq!((r.router.as_str(), r.path.as_str()), ("jupyterhub", "/user/alice/"));
+        assert_eq!(
+            (r.router.as_str(), r.path.as_str()),
+            ("jupyterhub", "/user/alice/")
+        );
         assert_eq!(r.endpoint_urls(), ["http://10.0.1.9:8888"]);
-        assert!(!format!("{snap:?}").contains("secret"), "the API token never leaves");
+        assert!(
+            !format!("{snap:?}").contains("secret"),
+            "the API token never leaves"
+        );
     }
 
     #[test]
     fn opting_out_removes_even_a_detected_server() {
-        let s = service("jupyter-bob", &[("hubgate.enable", "false")], &["JUPYTERHUB_SERVICE_PREFIX=/user/bob/"]);
+        let s = service(
+            "jupyter-bob",
+            &[("hubgate.enable", "false")],
+            &["JUPYTERHUB_SERVICE_PREFIX=/user/bob/"],
+        );
         let (snap, _) = build(&[s], &[network(&[])], &mut HashMap::new());
         assert!(snap.routes.is_empty());
     }
@@ -309,20 +371,36 @@ mod tests {
     fn bad_labels_keep_the_last_good_routes_and_are_reported() {
         let good = service(
             "web",
-            &[("hubgate.enable", "true"), ("hubgate.port", "80"), ("hubgate.path", "/web")],
+            &[
+                ("hubgate.enable", "true"),
+                ("hubgate.port", "80"),
+                ("hubgate.path", "/web"),
+            ],
             &[],
         );
         let other = service(
             "other",
-            &[("hubgate.enable", "true"), ("hubgate.port", "80"), ("hubgate.path", "/other")],
+            &[
+                ("hubgate.enable", "true"),
+                ("hubgate.port", "80"),
+                ("hubgate.path", "/other"),
+            ],
             &[],
         );
         let mut last_good = HashMap::new();
         let net = network(&[]);
-        build(&[good.clone(), other.clone()], std::slice::from_ref(&net), &mut last_good);
+        build(
+            &[good.clone(), other.clone()],
+            std::slice::from_ref(&net),
+            &mut last_good,
+        );
         let mut bad = good.clone();
         bad.labels.insert("hubgate.port".into(), "eighty".into());
-        let (snap, problems) = build(&[bad.clone(), other.clone()], std::slice::from_ref(&net), &mut last_good);
+        let (snap, problems) = build(
+            &[bad.clone(), other.clone()],
+            std::slice::from_ref(&net),
+            &mut last_good,
+        );
         assert_eq!(snap.routes.len(), 2, "both still routed");
         assert_eq!(problems[0].label.as_deref(), Some("hubgate.port"));
         assert!(problems[0].message.contains("last good"));
@@ -338,33 +416,56 @@ mod tests {
     fn a_service_on_no_shared_network_is_unreachable() {
         let mut s = service(
             "lost",
-            &[("hubgate.enable", "true"), ("hubgate.port", "80"), ("hubgate.path", "/lost")],
+            &[
+                ("hubgate.enable", "true"),
+                ("hubgate.port", "80"),
+                ("hubgate.path", "/lost"),
+            ],
             &[],
         );
         s.networks = vec!["elsewhere".into()];
         let (snap, problems) = build(&[s], &[network(&[])], &mut HashMap::new());
         assert!(snap.routes[0].endpoints.is_empty());
-        assert!(problems[0].message.contains("not on a network shared"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("not on a network shared"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn vip_only_when_asked() {
         let s = service(
             "v",
-            &[("hubgate.enable", "true"), ("hubgate.port", "80"), ("hubgate.path", "/v"), ("hubgate.vip", "true")],
+            &[
+                ("hubgate.enable", "true"),
+                ("hubgate.port", "80"),
+                ("hubgate.path", "/v"),
+                ("hubgate.vip", "true"),
+            ],
             &[],
         );
-        let (snap, _) = build(&[s], &[network(&[("v", &["10.0.1.3"])])], &mut HashMap::new());
+        let (snap, _) = build(
+            &[s],
+            &[network(&[("v", &["10.0.1.3"])])],
+            &mut HashMap::new(),
+        );
         assert_eq!(snap.routes[0].endpoint_urls(), ["http://10.0.1.2:80"]);
     }
 
     #[test]
     fn missing_port_and_enable_are_reported() {
-        let no_port = service("a", &[("hubgate.enable", "true"), ("hubgate.path", "/a")], &[]);
+        let no_port = service(
+            "a",
+            &[("hubgate.enable", "true"), ("hubgate.path", "/a")],
+            &[],
+        );
         let no_enable = service("b", &[("hubgate.port", "1"), ("hubgate.path", "/b")], &[]);
         let (snap, problems) = build(&[no_port, no_enable], &[network(&[])], &mut HashMap::new());
         assert!(snap.routes.is_empty());
-        let labels: Vec<_> = problems.iter().map(|p| p.label.clone().unwrap_or_default()).collect();
+        let labels: Vec<_> = problems
+            .iter()
+            .map(|p| p.label.clone().unwrap_or_default())
+            .collect();
         assert_eq!(labels, ["hubgate.routers.default.port", "hubgate.enable"]);
     }
 }

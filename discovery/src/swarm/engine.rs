@@ -87,7 +87,9 @@ impl Engine {
                 .docker
                 .inspect_container(me, None::<InspectContainerOptions>)
                 .await
-                .map_err(|e| DiscoveryError::Networks(format!("cannot inspect own container {me:?}: {e}")))?;
+                .map_err(|e| {
+                    DiscoveryError::Networks(format!("cannot inspect own container {me:?}: {e}"))
+                })?;
             c.network_settings
                 .and_then(|n| n.networks)
                 .unwrap_or_default()
@@ -158,7 +160,15 @@ impl Engine {
             ("type", vec!["service", "container"]),
             (
                 "event",
-                vec!["create", "update", "remove", "start", "die", "health_status", "destroy"],
+                vec![
+                    "create",
+                    "update",
+                    "remove",
+                    "start",
+                    "die",
+                    "health_status",
+                    "destroy",
+                ],
             ),
         ]);
         let options = EventsOptionsBuilder::new().filters(&filters).build();

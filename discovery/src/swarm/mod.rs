@@ -94,7 +94,11 @@ impl SwarmSource {
         }
     }
 
-    async fn follow(&mut self, out: &Publisher, shutdown: &CancellationToken) -> Result<(), DiscoveryError> {
+    async fn follow(
+        &mut self,
+        out: &Publisher,
+        shutdown: &CancellationToken,
+    ) -> Result<(), DiscoveryError> {
         let engine = Engine::connect(self.config.docker_host.as_deref()).await?;
         let networks = engine
             .shared_networks(&self.config.networks, self.config.self_container.as_deref())
@@ -147,7 +151,8 @@ impl SwarmSource {
     }
 
     fn publish(&mut self, out: &Publisher, engine: &Engine) {
-        let (snapshot, problems) = build::build(&self.services, &self.networks, &mut self.last_good);
+        let (snapshot, problems) =
+            build::build(&self.services, &self.networks, &mut self.last_good);
         for p in problems.iter().filter(|p| !self.reported.contains(p)) {
             tracing::warn!(
                 service = p.service.as_deref().unwrap_or("-"),

@@ -6,6 +6,6 @@ pub(crate) mod key;
 mod store;
 mod table;
 
-pub use store::RouteStore;
 pub use discovered::{DiscoveredLayer, DiscoveredRoute, Rejected};
+pub use store::RouteStore;
 pub use table::{Layer, Route, RouteTable};

@@ -113,7 +113,9 @@ impl RouteStore {
                 let slot = (r.host.clone(), key.clone());
                 if let Some(winner) = winners.get(&slot) {
                     rejected.push(Rejected {
-                        reason: format!("shadowed by {winner} (same host and path, higher priority)"),
+                        reason: format!(
+                            "shadowed by {winner} (same host and path, higher priority)"
+                        ),
                         name: r.name,
                     });
                     continue;
@@ -139,7 +141,10 @@ impl RouteStore {
                     .balanced(Some(Arc::new(balancer)), r.strip_prefix);
                 match r.host {
                     Some(h) => {
-                        hosts.entry(h.into()).or_default().insert(key, Arc::new(route));
+                        hosts
+                            .entry(h.into())
+                            .or_default()
+                            .insert(key, Arc::new(route));
                     }
                     None => {
                         plain.insert(key, Arc::new(route));
@@ -150,7 +155,9 @@ impl RouteStore {
             for key in old.iter().filter(|k| !plain.contains_key(&***k)) {
                 t.remove(Layer::Discovery, key);
             }
-            plain.into_iter().for_each(|(_, r)| t.put(Layer::Discovery, r));
+            plain
+                .into_iter()
+                .for_each(|(_, r)| t.put(Layer::Discovery, r));
             t.hosts = hosts;
             t.set_services(layer.services);
         })
@@ -161,12 +168,7 @@ impl RouteStore {
         rejected
     }
 
-    fn build_route(
-        &self,
-        path: &str,
-        body: &[u8],
-        restoring: bool,
-    ) -> Result<Route, RouteError> {
+    fn build_route(&self, path: &str, body: &[u8], restoring: bool) -> Result<Route, RouteError> {
         let key = normalize_key(&percent_decode(path).map_err(|_| RouteError::BadPath)?);
         let host = match (self.host_routing, key.as_str()) {
             (true, k) if k != "/" => k[1..].split('/').next(),
@@ -273,7 +275,13 @@ mod tests {
         assert_eq!(s2.load().render_api_routes(None), json);
     }
 
-    fn discovered(name: &str, host: Option<&str>, path: &str, priority: i64, eps: &[&str]) -> DiscoveredRoute {
+    fn discovered(
+        name: &str,
+        host: Option<&str>,
+        path: &str,
+        priority: i64,
+        eps: &[&str],
+    ) -> DiscoveredRoute {
         DiscoveredRoute {
             name: name.into(),
             host: host.map(Into::into),
@@ -300,7 +308,11 @@ mod tests {
         let s = RouteStore::new(false);
         let a = discovered("a", None, "/a", 0, &["http://10.0.0.1:80"]);
         let b = discovered("b", Some("b.example.org"), "/", 0, &["http://10.0.0.2:80"]);
-        assert!(s.replace_discovered(layer(vec![a.clone(), b])).await.is_empty());
+        assert!(
+            s.replace_discovered(layer(vec![a.clone(), b]))
+                .await
+                .is_empty()
+        );
         let table = s.load();
         let before = table.get(Layer::Discovery, "/a").unwrap().clone();
         before.balancer().unwrap().backends()[0].set_healthy(false);
@@ -344,19 +356,42 @@ mod tests {
         assert!(s.load().lookup("/user/alice").unwrap().balancer().is_none());
         let services = |ips: &[&str]| DiscoveredLayer {
             routes: vec![],
-            services: [("jupyter-alice".to_owned(), ips.iter().map(|i| ip(i)).collect())].into(),
+            services: [(
+                "jupyter-alice".to_owned(),
+                ips.iter().map(|i| ip(i)).collect(),
+            )]
+            .into(),
         };
         s.replace_discovered(services(&["10.0.1.5"])).await;
         let table = s.load();
         let route = table.lookup("/user/alice/api").unwrap();
-        assert_eq!(route.target().as_str(), "http://jupyter-alice:8888", "echoed as sent");
-        assert_eq!(route.balancer().unwrap().backends()[0].url(), "http://10.0.1.5:8888");
+        assert_eq!(
+            route.target().as_str(),
+            "http://jupyter-alice:8888",
+            "echoed as sent"
+        );
+        assert_eq!(
+            route.balancer().unwrap().backends()[0].url(),
+            "http://10.0.1.5:8888"
+        );
         // A route added later is pointed at the tasks as well.
-        s.add_api_route("/user/alice/lab", br#"{"target":"http://jupyter-alice:8888"}"#)
-            .await
-            .unwrap();
-        assert!(s.load().lookup("/user/alice/lab").unwrap().balancer().is_some());
+        s.add_api_route(
+            "/user/alice/lab",
+            br#"{"target":"http://jupyter-alice:8888"}"#,
+        )
+        .await
+        .unwrap();
+        assert!(
+            s.load()
+                .lookup("/user/alice/lab")
+                .unwrap()
+                .balancer()
+                .is_some()
+        );
         s.replace_discovered(DiscoveredLayer::default()).await;
-        assert!(s.load().lookup("/user/alice").unwrap().balancer().is_none(), "gone: DNS again");
+        assert!(
+            s.load().lookup("/user/alice").unwrap().balancer().is_none(),
+            "gone: DNS again"
+        );
     }
 }

@@ -267,7 +267,9 @@ impl RouteTable {
         let addrs = self.services.get(&**host)?;
         let targets = addrs
             .iter()
-            .filter_map(|ip| Target::parse(&format!("http://{}", std::net::SocketAddr::new(*ip, *port))).ok())
+            .filter_map(|ip| {
+                Target::parse(&format!("http://{}", std::net::SocketAddr::new(*ip, *port))).ok()
+            })
             .collect();
         let previous = previous.and_then(|p| p.balancer.as_deref());
         Some(Arc::new(Balancer::new(

@@ -215,7 +215,11 @@ impl Balancer {
         };
         let up = candidates(true).count();
         let up_only = up > 0;
-        let n = if up_only { up } else { candidates(false).count() };
+        let n = if up_only {
+            up
+        } else {
+            candidates(false).count()
+        };
         if n == 0 {
             return None;
         }

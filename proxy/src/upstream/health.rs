@@ -42,8 +42,11 @@ pub(crate) async fn run(
                     continue;
                 }
                 let interval = u64::try_from(check.interval.as_millis()).unwrap_or(u64::MAX);
-                backend.next_check.store(now.saturating_add(interval), Ordering::Relaxed);
-                let (backend, check, connector) = (backend.clone(), check.clone(), connector.clone());
+                backend
+                    .next_check
+                    .store(now.saturating_add(interval), Ordering::Relaxed);
+                let (backend, check, connector) =
+                    (backend.clone(), check.clone(), connector.clone());
                 tokio::spawn(async move {
                     let ok = probe(&connector, &backend, &check).await;
                     backend.set_healthy(ok);

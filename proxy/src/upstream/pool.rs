@@ -19,8 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::body::UpstreamBody;
-use crate::error::ProxyError;
 use super::target::{Endpoint, Target};
+use crate::error::ProxyError;
 
 pub(crate) type Sender = http1::SendRequest<UpstreamBody>;
 

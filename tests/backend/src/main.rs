@@ -12,9 +12,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080);
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
-    let task = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "unknown".into(), |h| h.trim().to_owned());
+    let task = std::fs::read_to_string("/etc/hostname")
+        .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned());
     let service = std::env::var("SERVICE").unwrap_or_default();
     loop {
         let (stream, _) = listener.accept().await?;
@@ -65,14 +69,21 @@ async fn serve(mut stream: TcpStream, task: &str, service: &str) -> std::io::Res
             }
             return Ok(());
         }
-        let body_len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let body_len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let mut head = vec![0u8; head_len];
         stream.read_exact(&mut head).await?;
         let mut body = vec![0u8; body_len];
         stream.read_exact(&mut body).await?;
         let unhealthy = path == "/healthz" && std::path::Path::new("/tmp/unhealthy").exists();
-        let status = if unhealthy { "503 Service Unavailable" } else { "200 OK" };
-        let json = serde_json::json!({ "task": task, "service": service, "path": path }).to_string();
+        let status = if unhealthy {
+            "503 Service Unavailable"
+        } else {
+            "200 OK"
+        };
+        let json =
+            serde_json::json!({ "task": task, "service": service, "path": path }).to_string();
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
             json.len()

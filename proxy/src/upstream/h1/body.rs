@@ -14,8 +14,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio_util::io::poll_read_buf;
 
 use super::{Conn, Head, READ_CHUNK, invalid, keep_alive, put_back};
-use crate::error::BoxError;
 use crate::clock::Activity;
+use crate::error::BoxError;
 
 /// Longest chunk-size line or trailer section accepted.
 const MAX_LINE: usize = 8 * 1024;

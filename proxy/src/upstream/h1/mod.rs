@@ -30,9 +30,9 @@ use tokio::net::TcpStream;
 
 pub(crate) use body::RawBody;
 
-use crate::error::ProxyError;
 use super::pool::{Connector, Idle, PoolKey, park, unpark};
 use super::target::{Endpoint, Target};
+use crate::error::ProxyError;
 
 /// Most response header fields accepted (as hyper's client).
 const MAX_HEADERS: usize = 100;
