@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 pub use crate::error::BoxError;
-use crate::upstream::body::FromUpstream;
+use crate::upstream::pool::FromUpstream;
 
 /// A response body on its way to the client.
 pub enum ResponseBody {

@@ -35,7 +35,7 @@ pub fn images() -> &'static Images {
             "no Docker engine that is a swarm manager (docker info: {state:?} {}): run {SETUP}",
             String::from_utf8_lossy(&info.stderr).trim()
         );
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/swarm-images.env");
+        let file = workspace_root().join("target/swarm-images.env");
         let env = std::fs::read_to_string(&file)
             .unwrap_or_else(|_| panic!("{} is missing: run {SETUP}", file.display()));
         let get = |key: &str| {
@@ -56,6 +56,15 @@ pub fn images() -> &'static Images {
         }
         images
     })
+}
+
+/// The checkout's root (this file also serves the bench crate).
+fn workspace_root() -> &'static Path {
+    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("Cargo.lock").exists() {
+        dir = dir.parent().expect("a workspace with a Cargo.lock");
+    }
+    dir
 }
 
 /// Runs `docker args` and returns its stdout; panics with stderr on failure.
@@ -182,6 +191,18 @@ impl Service {
         labels: &[(&str, &str)],
         env: &[&str],
     ) -> Self {
+        Self::backend_with(name, network, replicas, labels, env, &[])
+    }
+
+    /// The same with more `docker service create` flags.
+    pub fn backend_with(
+        name: &str,
+        network: &Network,
+        replicas: u32,
+        labels: &[(&str, &str)],
+        env: &[&str],
+        extra: &[&str],
+    ) -> Self {
         let replicas = replicas.to_string();
         let service_env = format!("SERVICE={name}");
         let mut args: Vec<String> = vec![
@@ -202,6 +223,7 @@ impl Service {
             args.push("--env".into());
             args.push((*e).to_owned());
         }
+        args.extend(extra.iter().map(|e| (*e).to_owned()));
         args.push(images().backend.clone());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Self::create(name, &args)
@@ -298,8 +320,6 @@ impl Hubgate {
             "--api-port",
             "8001",
             "--swarm",
-            "--swarm-refresh",
-            "500",
             "--log-level",
             "debug",
         ];

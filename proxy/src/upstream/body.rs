@@ -1,7 +1,5 @@
-//! Bodies on the upstream side: what goes up (the client's streamed body,
-//! counted for `last_activity` and capped at the maximum body size) and the
-//! hyper client's response body, which returns its connection to the pool
-//! once fully read.
+//! The request body on its way up: the client's streamed body, counted for
+//! `last_activity` and capped at the maximum body size.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +9,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::pool::{self, PoolKey, Sender};
 use crate::clock::Activity;
 use crate::error::BoxError;
 
@@ -78,44 +75,6 @@ impl Body for UpstreamBody {
         match self {
             Self::Empty => SizeHint::with_exact(0),
             Self::Client { inner, .. } => inner.size_hint(),
-        }
-    }
-}
-
-/// The upstream's response body. When it has been read to the end, the
-/// connection goes back to the pool and, for a successful response, the
-/// route's activity is bumped (CHP counts completed responses below 300).
-pub struct FromUpstream {
-    pub(crate) inner: Incoming,
-    pub(crate) done: bool,
-    conn: Option<(PoolKey, Sender)>,
-    activity: Option<Arc<Activity>>,
-}
-
-impl FromUpstream {
-    pub(crate) fn new(
-        inner: Incoming,
-        conn: Option<(PoolKey, Sender)>,
-        activity: Option<Arc<Activity>>,
-    ) -> Self {
-        Self {
-            inner,
-            done: false,
-            conn,
-            activity,
-        }
-    }
-}
-
-impl Drop for FromUpstream {
-    fn drop(&mut self) {
-        if self.done || self.inner.is_end_stream() {
-            if let Some(activity) = &self.activity {
-                activity.touch();
-            }
-            if let Some((key, sender)) = self.conn.take() {
-                pool::put_back(key, sender);
-            }
         }
     }
 }

@@ -18,8 +18,12 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
+use http_body::Body as _;
+use hyper::body::Incoming;
+
 use super::body::UpstreamBody;
 use super::target::{Endpoint, Target};
+use crate::clock::Activity;
 use crate::error::ProxyError;
 
 pub(crate) type Sender = http1::SendRequest<UpstreamBody>;
@@ -225,4 +229,42 @@ where
         }
     });
     Ok(sender)
+}
+
+/// The upstream's response body. When it has been read to the end, the
+/// connection goes back to the pool and, for a successful response, the
+/// route's activity is bumped (CHP counts completed responses below 300).
+pub struct FromUpstream {
+    pub(crate) inner: Incoming,
+    pub(crate) done: bool,
+    conn: Option<(PoolKey, Sender)>,
+    activity: Option<Arc<Activity>>,
+}
+
+impl FromUpstream {
+    pub(crate) fn new(
+        inner: Incoming,
+        conn: Option<(PoolKey, Sender)>,
+        activity: Option<Arc<Activity>>,
+    ) -> Self {
+        Self {
+            inner,
+            done: false,
+            conn,
+            activity,
+        }
+    }
+}
+
+impl Drop for FromUpstream {
+    fn drop(&mut self) {
+        if self.done || self.inner.is_end_stream() {
+            if let Some(activity) = &self.activity {
+                activity.touch();
+            }
+            if let Some((key, sender)) = self.conn.take() {
+                put_back(key, sender);
+            }
+        }
+    }
 }

@@ -1,29 +1,35 @@
 //! The proxy handler: route, rewrite, forward, stream back.
 
+mod endpoint;
+mod error_page;
+mod rewrite;
+
+pub use error_page::ErrorPages;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::ResponseBody;
 use crate::error::{ProxyError, RouteError};
-use crate::error_page::ErrorPages;
-use crate::headers::{self, Forwarded};
+use crate::headers;
 use crate::metrics::Metrics;
-use crate::route::key::{percent_decode, strip_segments};
 use crate::route::{Route, RouteStore};
 use crate::server::{ConnInfo, Handler};
 use crate::tls;
 use crate::upgrade;
-use crate::upstream::balance::{Backend, InFlight};
-use crate::upstream::body::{FromUpstream, TooLarge, UpstreamBody};
+use crate::upstream::balance::InFlight;
+use crate::upstream::body::{TooLarge, UpstreamBody};
+use crate::upstream::pool::FromUpstream;
 use crate::upstream::pool::{Connector, Sender};
 use crate::upstream::target::Target;
 use crate::upstream::{h1, health};
+use endpoint::{failed_over, pick, sticky_cookie, sticky_value};
 
 /// Default TCP keepalive idle time (`--tcp-keepalive`).
 pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -224,101 +230,6 @@ impl Proxy {
         Ok(self.client_response(response, upstream, &route, client_upgrade, conn))
     }
 
-    fn route_for(&self, req: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {
-        let decoded = percent_decode(req.uri().path()).map_err(|_| ProxyError::BadPath)?;
-        let table = self.routes.load();
-        if table.has_host_routes() {
-            // Discovered host rules come first: a service that owns a host
-            // name gets it even when JupyterHub's `/` catches everything else.
-            let host = request_host(req).map(strip_port).unwrap_or("");
-            if let Some(route) = table.lookup_host(&host.to_ascii_lowercase(), &decoded) {
-                return Ok(route.clone());
-            }
-        }
-        let route = if self.routes.host_routing() {
-            let host = request_host(req).map(strip_port).unwrap_or("");
-            table.lookup(&format!("/{host}{decoded}"))
-        } else {
-            table.lookup(&decoded)
-        };
-        route.cloned().ok_or(ProxyError::NoRoute)
-    }
-
-    fn upstream_request(
-        &self,
-        req: Request<Incoming>,
-        route: &Route,
-        conn: &ConnInfo,
-        websocket: bool,
-    ) -> Result<Request<UpstreamBody>, ProxyError> {
-        let (mut parts, body) = req.into_parts();
-        let raw_path = parts.uri.path();
-        let rest = if self.config.include_prefix && !route.strip_prefix {
-            raw_path
-        } else {
-            let host_segment = usize::from(self.routes.host_routing() && route.segments > 0);
-            strip_segments(raw_path, route.segments - host_segment)
-        };
-        let base = if self.config.prepend_path {
-            &*route.target.path
-        } else {
-            ""
-        };
-        let uri = match parts.uri.path_and_query() {
-            // JupyterHub's case: the path goes upstream as it came, so reuse
-            // it (a reference count; no copy, no parse).
-            Some(pq) if base.is_empty() && !rest.is_empty() && rest.len() == raw_path.len() => {
-                Uri::from(pq.clone())
-            }
-            _ => join_path(base, rest, parts.uri.query())?,
-        };
-
-        let h = &mut parts.headers;
-        if self.config.change_origin {
-            let authority = HeaderValue::from_str(route.target.authority.as_str())
-                .map_err(|_| ProxyError::BadPath)?;
-            h.insert(header::HOST, authority);
-        } else if !h.contains_key(header::HOST) {
-            if let Some(a) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                h.insert(header::HOST, a);
-            }
-        }
-        headers::strip_hop_by_hop(h, websocket);
-        if self.config.x_forward {
-            let host = h.get(header::HOST).cloned();
-            let forwarded = Forwarded {
-                peer: conn.peer_value.as_ref(),
-                tls: conn.tls,
-                websocket,
-                host: host.as_ref(),
-            };
-            headers::add_forwarded(h, &forwarded);
-        }
-        for (name, value) in &self.config.custom_headers {
-            h.insert(name.clone(), value.clone());
-        }
-        headers::fix_empty_body(&parts.method, h);
-
-        let body = if body.is_end_stream() {
-            UpstreamBody::Empty
-        } else {
-            let limit = self.config.max_body_size.unwrap_or(u64::MAX);
-            UpstreamBody::Client {
-                inner: body,
-                activity: route.activity.clone(),
-                remaining: limit,
-                limit,
-            }
-        };
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        Ok(Request::from_parts(parts, body))
-    }
-
     async fn send(
         &self,
         sender: &mut Sender,
@@ -441,92 +352,10 @@ struct Upstream<'a> {
     sticky: Option<HeaderValue>,
 }
 
-/// The next endpoint to try: the route's own target, or one of its
-/// balancer's endpoints not tried yet (503 when none is left).
-fn pick<'r>(
-    route: &'r Route,
-    pinned: Option<&str>,
-    tried: &mut u64,
-) -> Result<(&'r Target, Option<&'r Arc<Backend>>), ProxyError> {
-    let Some(balancer) = &route.balancer else {
-        return Ok((&route.target, None));
-    };
-    let (i, backend) = balancer
-        .pick(pinned, *tried)
-        .ok_or_else(|| ProxyError::NoEndpoint {
-            route: route.key().to_owned(),
-        })?;
-    *tried |= 1u64
-        .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
-        .unwrap_or(0);
-    Ok((&backend.target, Some(backend)))
-}
-
-fn failed_over(backend: Option<&Arc<Backend>>, e: &ProxyError) {
-    if let Some(b) = backend {
-        tracing::info!(backend = b.url(), error = %e, "endpoint unreachable, trying another");
-        b.connect_failed();
-    }
-}
-
-/// The request's sticky-session cookie value, when its route sticks.
-fn sticky_value(req: &Request<Incoming>, route: &Route) -> Option<String> {
-    let name = route.balancer.as_ref()?.sticky_cookie()?;
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.to_owned())
-        })
-}
-
-/// `Set-Cookie` pinning the client to `backend`, unless it already is.
-fn sticky_cookie(
-    route: &Route,
-    backend: Option<&Arc<Backend>>,
-    pinned: Option<&str>,
-) -> Option<HeaderValue> {
-    let name = route.balancer.as_ref()?.sticky_cookie()?;
-    let backend = backend?;
-    if pinned == Some(&*backend.id) {
-        return None;
-    }
-    let path = if route.key().starts_with('/') {
-        route.key()
-    } else {
-        "/"
-    };
-    HeaderValue::try_from(format!(
-        "{name}={}; Path={path}; HttpOnly; SameSite=Lax",
-        backend.id
-    ))
-    .ok()
-}
-
 enum SendError {
     /// The request never left; it can go on a new connection.
     Retry(Box<Request<UpstreamBody>>),
     Failed(ProxyError),
-}
-
-/// `base` + `rest` (or `/`) + `?query`, as a URI in origin form.
-fn join_path(base: &str, rest: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-    let mut path =
-        String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
-    path.push_str(base);
-    if !rest.is_empty() {
-        path.push_str(rest);
-    } else if base.is_empty() {
-        path.push('/');
-    }
-    if let Some(q) = query {
-        path.push('?');
-        path.push_str(q);
-    }
-    Uri::try_from(path).map_err(|_| ProxyError::BadPath)
 }
 
 /// Finds hubgate's own body-limit error in a hyper error's source chain.
@@ -539,21 +368,6 @@ fn too_large(e: &hyper::Error) -> Option<u64> {
         source = err.source();
     }
     None
-}
-
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-}
-
-/// `host:port` → `host` (an IPv6 literal keeps its brackets).
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |i| &host[..=i]);
-    }
-    host.split(':').next().unwrap_or(host)
 }
 
 impl Handler for Proxy {
@@ -604,17 +418,5 @@ impl Handler for Proxy {
 
     fn metrics(&self) -> Option<&Metrics> {
         Some(&self.metrics)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strips_ports_from_hosts() {
-        assert_eq!(strip_port("hub.example.org:8000"), "hub.example.org");
-        assert_eq!(strip_port("hub"), "hub");
-        assert_eq!(strip_port("[::1]:8000"), "[::1]");
     }
 }

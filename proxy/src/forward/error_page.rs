@@ -10,10 +10,11 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::Proxy;
 use crate::body::ResponseBody;
 use crate::error::ProxyError;
-use crate::forward::Proxy;
-use crate::upstream::body::{FromUpstream, UpstreamBody};
+use crate::upstream::body::UpstreamBody;
+use crate::upstream::pool::FromUpstream;
 use crate::upstream::target::Target;
 
 /// Error pages by status code. The binary reads `--error-path DIR` into this

@@ -1,0 +1,78 @@
+//! Choosing a balanced route's endpoint for one request: the next untried
+//! one, failing over on refused connections, and sticky-session cookies.
+
+use std::sync::Arc;
+
+use http::Request;
+use http::header::{self, HeaderValue};
+use hyper::body::Incoming;
+
+use crate::error::ProxyError;
+use crate::route::Route;
+use crate::upstream::balance::Backend;
+use crate::upstream::target::Target;
+
+/// The next endpoint to try: the route's own target, or one of its
+/// balancer's endpoints not tried yet (503 when none is left).
+pub(super) fn pick<'r>(
+    route: &'r Route,
+    pinned: Option<&str>,
+    tried: &mut u64,
+) -> Result<(&'r Target, Option<&'r Arc<Backend>>), ProxyError> {
+    let Some(balancer) = &route.balancer else {
+        return Ok((&route.target, None));
+    };
+    let (i, backend) = balancer
+        .pick(pinned, *tried)
+        .ok_or_else(|| ProxyError::NoEndpoint {
+            route: route.key().to_owned(),
+        })?;
+    *tried |= 1u64
+        .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+        .unwrap_or(0);
+    Ok((&backend.target, Some(backend)))
+}
+
+pub(super) fn failed_over(backend: Option<&Arc<Backend>>, e: &ProxyError) {
+    if let Some(b) = backend {
+        tracing::info!(backend = b.url(), error = %e, "endpoint unreachable, trying another");
+        b.connect_failed();
+    }
+}
+
+/// The request's sticky-session cookie value, when its route sticks.
+pub(super) fn sticky_value(req: &Request<Incoming>, route: &Route) -> Option<String> {
+    let name = route.balancer.as_ref()?.sticky_cookie()?;
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+}
+
+/// `Set-Cookie` pinning the client to `backend`, unless it already is.
+pub(super) fn sticky_cookie(
+    route: &Route,
+    backend: Option<&Arc<Backend>>,
+    pinned: Option<&str>,
+) -> Option<HeaderValue> {
+    let name = route.balancer.as_ref()?.sticky_cookie()?;
+    let backend = backend?;
+    if pinned == Some(&*backend.id) {
+        return None;
+    }
+    let path = if route.key().starts_with('/') {
+        route.key()
+    } else {
+        "/"
+    };
+    HeaderValue::try_from(format!(
+        "{name}={}; Path={path}; HttpOnly; SameSite=Lax",
+        backend.id
+    ))
+    .ok()
+}

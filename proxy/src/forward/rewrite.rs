@@ -1,0 +1,159 @@
+//! From the client's request to the upstream's: the route lookup (host
+//! rules first), the path (include-prefix, prepend-path, strip-prefix), `Host`,
+//! hop-by-hop fields (RFC 9110 §7.6.1), `X-Forwarded-*` and custom headers.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use super::Proxy;
+use crate::error::ProxyError;
+use crate::headers::{self, Forwarded};
+use crate::route::Route;
+use crate::route::key::{percent_decode, strip_segments};
+use crate::server::ConnInfo;
+use crate::upstream::body::UpstreamBody;
+
+impl Proxy {
+    pub(super) fn route_for(&self, req: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {
+        let decoded = percent_decode(req.uri().path()).map_err(|_| ProxyError::BadPath)?;
+        let table = self.routes.load();
+        if table.has_host_routes() {
+            // Discovered host rules come first: a service that owns a host
+            // name gets it even when JupyterHub's `/` catches everything else.
+            let host = request_host(req).map(strip_port).unwrap_or("");
+            if let Some(route) = table.lookup_host(&host.to_ascii_lowercase(), &decoded) {
+                return Ok(route.clone());
+            }
+        }
+        let route = if self.routes.host_routing() {
+            let host = request_host(req).map(strip_port).unwrap_or("");
+            table.lookup(&format!("/{host}{decoded}"))
+        } else {
+            table.lookup(&decoded)
+        };
+        route.cloned().ok_or(ProxyError::NoRoute)
+    }
+
+    pub(super) fn upstream_request(
+        &self,
+        req: Request<Incoming>,
+        route: &Route,
+        conn: &ConnInfo,
+        websocket: bool,
+    ) -> Result<Request<UpstreamBody>, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        let raw_path = parts.uri.path();
+        let rest = if self.config.include_prefix && !route.strip_prefix {
+            raw_path
+        } else {
+            let host_segment = usize::from(self.routes.host_routing() && route.segments > 0);
+            strip_segments(raw_path, route.segments - host_segment)
+        };
+        let base = if self.config.prepend_path {
+            &*route.target.path
+        } else {
+            ""
+        };
+        let uri = match parts.uri.path_and_query() {
+            // JupyterHub's case: the path goes upstream as it came, so reuse
+            // it (a reference count; no copy, no parse).
+            Some(pq) if base.is_empty() && !rest.is_empty() && rest.len() == raw_path.len() => {
+                Uri::from(pq.clone())
+            }
+            _ => join_path(base, rest, parts.uri.query())?,
+        };
+
+        let h = &mut parts.headers;
+        if self.config.change_origin {
+            let authority = HeaderValue::from_str(route.target.authority.as_str())
+                .map_err(|_| ProxyError::BadPath)?;
+            h.insert(header::HOST, authority);
+        } else if !h.contains_key(header::HOST) {
+            if let Some(a) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                h.insert(header::HOST, a);
+            }
+        }
+        headers::strip_hop_by_hop(h, websocket);
+        if self.config.x_forward {
+            let host = h.get(header::HOST).cloned();
+            let forwarded = Forwarded {
+                peer: conn.peer_value.as_ref(),
+                tls: conn.tls,
+                websocket,
+                host: host.as_ref(),
+            };
+            headers::add_forwarded(h, &forwarded);
+        }
+        for (name, value) in &self.config.custom_headers {
+            h.insert(name.clone(), value.clone());
+        }
+        headers::fix_empty_body(&parts.method, h);
+
+        let body = if body.is_end_stream() {
+            UpstreamBody::Empty
+        } else {
+            let limit = self.config.max_body_size.unwrap_or(u64::MAX);
+            UpstreamBody::Client {
+                inner: body,
+                activity: route.activity.clone(),
+                remaining: limit,
+                limit,
+            }
+        };
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        Ok(Request::from_parts(parts, body))
+    }
+}
+
+/// `base` + `rest` (or `/`) + `?query`, as a URI in origin form.
+fn join_path(base: &str, rest: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    let mut path =
+        String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
+    path.push_str(base);
+    if !rest.is_empty() {
+        path.push_str(rest);
+    } else if base.is_empty() {
+        path.push('/');
+    }
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
+    }
+    Uri::try_from(path).map_err(|_| ProxyError::BadPath)
+}
+
+pub(super) fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// `host:port` → `host` (an IPv6 literal keeps its brackets).
+pub(super) fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports_from_hosts() {
+        assert_eq!(strip_port("hub.example.org:8000"), "hub.example.org");
+        assert_eq!(strip_port("hub"), "hub");
+        assert_eq!(strip_port("[::1]:8000"), "[::1]");
+    }
+}
