@@ -20,8 +20,8 @@ pub(crate) fn filter(
                 LogLevel::Warn => "warn",
                 LogLevel::Error => "error",
             };
-            // hyper and rustls are chatty at debug; keep them at info.
-            format!("{level},hyper=info,hyper_util=info,rustls=info,h2=info")
+            // hyper, rustls and bollard are chatty at debug; keep them at info.
+            format!("{level},hyper=info,hyper_util=info,rustls=info,h2=info,bollard=info")
         }
     };
     let mut filter = EnvFilter::try_new(base)?;
@@ -35,7 +35,9 @@ pub(crate) fn filter(
 pub(crate) fn init(format: LogFormat, filter: EnvFilter) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in `docker logs`.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

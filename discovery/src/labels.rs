@@ -63,7 +63,8 @@ pub struct RouterLabels {
     pub strip_prefix: bool,
     /// Target port for this router.
     pub port: Option<u16>,
-    /// Names the certificate for this router must cover.
+    /// Names the certificate for this router must cover (default: the
+    /// service's `hubgate.tls.domains`, else the router's hosts).
     pub tls_domains: Vec<String>,
 }
 
@@ -135,7 +136,11 @@ pub fn parse(labels: &HashMap<String, String>) -> Result<Option<ServiceLabels>, 
     }
     for r in out.routers.values_mut() {
         if r.tls_domains.is_empty() {
-            r.tls_domains = service_tls.clone();
+            r.tls_domains = if service_tls.is_empty() {
+                r.hosts.clone()
+            } else {
+                service_tls.clone()
+            };
         }
     }
     if !errors.is_empty() {
@@ -347,6 +352,19 @@ mod tests {
         assert_eq!(api.path.as_deref(), Some("/grafana/api"));
         assert!(api.strip_prefix);
         assert_eq!(api.port, Some(3001));
+        assert_eq!(
+            api.tls_domains,
+            ["grafana.example.org"],
+            "the service's names"
+        );
+    }
+
+    #[test]
+    fn tls_domains_default_to_the_router_hosts() {
+        let l = parse(&labels(&[("hubgate.host", "a.example.org")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.routers["default"].tls_domains, ["a.example.org"]);
     }
 
     #[test]

@@ -12,18 +12,12 @@ use hubgate_proxy::{DiscoveredLayer, DiscoveredRoute, HealthCheck, Policy};
 use crate::harness::{Backend, TestProxy, echo, get, get_host, send, wait_for, websocket};
 
 fn route(path: &str, endpoints: &[String]) -> DiscoveredRoute {
-    DiscoveredRoute {
-        name: format!("svc{path}"),
-        host: None,
-        path: path.into(),
-        priority: 0,
-        target: "http://svc:80".into(),
-        endpoints: endpoints.to_vec(),
-        policy: Policy::RoundRobin,
-        sticky_cookie: None,
-        strip_prefix: false,
-        health: None,
-    }
+    DiscoveredRoute::new(
+        &format!("svc{path}"),
+        path,
+        "http://svc:80",
+        endpoints.to_vec(),
+    )
 }
 
 fn layer(routes: Vec<DiscoveredRoute>) -> DiscoveredLayer {

@@ -59,7 +59,7 @@ pub fn images() -> &'static Images {
 }
 
 /// The checkout's root (this file also serves the bench crate).
-fn workspace_root() -> &'static Path {
+pub fn workspace_root() -> &'static Path {
     let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     while !dir.join("Cargo.lock").exists() {
         dir = dir.parent().expect("a workspace with a Cargo.lock");
@@ -192,6 +192,16 @@ impl Service {
         env: &[&str],
     ) -> Self {
         Self::backend_with(name, network, replicas, labels, env, &[])
+    }
+
+    /// One replica of the test backend routed at `path` by labels.
+    pub fn labelled(name: &str, network: &Network, path: &str) -> Self {
+        let labels = [
+            ("hubgate.enable", "true"),
+            ("hubgate.port", "8080"),
+            ("hubgate.path", path),
+        ];
+        Self::backend(name, network, 1, &labels, &[])
     }
 
     /// The same with more `docker service create` flags.
@@ -355,6 +365,21 @@ impl Hubgate {
         let r = http_get(self.api(), "/api/discovery", &[("Authorization", &auth)]).unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
         serde_json::from_str(&r.body).unwrap()
+    }
+
+    /// The problem `GET /api/discovery` reports for `service`, once it does.
+    pub fn problem(&self, service: &str) -> serde_json::Value {
+        wait_for(
+            "a problem in /api/discovery",
+            Duration::from_secs(30),
+            || {
+                self.discovery()["sources"][0]["problems"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["service"] == service)
+                    .cloned()
+            },
+        )
     }
 
     /// The PID of hubgate's container's first process, on the host.

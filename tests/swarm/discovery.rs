@@ -36,17 +36,7 @@ fn a_labelled_service_is_routed_scaled_relabelled_replaced_and_removed() {
     // Create → first 200.
     let name = unique("web");
     let created = Instant::now();
-    let web = Service::backend(
-        &name,
-        &net,
-        1,
-        &[
-            ("hubgate.enable", "true"),
-            ("hubgate.port", "8080"),
-            ("hubgate.path", "/web"),
-        ],
-        &[],
-    );
+    let web = Service::labelled(&name, &net, "/web");
     let first = wait_for(
         "the new service to be routable",
         Duration::from_secs(60),
@@ -123,17 +113,7 @@ fn bad_labels_are_reported_by_name_while_other_services_keep_serving() {
     let addr = hubgate.addr();
     let good = unique("good");
     let bad = unique("bad");
-    let _good = Service::backend(
-        &good,
-        &net,
-        1,
-        &[
-            ("hubgate.enable", "true"),
-            ("hubgate.port", "8080"),
-            ("hubgate.path", "/good"),
-        ],
-        &[],
-    );
+    let _good = Service::labelled(&good, &net, "/good");
     let _bad = Service::backend(
         &bad,
         &net,
@@ -148,18 +128,7 @@ fn bad_labels_are_reported_by_name_while_other_services_keep_serving() {
     wait_for("the good service to serve", Duration::from_secs(60), || {
         task_at(addr, "/good/")
     });
-    let problem = wait_for(
-        "the bad label in /api/discovery",
-        Duration::from_secs(30),
-        || {
-            let d = hubgate.discovery();
-            d["sources"][0]["problems"]
-                .as_array()?
-                .iter()
-                .find(|p| p["service"] == bad.as_str())
-                .cloned()
-        },
-    );
+    let problem = hubgate.problem(&bad);
     assert_eq!(problem["label"], "hubgate.port");
     assert!(
         problem["message"].as_str().unwrap().contains("eighty"),
@@ -180,29 +149,8 @@ fn a_service_on_no_shared_network_is_reported_unreachable() {
     let other = Network::create("other");
     let hubgate = Hubgate::start(&net, &[]);
     let name = unique("lonely");
-    let _lonely = Service::backend(
-        &name,
-        &other,
-        1,
-        &[
-            ("hubgate.enable", "true"),
-            ("hubgate.port", "8080"),
-            ("hubgate.path", "/lonely"),
-        ],
-        &[],
-    );
-    let problem = wait_for(
-        "the unreachable service in /api/discovery",
-        Duration::from_secs(30),
-        || {
-            let d = hubgate.discovery();
-            d["sources"][0]["problems"]
-                .as_array()?
-                .iter()
-                .find(|p| p["service"] == name.as_str())
-                .cloned()
-        },
-    );
+    let _lonely = Service::labelled(&name, &other, "/lonely");
+    let problem = hubgate.problem(&name);
     assert!(
         problem["message"]
             .as_str()

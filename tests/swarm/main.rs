@@ -16,3 +16,4 @@ mod cluster;
 mod discovery;
 mod jupyterhub;
 mod outage;
+mod stack;

@@ -107,17 +107,7 @@ fn routes_keep_serving_while_the_docker_api_is_cut_and_resync_on_return() {
     );
 
     let name = unique("steady");
-    let _steady = Service::backend(
-        &name,
-        &net,
-        1,
-        &[
-            ("hubgate.enable", "true"),
-            ("hubgate.port", "8080"),
-            ("hubgate.path", "/steady"),
-        ],
-        &[],
-    );
+    let _steady = Service::labelled(&name, &net, "/steady");
     wait_for(
         "the service to be routable",
         Duration::from_secs(60),
@@ -149,17 +139,7 @@ fn routes_keep_serving_while_the_docker_api_is_cut_and_resync_on_return() {
 
     // A service created during the outage appears once the API is back.
     let late = unique("late");
-    let _late = Service::backend(
-        &late,
-        &net,
-        1,
-        &[
-            ("hubgate.enable", "true"),
-            ("hubgate.port", "8080"),
-            ("hubgate.path", "/late"),
-        ],
-        &[],
-    );
+    let _late = Service::labelled(&late, &net, "/late");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(http_get(hubgate.addr(), "/late/", &[]).unwrap().status, 404);
     let _relay = Relay::start(&socket);

@@ -125,63 +125,51 @@ pub(crate) fn build(
         if routers.is_empty() {
             continue;
         }
-        let Some(net) = choose_network(s, &labels, networks) else {
-            let message = match &labels.network {
-                Some(n) => format!(
-                    "hubgate.network {n:?} is not a network hubgate is on ({}); unreachable, its routes answer 503",
-                    network_names.join(", ")
-                ),
-                None => format!(
-                    "not on a network shared with hubgate ({}); unreachable, its routes answer 503",
-                    network_names.join(", ")
-                ),
-            };
-            problems.push(problem(
-                labels.network.is_some().then(|| "hubgate.network".into()),
-                message,
-            ));
-            push_routes(
-                &mut snapshot,
-                &mut problems,
-                s,
-                &labels,
-                routers,
-                jupyter_port,
-                Vec::new(),
-            );
-            continue;
-        };
-        let addresses = if labels.vip {
-            let vip: Vec<IpAddr> = s
-                .vips
-                .iter()
-                .filter(|(id, _)| *id == net.id)
-                .map(|(_, ip)| *ip)
-                .collect();
-            if vip.is_empty() {
+        let addresses = match choose_network(s, &labels, networks) {
+            None => {
+                let on = network_names.join(", ");
+                let (label, message) = match &labels.network {
+                    Some(n) => (
+                        Some("hubgate.network".to_owned()),
+                        format!("hubgate.network {n:?} is not a network hubgate is on ({on})"),
+                    ),
+                    None => (None, format!("not on a network shared with hubgate ({on})")),
+                };
                 problems.push(problem(
-                    Some("hubgate.vip".into()),
-                    format!(
+                    label,
+                    format!("{message}; unreachable, its routes answer 503"),
+                ));
+                Vec::new()
+            }
+            Some(net) if labels.vip => {
+                let vip: Vec<IpAddr> = s
+                    .vips
+                    .iter()
+                    .filter(|(id, _)| *id == net.id)
+                    .map(|(_, ip)| *ip)
+                    .collect();
+                if vip.is_empty() {
+                    let message = format!(
                         "no virtual IP on {} (endpoint mode dnsrr?); routes answer 503",
                         net.name
-                    ),
-                ));
+                    );
+                    problems.push(problem(Some("hubgate.vip".into()), message));
+                }
+                vip
             }
-            vip
-        } else {
-            let mut a = net.tasks.get(&s.name).cloned().unwrap_or_default();
-            a.sort();
-            a
+            Some(net) => {
+                let mut a = net.tasks.get(&s.name).cloned().unwrap_or_default();
+                a.sort();
+                a
+            }
         };
-        push_routes(
-            &mut snapshot,
-            &mut problems,
-            s,
-            &labels,
-            routers,
+        let found = Found {
+            service: s,
+            labels: &labels,
             jupyter_port,
             addresses,
-        );
+        };
+        found.push_routes(routers, &mut snapshot, &mut problems);
     }
     snapshot
         .routes
@@ -189,53 +177,61 @@ pub(crate) fn build(
     (snapshot, problems)
 }
 
-fn push_routes(
-    snapshot: &mut Snapshot,
-    problems: &mut Vec<Problem>,
-    s: &ObservedService,
-    labels: &ServiceLabels,
-    routers: BTreeMap<String, RouterLabels>,
+/// One service's routing facts, once its labels and addresses are known.
+struct Found<'a> {
+    service: &'a ObservedService,
+    labels: &'a ServiceLabels,
+    /// The single-user server's port, for a detected JupyterHub server.
     jupyter_port: Option<u16>,
     addresses: Vec<IpAddr>,
-) {
-    for (name, r) in routers {
-        let detected = name == "jupyterhub" && jupyter_port.is_some();
-        let port = r
-            .port
-            .or(labels.port)
-            .or(if detected { jupyter_port } else { None });
-        let Some(port) = port else {
-            problems.push(Problem {
-                service: Some(s.name.clone()),
-                label: Some(format!("hubgate.routers.{name}.port")),
-                message:
-                    "no port: set hubgate.port (swarm does not say which port a service listens on)"
-                        .into(),
+}
+
+impl Found<'_> {
+    fn push_routes(
+        &self,
+        routers: BTreeMap<String, RouterLabels>,
+        snapshot: &mut Snapshot,
+        problems: &mut Vec<Problem>,
+    ) {
+        let (s, labels) = (self.service, self.labels);
+        for (name, r) in routers {
+            let detected = name == "jupyterhub" && self.jupyter_port.is_some();
+            let port = r
+                .port
+                .or(labels.port)
+                .or(if detected { self.jupyter_port } else { None });
+            let Some(port) = port else {
+                problems.push(Problem {
+                    service: Some(s.name.clone()),
+                    label: Some(format!("hubgate.routers.{name}.port")),
+                    message: "no port: set hubgate.port (swarm does not say which port a service listens on)".into(),
+                });
+                continue;
+            };
+            snapshot.routes.push(Route {
+                service: s.name.clone(),
+                router: name,
+                hosts: r.hosts,
+                path: r.path.unwrap_or_else(|| "/".into()),
+                priority: r.priority,
+                scheme: if detected {
+                    Scheme::Http
+                } else {
+                    labels.scheme
+                },
+                port,
+                endpoints: self
+                    .addresses
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, port))
+                    .collect(),
+                strip_prefix: r.strip_prefix,
+                sticky_cookie: labels.sticky_cookie.clone(),
+                lb: if detected { Lb::RoundRobin } else { labels.lb },
+                health: labels.health.clone(),
+                tls_domains: r.tls_domains,
             });
-            continue;
-        };
-        snapshot.routes.push(Route {
-            service: s.name.clone(),
-            router: name,
-            hosts: r.hosts,
-            path: r.path.unwrap_or_else(|| "/".into()),
-            priority: r.priority,
-            scheme: if detected {
-                Scheme::Http
-            } else {
-                labels.scheme
-            },
-            port,
-            endpoints: addresses
-                .iter()
-                .map(|ip| SocketAddr::new(*ip, port))
-                .collect(),
-            strip_prefix: r.strip_prefix,
-            sticky_cookie: labels.sticky_cookie.clone(),
-            lb: if detected { Lb::RoundRobin } else { labels.lb },
-            health: labels.health.clone(),
-            tls_domains: r.tls_domains,
-        });
+        }
     }
 }
 

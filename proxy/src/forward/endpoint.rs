@@ -33,11 +33,21 @@ pub(super) fn pick<'r>(
     Ok((&backend.target, Some(backend)))
 }
 
-pub(super) fn failed_over(backend: Option<&Arc<Backend>>, e: &ProxyError) {
-    if let Some(b) = backend {
-        tracing::info!(backend = b.url(), error = %e, "endpoint unreachable, trying another");
-        b.connect_failed();
+/// Whether `e` is a failure to connect to a balanced route's endpoint (then
+/// marked down for a while, so the next requests go elsewhere).
+pub(super) fn connect_failed(backend: Option<&Arc<Backend>>, e: &ProxyError) -> bool {
+    let Some(b) = backend else {
+        return false;
+    };
+    if !matches!(
+        e,
+        ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+    ) {
+        return false;
     }
+    tracing::info!(backend = b.url(), error = %e, "endpoint unreachable");
+    b.connect_failed();
+    true
 }
 
 /// The request's sticky-session cookie value, when its route sticks.

@@ -29,7 +29,7 @@ use crate::upstream::pool::FromUpstream;
 use crate::upstream::pool::{Connector, Sender};
 use crate::upstream::target::Target;
 use crate::upstream::{h1, health};
-use endpoint::{failed_over, pick, sticky_cookie, sticky_value};
+use endpoint::{connect_failed, pick, sticky_cookie, sticky_value};
 
 /// Default TCP keepalive idle time (`--tcp-keepalive`).
 pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -163,14 +163,10 @@ impl Proxy {
         let empty = matches!(upstream_req.body(), UpstreamBody::Empty);
         let mut tried = 0u64;
         let mut tries = 0;
-        // Only failures to connect move on to another endpoint.
-        let retry = |e: &ProxyError, tries: u32| {
-            route.balancer.is_some()
-                && tries < MAX_ENDPOINT_TRIES
-                && matches!(
-                    e,
-                    ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
-                )
+        // A failure to connect marks the endpoint down and, while tries are
+        // left, moves on to another: nothing reached the upstream.
+        let retry = |e: &ProxyError, backend, tries: u32| {
+            connect_failed(backend, e) && tries < MAX_ENDPOINT_TRIES
         };
         if h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
             let (head, _) = upstream_req.into_parts();
@@ -187,7 +183,7 @@ impl Proxy {
                         let sticky = sticky_cookie(&route, backend, pinned.as_deref());
                         return Ok(self.answer(answer, &route, conn, in_flight, sticky));
                     }
-                    Err(e) if retry(&e, tries) => failed_over(backend, &e),
+                    Err(e) if retry(&e, backend, tries) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -198,7 +194,7 @@ impl Proxy {
             tries += 1;
             match self.connector.get(target).await {
                 Ok(sender) => break (target, backend, sender),
-                Err(e) if retry(&e, tries) => failed_over(backend, &e),
+                Err(e) if retry(&e, backend, tries) => {}
                 Err(e) => return Err(e),
             }
         };

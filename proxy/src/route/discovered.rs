@@ -34,6 +34,25 @@ pub struct DiscoveredRoute {
     pub health: Option<HealthCheck>,
 }
 
+impl DiscoveredRoute {
+    /// A route called `name` for `path` over `endpoints`, shown as going to
+    /// `target`: any host, priority 0, round robin, nothing else.
+    pub fn new(name: &str, path: &str, target: &str, endpoints: Vec<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            host: None,
+            path: path.to_owned(),
+            priority: 0,
+            target: target.to_owned(),
+            endpoints,
+            policy: Policy::default(),
+            sticky_cookie: None,
+            strip_prefix: false,
+            health: None,
+        }
+    }
+}
+
 /// A whole discovery layer: its routes, and the task addresses of every
 /// known service by name (API targets naming a service use them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

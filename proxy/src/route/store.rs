@@ -282,18 +282,11 @@ mod tests {
         priority: i64,
         eps: &[&str],
     ) -> DiscoveredRoute {
-        DiscoveredRoute {
-            name: name.into(),
-            host: host.map(Into::into),
-            path: path.into(),
-            priority,
-            target: format!("http://{name}:80"),
-            endpoints: eps.iter().map(|e| e.to_string()).collect(),
-            policy: Default::default(),
-            sticky_cookie: None,
-            strip_prefix: false,
-            health: None,
-        }
+        let endpoints = eps.iter().map(|e| e.to_string()).collect();
+        let mut r = DiscoveredRoute::new(name, path, &format!("http://{name}:80"), endpoints);
+        r.host = host.map(Into::into);
+        r.priority = priority;
+        r
     }
 
     fn layer(routes: Vec<DiscoveredRoute>) -> DiscoveredLayer {
