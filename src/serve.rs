@@ -272,10 +272,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let idle_timeout = Some(Duration::from_millis(args.keep_alive_timeout.min(args.timeout.unwrap_or(u64::MAX))));
 
         let background = tokio_util::sync::CancellationToken::new();
-        let discovery = discover::start(discover::wanted(&args), routes.clone(), &background)?;
-        let checker = proxy.clone();
-        let health = background.clone();
-        tokio::spawn(async move { checker.run_health_checks(health).await });
+        let wanted = discover::wanted(&args);
+        if !wanted.is_empty() {
+            let (checker, health) = (proxy.clone(), background.clone());
+            tokio::spawn(async move { checker.run_health_checks(health).await });
+        }
+        let discovery = discover::start(wanted, routes.clone(), &background)?;
         let api = Api::new(routes.clone(), token.clone(), proxy.metrics().clone())
             .with_page("/api/discovery", discovery.page(routes.clone()));
         let api = Arc::new(api);

@@ -70,11 +70,9 @@ pub struct RouterLabels {
 
 /// Parses a service's labels. `Ok(None)`: no `hubgate.` label at all.
 pub fn parse(labels: &HashMap<String, String>) -> Result<Option<ServiceLabels>, Vec<LabelError>> {
-    let mut out = ServiceLabels::default();
+    let mut p = Parsing::default();
     let mut errors = Vec::new();
     let mut any = false;
-    let (mut health_path, mut health_interval, mut health_timeout) = (None, None, None);
-    let mut service_tls = Vec::new();
     // Sorted, so errors come out in a stable order.
     let sorted: BTreeMap<&String, &String> = labels.iter().collect();
     for (label, value) in sorted {
@@ -82,71 +80,90 @@ pub fn parse(labels: &HashMap<String, String>) -> Result<Option<ServiceLabels>, 
             continue;
         };
         any = true;
-        let value = value.trim();
-        let err = |message: String| LabelError {
-            label: label.clone(),
-            message,
-        };
-        let result: Result<(), String> = (|| {
-            match key {
-                "enable" => out.enable = Some(boolean(value)?),
-                "port" => out.port = Some(port(value)?),
-                "scheme" => out.scheme = scheme(value)?,
-                "network" => out.network = Some(non_empty(value)?.to_owned()),
-                "lb" => out.lb = lb(value)?,
-                "sticky.cookie" => out.sticky_cookie = Some(cookie_name(value)?),
-                "health.path" => health_path = Some(path(value)?),
-                "health.interval" => health_interval = Some(duration(value)?),
-                "health.timeout" => health_timeout = Some(duration(value)?),
-                "vip" => out.vip = boolean(value)?,
-                "tls.domains" => service_tls = hosts(value)?,
-                _ => {
-                    let (router, field) = match key.strip_prefix("routers.") {
-                        Some(rest) => {
-                            let (name, field) = rest.split_once('.').ok_or_else(|| {
-                                "expected hubgate.routers.<name>.<field>".to_owned()
-                            })?;
-                            (router_name(name)?, field)
-                        }
-                        None => ("default".to_owned(), key),
-                    };
-                    let r = out.routers.entry(router).or_default();
-                    router_field(r, field, value)?;
-                }
-            }
-            Ok(())
-        })();
-        if let Err(message) = result {
-            errors.push(err(message));
-        }
-    }
-    match (health_path, health_interval, health_timeout) {
-        (Some(path), interval, timeout) => {
-            out.health = Some(Health {
-                path,
-                interval: interval.unwrap_or(Duration::from_secs(10)),
-                timeout: timeout.unwrap_or(Duration::from_secs(2)),
+        if let Err(message) = p.field(key, value.trim()) {
+            errors.push(LabelError {
+                label: label.clone(),
+                message,
             });
         }
-        (None, Some(_), _) | (None, _, Some(_)) => errors.push(LabelError {
-            label: format!("{PREFIX}health.path"),
-            message: "missing: health.interval and health.timeout need a path".into(),
-        }),
-        (None, None, None) => {}
     }
-    for r in out.routers.values_mut() {
-        if r.tls_domains.is_empty() {
-            r.tls_domains = if service_tls.is_empty() {
-                r.hosts.clone()
-            } else {
-                service_tls.clone()
-            };
-        }
-    }
+    let out = p.finish(&mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(any.then_some(out))
+}
+
+/// The labels read so far, and the parts that combine only at the end.
+#[derive(Default)]
+struct Parsing {
+    out: ServiceLabels,
+    health_path: Option<String>,
+    health_interval: Option<Duration>,
+    health_timeout: Option<Duration>,
+    service_tls: Vec<String>,
+}
+
+impl Parsing {
+    /// One label, `key` without the prefix.
+    fn field(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let out = &mut self.out;
+        match key {
+            "enable" => out.enable = Some(boolean(value)?),
+            "port" => out.port = Some(port(value)?),
+            "scheme" => out.scheme = scheme(value)?,
+            "network" => out.network = Some(non_empty(value)?.to_owned()),
+            "lb" => out.lb = lb(value)?,
+            "sticky.cookie" => out.sticky_cookie = Some(cookie_name(value)?),
+            "health.path" => self.health_path = Some(path(value)?),
+            "health.interval" => self.health_interval = Some(duration(value)?),
+            "health.timeout" => self.health_timeout = Some(duration(value)?),
+            "vip" => out.vip = boolean(value)?,
+            "tls.domains" => self.service_tls = hosts(value)?,
+            _ => {
+                let (router, field) = match key.strip_prefix("routers.") {
+                    Some(rest) => {
+                        let (name, field) = rest
+                            .split_once('.')
+                            .ok_or_else(|| "expected hubgate.routers.<name>.<field>".to_owned())?;
+                        (router_name(name)?, field)
+                    }
+                    None => ("default".to_owned(), key),
+                };
+                router_field(out.routers.entry(router).or_default(), field, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The health check and TLS names, which combine several labels.
+    fn finish(self, errors: &mut Vec<LabelError>) -> ServiceLabels {
+        let mut out = self.out;
+        match (self.health_path, self.health_interval, self.health_timeout) {
+            (Some(path), interval, timeout) => {
+                out.health = Some(Health {
+                    path,
+                    interval: interval.unwrap_or(Duration::from_secs(10)),
+                    timeout: timeout.unwrap_or(Duration::from_secs(2)),
+                });
+            }
+            (None, Some(_), _) | (None, _, Some(_)) => errors.push(LabelError {
+                label: format!("{PREFIX}health.path"),
+                message: "missing: health.interval and health.timeout need a path".into(),
+            }),
+            (None, None, None) => {}
+        }
+        for r in out.routers.values_mut() {
+            if r.tls_domains.is_empty() {
+                r.tls_domains = if self.service_tls.is_empty() {
+                    r.hosts.clone()
+                } else {
+                    self.service_tls.clone()
+                };
+            }
+        }
+        out
+    }
 }
 
 fn router_field(r: &mut RouterLabels, field: &str, value: &str) -> Result<(), String> {

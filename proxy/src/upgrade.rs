@@ -48,8 +48,6 @@ pub(crate) enum UpstreamSide {
     Tcp(TcpStream, Bytes),
 }
 
-/// Joins the client's and the upstream's upgraded connections in a tracked
-/// task.
 /// What a tunnel keeps while it is open.
 pub(crate) struct Tunnel {
     /// The route's activity, bumped by client-to-upstream bytes.
@@ -61,6 +59,8 @@ pub(crate) struct Tunnel {
     pub(crate) in_flight: Option<InFlight>,
 }
 
+/// Joins the client's and the upstream's upgraded connections in a tracked
+/// task.
 pub(crate) fn spawn_tunnel(
     client: OnUpgrade,
     upstream: UpstreamSide,
@@ -129,8 +129,8 @@ async fn tunnel(
             forget_wakers(&c);
             forget_wakers(&u);
             if let Some(idle) = keepalive {
-                socket::keepalive(&c, idle)?;
-                socket::keepalive(&u, idle)?;
+                keep_alive(&c, idle);
+                keep_alive(&u, idle);
             }
             if !c_early.is_empty() {
                 activity.touch();
@@ -154,7 +154,7 @@ async fn tunnel(
             tracing::debug!("tunnel: buffered copy");
             // A TLS client's socket got keepalive when it was accepted.
             if let (Some(idle), Ok((u, _))) = (keepalive, &upstream) {
-                socket::keepalive(u, idle)?;
+                keep_alive(u, idle);
             }
             let mut client = Side::new(client, Some(activity));
             let mut upstream = Side::new(upstream, None);
@@ -163,6 +163,13 @@ async fn tunnel(
                 .await
                 .map(|_| ())
         }
+    }
+}
+
+/// Keepalive is a safeguard: a socket that refuses it still tunnels.
+fn keep_alive(s: &TcpStream, idle: Duration) {
+    if let Err(e) = socket::keepalive(s, idle) {
+        tracing::debug!(error = %e, "cannot set TCP keepalive on a tunnel socket");
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bollard::Docker;
@@ -30,13 +31,17 @@ pub(crate) enum Kind {
 /// A connected, version-negotiated engine client.
 pub(crate) struct Engine {
     docker: Docker,
-    calls: AtomicU64,
+    /// Calls made, across reconnections (the source keeps the counter).
+    calls: Arc<AtomicU64>,
 }
 
 impl Engine {
     /// Connects to `host` (`None`: the default unix socket) and negotiates
     /// the API version (engine 20.10 speaks 1.41; bollard defaults higher).
-    pub(crate) async fn connect(host: Option<&str>) -> Result<Self, DiscoveryError> {
+    pub(crate) async fn connect(
+        host: Option<&str>,
+        calls: Arc<AtomicU64>,
+    ) -> Result<Self, DiscoveryError> {
         let version = bollard::API_DEFAULT_VERSION;
         let docker = match host {
             None => Docker::connect_with_unix("/var/run/docker.sock", TIMEOUT_SECS, version)?,
@@ -48,11 +53,9 @@ impl Engine {
             }
             Some(h) => return Err(DiscoveryError::BadHost(h.to_owned())),
         };
+        calls.fetch_add(1, Ordering::Relaxed);
         let docker = docker.negotiate_version().await?;
-        Ok(Self {
-            docker,
-            calls: AtomicU64::new(1),
-        })
+        Ok(Self { docker, calls })
     }
 
     /// The negotiated API version.
@@ -60,7 +63,7 @@ impl Engine {
         self.docker.client_version().to_string()
     }
 
-    /// API calls made so far.
+    /// API calls made so far, by this source.
     pub(crate) fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }

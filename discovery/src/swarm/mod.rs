@@ -24,6 +24,8 @@ mod build;
 mod engine;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -80,6 +82,8 @@ pub struct SwarmSource {
     networks: Vec<ObservedNetwork>,
     /// Problems already logged (each is logged once, when it appears).
     reported: Vec<Problem>,
+    /// Engine API calls, across reconnections.
+    calls: Arc<AtomicU64>,
 }
 
 impl SwarmSource {
@@ -91,6 +95,7 @@ impl SwarmSource {
             services: Vec::new(),
             networks: Vec::new(),
             reported: Vec::new(),
+            calls: Arc::default(),
         }
     }
 
@@ -99,7 +104,8 @@ impl SwarmSource {
         out: &Publisher,
         shutdown: &CancellationToken,
     ) -> Result<(), DiscoveryError> {
-        let engine = Engine::connect(self.config.docker_host.as_deref()).await?;
+        let engine =
+            Engine::connect(self.config.docker_host.as_deref(), self.calls.clone()).await?;
         let networks = engine
             .shared_networks(&self.config.networks, self.config.self_container.as_deref())
             .await?;
@@ -192,10 +198,12 @@ impl Source for SwarmSource {
                 }
                 let retry_at = now_ms() + u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "swarm discovery lost the engine; serving the last known routes");
+                let calls = self.calls.load(std::sync::atomic::Ordering::Relaxed);
                 out.status(|s| {
                     s.state = State::Retrying;
                     s.last_error = Some(e.to_string());
                     s.next_retry_ms = Some(retry_at);
+                    s.api_calls = calls;
                 });
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}

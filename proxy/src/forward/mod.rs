@@ -135,11 +135,11 @@ impl Proxy {
         &self.metrics
     }
 
-    /// Runs the active health checks of every balanced route that has one,
-    /// against the live route table, until `shutdown`.
+    /// Runs the active health checks of every discovered route that has
+    /// one, against the live route table, until `shutdown`.
     pub async fn run_health_checks(&self, shutdown: CancellationToken) {
         let routes = self.routes.clone();
-        let current = move || routes.load().balancers();
+        let current = move || routes.load().discovered_balancers();
         health::run(current, self.connector.clone(), shutdown).await;
     }
 

@@ -192,10 +192,11 @@ impl RouteTable {
             .flat_map(|(h, m)| m.values().map(move |r| (&**h, r)))
     }
 
-    /// Every balancer in the table (for the health checker).
-    pub(crate) fn balancers(&self) -> Vec<Arc<Balancer>> {
-        self.merged
-            .values()
+    /// The balancers of discovered routes (for the health checker: only
+    /// discovery asks for health checks, so the API's routes, up to 100,000
+    /// of them, are not walked).
+    pub(crate) fn discovered_balancers(&self) -> Vec<Arc<Balancer>> {
+        self.routes(Layer::Discovery)
             .chain(self.hosts.values().flat_map(|m| m.values()))
             .filter_map(|r| r.balancer.clone())
             .collect()

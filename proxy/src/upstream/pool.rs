@@ -12,14 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
+use http_body::Body as _;
+use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
-
-use http_body::Body as _;
-use hyper::body::Incoming;
 
 use super::body::UpstreamBody;
 use super::target::{Endpoint, Target};
