@@ -128,17 +128,22 @@ fn a_swarmspawner_server_is_reached_at_its_task_address_by_every_replica() {
     // Its websocket: TCP keepalive on both sides, read back from the sockets.
     let mut ws = websocket(a.addr(), "/user/alice/api/kernels/k1/channels");
     echo(&mut ws, "execute_request");
-    let lines = sockets(a.pid());
-    let client_side = lines
-        .iter()
-        .any(|l| l.contains(":80 ") && l.contains("keepalive"));
-    let upstream_side = lines
-        .iter()
-        .any(|l| l.contains(":8888 ") && l.contains("keepalive"));
-    assert!(
-        client_side && upstream_side,
-        "keepalive on both sides: {lines:#?}"
-    );
+    // `ss` shows one timer per socket: while a segment waits for its ACK it
+    // shows the retransmit timer instead, so look again until both settle.
+    let pid = a.pid();
+    let mut last = Vec::new();
+    let both = (0..50).any(|_| {
+        last = sockets(pid);
+        let client_side = last
+            .iter()
+            .any(|l| l.contains(":80 ") && l.contains("keepalive"));
+        let upstream_side = last
+            .iter()
+            .any(|l| l.contains(":8888 ") && l.contains("keepalive"));
+        std::thread::sleep(Duration::from_millis(100));
+        client_side && upstream_side
+    });
+    assert!(both, "keepalive on both sides: {last:#?}");
     echo(&mut ws, "still open");
 
     // Replica B never got the API call and serves alice from the spec alone.

@@ -27,3 +27,24 @@ pub(crate) fn forget_wakers(s: &TcpStream) {
     let _ = s.poll_read_ready(&mut cx);
     let _ = s.poll_write_ready(&mut cx);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keepalive_is_set_and_reads_back() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        keepalive(&s, Duration::from_secs(45)).unwrap();
+        let sock = socket2::SockRef::from(&s);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(45));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(30)
+        );
+    }
+}
