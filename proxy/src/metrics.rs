@@ -187,7 +187,31 @@ impl Metrics {
         for (kind, c) in FAILURES.iter().zip(&self.failures) {
             let _ = writeln!(out, "{name}{{failure=\"{kind}\"}} {}", c.load(Relaxed));
         }
+        let balancers = table.discovered_balancers();
+        let endpoints = balancers.iter().flat_map(|b| b.backends());
+        let (up, down) = endpoints.fold((0i64, 0i64), |(up, down), e| {
+            if e.healthy() && !e.passively_down() {
+                (up + 1, down)
+            } else {
+                (up, down + 1)
+            }
+        });
         let gauges = [
+            (
+                "hubgate_discovered_routes",
+                "Routes from discovery (swarm services, a discovery file).",
+                i64::try_from(balancers.len()).unwrap_or(i64::MAX),
+            ),
+            (
+                "hubgate_endpoints_up",
+                "Endpoints of discovered routes in rotation.",
+                up,
+            ),
+            (
+                "hubgate_endpoints_down",
+                "Endpoints of discovered routes out of rotation (failed health check or connection).",
+                down,
+            ),
             (
                 "hubgate_open_connections",
                 "Open client connections.",
@@ -238,5 +262,7 @@ mod tests {
         assert!(text.contains("hubgate_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("hubgate_open_websockets 1"));
         assert!(text.contains("hubgate_routes 0"));
+        assert!(text.contains("hubgate_discovered_routes 0"));
+        assert!(text.contains("hubgate_endpoints_down 0"));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
-use crate::harness::{Backend, Hubgate, TOKEN, api_call, get, wait_for};
+use crate::harness::{Backend, Hubgate, TOKEN, api_call, free_port, get, wait_for};
 
 async fn discovery(hg: &Hubgate) -> serde_json::Value {
     let (status, body) = api_call(
@@ -39,7 +39,16 @@ async fn a_discovery_file_routes_over_its_endpoints_and_shows_in_the_status() {
         }]
     });
     std::fs::write(&file, layer.to_string()).unwrap();
-    let hg = Hubgate::spawn(&["--discovery-file", file.to_str().unwrap()]).await;
+    let metrics_port = free_port().to_string();
+    let hg = Hubgate::spawn(&[
+        "--discovery-file",
+        file.to_str().unwrap(),
+        "--metrics-ip",
+        "127.0.0.1",
+        "--metrics-port",
+        &metrics_port,
+    ])
+    .await;
     wait_for(Duration::from_secs(5), "the file's route", || async {
         get(hg.addr(), "/grafana/").await.0 == StatusCode::OK
     })
@@ -69,6 +78,11 @@ async fn a_discovery_file_routes_over_its_endpoints_and_shows_in_the_status() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = api_call(hg.api_addr(), Method::GET, "/api/routes", "", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::OK);
+
+    let metrics_addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let (_, metrics) = get(metrics_addr, "/metrics").await;
+    assert!(metrics.contains("hubgate_discovered_routes 1"), "{metrics}");
+    assert!(metrics.contains("hubgate_endpoints_up 2"), "{metrics}");
 }
 
 #[tokio::test]
