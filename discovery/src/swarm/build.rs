@@ -31,6 +31,38 @@ pub(crate) struct ObservedNetwork {
     pub(crate) tasks: HashMap<String, Vec<IpAddr>>,
 }
 
+/// One task endpoint as a verbose network inspect lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TaskEndpoint {
+    /// The task's ID (the last part of `<service>.<slot>.<id>`).
+    pub(crate) task: String,
+    pub(crate) ip: IpAddr,
+}
+
+/// Service name → its task endpoints on one network, as listed.
+pub(crate) type Listed = HashMap<String, Vec<TaskEndpoint>>;
+
+/// The network's addresses of tasks swarm still wants running. A killed
+/// task's endpoint can stay listed for seconds after its replacement's
+/// appears; dialing it then waits for the connect timeout. `live` holds the
+/// running tasks of the services checked (others are taken as listed).
+pub(crate) fn running_only(
+    listed: &Listed,
+    live: &HashMap<String, std::collections::HashSet<String>>,
+) -> HashMap<String, Vec<IpAddr>> {
+    listed
+        .iter()
+        .map(|(service, endpoints)| {
+            let ips = endpoints
+                .iter()
+                .filter(|e| live.get(service).is_none_or(|l| l.contains(&e.task)))
+                .map(|e| e.ip)
+                .collect();
+            (service.clone(), ips)
+        })
+        .collect()
+}
+
 /// The environment SwarmSpawner gives a single-user server.
 const PREFIX_ENV: &str = "JUPYTERHUB_SERVICE_PREFIX";
 const URL_ENV: &str = "JUPYTERHUB_SERVICE_URL";
@@ -426,6 +458,26 @@ mod tests {
             problems[0].message.contains("not on a network shared"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn endpoints_of_tasks_no_longer_running_are_dropped() {
+        let e = |task: &str, addr: &str| TaskEndpoint {
+            task: task.into(),
+            ip: ip(addr),
+        };
+        let listed: Listed = [
+            (
+                "web".to_owned(),
+                vec![e("old", "10.0.1.5"), e("new", "10.0.1.6")],
+            ),
+            ("unchecked".to_owned(), vec![e("t", "10.0.1.7")]),
+        ]
+        .into();
+        let live = [("web".to_owned(), ["new".to_owned()].into())].into();
+        let running = running_only(&listed, &live);
+        assert_eq!(running["web"], [ip("10.0.1.6")]);
+        assert_eq!(running["unchecked"], [ip("10.0.1.7")]);
     }
 
     #[test]

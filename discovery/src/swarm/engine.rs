@@ -1,7 +1,6 @@
 //! The engine calls the swarm source makes, through bollard, each counted.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,23 +8,24 @@ use bollard::Docker;
 use bollard::models::{EventMessageTypeEnum, Service};
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, InspectNetworkOptionsBuilder,
-    ListServicesOptions,
+    ListServicesOptions, ListTasksOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt as _};
 
-use super::build::{ObservedNetwork, ObservedService};
+use super::build::{Listed, ObservedService, TaskEndpoint};
 use crate::DiscoveryError;
 
 /// Request timeout for ordinary calls (the event stream is not cut by it).
 const TIMEOUT_SECS: u64 = 30;
 
 /// What an event asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// A service changed: read the service list again.
     Service,
-    /// A container started or stopped here: read the task addresses.
-    Container,
+    /// A container started or stopped here: read the task addresses, and
+    /// which of its service's tasks still run (the swarm service's name).
+    Container(Option<String>),
 }
 
 /// A connected, version-negotiated engine client.
@@ -134,24 +134,42 @@ impl Engine {
         Ok(services.into_iter().filter_map(observe).collect())
     }
 
-    /// Each network's task addresses, from a verbose swarm-scope inspect.
+    /// Each network's task endpoints, from a verbose swarm-scope inspect.
     pub(crate) async fn networks(
         &self,
         networks: &[(String, String)],
-    ) -> Result<Vec<ObservedNetwork>, DiscoveryError> {
+    ) -> Result<Vec<Listed>, DiscoveryError> {
         let mut out = Vec::with_capacity(networks.len());
-        for (id, name) in networks {
+        for (id, _) in networks {
             self.count();
             let options = InspectNetworkOptionsBuilder::new()
                 .verbose(true)
                 .scope("swarm")
                 .build();
             let n = self.docker.inspect_network(id, Some(options)).await?;
-            out.push(ObservedNetwork {
-                id: id.clone(),
-                name: name.clone(),
-                tasks: task_addresses(n.services.unwrap_or_default()),
-            });
+            out.push(task_endpoints(n.services.unwrap_or_default()));
+        }
+        Ok(out)
+    }
+
+    /// The tasks swarm wants running, by service ID: of one service, or of
+    /// all (one call either way).
+    pub(crate) async fn running_tasks(
+        &self,
+        service: Option<&str>,
+    ) -> Result<HashMap<String, HashSet<String>>, DiscoveryError> {
+        self.count();
+        let mut filters: HashMap<&str, Vec<&str>> =
+            HashMap::from([("desired-state", vec!["running"])]);
+        if let Some(s) = service {
+            filters.insert("service", vec![s]);
+        }
+        let options = ListTasksOptionsBuilder::new().filters(&filters).build();
+        let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+        for t in self.docker.list_tasks(Some(options)).await? {
+            if let (Some(service), Some(id)) = (t.service_id, t.id) {
+                out.entry(service).or_default().insert(id);
+            }
         }
         Ok(out)
     }
@@ -179,7 +197,11 @@ impl Engine {
             let e = e?;
             Ok(match e.typ {
                 Some(EventMessageTypeEnum::SERVICE) => Kind::Service,
-                _ => Kind::Container,
+                _ => Kind::Container(
+                    e.actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|mut a| a.remove("com.docker.swarm.service.name")),
+                ),
             })
         })
     }
@@ -216,20 +238,25 @@ fn observe(s: Service) -> Option<ObservedService> {
     })
 }
 
-/// `Services` of a verbose network inspect: `{name: {Tasks: [{EndpointIP}]}}`.
-fn task_addresses(services: HashMap<String, serde_json::Value>) -> HashMap<String, Vec<IpAddr>> {
+/// `Services` of a verbose network inspect:
+/// `{name: {Tasks: [{Name: "<service>.<slot>.<task id>", EndpointIP}]}}`.
+fn task_endpoints(services: HashMap<String, serde_json::Value>) -> Listed {
     services
         .into_iter()
         .filter(|(name, _)| !name.is_empty())
         .map(|(name, info)| {
-            let ips = info
+            let endpoints = info
                 .get("Tasks")
                 .and_then(|t| t.as_array())
                 .into_iter()
                 .flatten()
-                .filter_map(|t| t.get("EndpointIP")?.as_str()?.parse().ok())
+                .filter_map(|t| {
+                    let task = t.get("Name")?.as_str()?.rsplit('.').next()?.to_owned();
+                    let ip = t.get("EndpointIP")?.as_str()?.parse().ok()?;
+                    Some(TaskEndpoint { task, ip })
+                })
                 .collect();
-            (name, ips)
+            (name, endpoints)
         })
         .collect()
 }
@@ -249,8 +276,9 @@ mod tests {
                 "idle": {"VIP": "10.0.1.2"}}"#,
         )
         .unwrap();
-        let t = task_addresses(raw);
+        let t = task_endpoints(raw);
         assert_eq!(t["web"].len(), 2);
+        assert_eq!(t["web"][0].task, "x");
         assert!(t["idle"].is_empty());
         assert!(!t.contains_key(""));
     }

@@ -23,7 +23,7 @@
 mod build;
 mod engine;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -36,8 +36,11 @@ use crate::labels::ServiceLabels;
 use crate::model::{Problem, State};
 use crate::now_ms;
 use crate::source::{Publisher, Running, Source};
-use build::{ObservedNetwork, ObservedService};
-use engine::Engine;
+use build::{Listed, ObservedNetwork, ObservedService};
+use engine::{Engine, Kind};
+
+/// Above this many services to check at once, one task list for all.
+const TARGETED_CHECKS: usize = 8;
 
 /// How the swarm source connects and how often it looks.
 #[derive(Debug, Clone)]
@@ -80,6 +83,10 @@ pub struct SwarmSource {
     last_good: HashMap<String, ServiceLabels>,
     services: Vec<ObservedService>,
     networks: Vec<ObservedNetwork>,
+    /// Each shared network's task endpoints as last listed.
+    listed: Vec<Listed>,
+    /// Running task IDs of the listed services, as last checked.
+    live: HashMap<String, HashSet<String>>,
     /// Problems already logged (each is logged once, when it appears).
     reported: Vec<Problem>,
     /// Engine API calls, across reconnections.
@@ -94,6 +101,8 @@ impl SwarmSource {
             last_good: HashMap::new(),
             services: Vec::new(),
             networks: Vec::new(),
+            listed: Vec::new(),
+            live: HashMap::new(),
             reported: Vec::new(),
             calls: Arc::default(),
         }
@@ -116,7 +125,9 @@ impl SwarmSource {
         // Subscribe before the first read, so no change falls in between.
         let mut events = Box::pin(engine.events());
         self.services = engine.services().await?;
-        self.networks = engine.networks(&networks).await?;
+        self.live.clear();
+        self.refresh_tasks(&engine, &networks, HashSet::new())
+            .await?;
         self.publish(out, &engine);
         out.status(|s| {
             s.state = State::Watching;
@@ -131,29 +142,93 @@ impl SwarmSource {
             t.reset();
         }
         loop {
-            let full = tokio::select! {
+            let mut full = false;
+            let mut recheck = HashSet::new();
+            let mut note = |kind: Kind| match kind {
+                Kind::Service => full = true,
+                Kind::Container(service) => recheck.extend(service),
+            };
+            tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 event = events.next() => {
-                    let mut full = match event {
-                        Some(Ok(kind)) => kind == engine::Kind::Service,
+                    match event {
+                        Some(Ok(kind)) => note(kind),
                         Some(Err(e)) => return Err(e),
                         None => return Err(DiscoveryError::StreamEnded),
-                    };
+                    }
                     // Take whatever else already arrived in one go.
                     while let Some(Some(more)) = futures_util::FutureExt::now_or_never(events.next()) {
-                        full |= more? == engine::Kind::Service;
+                        note(more?);
                     }
-                    full
                 }
-                _ = refresh.tick() => false,
-                _ = resync.tick() => true,
-            };
+                _ = refresh.tick() => {}
+                _ = resync.tick() => full = true,
+            }
             if full {
                 self.services = engine.services().await?;
             }
-            self.networks = engine.networks(&networks).await?;
+            self.refresh_tasks(&engine, &networks, recheck).await?;
             self.publish(out, &engine);
         }
+    }
+
+    /// Reads the task endpoints of every shared network, and (one targeted
+    /// call each) which tasks still run for the services whose endpoints
+    /// changed since the last look or whose containers just started or died.
+    async fn refresh_tasks(
+        &mut self,
+        engine: &Engine,
+        networks: &[(String, String)],
+        mut recheck: HashSet<String>,
+    ) -> Result<(), DiscoveryError> {
+        let listed = engine.networks(networks).await?;
+        for (i, now) in listed.iter().enumerate() {
+            let before = self.listed.get(i);
+            for (service, endpoints) in now {
+                let seen = before.and_then(|b| b.get(service));
+                if seen != Some(endpoints) || !self.live.contains_key(service) {
+                    recheck.insert(service.clone());
+                }
+            }
+        }
+        let listed_names: HashSet<&String> = listed.iter().flat_map(|l| l.keys()).collect();
+        self.live.retain(|s, _| listed_names.contains(s));
+        recheck.retain(|s| listed_names.contains(s));
+        let id_of = |name: &str| {
+            self.services
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.id.clone())
+        };
+        if recheck.len() > TARGETED_CHECKS {
+            // Many at once (the first look, a burst): one call for all.
+            let mut all = engine.running_tasks(None).await?;
+            for service in recheck {
+                // A service too new for the service list is checked by name
+                // at the next look; until then its endpoints count as listed.
+                if let Some(id) = id_of(&service) {
+                    let running = all.remove(&id).unwrap_or_default();
+                    self.live.insert(service, running);
+                }
+            }
+        } else {
+            for service in recheck {
+                let mut one = engine.running_tasks(Some(&service)).await?;
+                let running = one.drain().flat_map(|(_, tasks)| tasks).collect();
+                self.live.insert(service, running);
+            }
+        }
+        self.networks = networks
+            .iter()
+            .zip(&listed)
+            .map(|((id, name), l)| ObservedNetwork {
+                id: id.clone(),
+                name: name.clone(),
+                tasks: build::running_only(l, &self.live),
+            })
+            .collect();
+        self.listed = listed;
+        Ok(())
     }
 
     fn publish(&mut self, out: &Publisher, engine: &Engine) {
