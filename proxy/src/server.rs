@@ -263,6 +263,13 @@ async fn serve_accepted<H: Handler>(
         (Accepted::Unix(s), None) => serve_io(s, conn, &builder, handler, &shutdown).await,
         (Accepted::Tcp(s), Some(acceptor)) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+                // A TLS-ALPN-01 validation (RFC 8737 §3) ends with the
+                // handshake: no HTTP on that connection.
+                Ok(Ok(tls))
+                    if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) =>
+                {
+                    tracing::debug!(peer = ?peer, "answered a TLS-ALPN-01 challenge");
+                }
                 Ok(Ok(tls)) => serve_io(tls, conn, &builder, handler, &shutdown).await,
                 Ok(Err(e)) => tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(peer = ?peer, "TLS handshake timed out"),
@@ -343,7 +350,16 @@ impl Handler for MetricsEndpoint {
 pub struct Redirect {
     /// The HTTPS port to point at.
     pub https_port: u16,
+    /// Answers ACME HTTP-01 challenges (`/.well-known/acme-challenge/<token>`,
+    /// RFC 8555 §8.3) instead of redirecting them: token → key authorization.
+    pub http01: Option<Http01>,
 }
+
+/// Looks up the key authorization of an HTTP-01 challenge token.
+pub type Http01 = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Where ACME HTTP-01 challenges are fetched.
+const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 impl Handler for Redirect {
     async fn handle(
@@ -351,6 +367,22 @@ impl Handler for Redirect {
         req: Request<Incoming>,
         _conn: Arc<ConnInfo>,
     ) -> Response<ResponseBody> {
+        if let (Some(http01), Some(token)) = (
+            &self.http01,
+            req.uri().path().strip_prefix(CHALLENGE_PREFIX),
+        ) {
+            return match http01(token) {
+                Some(answer) => {
+                    let mut resp = Response::new(ResponseBody::full(answer));
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    resp
+                }
+                None => status_only(StatusCode::NOT_FOUND),
+            };
+        }
         let Some(host) = req
             .headers()
             .get(header::HOST)

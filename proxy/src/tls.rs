@@ -99,10 +99,17 @@ impl CertSet {
     }
 }
 
+/// The ALPN protocol of ACME TLS-ALPN-01 validations (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Looks up the TLS-ALPN-01 challenge certificate for a server name.
+pub type AlpnChallenges = Arc<dyn Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync>;
+
 /// The certificate resolver: swap a new [`CertSet`] in at any time.
 #[derive(Default)]
 pub struct CertResolver {
     set: ArcSwap<CertSet>,
+    alpn: Option<AlpnChallenges>,
 }
 
 impl CertResolver {
@@ -110,7 +117,24 @@ impl CertResolver {
     pub fn new(set: CertSet) -> Self {
         Self {
             set: ArcSwap::from_pointee(set),
+            alpn: None,
         }
+    }
+
+    /// A resolver that also answers TLS-ALPN-01 challenges: a ClientHello
+    /// offering exactly `acme-tls/1` gets `challenges`' certificate for its
+    /// server name (and nothing else).
+    pub fn with_alpn_challenges(set: CertSet, challenges: AlpnChallenges) -> Self {
+        Self {
+            set: ArcSwap::from_pointee(set),
+            alpn: Some(challenges),
+        }
+    }
+
+    /// Whether TLS-ALPN-01 challenges are answered (then `acme-tls/1` is
+    /// among the server's ALPN protocols).
+    pub fn answers_alpn_challenges(&self) -> bool {
+        self.alpn.is_some()
     }
 
     /// Publishes `set` for every following handshake.
@@ -129,6 +153,12 @@ impl std::fmt::Debug for CertResolver {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(challenges) = &self.alpn {
+            let mut protocols = hello.alpn().into_iter().flatten();
+            if let (Some(ACME_TLS_ALPN), None) = (protocols.next(), protocols.next()) {
+                return challenges(&hello.server_name()?.to_ascii_lowercase());
+            }
+        }
         self.set.load().find(hello.server_name())
     }
 }
@@ -163,8 +193,12 @@ pub fn server_config(
             builder.with_client_cert_verifier(verifier.build()?)
         }
     };
+    let alpn_challenges = resolver.answers_alpn_challenges();
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if alpn_challenges {
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(Arc::new(config))
 }
 

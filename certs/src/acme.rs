@@ -1,0 +1,195 @@
+//! One ACME conversation: the account (created once, then reused from the
+//! storage) and an order for a set of names, answered by HTTP-01 or
+//! TLS-ALPN-01 and finalized with a fresh key.
+
+use std::time::{Duration, SystemTime};
+
+use instant_acme::{
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+
+use crate::challenge::Challenges;
+use crate::lock::{Locked, try_lock};
+use crate::store::{Store, read_opt, write_atomic};
+use crate::x509::{Issued, csr, inspect};
+use crate::{CertsError, ChallengeKind};
+
+/// The account for `directory`: the stored one, else a new one (stored
+/// before use, 0600). Replicas take the account lock so that only one
+/// registers.
+pub(crate) async fn account(
+    store: &Store,
+    directory: &str,
+    email: Option<&str>,
+    ca_pem: Option<&[u8]>,
+    holder: &str,
+) -> Result<Account, CertsError> {
+    let path = store
+        .accounts()
+        .join(format!("{:016x}.json", fnv(directory)));
+    for _ in 0..100 {
+        if let Some(bytes) = read_opt(&path)? {
+            let creds = serde_json::from_slice(&bytes).map_err(|source| CertsError::Account {
+                path: path.clone(),
+                source,
+            })?;
+            let builder = Account::builder_with_http(crate::client::https(ca_pem)?);
+            return Ok(builder.from_credentials(creds).await?);
+        }
+        match try_lock(store, "account", holder, Duration::from_secs(30))? {
+            Locked::Held(_lock) => {
+                if read_opt(&path)?.is_some() {
+                    continue;
+                }
+                let contact = email.map(|e| format!("mailto:{e}"));
+                let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let new = NewAccount {
+                    contact: &contacts,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                };
+                let builder = Account::builder_with_http(crate::client::https(ca_pem)?);
+                let (account, creds) = builder.create(&new, directory.to_owned(), None).await?;
+                let json = serde_json::to_vec(&creds).map_err(|source| CertsError::Account {
+                    path: path.clone(),
+                    source,
+                })?;
+                write_atomic(&path, &json, 0o600)?;
+                tracing::info!(directory, account = account.id(), "ACME account registered");
+                return Ok(account);
+            }
+            Locked::Busy { .. } => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    Err(CertsError::BadCertificate(
+        "timed out waiting for another replica to register the account".into(),
+    ))
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The directory's suggested renewal window for `issued` (RFC 9773), or
+/// `None` when the directory offers no ARI (Pebble 2.4.0) or the query fails.
+pub(crate) async fn renewal_window(
+    account: &Account,
+    issued: &Issued,
+) -> Option<(SystemTime, SystemTime)> {
+    let leaf = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+        .next()?
+        .ok()?;
+    let id = CertificateIdentifier::try_from(&leaf).ok()?;
+    match account.renewal_info(&id).await {
+        Ok((info, _retry_after)) => {
+            let w = info.suggested_window;
+            Some((SystemTime::from(w.start), SystemTime::from(w.end)))
+        }
+        Err(instant_acme::Error::Unsupported(_)) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "ACME renewal information unavailable");
+            None
+        }
+    }
+}
+
+/// Orders a certificate for `names`, answering each authorization with
+/// `kind`; `replaces` is the certificate being renewed (ARI). The chain is
+/// checked before it is returned.
+pub(crate) async fn order(
+    account: &Account,
+    names: &[String],
+    kind: ChallengeKind,
+    challenges: &Challenges,
+    replaces: Option<&Issued>,
+    poll: RetryPolicy,
+) -> Result<Issued, CertsError> {
+    let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+    let mut new = NewOrder::new(&identifiers);
+    let replaced = replaces.and_then(|issued| {
+        let leaf = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+            .next()?
+            .ok()?;
+        CertificateIdentifier::try_from(&leaf)
+            .ok()
+            .map(|id| id.into_owned())
+    });
+    if let Some(id) = &replaced {
+        new = new.replaces(id.clone());
+    }
+    let mut order = match account.new_order(&new).await {
+        // A directory without ARI refuses `replaces`: order plainly.
+        Err(instant_acme::Error::Unsupported(_)) => {
+            account.new_order(&NewOrder::new(&identifiers)).await?
+        }
+        other => other?,
+    };
+    let (mut tokens, mut alpn_names) = (Vec::new(), Vec::new());
+    let result = async {
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz?;
+            let name = match &authz.identifier().identifier {
+                Identifier::Dns(n) => n.clone(),
+                other => format!("{other:?}"),
+            };
+            match authz.status {
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => {
+                    return Err(CertsError::Validation {
+                        name,
+                        detail: format!("authorization is {other:?}"),
+                    });
+                }
+            }
+            let wanted = match kind {
+                ChallengeKind::Http01 => ChallengeType::Http01,
+                ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            };
+            let mut challenge = authz.challenge(wanted).ok_or(CertsError::NoChallenge {
+                name: name.clone(),
+                kind: kind.as_str(),
+            })?;
+            let key_authorization = challenge.key_authorization();
+            match kind {
+                ChallengeKind::Http01 => {
+                    challenges.put_http01(&challenge.token, key_authorization.as_str())?;
+                    tokens.push(challenge.token.clone());
+                }
+                ChallengeKind::TlsAlpn01 => {
+                    challenges.put_tls_alpn01(
+                        &name.to_ascii_lowercase(),
+                        key_authorization.digest().as_ref(),
+                    )?;
+                    alpn_names.push(name.to_ascii_lowercase());
+                }
+            }
+            challenge.set_ready().await?;
+        }
+        let status = order.poll_ready(&poll).await?;
+        if status != OrderStatus::Ready {
+            let detail = order
+                .state()
+                .error
+                .as_ref()
+                .map_or_else(|| format!("order is {status:?}"), |p| p.to_string());
+            return Err(CertsError::Validation {
+                name: names.join(", "),
+                detail,
+            });
+        }
+        let (csr, key_pem) = csr(names)?;
+        order.finalize_csr(&csr).await?;
+        let chain = order.poll_certificate(&poll).await?;
+        inspect(&chain, &key_pem, names, SystemTime::now())
+    }
+    .await;
+    challenges.clear(&tokens, &alpn_names);
+    result
+}

@@ -1,0 +1,357 @@
+//! The certificate loop: for each configured set of names, load what the
+//! storage holds (another replica may have renewed it), publish it, and
+//! renew when due — under the storage lock, so one replica orders while the
+//! others load its result. Failures keep the current certificate serving and
+//! back off; every state is in [`Manager::status`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use instant_acme::{Account, RetryPolicy};
+use serde::Serialize;
+use tokio::sync::{OnceCell, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::challenge::Challenges;
+use crate::lock::{Locked, try_lock};
+use crate::policy::{Backoff, jitter, renew_at};
+use crate::store::Store;
+use crate::x509::{Issued, inspect};
+use crate::{CertsError, ChallengeKind, acme};
+
+/// What the manager does, and for which names.
+#[derive(Debug, Clone)]
+pub struct AcmeConfig {
+    /// The directory URL (Let's Encrypt production, staging, or a private CA).
+    pub directory: String,
+    /// Contact for the account (expiry notices).
+    pub email: Option<String>,
+    /// Trust anchors (PEM) for the directory's HTTPS certificate; `None`:
+    /// the web PKI roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// How authorizations are answered.
+    pub challenge: ChallengeKind,
+    /// One certificate per entry, for these names (the first names its
+    /// storage and lock).
+    pub certificates: Vec<Vec<String>>,
+    /// This replica's name in lock files (host name and process ID).
+    pub holder: String,
+    /// Waits after failed orders.
+    pub backoff: Backoff,
+    /// A lock not rewritten for this long is taken over.
+    pub lock_stale: Duration,
+    /// How often the storage is looked at while nothing is due.
+    pub check_every: Duration,
+    /// How long one order may wait for validation and issuance.
+    pub order_timeout: Duration,
+}
+
+impl AcmeConfig {
+    /// Defaults for `certificates` at `directory`.
+    pub fn new(directory: String, certificates: Vec<Vec<String>>, holder: String) -> Self {
+        Self {
+            directory,
+            email: None,
+            ca_pem: None,
+            challenge: ChallengeKind::Http01,
+            certificates,
+            holder,
+            backoff: Backoff::default(),
+            lock_stale: Duration::from_secs(30),
+            check_every: Duration::from_secs(60),
+            order_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One certificate's state, for `GET /api/certs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CertStatus {
+    /// The names it covers.
+    pub names: Vec<String>,
+    /// `pending` (none yet), `valid`, `renewing` or `failing`.
+    pub state: &'static str,
+    /// Validity (ms since the epoch) of the certificate being served.
+    pub not_before_ms: Option<u64>,
+    /// End of validity (ms since the epoch).
+    pub not_after_ms: Option<u64>,
+    /// When renewal is due (ms since the epoch).
+    pub renew_at_ms: Option<u64>,
+    /// Issuer of the certificate being served.
+    pub issuer: Option<String>,
+    /// Whether the directory's renewal window (ARI) sets the renewal time.
+    pub ari: bool,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When the next attempt is due after a failure (ms since the epoch).
+    pub next_retry_ms: Option<u64>,
+    /// Another replica is ordering it (its name in the lock).
+    pub ordered_by: Option<String>,
+}
+
+/// Runs the certificate loops and publishes their certificates.
+pub struct Manager {
+    config: AcmeConfig,
+    store: Store,
+    challenges: Arc<Challenges>,
+    account: OnceCell<Account>,
+    published: watch::Sender<Arc<Vec<Issued>>>,
+    status: Vec<ArcSwap<CertStatus>>,
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Manager {
+    /// A manager over `store`. Nothing is ordered before [`Manager::run`].
+    pub fn new(config: AcmeConfig, store: Store) -> Self {
+        let status = config
+            .certificates
+            .iter()
+            .map(|names| {
+                ArcSwap::from_pointee(CertStatus {
+                    names: names.clone(),
+                    state: "pending",
+                    ..CertStatus::default()
+                })
+            })
+            .collect();
+        Self {
+            challenges: Arc::new(Challenges::new(store.clone())),
+            published: watch::Sender::new(Arc::new(Vec::new())),
+            store,
+            config,
+            account: OnceCell::new(),
+            status,
+        }
+    }
+
+    /// The challenges to answer (HTTP-01 tokens, TLS-ALPN-01 certificates).
+    pub fn challenges(&self) -> &Arc<Challenges> {
+        &self.challenges
+    }
+
+    /// Every valid certificate, republished on each change.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Vec<Issued>>> {
+        self.published.subscribe()
+    }
+
+    /// Each certificate's state.
+    pub fn status(&self) -> Vec<CertStatus> {
+        self.status
+            .iter()
+            .map(|s| CertStatus::clone(&s.load()))
+            .collect()
+    }
+
+    /// Loads what the storage holds, publishes it, then keeps every
+    /// certificate renewed until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let loops = (0..self.config.certificates.len()).map(|i| {
+            let me = self.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move { me.keep(i, stop).await })
+        });
+        for task in loops.collect::<Vec<_>>() {
+            let _ = task.await;
+        }
+    }
+
+    /// Keeps certificate `i` valid.
+    async fn keep(&self, i: usize, shutdown: CancellationToken) {
+        let names = &self.config.certificates[i];
+        let id = &names[0];
+        let mut current: Option<Issued> = None;
+        let mut window = None;
+        let mut failures = 0u32;
+        let mut next_retry = SystemTime::UNIX_EPOCH;
+        let j = jitter(&format!("{id}{}", self.config.holder));
+        loop {
+            // Another replica may have renewed it: the storage is the truth.
+            match self.load(id, names) {
+                Ok(Some(stored))
+                    if current
+                        .as_ref()
+                        .is_none_or(|c| c.not_after < stored.not_after) =>
+                {
+                    if let Some(account) = self.account.get() {
+                        window = acme::renewal_window(account, &stored).await;
+                    }
+                    current = Some(stored);
+                    failures = 0;
+                    self.publish(i, current.as_ref());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(certificate = %id, error = %e, "stored certificate unusable")
+                }
+            }
+            let now = SystemTime::now();
+            let due = current
+                .as_ref()
+                .map_or(now, |c| renew_at(c.not_before, c.not_after, window, j))
+                .max(next_retry);
+            self.set_status(i, |s| {
+                s.renew_at_ms = Some(ms(due));
+                s.ari = window.is_some();
+            });
+            if due > now {
+                let wait = due
+                    .duration_since(now)
+                    .unwrap_or_default()
+                    .min(self.config.check_every);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(wait) => continue,
+                }
+            }
+            let lock = match try_lock(&self.store, id, &self.config.holder, self.config.lock_stale)
+            {
+                Ok(Locked::Held(lock)) => lock,
+                Ok(Locked::Busy { holder, .. }) => {
+                    self.set_status(i, |s| s.ordered_by = Some(holder));
+                    let wait = self.config.check_every.min(Duration::from_secs(2));
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    next_retry = self.failed(i, failures, &e);
+                    continue;
+                }
+            };
+            // It may have been renewed between the look and the lock.
+            if let Ok(Some(stored)) = self.load(id, names) {
+                if current
+                    .as_ref()
+                    .is_none_or(|c| c.not_after < stored.not_after)
+                {
+                    continue;
+                }
+            }
+            self.set_status(i, |s| {
+                s.state = "renewing";
+                s.ordered_by = None;
+            });
+            let attempt = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = self.obtain(names, current.as_ref()) => r,
+            };
+            let stored = attempt.and_then(|issued| {
+                let saved = self.store.write_cert(
+                    id,
+                    issued.chain_pem.as_bytes(),
+                    issued.key_pem.as_bytes(),
+                );
+                current = Some(issued);
+                saved
+            });
+            drop(lock);
+            match stored {
+                Ok(()) => {
+                    failures = 0;
+                    next_retry = SystemTime::UNIX_EPOCH;
+                    window = None;
+                    tracing::info!(certificate = %id, "certificate issued");
+                    self.publish(i, current.as_ref());
+                }
+                Err(e) => {
+                    // An issued certificate that could not be stored still serves.
+                    self.publish(i, current.as_ref());
+                    failures += 1;
+                    next_retry = self.failed(i, failures, &e);
+                }
+            }
+        }
+    }
+
+    fn load(&self, id: &str, names: &[String]) -> Result<Option<Issued>, CertsError> {
+        let Some((chain, key)) = self.store.read_cert(id)? else {
+            return Ok(None);
+        };
+        let text = |b: Vec<u8>| {
+            String::from_utf8(b).map_err(|_| CertsError::BadCertificate("not PEM".into()))
+        };
+        inspect(&text(chain)?, &text(key)?, names, SystemTime::now()).map(Some)
+    }
+
+    async fn obtain(
+        &self,
+        names: &[String],
+        current: Option<&Issued>,
+    ) -> Result<Issued, CertsError> {
+        let c = &self.config;
+        let account = self
+            .account
+            .get_or_try_init(|| {
+                acme::account(
+                    &self.store,
+                    &c.directory,
+                    c.email.as_deref(),
+                    c.ca_pem.as_deref(),
+                    &c.holder,
+                )
+            })
+            .await?;
+        let poll = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .backoff(1.5)
+            .timeout(c.order_timeout);
+        acme::order(account, names, c.challenge, &self.challenges, current, poll).await
+    }
+
+    /// Records a failure; returns when to try again.
+    fn failed(&self, i: usize, failures: u32, e: &CertsError) -> SystemTime {
+        let wait = self.config.backoff.after(failures);
+        let next = SystemTime::now() + wait;
+        tracing::warn!(
+            certificate = %self.config.certificates[i][0],
+            error = %e,
+            failures,
+            retry_in_s = wait.as_secs(),
+            "certificate not renewed; the current one keeps serving"
+        );
+        self.set_status(i, |s| {
+            s.state = "failing";
+            s.failures = failures;
+            s.last_error = Some(e.to_string());
+            s.next_retry_ms = Some(ms(next));
+        });
+        next
+    }
+
+    fn publish(&self, i: usize, issued: Option<&Issued>) {
+        let Some(issued) = issued else { return };
+        self.set_status(i, |s| {
+            s.state = "valid";
+            s.not_before_ms = Some(ms(issued.not_before));
+            s.not_after_ms = Some(ms(issued.not_after));
+            s.issuer = Some(issued.issuer.clone());
+            s.failures = 0;
+            s.last_error = None;
+            s.next_retry_ms = None;
+        });
+        self.published.send_modify(|all| {
+            let mut next: Vec<Issued> = all
+                .iter()
+                .filter(|c| c.names != issued.names)
+                .cloned()
+                .collect();
+            next.push(issued.clone());
+            *all = Arc::new(next);
+        });
+    }
+
+    fn set_status(&self, i: usize, change: impl FnOnce(&mut CertStatus)) {
+        let mut next = CertStatus::clone(&self.status[i].load());
+        change(&mut next);
+        self.status[i].store(Arc::new(next));
+    }
+}
