@@ -179,8 +179,9 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) insecure: bool,
 
-    /// Port of a plain-HTTP listener that redirects to HTTPS.
-    #[arg(long, requires = "ssl_cert")]
+    /// Port of a plain-HTTP listener that redirects to HTTPS (and answers
+    /// ACME HTTP-01 challenges); needs `--ssl-cert` or `--acme-domain`.
+    #[arg(long)]
     pub(crate) redirect_port: Option<u16>,
     /// HTTPS port the redirects point at (default: --port).
     #[arg(long, requires = "redirect_port")]
@@ -255,6 +256,33 @@ pub(crate) struct ServeArgs {
     /// hubgate: routes from a JSON file (a fixed discovery layer).
     #[arg(long, value_name = "FILE")]
     pub(crate) discovery_file: Option<PathBuf>,
+    /// hubgate: obtain and renew a certificate for these names by ACME
+    /// (repeatable; comma-separated names share one certificate). `--port`
+    /// then serves HTTPS.
+    #[arg(long, value_name = "NAMES")]
+    pub(crate) acme_domain: Vec<String>,
+    /// hubgate: contact e-mail for the ACME account.
+    #[arg(long, value_name = "EMAIL")]
+    pub(crate) acme_email: Option<String>,
+    /// hubgate: ACME directory: `letsencrypt`, `letsencrypt-staging` or a URL.
+    #[arg(long, value_name = "URL", default_value = "letsencrypt")]
+    pub(crate) acme_directory: String,
+    /// hubgate: where the account, certificates and locks live (share it
+    /// between replicas).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) acme_storage: Option<PathBuf>,
+    /// hubgate: CA certificate(s) to trust for the ACME server's own HTTPS
+    /// (a private ACME server).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) acme_ca_file: Option<PathBuf>,
+    /// hubgate: how to prove control of the names: `http-01` (on
+    /// `--redirect-port`) or `tls-alpn-01` (on `--port`).
+    #[arg(long, value_name = "TYPE", default_value = "http-01")]
+    pub(crate) acme_challenge: String,
+    /// Internal (tests with minutes-long certificates): how often, in ms, the
+    /// ACME storage is looked at, and the first retry delay.
+    #[arg(long, value_name = "MS", hide = true)]
+    pub(crate) acme_check_ms: Option<u64>,
     /// hubgate: TCP keepalive idle time on upstream connections and
     /// websocket tunnels, in seconds (0: off). Below IPVS's 900 s.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]

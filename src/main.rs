@@ -2,6 +2,7 @@
 //! library crates do the work. Invoked as `configurable-http-proxy` (a
 //! symlink), it behaves as `hubgate serve` and takes CHP's flags.
 
+mod acme;
 mod cli;
 mod discover;
 mod healthcheck;

@@ -20,7 +20,7 @@ use hubgate_proxy::{Api, ErrorPages, Proxy, ProxyConfig, RouteStore, Target};
 
 use crate::cli::{ServeArgs, parse_ip};
 use crate::tls_flags::{api_tls, public_tls, upstream_tls};
-use crate::{discover, logging, routes_file};
+use crate::{acme, discover, logging, routes_file};
 
 /// A flag value that is wrong: reported in one line with exit code 2.
 #[derive(Debug)]
@@ -55,6 +55,7 @@ pub(crate) fn validate(args: &ServeArgs) -> Result<(), UsageError> {
         }
     }
     custom_headers(&args.custom_header)?;
+    acme::validate(args)?;
     for (flag, ip) in [
         ("--ip", &args.ip),
         ("--api-ip", &args.api_ip),
@@ -228,7 +229,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         std::env::var_os("CONFIGPROXY_AUTH_TOKEN_FILE").map(PathBuf::from),
     )?;
     let config = proxy_config(&args)?;
-    let public_tls = public_tls(&args)?;
+    let certs = acme::manager(&args)?;
+    let tls = public_tls(&args, certs.as_ref())?;
     let workers = args
         .workers
         .map(usize::from)
@@ -279,17 +281,23 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let discovery = discover::start(wanted, routes.clone(), &background)?;
         let api = Api::new(routes.clone(), token.clone(), proxy.metrics().clone())
-            .with_page("/api/discovery", discovery.page(routes.clone()));
+            .with_page("/api/discovery", discovery.page(routes.clone()))
+            .with_page("/api/certs", acme::page(certs.clone(), tls.static_cert.clone()));
+        if let (Some(manager), Some(resolver)) = (&certs, &tls.resolver) {
+            acme::start(manager.clone(), resolver.clone(), tls.static_set.clone(), &background);
+        }
         let api = Arc::new(api);
         let api_listener = bind(&api_bind).await?;
         let api_config = ServeConfig { tls: api_tls(&args)?, ..ServeConfig::default() };
         tokio::spawn(server::serve(api_listener, api_config, api, shutdown.clone()));
         if let Some(b) = &metrics_bind {
-            let endpoint = Arc::new(MetricsEndpoint { metrics: proxy.metrics().clone(), routes: routes.clone() });
+            let extra = Some(acme::metrics(certs.clone(), tls.static_cert.clone()));
+            let endpoint = Arc::new(MetricsEndpoint { metrics: proxy.metrics().clone(), routes: routes.clone(), extra });
             tokio::spawn(server::serve(bind(b).await?, ServeConfig::default(), endpoint, shutdown.clone()));
         }
         if let Some(port) = args.redirect_port {
-            let redirect = Arc::new(Redirect { https_port: args.redirect_to.unwrap_or(args.port) });
+            let http01 = certs.as_ref().map(acme::http01);
+            let redirect = Arc::new(Redirect { https_port: args.redirect_to.unwrap_or(args.port), http01 });
             let listener = bind(&Bind::Tcp(address(&args.ip, port))).await?;
             tokio::spawn(server::serve(listener, ServeConfig::default(), redirect, shutdown.clone()));
         }
@@ -300,7 +308,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
 
         let tcp_keepalive = proxy_config_keepalive(&args);
-        let serve_config = ServeConfig { tls: public_tls, idle_timeout, tcp_keepalive };
+        let serve_config = ServeConfig { tls: tls.config.clone(), idle_timeout, tcp_keepalive };
         let threads = spawn_workers(public, &serve_config, &proxy, &shutdown)?;
         if token.is_none() {
             tracing::warn!("REST API is not authenticated.");

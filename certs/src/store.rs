@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 
 use crate::CertsError;
 
+/// A chain and its key, PEM bytes.
+pub(crate) type Pem = (Vec<u8>, Vec<u8>);
+
 /// The storage directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -67,7 +70,7 @@ impl Store {
     }
 
     /// The stored chain and key of certificate `id`, if both are there.
-    pub(crate) fn read_cert(&self, id: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, CertsError> {
+    pub(crate) fn read_cert(&self, id: &str) -> Result<Option<Pem>, CertsError> {
         let dir = self.cert_dir(id);
         match (
             read_opt(&dir.join("cert.pem"))?,

@@ -325,6 +325,8 @@ pub struct MetricsEndpoint {
     pub metrics: Arc<Metrics>,
     /// The route table, for the route count.
     pub routes: Arc<RouteStore>,
+    /// More metrics text, appended (the binary's certificate expiries).
+    pub extra: Option<crate::api::StatusPage>,
 }
 
 impl Handler for MetricsEndpoint {
@@ -336,7 +338,11 @@ impl Handler for MetricsEndpoint {
         if req.uri().path() != "/metrics" {
             return status_only(StatusCode::NOT_FOUND);
         }
-        let mut resp = Response::new(ResponseBody::full(self.metrics.render(&self.routes.load())));
+        let mut text = self.metrics.render(&self.routes.load());
+        if let Some(extra) = &self.extra {
+            text.push_str(&extra());
+        }
+        let mut resp = Response::new(ResponseBody::full(text));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

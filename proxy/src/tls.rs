@@ -49,6 +49,20 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, Tl
     Ok(certified)
 }
 
+/// The same for an ACME TLS-ALPN-01 challenge certificate, without the key
+/// match check: webpki refuses to parse a leaf with the critical
+/// `id-pe-acmeIdentifier` extension (RFC 8737 §3) that such a certificate
+/// must carry. The certificate and key come from the challenge code, which
+/// made them together.
+pub fn challenge_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let chain = certificates(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)?;
+    Ok(CertifiedKey::new(
+        chain,
+        provider().key_provider.load_private_key(key)?,
+    ))
+}
+
 fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let chain = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?;
     if chain.is_empty() {
@@ -155,7 +169,8 @@ impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         if let Some(challenges) = &self.alpn {
             let mut protocols = hello.alpn().into_iter().flatten();
-            if let (Some(ACME_TLS_ALPN), None) = (protocols.next(), protocols.next()) {
+            let (first, second) = (protocols.next(), protocols.next());
+            if first == Some(ACME_TLS_ALPN) && second.is_none() {
                 return challenges(&hello.server_name()?.to_ascii_lowercase());
             }
         }
@@ -304,5 +319,70 @@ impl ServerCertVerifier for AcceptAny {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT: &[u8] = include_bytes!("../../tests/fixtures/localhost.pem");
+    const KEY: &[u8] = include_bytes!("../../tests/fixtures/localhost.key");
+
+    /// Runs a handshake in memory; the server's negotiated ALPN protocol.
+    fn handshake(
+        server: Arc<rustls::ServerConfig>,
+        alpn: &[&[u8]],
+    ) -> Result<Option<Vec<u8>>, rustls::Error> {
+        let mut client_config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
+            .with_no_client_auth();
+        client_config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name =
+            ServerName::try_from("hub.test").map_err(|_| rustls::Error::General("name".into()))?;
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name)?;
+        let mut server = rustls::ServerConnection::new(server)?;
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            client
+                .write_tls(&mut buf)
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+            server
+                .read_tls(&mut buf.as_slice())
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+            server.process_new_packets()?;
+            let mut back = Vec::new();
+            server
+                .write_tls(&mut back)
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+            client
+                .read_tls(&mut back.as_slice())
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+            client.process_new_packets()?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(server.alpn_protocol().map(<[u8]>::to_vec));
+            }
+        }
+        Err(rustls::Error::General("handshake did not finish".into()))
+    }
+
+    #[test]
+    fn an_acme_tls_alpn_hello_gets_the_challenge_certificate_only() {
+        let challenge = Arc::new(certified_key(CERT, KEY).unwrap());
+        let hook: AlpnChallenges =
+            Arc::new(move |name| (name == "hub.test").then(|| challenge.clone()));
+        let resolver = Arc::new(CertResolver::with_alpn_challenges(CertSet::default(), hook));
+        let config = server_config(resolver, None).unwrap();
+        assert!(config.alpn_protocols.iter().any(|p| p == ACME_TLS_ALPN));
+        assert_eq!(
+            handshake(config.clone(), &[ACME_TLS_ALPN])
+                .unwrap()
+                .as_deref(),
+            Some(ACME_TLS_ALPN)
+        );
+        // An ordinary client gets the (here empty) certificate set, not the challenge.
+        assert!(handshake(config, &[b"h2", b"http/1.1"]).is_err());
     }
 }

@@ -179,6 +179,7 @@ async fn metrics_endpoint() {
     let endpoint = Arc::new(MetricsEndpoint {
         metrics: p.proxy.metrics().clone(),
         routes: p.routes.clone(),
+        extra: None,
     });
     let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
         .await

@@ -12,6 +12,7 @@
 
 mod harness;
 
+mod acme;
 mod api;
 mod balancing;
 mod binary;

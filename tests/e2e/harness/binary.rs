@@ -19,7 +19,12 @@ impl Hubgate {
     }
 
     pub async fn spawn_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let (port, api_port) = (free_port(), free_port());
+        Self::spawn_at(free_port(), extra, env).await
+    }
+
+    /// The same on public port `port`.
+    pub async fn spawn_at(port: u16, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let api_port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
         cmd.args([
             "serve",

@@ -29,11 +29,13 @@ pub const TOKEN: &str = "test-token";
 mod backend;
 mod binary;
 mod client;
+mod pebble;
 mod scripted;
 
 pub use backend::*;
 pub use binary::*;
 pub use client::*;
+pub use pebble::*;
 pub use scripted::*;
 
 // === the proxy in process ===

@@ -1,0 +1,221 @@
+//! ACME against Pebble (Debian's `pebble` package): certificates issued by
+//! HTTP-01 and TLS-ALPN-01 and checked with a client that trusts only
+//! Pebble's issuing root, reused after a restart, renewed live, and kept
+//! serving through CA outages; replicas sharing one storage directory.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+
+use crate::harness::{Hubgate, Pebble, TOKEN, api_call, fixture, free_port, tls_handshake};
+
+const NAME: &str = "hub.test";
+
+fn acme_flags<'a>(pebble_dir: &'a str, storage: &'a Path, ca: &'a str) -> Vec<&'a str> {
+    vec![
+        "--acme-domain",
+        NAME,
+        "--acme-directory",
+        pebble_dir,
+        "--acme-ca-file",
+        ca,
+        "--acme-storage",
+        storage.to_str().unwrap(),
+        "--acme-check-ms",
+        "200",
+    ]
+}
+
+async fn certs(hg: &Hubgate) -> serde_json::Value {
+    let (status, body) = api_call(hg.api_addr(), Method::GET, "/api/certs", "", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits for a handshake for `NAME` that verifies against Pebble's root.
+async fn first_valid_handshake(hg: &Hubgate, pebble: &Pebble, limit: Duration) -> Vec<u8> {
+    let root = pebble.root().await;
+    let deadline = Instant::now() + limit;
+    loop {
+        match tls_handshake(hg.addr(), NAME, &root).await {
+            Ok(leaf) => return leaf,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "no valid certificate in {limit:?}: {e}; status {}",
+                certs(hg).await
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn http01_issues_a_certificate_that_verifies_and_a_restart_reuses_it() {
+    let (https, http) = (free_port(), free_port());
+    let pebble = Pebble::start(http, https, 3600).await;
+    let storage = tempfile::tempdir().unwrap();
+    let (dir, ca) = (pebble.directory(), fixture("ca.pem").display().to_string());
+    let http_port = http.to_string();
+    let mut flags = acme_flags(&dir, storage.path(), &ca);
+    flags.extend(["--redirect-port", &http_port]);
+    let started = Instant::now();
+    let mut hg = Hubgate::spawn_at(https, &flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
+    let leaf = first_valid_handshake(&hg, &pebble, Duration::from_secs(30)).await;
+    eprintln!(
+        "HTTP-01: start -> first valid handshake {:?}",
+        started.elapsed()
+    );
+    assert_eq!(pebble.orders(), 1);
+    let status = certs(&hg).await;
+    assert_eq!(status["acme"][0]["state"], "valid", "{status}");
+    assert!(status["acme"][0]["renew_at_ms"].as_u64().is_some());
+
+    // The plain-HTTP listener still redirects everything else.
+    let (code, _) = crate::harness::get(([127, 0, 0, 1], http).into(), "/hub/").await;
+    assert_eq!(code, StatusCode::MOVED_PERMANENTLY);
+
+    // A restart serves the stored certificate and orders nothing.
+    hg.child.kill().unwrap();
+    hg.child.wait().unwrap();
+    let hg = Hubgate::spawn_at(https, &flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
+    let again = first_valid_handshake(&hg, &pebble, Duration::from_secs(5)).await;
+    assert_eq!(again, leaf, "the same certificate");
+    assert_eq!(pebble.orders(), 1, "no new order after a restart");
+    let key = storage.path().join("certs").join(NAME).join("key.pem");
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(key.metadata().unwrap().mode() & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn tls_alpn01_issues_a_certificate_on_the_tls_listener() {
+    let https = free_port();
+    // HTTP-01 would fail: nothing listens on Pebble's httpPort.
+    let pebble = Pebble::start(free_port(), https, 3600).await;
+    let storage = tempfile::tempdir().unwrap();
+    let (dir, ca) = (pebble.directory(), fixture("ca.pem").display().to_string());
+    let mut flags = acme_flags(&dir, storage.path(), &ca);
+    flags.extend(["--acme-challenge", "tls-alpn-01"]);
+    let started = Instant::now();
+    let hg = Hubgate::spawn_at(https, &flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
+    first_valid_handshake(&hg, &pebble, Duration::from_secs(30)).await;
+    eprintln!(
+        "TLS-ALPN-01: start -> first valid handshake {:?}",
+        started.elapsed()
+    );
+    assert_eq!(pebble.orders(), 1);
+}
+
+#[tokio::test]
+async fn a_replica_that_did_not_order_answers_the_challenge_and_serves_the_certificate() {
+    let (a_port, b_port, b_http) = (free_port(), free_port(), free_port());
+    // The CA validates at replica B's plain-HTTP port only.
+    let pebble = Pebble::start(b_http, free_port(), 3600).await;
+    let storage = tempfile::tempdir().unwrap();
+    let (dir, ca) = (pebble.directory(), fixture("ca.pem").display().to_string());
+    // B cannot reach the CA at all: it never orders, only shares the storage.
+    let unreachable = "https://127.0.0.1:1/dir".to_owned();
+    let b_http_port = b_http.to_string();
+    let mut b_flags = acme_flags(&unreachable, storage.path(), &ca);
+    b_flags.extend(["--redirect-port", &b_http_port]);
+    let b = Hubgate::spawn_at(b_port, &b_flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
+    let a_http = free_port().to_string();
+    let mut a_flags = acme_flags(&dir, storage.path(), &ca);
+    a_flags.extend(["--redirect-port", &a_http]);
+    let a = Hubgate::spawn_at(a_port, &a_flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
+    let from_a = first_valid_handshake(&a, &pebble, Duration::from_secs(30)).await;
+    let from_b = first_valid_handshake(&b, &pebble, Duration::from_secs(10)).await;
+    assert_eq!(from_a, from_b, "B serves the certificate A ordered");
+    assert_eq!(pebble.orders(), 1);
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_storage_order_exactly_once() {
+    let (a_port, b_port, a_http, b_http) = (free_port(), free_port(), free_port(), free_port());
+    let pebble = Pebble::start(a_http, free_port(), 3600).await;
+    let storage = tempfile::tempdir().unwrap();
+    let (dir, ca) = (pebble.directory(), fixture("ca.pem").display().to_string());
+    let (a_http, b_http) = (a_http.to_string(), b_http.to_string());
+    let mut a_flags = acme_flags(&dir, storage.path(), &ca);
+    a_flags.extend(["--redirect-port", &a_http]);
+    let mut b_flags = acme_flags(&dir, storage.path(), &ca);
+    b_flags.extend(["--redirect-port", &b_http]);
+    let env = [("CONFIGPROXY_AUTH_TOKEN", TOKEN)];
+    let (a, b) = tokio::join!(
+        Hubgate::spawn_at(a_port, &a_flags, &env),
+        Hubgate::spawn_at(b_port, &b_flags, &env)
+    );
+    let from_a = first_valid_handshake(&a, &pebble, Duration::from_secs(30)).await;
+    let from_b = first_valid_handshake(&b, &pebble, Duration::from_secs(10)).await;
+    assert_eq!(from_a, from_b);
+    assert_eq!(pebble.orders(), 1, "one order for two replicas");
+}
+
+#[tokio::test]
+async fn a_stale_lock_left_by_a_crashed_replica_is_taken_over() {
+    let (https, http) = (free_port(), free_port());
+    let pebble = Pebble::start(http, https, 3600).await;
+    let storage = tempfile::tempdir().unwrap();
+    let locks = storage.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock = std::fs::File::create(locks.join(format!("{NAME}.lock"))).unwrap();
+    use std::io::Write as _;
+    (&lock).write_all(b"crashed-replica:1").unwrap();
+    lock.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let (dir, ca) = (pebble.directory(), fixture("ca.pem").display().to_string());
+    let http_port = http.to_string();
+    let mut flags = acme_flags(&dir, storage.path(), &ca);
+    flags.extend(["--redirect-port", &http_port]);
+    let hg = Hubgate::spawn_at(https, &flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
+    first_valid_handshake(&hg, &pebble, Duration::from_secs(30)).await;
+    assert!(
+        !locks.join(format!("{NAME}.lock")).exists(),
+        "released after the order"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_validation_backs_off_and_is_shown() {
+    let https = free_port();
+    // Nothing answers on Pebble's httpPort: every HTTP-01 validation fails.
+    let pebble = Pebble::start(free_port(), https, 3600).await;
+    let storage = tempfile::tempdir().unwrap();
+    let (dir, ca) = (pebble.directory(), fixture("ca.pem").display().to_string());
+    let http_port = free_port().to_string();
+    let mut flags = acme_flags(&dir, storage.path(), &ca);
+    flags.extend(["--redirect-port", &http_port]);
+    let hg = Hubgate::spawn_at(https, &flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "three failures expected: {seen:?}"
+        );
+        let s = certs(&hg).await;
+        let c = &s["acme"][0];
+        if c["state"] == "failing" {
+            let entry = (
+                c["failures"].as_u64().unwrap(),
+                c["next_retry_ms"].as_u64().unwrap(),
+            );
+            if seen.last() != Some(&entry) {
+                seen.push(entry);
+            }
+            let error = c["last_error"].as_str().unwrap();
+            assert!(
+                error.contains("acme-challenge") && error.contains("connection refused"),
+                "{s}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each retry waits twice as long as the one before (200 ms base).
+    let orders = pebble.orders();
+    assert!(
+        (2..10).contains(&orders),
+        "backed off, not hammering: {orders} orders"
+    );
+    assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{seen:?}");
+}
