@@ -17,21 +17,22 @@ use crate::store::{Store, read_opt, write_atomic};
 use crate::x509::{Issued, csr, inspect};
 use crate::{CertsError, ChallengeKind};
 
-/// The account for `directory`: the stored one, else a new one (stored
-/// before use, 0600). Replicas take the account lock so that only one
-/// registers.
+/// The account for `directory`: the stored one, else (or when `fresh`) a
+/// new one, stored before use (0600). Replicas take the account lock so
+/// that only one registers.
 pub(crate) async fn account(
     store: &Store,
     directory: &str,
     email: Option<&str>,
     ca_pem: Option<&[u8]>,
     holder: &str,
+    fresh: bool,
 ) -> Result<Account, CertsError> {
     let path = store
         .accounts()
         .join(format!("{:016x}.json", fnv(directory)));
     for _ in 0..100 {
-        if let Some(bytes) = read_opt(&path)? {
+        if let Some(bytes) = read_opt(&path)?.filter(|_| !fresh) {
             let creds = serde_json::from_slice(&bytes).map_err(|source| CertsError::Account {
                 path: path.clone(),
                 source,
@@ -41,7 +42,7 @@ pub(crate) async fn account(
         }
         match try_lock(store, "account", holder, Duration::from_secs(30))? {
             Locked::Held(_lock) => {
-                if read_opt(&path)?.is_some() {
+                if !fresh && read_opt(&path)?.is_some() {
                     continue;
                 }
                 let contact = email.map(|e| format!("mailto:{e}"));

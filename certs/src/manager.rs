@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use instant_acme::{Account, RetryPolicy};
 use serde::Serialize;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::challenge::Challenges;
@@ -97,9 +97,17 @@ pub struct Manager {
     config: AcmeConfig,
     store: Store,
     challenges: Arc<Challenges>,
-    account: OnceCell<Account>,
+    /// The ACME account, once registered or loaded (never on the request
+    /// path: only the certificate loops take this lock).
+    account: Mutex<Option<Account>>,
     published: watch::Sender<Arc<Vec<Issued>>>,
     status: Vec<ArcSwap<CertStatus>>,
+}
+
+/// Whether the CA no longer knows the account the error came from.
+fn account_gone(e: &CertsError) -> bool {
+    matches!(e, CertsError::Acme(instant_acme::Error::Api(p))
+        if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist")))
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -126,7 +134,7 @@ impl Manager {
             published: watch::Sender::new(Arc::new(Vec::new())),
             store,
             config,
-            account: OnceCell::new(),
+            account: Mutex::new(None),
             status,
         }
     }
@@ -179,8 +187,9 @@ impl Manager {
                         .as_ref()
                         .is_none_or(|c| c.not_after < stored.not_after) =>
                 {
-                    if let Some(account) = self.account.get() {
-                        window = acme::renewal_window(account, &stored).await;
+                    let account = self.account.lock().await.clone();
+                    if let Some(account) = account {
+                        window = acme::renewal_window(&account, &stored).await;
                     }
                     current = Some(stored);
                     failures = 0;
@@ -288,26 +297,53 @@ impl Manager {
         current: Option<&Issued>,
     ) -> Result<Issued, CertsError> {
         let c = &self.config;
-        let account = self
-            .account
-            .get_or_try_init(|| {
-                acme::account(
-                    &self.store,
-                    &c.directory,
-                    c.email.as_deref(),
-                    c.ca_pem.as_deref(),
-                    &c.holder,
-                )
-            })
-            .await?;
         let poll = RetryPolicy::new()
             .initial_delay(Duration::from_millis(250))
             .backoff(1.5)
             .timeout(c.order_timeout);
-        acme::order(account, names, c.challenge, &self.challenges, current, poll).await
+        let mut fresh = false;
+        loop {
+            let mut slot = self.account.lock().await;
+            let account = match slot.as_ref() {
+                Some(a) if !fresh => a.clone(),
+                _ => {
+                    let a = acme::account(
+                        &self.store,
+                        &c.directory,
+                        c.email.as_deref(),
+                        c.ca_pem.as_deref(),
+                        &c.holder,
+                        fresh,
+                    )
+                    .await?;
+                    *slot = Some(a.clone());
+                    a
+                }
+            };
+            drop(slot);
+            match acme::order(
+                &account,
+                names,
+                c.challenge,
+                &self.challenges,
+                current,
+                poll,
+            )
+            .await
+            {
+                // The CA forgot the account (a test CA restarted, or it was
+                // deactivated): register again, once.
+                Err(e) if !fresh && account_gone(&e) => {
+                    tracing::warn!(error = %e, "the ACME server no longer knows the account; registering again");
+                    fresh = true;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Records a failure; returns when to try again.
+
     fn failed(&self, i: usize, failures: u32, e: &CertsError) -> SystemTime {
         let wait = self.config.backoff.after(failures);
         let next = SystemTime::now() + wait;

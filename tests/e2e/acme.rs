@@ -219,3 +219,133 @@ async fn a_failed_validation_backs_off_and_is_shown() {
     );
     assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{seen:?}");
 }
+
+/// Spawns hubgate with ACME over HTTP-01 against `pebble`, on `https`.
+async fn acme_hubgate(pebble: &Pebble, https: u16, http: u16, storage: &Path) -> Hubgate {
+    let (dir, ca) = (pebble.directory(), fixture("ca.pem").display().to_string());
+    let http_port = http.to_string();
+    let mut flags = acme_flags(&dir, storage, &ca);
+    flags.extend(["--redirect-port", &http_port]);
+    Hubgate::spawn_at(https, &flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await
+}
+
+#[tokio::test]
+async fn a_short_lived_certificate_is_renewed_live_with_no_failed_request() {
+    let (https, http) = (free_port(), free_port());
+    // 24 s certificates: renewal is due about 16 s after issuance.
+    let pebble = Pebble::start(http, https, 24).await;
+    let storage = tempfile::tempdir().unwrap();
+    let backend = crate::harness::Backend::http("user").start().await;
+    let hg = acme_hubgate(&pebble, https, http, storage.path()).await;
+    let body = serde_json::json!({ "target": backend.url() }).to_string();
+    api_call(
+        hg.api_addr(),
+        Method::POST,
+        "/api/routes/",
+        &body,
+        Some(TOKEN),
+    )
+    .await;
+    let first = first_valid_handshake(&hg, &pebble, Duration::from_secs(30)).await;
+    let root = pebble.root().await;
+    let mut kept = crate::harness::https_client(hg.addr(), NAME, &root)
+        .await
+        .unwrap();
+    let (mut requests, mut errors) = (0, Vec::new());
+    let renewed = Instant::now();
+    let deadline = renewed + Duration::from_secs(40);
+    let second = loop {
+        assert!(
+            Instant::now() < deadline,
+            "not renewed in time: {}",
+            certs(&hg).await
+        );
+        // Over the connection opened before the renewal, and over new ones.
+        for result in [
+            crate::harness::https_get(&mut kept, NAME, "/").await,
+            match crate::harness::https_client(hg.addr(), NAME, &root).await {
+                Ok(mut fresh) => crate::harness::https_get(&mut fresh, NAME, "/").await,
+                Err(e) => Err(e),
+            },
+        ] {
+            requests += 1;
+            match result {
+                Ok(StatusCode::OK) => {}
+                other => errors.push(format!("{other:?}")),
+            }
+        }
+        let leaf = tls_handshake(hg.addr(), NAME, &root).await.unwrap();
+        if leaf != first {
+            break leaf;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "renewed after {:?}; {requests} requests, {} errors",
+        renewed.elapsed(),
+        errors.len()
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_ne!(second, first);
+    assert_eq!(pebble.orders(), 2, "one order, one renewal");
+    assert_eq!(
+        https_status(&mut kept).await,
+        StatusCode::OK,
+        "the old connection still works"
+    );
+}
+
+async fn https_status(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+) -> StatusCode {
+    crate::harness::https_get(sender, NAME, "/").await.unwrap()
+}
+
+#[tokio::test]
+async fn the_current_certificate_serves_through_a_ca_outage_and_renewal_resumes() {
+    let (https, http) = (free_port(), free_port());
+    let mut pebble = Pebble::start(http, https, 30).await;
+    let storage = tempfile::tempdir().unwrap();
+    let hg = acme_hubgate(&pebble, https, http, storage.path()).await;
+    let first = first_valid_handshake(&hg, &pebble, Duration::from_secs(30)).await;
+    let old_root = pebble.root().await;
+    pebble.stop();
+    // Renewal falls due about 20 s in and fails: the status says so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let s = certs(&hg).await;
+        if s["acme"][0]["state"] == "failing" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no failure reported: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let c = &status["acme"][0];
+    assert!(
+        c["last_error"].as_str().unwrap().contains("ACME"),
+        "{status}"
+    );
+    assert!(c["next_retry_ms"].as_u64().is_some(), "{status}");
+    assert_eq!(
+        tls_handshake(hg.addr(), NAME, &old_root).await.unwrap(),
+        first,
+        "the current certificate keeps serving"
+    );
+    // Back: the renewal goes through (Pebble forgot the account and has a new root).
+    pebble.restart().await;
+    let new_root = pebble.root().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(leaf) = tls_handshake(hg.addr(), NAME, &new_root).await {
+            assert_ne!(leaf, first);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not renewed after the outage: {}",
+            certs(&hg).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(certs(&hg).await["acme"][0]["state"], "valid");
+}

@@ -183,3 +183,57 @@ pub async fn tls_handshake(
         .ok_or("no certificate")?;
     Ok(leaf.to_vec())
 }
+
+/// An HTTPS/1.1 connection for `name` trusting only `root_pem`, kept open
+/// for several requests.
+pub async fn https_client(
+    addr: SocketAddr,
+    name: &str,
+    root_pem: &str,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let server_name =
+        rustls_pki_types::ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// `GET path` over `sender`: the status.
+pub async fn https_get(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    name: &str,
+    path: &str,
+) -> Result<StatusCode, String> {
+    let req = Request::get(path)
+        .header("host", name)
+        .body(Full::default())
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(status)
+}
