@@ -343,7 +343,6 @@ impl Manager {
     }
 
     /// Records a failure; returns when to try again.
-
     fn failed(&self, i: usize, failures: u32, e: &CertsError) -> SystemTime {
         let wait = self.config.backoff.after(failures);
         let next = SystemTime::now() + wait;
