@@ -99,6 +99,17 @@ pub(crate) async fn renewal_window(
     }
 }
 
+/// Whether a new-order failed over the `replaces` field (RFC 9773 §5).
+fn replaces_refused(e: &instant_acme::Error) -> bool {
+    match e {
+        instant_acme::Error::Unsupported(_) => true,
+        instant_acme::Error::Other(inner) => {
+            inner.to_string().starts_with("replaces field mismatch")
+        }
+        _ => false,
+    }
+}
+
 /// Orders a certificate for `names`, answering each authorization with
 /// `kind`; `replaces` is the certificate being renewed (ARI). The chain is
 /// checked before it is returned.
@@ -124,8 +135,11 @@ pub(crate) async fn order(
         new = new.replaces(id.clone());
     }
     let mut order = match account.new_order(&new).await {
-        // A directory without ARI refuses `replaces`: order plainly.
-        Err(instant_acme::Error::Unsupported(_)) => {
+        // A directory without ARI refuses `replaces`, and a CA that ignores
+        // it breaks the RFC 9773 echo: order plainly (only the renewal's
+        // rate-limit exemption is lost).
+        Err(e) if replaced.is_some() && replaces_refused(&e) => {
+            tracing::info!(error = %e, "ordering without `replaces`");
             account.new_order(&NewOrder::new(&identifiers)).await?
         }
         other => other?,

@@ -176,6 +176,7 @@ impl Manager {
         let id = &names[0];
         let mut current: Option<Issued> = None;
         let mut window = None;
+        let mut ari_for: Option<String> = None;
         let mut failures = 0u32;
         let mut next_retry = SystemTime::UNIX_EPOCH;
         let j = jitter(&format!("{id}{}", self.config.holder));
@@ -187,10 +188,6 @@ impl Manager {
                         .as_ref()
                         .is_none_or(|c| c.not_after < stored.not_after) =>
                 {
-                    let account = self.account.lock().await.clone();
-                    if let Some(account) = account {
-                        window = acme::renewal_window(&account, &stored).await;
-                    }
                     current = Some(stored);
                     failures = 0;
                     self.publish(i, current.as_ref());
@@ -198,6 +195,17 @@ impl Manager {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(certificate = %id, error = %e, "stored certificate unusable")
+                }
+            }
+            // The directory's renewal window (RFC 9773), asked once per
+            // certificate; a directory without ARI answers None at once.
+            if let Some(c) = current
+                .as_ref()
+                .filter(|c| ari_for.as_deref() != Some(c.serial.as_str()))
+            {
+                if let Ok(account) = self.account(false).await {
+                    window = acme::renewal_window(&account, c).await;
+                    ari_for = Some(c.serial.clone());
                 }
             }
             let now = SystemTime::now();
@@ -303,24 +311,7 @@ impl Manager {
             .timeout(c.order_timeout);
         let mut fresh = false;
         loop {
-            let mut slot = self.account.lock().await;
-            let account = match slot.as_ref() {
-                Some(a) if !fresh => a.clone(),
-                _ => {
-                    let a = acme::account(
-                        &self.store,
-                        &c.directory,
-                        c.email.as_deref(),
-                        c.ca_pem.as_deref(),
-                        &c.holder,
-                        fresh,
-                    )
-                    .await?;
-                    *slot = Some(a.clone());
-                    a
-                }
-            };
-            drop(slot);
+            let account = self.account(fresh).await?;
             match acme::order(
                 &account,
                 names,
@@ -340,6 +331,26 @@ impl Manager {
                 other => return other,
             }
         }
+    }
+
+    /// The account: loaded or registered once, or again when `fresh`.
+    async fn account(&self, fresh: bool) -> Result<Account, CertsError> {
+        let c = &self.config;
+        let mut slot = self.account.lock().await;
+        if let Some(a) = slot.as_ref().filter(|_| !fresh) {
+            return Ok(a.clone());
+        }
+        let a = acme::account(
+            &self.store,
+            &c.directory,
+            c.email.as_deref(),
+            c.ca_pem.as_deref(),
+            &c.holder,
+            fresh,
+        )
+        .await?;
+        *slot = Some(a.clone());
+        Ok(a)
     }
 
     /// Records a failure; returns when to try again.

@@ -349,3 +349,50 @@ async fn the_current_certificate_serves_through_a_ca_outage_and_renewal_resumes(
     }
     assert_eq!(certs(&hg).await["acme"][0]["state"], "valid");
 }
+
+/// Pebble 2.4.0 offers no ARI: the window comes from a small renewalInfo
+/// responder in front of it (`AriDirectory`).
+#[tokio::test]
+async fn ari_renewal_window_from_a_responder_beside_pebble_moves_the_renewal_forward() {
+    let (https, http) = (free_port(), free_port());
+    // An hour-long certificate: without ARI renewal would wait 40 minutes.
+    let pebble = Pebble::start(http, https, 3600).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ari = crate::harness::AriDirectory::start(&pebble, (now + 3, now + 4)).await;
+    let storage = tempfile::tempdir().unwrap();
+    let ca = fixture("ca.pem").display().to_string();
+    let http_port = http.to_string();
+    let mut flags = acme_flags(&ari.url, storage.path(), &ca);
+    flags.extend(["--redirect-port", &http_port]);
+    let hg = Hubgate::spawn_at(https, &flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
+    let first = first_valid_handshake(&hg, &pebble, Duration::from_secs(30)).await;
+    let root = pebble.root().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let queries = || ari.queries.load(std::sync::atomic::Ordering::SeqCst);
+    loop {
+        let leaf = tls_handshake(hg.addr(), NAME, &root).await.unwrap();
+        if leaf != first {
+            break;
+        }
+        let status = certs(&hg).await;
+        let (q, o) = (queries(), pebble.orders());
+        assert!(
+            Instant::now() < deadline,
+            "ARI window ignored: {status} ({q} ARI queries, {o} orders)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(queries() >= 1);
+    // Pebble ignores `replaces` (no echo), so the renewal orders again plainly.
+    let orders = pebble.orders();
+    assert!((2..=3).contains(&orders), "{orders} orders");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        pebble.orders(),
+        orders,
+        "the new certificate's window is a day away"
+    );
+}

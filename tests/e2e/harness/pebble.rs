@@ -237,3 +237,113 @@ pub async fn https_get(
         .map_err(|e| e.to_string())?;
     Ok(status)
 }
+
+/// An ACME directory in front of Pebble that offers ACME Renewal
+/// Information (RFC 9773), which Pebble 2.4.0 lacks: `/dir` is Pebble's
+/// directory plus `renewalInfo`; the first certificate asked about gets
+/// `window` (Unix seconds), later ones a window a day away, as a CA gives
+/// a fresh certificate. The rest of the directory still points at Pebble.
+/// Counts the renewal-information requests.
+pub struct AriDirectory {
+    pub url: String,
+    pub queries: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AriDirectory {
+    pub async fn start(pebble: &Pebble, window: (u64, u64)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(fixture("ca.pem"))
+            .arg(pebble.directory())
+            .output()
+            .unwrap();
+        let mut dir: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        dir["renewalInfo"] = format!("https://{addr}/renewal-info").into();
+        let dir = Bytes::from(dir.to_string());
+        let rfc3339 = |secs: u64| {
+            let out = Command::new("date")
+                .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let info = move |w: (u64, u64)| {
+            Bytes::from(serde_json::json!({"suggestedWindow": {"start": rfc3339(w.0), "end": rfc3339(w.1)}}).to_string())
+        };
+        let (first, later) = (info(window), info((window.0 + 86_400, window.1 + 86_400)));
+        let first_serial: Arc<std::sync::OnceLock<String>> = Arc::default();
+        let cert = std::fs::read(fixture("localhost.pem")).unwrap();
+        let key = std::fs::read(fixture("localhost.key")).unwrap();
+        let certified = hubgate_proxy::tls::certified_key(&cert, &key).unwrap();
+        let resolver = Arc::new(hubgate_proxy::tls::CertResolver::new(
+            hubgate_proxy::tls::CertSet::single(Arc::new(certified)),
+        ));
+        let mut config = (*hubgate_proxy::tls::server_config(resolver, None).unwrap()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let queries = Arc::new(AtomicUsize::new(0));
+        let q = queries.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, dir, q) = (acceptor.clone(), dir.clone(), q.clone());
+                let (first, later, first_serial) =
+                    (first.clone(), later.clone(), first_serial.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (dir, q) = (dir.clone(), q.clone());
+                        let id = req
+                            .uri()
+                            .path()
+                            .strip_prefix("/renewal-info/")
+                            .map(str::to_owned);
+                        let info = match id {
+                            Some(id) if *first_serial.get_or_init(|| id.clone()) == id => {
+                                first.clone()
+                            }
+                            _ => later.clone(),
+                        };
+                        async move {
+                            let resp = if req.uri().path() == "/dir" {
+                                Response::new(Full::new(dir))
+                            } else if req.uri().path().starts_with("/renewal-info/") {
+                                q.fetch_add(1, Ordering::SeqCst);
+                                let mut r = Response::new(Full::new(info));
+                                r.headers_mut()
+                                    .insert("retry-after", http::HeaderValue::from_static("60"));
+                                r
+                            } else {
+                                let mut r = Response::new(Full::new(Bytes::new()));
+                                *r.status_mut() = StatusCode::NOT_FOUND;
+                                r
+                            };
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            url: format!("https://{addr}/dir"),
+            queries,
+            task,
+        }
+    }
+}
+
+impl Drop for AriDirectory {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
