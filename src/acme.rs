@@ -170,6 +170,9 @@ pub(crate) fn start(
                     Ok(key) => {
                         let key = Arc::new(key);
                         cert.names.iter().for_each(|n| set.insert(n, key.clone()));
+                        // Without a static certificate, clients sending no
+                        // SNI (health checks by IP) get the first one.
+                        set.default_to(key);
                     }
                     Err(e) => {
                         tracing::error!(names = ?cert.names, error = %e, "issued certificate refused by rustls")

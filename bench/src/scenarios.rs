@@ -55,6 +55,7 @@ fn setup(kind: Kind, workers: usize) -> Setup {
         workers,
         tls: false,
         routes_file: None,
+        acme: false,
     }
 }
 
@@ -137,16 +138,24 @@ pub(crate) fn http(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 3: TLS handshakes, keep-alive HTTPS and HTTP/2, hubgate against nginx.
+/// 3: TLS handshakes, keep-alive HTTPS and HTTP/2, hubgate against nginx;
+/// hubgate also with its certificate ACME-managed (`hubgate-acme`: loaded
+/// from the ACME storage by the certificate manager and served through the
+/// per-name map, as an issued certificate is).
 pub(crate) fn tls(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let mut targets = Vec::new();
     for workers in [1, 2] {
-        for kind in [Kind::Hubgate, Kind::Nginx] {
+        for (kind, acme) in [
+            (Kind::Hubgate, false),
+            (Kind::Hubgate, true),
+            (Kind::Nginx, false),
+        ] {
             targets.push(Setup {
                 kind,
                 workers,
                 tls: true,
                 routes_file: None,
+                acme,
             });
         }
     }
@@ -154,7 +163,10 @@ pub(crate) fn tls(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     for r in 0..ctx.rounds {
         for s in rotated(&targets, r) {
             let t = ctx.start(&s)?;
-            let label = s.kind.label(s.workers);
+            let label = match s.acme {
+                true => format!("hubgate-acme ({}w)", s.workers),
+                false => s.kind.label(s.workers),
+            };
             let run = load::wrk(&t, Pattern::Close, 50, ctx.secs, &ctx.work.0, ctx.ticks)?;
             results.push(
                 "3a. TLS handshakes (new connection per request)",
@@ -281,6 +293,7 @@ pub(crate) async fn routes(ctx: &Ctx, results: &mut Results) -> anyhow::Result<(
                 workers: 1,
                 tls: false,
                 routes_file: Some(file),
+                acme: false,
             };
             let t = ctx.start(&s)?;
             let run = load::wrk(
@@ -332,6 +345,7 @@ pub(crate) async fn churn(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()
             workers: 2,
             tls: false,
             routes_file: Some(file),
+            acme: false,
         };
         let t = Arc::new(ctx.start(&s)?);
         let quiet = load::wrk(

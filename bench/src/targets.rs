@@ -68,6 +68,10 @@ pub(crate) struct Setup {
     pub(crate) tls: bool,
     /// hubgate only: a routes file to start with.
     pub(crate) routes_file: Option<PathBuf>,
+    /// hubgate only: serve the certificate as an ACME-managed one (from an
+    /// `--acme-storage` directory; the directory URL is unreachable and the
+    /// certificate far from renewal, so nothing is ordered).
+    pub(crate) acme: bool,
 }
 
 /// A running proxy, stopped on drop.
@@ -177,7 +181,21 @@ pub(crate) fn start(
                     "warn",
                 ])
                 .env("CONFIGPROXY_AUTH_TOKEN", TOKEN);
-            if setup.tls {
+            if setup.tls && setup.acme {
+                let stored = d.join("acme/certs/localhost");
+                std::fs::create_dir_all(&stored)?;
+                std::fs::copy(&certs.cert, stored.join("cert.pem"))?;
+                std::fs::copy(&certs.key, stored.join("key.pem"))?;
+                c.args([
+                    "--acme-domain",
+                    "localhost",
+                    "--acme-challenge",
+                    "tls-alpn-01",
+                ])
+                .args(["--acme-directory", "https://127.0.0.1:9/dir"])
+                .arg("--acme-storage")
+                .arg(d.join("acme"));
+            } else if setup.tls {
                 c.arg("--ssl-cert")
                     .arg(&certs.cert)
                     .arg("--ssl-key")

@@ -101,6 +101,12 @@ impl CertSet {
         self.by_name.insert(name.to_ascii_lowercase(), key);
     }
 
+    /// Serves `key` to clients whose SNI names no certificate (or that send
+    /// none), unless the set already has such a default.
+    pub fn default_to(&mut self, key: Arc<CertifiedKey>) {
+        self.default.get_or_insert(key);
+    }
+
     fn find(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let by_name = name.and_then(|n| {
             let n = n.to_ascii_lowercase();
