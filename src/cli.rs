@@ -279,6 +279,10 @@ pub(crate) struct ServeArgs {
     /// `--redirect-port`) or `tls-alpn-01` (on `--port`).
     #[arg(long, value_name = "TYPE", default_value = "http-01")]
     pub(crate) acme_challenge: String,
+    /// hubgate: send `Strict-Transport-Security: max-age=SECONDS` on HTTPS
+    /// responses (browsers then refuse plain HTTP for the host).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) hsts: Option<u64>,
     /// Internal (tests with minutes-long certificates): how often, in ms, the
     /// ACME storage is looked at, and the first retry delay.
     #[arg(long, value_name = "MS", hide = true)]

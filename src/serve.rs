@@ -155,6 +155,9 @@ fn proxy_config(args: &ServeArgs) -> anyhow::Result<ProxyConfig> {
         error_pages: error_pages(args.error_path.as_deref())?,
         upstream_tls: upstream_tls(args)?,
         tcp_keepalive: proxy_config_keepalive(args),
+        hsts: args
+            .hsts
+            .and_then(|s| HeaderValue::try_from(format!("max-age={s}")).ok()),
         ..ProxyConfig::default()
     })
 }

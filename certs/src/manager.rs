@@ -179,6 +179,8 @@ impl Manager {
         let mut ari_for: Option<String> = None;
         let mut failures = 0u32;
         let mut next_retry = SystemTime::UNIX_EPOCH;
+        // Issued and serving, but not yet in the storage (a full disk).
+        let mut unsaved = false;
         let j = jitter(&format!("{id}{}", self.config.holder));
         loop {
             // Another replica may have renewed it: the storage is the truth.
@@ -190,6 +192,8 @@ impl Manager {
                 {
                     current = Some(stored);
                     failures = 0;
+                    next_retry = SystemTime::UNIX_EPOCH;
+                    unsaved = false;
                     self.publish(i, current.as_ref());
                 }
                 Ok(_) => {}
@@ -209,6 +213,23 @@ impl Manager {
                 }
             }
             let now = SystemTime::now();
+            if let Some(c) = current.as_ref().filter(|_| unsaved && now >= next_retry) {
+                match self
+                    .store
+                    .write_cert(id, c.chain_pem.as_bytes(), c.key_pem.as_bytes())
+                {
+                    Ok(()) => {
+                        unsaved = false;
+                        failures = 0;
+                        next_retry = SystemTime::UNIX_EPOCH;
+                        self.publish(i, current.as_ref());
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        next_retry = self.failed(i, failures, &e);
+                    }
+                }
+            }
             let due = current
                 .as_ref()
                 .map_or(now, |c| renew_at(c.not_before, c.not_after, window, j))
@@ -267,6 +288,7 @@ impl Manager {
                     issued.chain_pem.as_bytes(),
                     issued.key_pem.as_bytes(),
                 );
+                unsaved = saved.is_err();
                 current = Some(issued);
                 saved
             });
@@ -280,7 +302,8 @@ impl Manager {
                     self.publish(i, current.as_ref());
                 }
                 Err(e) => {
-                    // An issued certificate that could not be stored still serves.
+                    // An issued certificate that could not be stored still
+                    // serves; storing it is retried with the backoff.
                     self.publish(i, current.as_ref());
                     failures += 1;
                     next_retry = self.failed(i, failures, &e);

@@ -215,3 +215,46 @@ async fn websockets_over_tls() {
     }
     assert_eq!(ws_backend.last().await.headers["x-forwarded-proto"], "wss");
 }
+
+#[tokio::test]
+async fn hsts_on_https_responses_only() {
+    let b = Backend::http("a").start().await;
+    let config = tls::server_config(
+        Arc::new(CertResolver::new(CertSet::single(server_key()))),
+        None,
+    )
+    .unwrap();
+    let proxy_config = ProxyConfig {
+        hsts: Some(http::HeaderValue::from_static("max-age=31536000")),
+        ..ProxyConfig::default()
+    };
+    let p = TestProxy::with_tls(proxy_config.clone(), false, Some(config)).await;
+    p.add_route("/", &b.url()).await;
+    let io = tls_stream(p.addr, &[b"http/1.1"]).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/")
+        .header("host", "localhost")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(
+        resp.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    // Plain HTTP never gets it (RFC 6797 §7.2).
+    let plain = TestProxy::with(proxy_config, false).await;
+    plain.add_route("/", &b.url()).await;
+    let req = Request::get("/")
+        .header("host", "localhost")
+        .body(Full::default())
+        .unwrap();
+    assert!(
+        !crate::harness::send(plain.addr, req)
+            .await
+            .headers()
+            .contains_key("strict-transport-security")
+    );
+}

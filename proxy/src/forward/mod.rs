@@ -68,6 +68,8 @@ pub struct ProxyConfig {
     /// TCP keepalive idle time on upstream connections and on both sides of
     /// websocket tunnels (`None`: off). Well below IPVS's 900 s by default.
     pub tcp_keepalive: Option<Duration>,
+    /// `Strict-Transport-Security` for responses over TLS (`--hsts`).
+    pub hsts: Option<HeaderValue>,
 }
 
 impl Default for ProxyConfig {
@@ -85,6 +87,7 @@ impl Default for ProxyConfig {
             error_pages: ErrorPages::default(),
             upstream_tls: None,
             tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
+            hsts: None,
         }
     }
 }
@@ -384,7 +387,7 @@ impl Handler for Proxy {
         let uri = req.uri().clone();
         let method = req.method().clone();
         let websocket = headers::is_upgrade(&req);
-        let (response, failure) = match self.forward(req, &conn, websocket).await {
+        let (mut response, failure) = match self.forward(req, &conn, websocket).await {
             Ok(resp) => (resp, None),
             Err(e) => {
                 let level_warn = !matches!(e, ProxyError::NoRoute | ProxyError::BadPath);
@@ -398,6 +401,11 @@ impl Handler for Proxy {
                 )
             }
         };
+        if let (true, Some(hsts)) = (conn.tls, &self.config.hsts) {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
         let elapsed = start.elapsed();
         self.metrics.request(response.status(), elapsed);
         tracing::info!(

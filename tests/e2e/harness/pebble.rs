@@ -147,13 +147,8 @@ impl Drop for Pebble {
     }
 }
 
-/// Connects with TLS to `addr` for `name`, trusting only `root_pem`;
-/// returns the served leaf's DER once the chain verifies.
-pub async fn tls_handshake(
-    addr: SocketAddr,
-    name: &str,
-    root_pem: &str,
-) -> Result<Vec<u8>, String> {
+/// A client configuration trusting only `root_pem`, offering `alpn`.
+fn trusting(root_pem: &str, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, String> {
     use rustls_pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
@@ -162,11 +157,23 @@ pub async fn tls_handshake(
             .map_err(|e| e.to_string())?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// Connects with TLS to `addr` for `name`, trusting only `root_pem`;
+/// returns the served leaf's DER once the chain verifies.
+pub async fn tls_handshake(
+    addr: SocketAddr,
+    name: &str,
+    root_pem: &str,
+) -> Result<Vec<u8>, String> {
+    let config = trusting(root_pem, &[])?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let server_name =
@@ -191,20 +198,7 @@ pub async fn https_client(
     name: &str,
     root_pem: &str,
 ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
-    use rustls_pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots
-            .add(cert.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = trusting(root_pem, &[b"http/1.1"])?;
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let server_name =
         rustls_pki_types::ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
