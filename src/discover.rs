@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use hubgate_certs::Manager;
 use hubgate_discovery::{
     Lb, Snapshot, Source, StaticSource, Status, Subscriber, SwarmConfig, SwarmSource, channel,
 };
@@ -63,6 +64,7 @@ fn hostname() -> Option<String> {
 pub(crate) fn start(
     wanted: Vec<Wanted>,
     routes: Arc<RouteStore>,
+    certs: Option<Arc<Manager>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Discovery> {
     let mut subscribers = Vec::new();
@@ -86,7 +88,7 @@ pub(crate) fn start(
         let (subs, rejected, shutdown) = (subscribers.clone(), rejected.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
-                () = follow(subs, routes, rejected) => {}
+                () = follow(subs, routes, rejected, certs) => {}
                 () = shutdown.cancelled() => {}
             }
         });
@@ -98,11 +100,13 @@ pub(crate) fn start(
 }
 
 /// Applies every new layer; a source that has not synced yet contributes
-/// nothing and removes nothing.
+/// nothing and removes nothing. With ACME on, the TLS domains of discovered
+/// routes get certificates.
 async fn follow(
     mut subs: Vec<Subscriber>,
     routes: Arc<RouteStore>,
     rejected: Arc<ArcSwap<Vec<Rejected>>>,
+    certs: Option<Arc<Manager>>,
 ) {
     loop {
         let changed = subs.iter_mut().map(|s| Box::pin(s.snapshot.changed()));
@@ -116,6 +120,12 @@ async fn follow(
             .collect();
         if layers.iter().all(Option::is_none) {
             continue;
+        }
+        if let Some(manager) = &certs {
+            let wanted = layers.iter().flatten().flat_map(|s| &s.routes);
+            for r in wanted.filter(|r| !r.tls_domains.is_empty()) {
+                manager.manage(r.tls_domains.clone());
+            }
         }
         let layer = to_proxy(layers.iter().flatten().map(|s| &**s));
         rejected.store(Arc::new(routes.replace_discovered(layer).await));

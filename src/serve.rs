@@ -282,7 +282,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             let (checker, health) = (proxy.clone(), background.clone());
             tokio::spawn(async move { checker.run_health_checks(health).await });
         }
-        let discovery = discover::start(wanted, routes.clone(), &background)?;
+        let discovery = discover::start(wanted, routes.clone(), certs.clone(), &background)?;
         let api = Api::new(routes.clone(), token.clone(), proxy.metrics().clone())
             .with_page("/api/discovery", discovery.page(routes.clone()))
             .with_page("/api/certs", acme::page(certs.clone(), tls.static_cert.clone()));

@@ -101,7 +101,34 @@ pub struct Manager {
     /// path: only the certificate loops take this lock).
     account: Mutex<Option<Account>>,
     published: watch::Sender<Arc<Vec<Issued>>>,
-    status: Vec<ArcSwap<CertStatus>>,
+    /// The certificates kept, in the order they were asked for.
+    certs: ArcSwap<Vec<Arc<Kept>>>,
+    /// Set by [`Manager::run`]: loops for certificates added later start
+    /// at once and stop with the others.
+    running: std::sync::OnceLock<CancellationToken>,
+}
+
+/// One certificate the manager keeps.
+struct Kept {
+    names: Vec<String>,
+    status: ArcSwap<CertStatus>,
+    /// Its loop runs (started once, by `run` or `manage`).
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Kept {
+    fn new(names: Vec<String>) -> Arc<Self> {
+        let status = ArcSwap::from_pointee(CertStatus {
+            names: names.clone(),
+            state: "pending",
+            ..CertStatus::default()
+        });
+        Arc::new(Self {
+            names,
+            status,
+            started: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
 }
 
 /// Whether the CA no longer knows the account the error came from.
@@ -118,24 +145,50 @@ fn ms(t: SystemTime) -> u64 {
 impl Manager {
     /// A manager over `store`. Nothing is ordered before [`Manager::run`].
     pub fn new(config: AcmeConfig, store: Store) -> Self {
-        let status = config
-            .certificates
-            .iter()
-            .map(|names| {
-                ArcSwap::from_pointee(CertStatus {
-                    names: names.clone(),
-                    state: "pending",
-                    ..CertStatus::default()
-                })
-            })
-            .collect();
+        let certs = config.certificates.iter().cloned().map(Kept::new).collect();
         Self {
             challenges: Arc::new(Challenges::new(store.clone())),
             published: watch::Sender::new(Arc::new(Vec::new())),
             store,
             config,
             account: Mutex::new(None),
-            status,
+            certs: ArcSwap::from_pointee(certs),
+            running: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Keeps a certificate for `names` too (the TLS domains of discovered
+    /// services), unless one with the same first name is kept already.
+    pub fn manage(self: &Arc<Self>, names: Vec<String>) {
+        let Some(first) = names.first().cloned() else {
+            return;
+        };
+        let mut added = None;
+        self.certs.rcu(|certs| {
+            if certs.iter().any(|k| k.names[0] == first) {
+                added = None;
+                return Arc::clone(certs);
+            }
+            let kept = Kept::new(names.clone());
+            added = Some(kept.clone());
+            let mut next = Vec::clone(certs);
+            next.push(kept);
+            Arc::new(next)
+        });
+        if let Some(kept) = added {
+            tracing::info!(names = ?kept.names, "certificate wanted by discovery");
+            self.start(&kept);
+        }
+    }
+
+    /// Starts `kept`'s loop once the manager runs (and only once).
+    fn start(self: &Arc<Self>, kept: &Arc<Kept>) {
+        let Some(stop) = self.running.get() else {
+            return;
+        };
+        if !kept.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let (me, kept, stop) = (self.clone(), kept.clone(), stop.clone());
+            tokio::spawn(async move { me.keep(kept, stop).await });
         }
     }
 
@@ -151,28 +204,29 @@ impl Manager {
 
     /// Each certificate's state.
     pub fn status(&self) -> Vec<CertStatus> {
-        self.status
+        self.certs
+            .load()
             .iter()
-            .map(|s| CertStatus::clone(&s.load()))
+            .map(|k| CertStatus::clone(&k.status.load()))
             .collect()
     }
 
     /// Loads what the storage holds, publishes it, then keeps every
     /// certificate renewed until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let loops = (0..self.config.certificates.len()).map(|i| {
-            let me = self.clone();
-            let stop = shutdown.clone();
-            tokio::spawn(async move { me.keep(i, stop).await })
-        });
-        for task in loops.collect::<Vec<_>>() {
-            let _ = task.await;
+        if self.running.set(shutdown.clone()).is_err() {
+            return;
         }
+        for kept in self.certs.load().iter() {
+            self.start(kept);
+        }
+        shutdown.cancelled().await;
     }
 
     /// Keeps certificate `i` valid.
-    async fn keep(&self, i: usize, shutdown: CancellationToken) {
-        let names = &self.config.certificates[i];
+    async fn keep(&self, kept: Arc<Kept>, shutdown: CancellationToken) {
+        let i = &*kept;
+        let names = &kept.names;
         let id = &names[0];
         let mut current: Option<Issued> = None;
         let mut window = None;
@@ -377,11 +431,11 @@ impl Manager {
     }
 
     /// Records a failure; returns when to try again.
-    fn failed(&self, i: usize, failures: u32, e: &CertsError) -> SystemTime {
+    fn failed(&self, i: &Kept, failures: u32, e: &CertsError) -> SystemTime {
         let wait = self.config.backoff.after(failures);
         let next = SystemTime::now() + wait;
         tracing::warn!(
-            certificate = %self.config.certificates[i][0],
+            certificate = %i.names[0],
             error = %e,
             failures,
             retry_in_s = wait.as_secs(),
@@ -396,7 +450,7 @@ impl Manager {
         next
     }
 
-    fn publish(&self, i: usize, issued: Option<&Issued>) {
+    fn publish(&self, i: &Kept, issued: Option<&Issued>) {
         let Some(issued) = issued else { return };
         self.set_status(i, |s| {
             s.state = "valid";
@@ -418,9 +472,9 @@ impl Manager {
         });
     }
 
-    fn set_status(&self, i: usize, change: impl FnOnce(&mut CertStatus)) {
-        let mut next = CertStatus::clone(&self.status[i].load());
+    fn set_status(&self, i: &Kept, change: impl FnOnce(&mut CertStatus)) {
+        let mut next = CertStatus::clone(&i.status.load());
         change(&mut next);
-        self.status[i].store(Arc::new(next));
+        i.status.store(Arc::new(next));
     }
 }

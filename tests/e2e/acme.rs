@@ -396,3 +396,49 @@ async fn ari_renewal_window_from_a_responder_beside_pebble_moves_the_renewal_for
         "the new certificate's window is a day away"
     );
 }
+
+#[tokio::test]
+async fn a_discovered_service_gets_a_certificate_for_its_tls_domains() {
+    let (https, http) = (free_port(), free_port());
+    let pebble = Pebble::start(http, https, 3600).await;
+    let storage = tempfile::tempdir().unwrap();
+    let backend = crate::harness::Backend::http("grafana").start().await;
+    let layer = serde_json::json!({"routes": [{
+        "service": "grafana", "hosts": ["svc.test"], "port": 3000,
+        "endpoints": [backend.addr.to_string()], "tls_domains": ["svc.test"]
+    }]});
+    let file = storage.path().join("discovery.json");
+    std::fs::write(&file, layer.to_string()).unwrap();
+    let (dir, ca) = (pebble.directory(), fixture("ca.pem").display().to_string());
+    let http_port = http.to_string();
+    let mut flags = acme_flags(&dir, storage.path(), &ca);
+    let discovery = file.display().to_string();
+    flags.extend([
+        "--redirect-port",
+        &http_port,
+        "--discovery-file",
+        &discovery,
+    ]);
+    let hg = Hubgate::spawn_at(https, &flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
+    first_valid_handshake(&hg, &pebble, Duration::from_secs(30)).await;
+    let root = pebble.root().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tls_handshake(hg.addr(), "svc.test", &root).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate for svc.test: {}",
+            certs(&hg).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut client = crate::harness::https_client(hg.addr(), "svc.test", &root)
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::harness::https_get(&mut client, "svc.test", "/")
+            .await
+            .unwrap(),
+        StatusCode::OK
+    );
+    assert_eq!(certs(&hg).await["acme"].as_array().unwrap().len(), 2);
+}
