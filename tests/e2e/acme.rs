@@ -56,9 +56,10 @@ async fn http01_issues_a_certificate_that_verifies_and_a_restart_reuses_it() {
     let pebble = Pebble::start(http, https, 3600).await;
     let storage = tempfile::tempdir().unwrap();
     let (dir, ca) = (pebble.directory(), fixture("ca.pem").display().to_string());
-    let http_port = http.to_string();
+    let (http_port, metrics_port) = (http.to_string(), free_port().to_string());
     let mut flags = acme_flags(&dir, storage.path(), &ca);
     flags.extend(["--redirect-port", &http_port]);
+    flags.extend(["--metrics-ip", "127.0.0.1", "--metrics-port", &metrics_port]);
     let started = Instant::now();
     let mut hg = Hubgate::spawn_at(https, &flags, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await;
     let leaf = first_valid_handshake(&hg, &pebble, Duration::from_secs(30)).await;
@@ -70,6 +71,12 @@ async fn http01_issues_a_certificate_that_verifies_and_a_restart_reuses_it() {
     let status = certs(&hg).await;
     assert_eq!(status["acme"][0]["state"], "valid", "{status}");
     assert!(status["acme"][0]["renew_at_ms"].as_u64().is_some());
+    let metrics_addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let (_, metrics) = crate::harness::get(metrics_addr, "/metrics").await;
+    let expiry = status["acme"][0]["not_after_ms"].as_u64().unwrap() / 1000;
+    let line =
+        format!("hubgate_certificate_expiry_seconds{{name=\"{NAME}\",source=\"acme\"}} {expiry}");
+    assert!(metrics.contains(&line), "{metrics}");
 
     // The plain-HTTP listener still redirects everything else.
     let (code, _) = crate::harness::get(([127, 0, 0, 1], http).into(), "/hub/").await;
