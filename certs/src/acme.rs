@@ -28,9 +28,10 @@ pub(crate) async fn account(
     holder: &str,
     fresh: bool,
 ) -> Result<Account, CertsError> {
-    let path = store
-        .accounts()
-        .join(format!("{:016x}.json", fnv(directory)));
+    let path = store.accounts().join(format!(
+        "{:016x}.json",
+        crate::policy::fnv(directory.bytes())
+    ));
     for _ in 0..100 {
         if let Some(bytes) = read_opt(&path)?.filter(|_| !fresh) {
             let creds = serde_json::from_slice(&bytes).map_err(|source| CertsError::Account {
@@ -68,12 +69,6 @@ pub(crate) async fn account(
     Err(CertsError::BadCertificate(
         "timed out waiting for another replica to register the account".into(),
     ))
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// The directory's suggested renewal window for `issued` (RFC 9773), or
