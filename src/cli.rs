@@ -379,6 +379,40 @@ mod tests {
             ChpCli::try_parse_from(["x", "--error-target", "http://a", "--error-path", "/x"])
                 .is_err()
         );
-        assert!(ChpCli::try_parse_from(["x", "--redirect-port", "80"]).is_err());
+        // Parses, but has no HTTPS to redirect to: a usage error.
+        let lone = ChpCli::try_parse_from(["x", "--redirect-port", "80"]).unwrap();
+        assert!(crate::serve::validate(&lone.serve).is_err());
+        let acme = ChpCli::try_parse_from([
+            "x",
+            "--redirect-port",
+            "80",
+            "--acme-domain",
+            "hub.example.org",
+            "--acme-storage",
+            "/data/acme",
+        ])
+        .unwrap();
+        assert!(crate::serve::validate(&acme.serve).is_ok());
+        let bad = |args: &[&str]| {
+            let cli = ChpCli::try_parse_from(args).unwrap();
+            crate::serve::validate(&cli.serve).unwrap_err().0
+        };
+        assert!(bad(&["x", "--acme-domain", "hub.example.org"]).contains("--acme-storage"));
+        let no_redirect = ["x", "--acme-domain", "a.org", "--acme-storage", "/d"];
+        assert!(bad(&no_redirect).contains("--redirect-port"));
+        let bad_name = ["x", "--acme-domain", "bad name", "--acme-storage", "/d"];
+        assert!(bad(&bad_name).contains("not a host name"));
+        let bad_dir = [
+            "x",
+            "--acme-domain",
+            "a.org",
+            "--acme-storage",
+            "/d",
+            "--acme-challenge",
+            "tls-alpn-01",
+            "--acme-directory",
+            "http://x",
+        ];
+        assert!(bad(&bad_dir).contains("--acme-directory"));
     }
 }

@@ -184,14 +184,20 @@ pub(crate) async fn order(
         }
         let status = order.poll_ready(&poll).await?;
         if status != OrderStatus::Ready {
-            let detail = order
-                .state()
-                .error
-                .as_ref()
-                .map_or_else(|| format!("order is {status:?}"), |p| p.to_string());
+            let mut detail = order.state().error.as_ref().map(|p| p.to_string());
+            // The CA's reason sits on the failed challenge, not the order.
+            let mut authorizations = order.authorizations();
+            while let (None, Some(Ok(mut authz))) = (&detail, authorizations.next().await) {
+                if let Ok(state) = authz.refresh().await {
+                    detail = state
+                        .challenges
+                        .iter()
+                        .find_map(|c| c.error.as_ref().map(|p| p.to_string()));
+                }
+            }
             return Err(CertsError::Validation {
                 name: names.join(", "),
-                detail,
+                detail: detail.unwrap_or_else(|| format!("order is {status:?}")),
             });
         }
         let (csr, key_pem) = csr(names)?;

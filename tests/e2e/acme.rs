@@ -211,10 +211,8 @@ async fn a_failed_validation_backs_off_and_is_shown() {
                 seen.push(entry);
             }
             let error = c["last_error"].as_str().unwrap();
-            assert!(
-                error.contains("acme-challenge") && error.contains("connection refused"),
-                "{s}"
-            );
+            // From set_ready or from the failed authorization, whichever saw it.
+            assert!(error.contains("connection refused"), "{s}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
