@@ -3,9 +3,14 @@
 //!
 //! # What it owns
 //! - [`RouteStore`]: one immutable [`RouteTable`] snapshot published through
-//!   `ArcSwap`. Writers (the REST API, the routes file, later discovery) go
-//!   through the store, which builds the next table and swaps it in; a request
-//!   does one `load()` and one lookup, never a lock.
+//!   `ArcSwap`. Writers (the REST API, the routes file, a discovered layer)
+//!   go through the store, which builds the next table and swaps it in; a
+//!   request does one `load()` and one lookup, never a lock.
+//! - Endpoint sets ([`Balancer`], [`Backend`]): a discovered route, or an API
+//!   route whose target names a known swarm service, spreads its requests
+//!   over several endpoints (round robin, least connections, sticky cookie),
+//!   skipping those that refuse connections or fail health checks; all
+//!   per-request state is atomics.
 //! - [`Proxy`]: the request handler. It routes by CHP's segment-wise longest
 //!   prefix, rewrites headers (RFC 9110 §7.6.1 hop-by-hop, `X-Forwarded-*`),
 //!   forwards over per-thread pools of keep-alive upstream connections (an
@@ -17,12 +22,15 @@
 //!   [`server::Shutdown`], so tests bind port 0 and a supervisor can add
 //!   listeners at run time.
 //! - [`tls::CertResolver`]: the live certificate map behind one rustls
-//!   `ServerConfig`, swappable without touching listeners.
+//!   `ServerConfig`, swappable without touching listeners, with a hook for
+//!   ACME TLS-ALPN-01 challenges (and [`server::Redirect`]'s for HTTP-01).
 //!
 //! # What it does not own
 //! Command-line flags, files and the environment belong to the `hubgate`
 //! binary: this crate takes plain values (certificate PEM bytes, error page
 //! bytes, the token string) and exports/imports the route table as JSON bytes.
+//! Docker and ACME belong to the discovery and certificate crates: this one
+//! takes a [`DiscoveredLayer`] and certificate sets, and knows neither.
 //!
 //! # Example
 //! ```no_run
