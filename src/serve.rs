@@ -219,6 +219,20 @@ fn address(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(parse_ip(ip).unwrap_or(IpAddr::from([0, 0, 0, 0])), port)
 }
 
+/// The REST API changes every route: without a token it may listen on
+/// loopback only (where configurable-http-proxy merely warns, hubgate
+/// refuses to start).
+fn open_api_refused(args: &ServeArgs, has_token: bool) -> anyhow::Result<()> {
+    let api = address(&args.api_ip, 0).ip();
+    if has_token || args.api_socket.is_some() || api.is_loopback() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the REST API on {} would be open to anyone: set CONFIGPROXY_AUTH_TOKEN (or CONFIGPROXY_AUTH_TOKEN_FILE), or keep --api-ip on loopback",
+        args.api_ip
+    )
+}
+
 /// Runs `hubgate serve` to completion.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = logging::filter(
@@ -231,6 +245,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         std::env::var("CONFIGPROXY_AUTH_TOKEN").ok(),
         std::env::var_os("CONFIGPROXY_AUTH_TOKEN_FILE").map(PathBuf::from),
     )?;
+    open_api_refused(&args, token.is_some())?;
     let config = proxy_config(&args)?;
     let certs = acme::manager(&args)?;
     let tls = public_tls(&args, certs.as_ref())?;

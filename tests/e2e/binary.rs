@@ -457,3 +457,29 @@ async fn json_access_log_one_line_per_request() {
         "query strings (tokens) are not logged"
     );
 }
+
+#[tokio::test]
+async fn an_open_api_off_loopback_is_refused_and_on_loopback_warned() {
+    let run = |ip: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+            .args(["serve", "--port", "0", "--api-port", "0", "--api-ip", ip])
+            .env_remove("CONFIGPROXY_AUTH_TOKEN")
+            .env_remove("CONFIGPROXY_AUTH_TOKEN_FILE")
+            .output()
+            .unwrap()
+    };
+    for ip in ["0.0.0.0", "", "10.1.2.3"] {
+        let out = run(ip);
+        assert_eq!(out.status.code(), Some(1), "{ip}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("CONFIGPROXY_AUTH_TOKEN"), "{err}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{err}"
+        );
+    }
+    // On loopback it starts (and warns), as configurable-http-proxy does.
+    let hg = Hubgate::spawn_env(&[], &[]).await;
+    assert_eq!(get(hg.addr(), "/_chp_healthz").await.0, StatusCode::OK);
+}

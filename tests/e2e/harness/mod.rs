@@ -168,10 +168,21 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A port free on loopback that no other test of this process was given.
+///
+/// Port 0 would be simpler, but several tests here hand ports to programs
+/// that bind them later (Pebble, a second hubgate): a port the kernel gave
+/// one test and took back can go to another before its first user binds it.
+/// So ports come from a counter below the kernel's ephemeral range (32768
+/// and up, where outgoing connections take theirs), each checked free.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = u64::from(std::process::id()) * 7919;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(20_000 + (base + n) % 12_000).unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
