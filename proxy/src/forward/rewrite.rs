@@ -25,7 +25,12 @@ impl Proxy {
             // Discovered host rules come first: a service that owns a host
             // name gets it even when JupyterHub's `/` catches everything else.
             let host = request_host(req).map(strip_port).unwrap_or("");
-            if let Some(route) = table.lookup_host(&host.to_ascii_lowercase(), &decoded) {
+            // Browsers send lower-case hosts: copy only when one is not.
+            let host = match host.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => std::borrow::Cow::Owned(host.to_ascii_lowercase()),
+                false => std::borrow::Cow::Borrowed(host),
+            };
+            if let Some(route) = table.lookup_host(&host, &decoded) {
                 return Ok(route.clone());
             }
         }
