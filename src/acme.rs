@@ -27,28 +27,15 @@ fn certificates(args: &ServeArgs) -> Result<Vec<Vec<String>>, UsageError> {
                 .map(|n| n.trim().to_ascii_lowercase())
                 .filter(|n| !n.is_empty())
                 .collect();
-            let bad = names.iter().find(|n| {
-                n.len() > 253
-                    || !n.split('.').enumerate().all(|(i, label)| {
-                        (i == 0 && label == "*")
-                            || (!label.is_empty()
-                                && label.len() <= 63
-                                && !label.starts_with('-')
-                                && !label.ends_with('-')
-                                && label
-                                    .bytes()
-                                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-                    })
-            });
-            match (names.is_empty(), bad) {
-                (true, _) => Err(UsageError(format!(
+            if names.is_empty() {
+                return Err(UsageError(format!(
                     "invalid value '{flag}' for --acme-domain: no name"
-                ))),
-                (_, Some(n)) => Err(UsageError(format!(
-                    "invalid value '{flag}' for --acme-domain: {n:?} is not a host name"
-                ))),
-                _ => Ok(names),
+                )));
             }
+            hubgate_certs::check_names(&names).map_err(|e| {
+                UsageError(format!("invalid value '{flag}' for --acme-domain: {e}"))
+            })?;
+            Ok(names)
         })
         .collect()
 }

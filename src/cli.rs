@@ -401,7 +401,17 @@ mod tests {
         let no_redirect = ["x", "--acme-domain", "a.org", "--acme-storage", "/d"];
         assert!(bad(&no_redirect).contains("--redirect-port"));
         let bad_name = ["x", "--acme-domain", "bad name", "--acme-storage", "/d"];
-        assert!(bad(&bad_name).contains("not a host name"));
+        assert!(bad(&bad_name).contains("DNS host name"));
+        let wildcard = [
+            "x",
+            "--acme-domain",
+            "*.a.org",
+            "--acme-storage",
+            "/d",
+            "--redirect-port",
+            "80",
+        ];
+        assert!(bad(&wildcard).contains("DNS-01"));
         let bad_dir = [
             "x",
             "--acme-domain",

@@ -124,7 +124,9 @@ async fn follow(
         if let Some(manager) = &certs {
             let wanted = layers.iter().flatten().flat_map(|s| &s.routes);
             for r in wanted.filter(|r| !r.tls_domains.is_empty()) {
-                manager.manage(r.tls_domains.clone());
+                if let Err(e) = manager.manage(r.tls_domains.clone()) {
+                    tracing::warn!(route = %format!("{}/{}", r.service, r.router), error = %e, "no certificate for this route's TLS domains");
+                }
             }
         }
         let layer = to_proxy(layers.iter().flatten().map(|s| &**s));

@@ -48,6 +48,9 @@ pub enum CertsError {
         #[source]
         source: serde_json::Error,
     },
+    /// A name no certificate can be ordered for.
+    #[error("{0}")]
+    BadName(String),
     /// The trust anchors for the ACME server are not usable.
     #[error("ACME server CA: {0}")]
     Roots(String),

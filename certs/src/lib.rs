@@ -63,6 +63,38 @@ pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// Let's Encrypt's staging directory (untrusted certificates, loose limits).
 pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
+/// Checks names before anything is ordered for them: DNS host names only
+/// (HTTP-01 and TLS-ALPN-01 cannot prove a wildcard, RFC 8555 §7.1.3, and
+/// hubgate orders DNS identifiers only), 253 characters at most, labels of
+/// letters, digits and inner hyphens.
+pub fn check_names(names: &[String]) -> Result<(), CertsError> {
+    for n in names {
+        if n.starts_with("*.") {
+            return Err(CertsError::BadName(format!(
+                "{n:?}: a wildcard needs DNS-01, which hubgate does not answer"
+            )));
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let ip_like = n.parse::<std::net::IpAddr>().is_ok();
+        if n.len() > 253
+            || ip_like
+            || !n.split('.').all(label_ok)
+            || n.bytes().any(|b| b.is_ascii_uppercase())
+        {
+            return Err(CertsError::BadName(format!(
+                "{n:?} is not a lower-case DNS host name"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// How authorizations are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ChallengeKind {
@@ -80,5 +112,29 @@ impl ChallengeKind {
             Self::Http01 => "http-01",
             Self::TlsAlpn01 => "tls-alpn-01",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_before_ordering() {
+        let ok = |n: &str| check_names(&[n.to_owned()]).is_ok();
+        assert!(ok("hub.example.org") && ok("hub") && ok("a-b.test"));
+        for bad in [
+            "*.example.org",
+            "bad name",
+            "-a.org",
+            "a..org",
+            "10.0.0.1",
+            "Hub.org",
+            "",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+        let long = format!("{}.org", "a".repeat(64));
+        assert!(!ok(&long));
     }
 }

@@ -159,9 +159,11 @@ impl Manager {
 
     /// Keeps a certificate for `names` too (the TLS domains of discovered
     /// services), unless one with the same first name is kept already.
-    pub fn manage(self: &Arc<Self>, names: Vec<String>) {
+    /// Names that cannot be ordered are refused before anything is asked.
+    pub fn manage(self: &Arc<Self>, names: Vec<String>) -> Result<(), CertsError> {
+        crate::check_names(&names)?;
         let Some(first) = names.first().cloned() else {
-            return;
+            return Ok(());
         };
         let mut added = None;
         self.certs.rcu(|certs| {
@@ -179,6 +181,7 @@ impl Manager {
             tracing::info!(names = ?kept.names, "certificate wanted by discovery");
             self.start(&kept);
         }
+        Ok(())
     }
 
     /// Starts `kept`'s loop once the manager runs (and only once).
