@@ -216,7 +216,8 @@ async fn a_failed_validation_backs_off_and_is_shown() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Each retry waits twice as long as the one before (200 ms base).
+    // Failures counted one by one and attempts bounded: the doubling itself
+    // is `policy::Backoff`'s unit test (timing belongs there, not here).
     let orders = pebble.orders();
     assert!(
         (2..10).contains(&orders),

@@ -48,6 +48,23 @@ async fn tls_stream(
         .await
 }
 
+/// `GET path` over a new HTTPS/1.1 connection to `addr` (for `localhost`).
+async fn https_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> http::Response<hyper::body::Incoming> {
+    let io = tls_stream(addr, &[b"http/1.1"]).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", "localhost")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    sender.send_request(req).await.unwrap()
+}
+
 async fn tls_proxy(resolver: Arc<CertResolver>) -> TestProxy {
     let config = tls::server_config(resolver, None).unwrap();
     TestProxy::with_tls(ProxyConfig::default(), false, Some(config)).await
@@ -59,20 +76,7 @@ async fn https_with_http11_and_h2_over_alpn() {
     let p = tls_proxy(Arc::new(CertResolver::new(CertSet::single(server_key())))).await;
     p.add_route("/", &b.url()).await;
 
-    let io = tls_stream(p.addr, &[b"http/1.1"]).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            Request::get("/one")
-                .header("host", "localhost")
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = https_get(p.addr, "/one").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let seen = b.last().await;
     assert_eq!(seen.headers["x-forwarded-proto"], "https");
@@ -230,16 +234,7 @@ async fn hsts_on_https_responses_only() {
     };
     let p = TestProxy::with_tls(proxy_config.clone(), false, Some(config)).await;
     p.add_route("/", &b.url()).await;
-    let io = tls_stream(p.addr, &[b"http/1.1"]).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get("/")
-        .header("host", "localhost")
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = https_get(p.addr, "/").await;
     assert_eq!(
         resp.headers()["strict-transport-security"],
         "max-age=31536000"

@@ -161,9 +161,18 @@ fn a_swarmspawner_server_is_reached_at_its_task_address_by_every_replica() {
         let up = http_get(b.addr(), "/_chp_healthz", &[]).ok()?.status == 200;
         (up && restarted).then_some(())
     });
-    wait_for("restarted B to serve alice", Duration::from_secs(5), || {
-        task_at(b.addr(), "/user/alice/")
-    });
+    // Served from the swarm's state, with no call from JupyterHub; the time
+    // is printed, not asserted (bench/ measures propagation).
+    let restarted = std::time::Instant::now();
+    wait_for(
+        "restarted B to serve alice",
+        Duration::from_secs(30),
+        || task_at(b.addr(), "/user/alice/"),
+    );
+    println!(
+        "restarted replica healthy -> serving alice: {:?}",
+        restarted.elapsed()
+    );
 
     // The server stops: the service goes, and with it the route everywhere.
     drop(ws);
