@@ -82,7 +82,6 @@ pub struct SwarmSource {
     /// Last labels that parsed, by service ID.
     last_good: HashMap<String, ServiceLabels>,
     services: Vec<ObservedService>,
-    networks: Vec<ObservedNetwork>,
     /// Each shared network's task endpoints as last listed.
     listed: Vec<Listed>,
     /// Running task IDs of the listed services, as last checked.
@@ -100,7 +99,6 @@ impl SwarmSource {
             config,
             last_good: HashMap::new(),
             services: Vec::new(),
-            networks: Vec::new(),
             listed: Vec::new(),
             live: HashMap::new(),
             reported: Vec::new(),
@@ -126,9 +124,10 @@ impl SwarmSource {
         let mut events = Box::pin(engine.events());
         self.services = engine.services().await?;
         self.live.clear();
-        self.refresh_tasks(&engine, &networks, HashSet::new())
+        let observed = self
+            .refresh_tasks(&engine, &networks, HashSet::new())
             .await?;
-        self.publish(out, &engine);
+        self.publish(out, &engine, &observed);
         out.status(|s| {
             s.state = State::Watching;
             s.last_error = None;
@@ -167,8 +166,8 @@ impl SwarmSource {
             if full {
                 self.services = engine.services().await?;
             }
-            self.refresh_tasks(&engine, &networks, recheck).await?;
-            self.publish(out, &engine);
+            let observed = self.refresh_tasks(&engine, &networks, recheck).await?;
+            self.publish(out, &engine, &observed);
         }
     }
 
@@ -180,7 +179,7 @@ impl SwarmSource {
         engine: &Engine,
         networks: &[(String, String)],
         mut recheck: HashSet<String>,
-    ) -> Result<(), DiscoveryError> {
+    ) -> Result<Vec<ObservedNetwork>, DiscoveryError> {
         let listed = engine.networks(networks).await?;
         for (i, now) in listed.iter().enumerate() {
             let before = self.listed.get(i);
@@ -218,7 +217,7 @@ impl SwarmSource {
                 self.live.insert(service, running);
             }
         }
-        self.networks = networks
+        let observed = networks
             .iter()
             .zip(&listed)
             .map(|((id, name), l)| ObservedNetwork {
@@ -228,12 +227,11 @@ impl SwarmSource {
             })
             .collect();
         self.listed = listed;
-        Ok(())
+        Ok(observed)
     }
 
-    fn publish(&mut self, out: &Publisher, engine: &Engine) {
-        let (snapshot, problems) =
-            build::build(&self.services, &self.networks, &mut self.last_good);
+    fn publish(&mut self, out: &Publisher, engine: &Engine, networks: &[ObservedNetwork]) {
+        let (snapshot, problems) = build::build(&self.services, networks, &mut self.last_good);
         for p in problems.iter().filter(|p| !self.reported.contains(p)) {
             tracing::warn!(
                 service = p.service.as_deref().unwrap_or("-"),
