@@ -173,7 +173,8 @@ impl SwarmSource {
 
     /// Reads the task endpoints of every shared network, and (one targeted
     /// call each) which tasks still run for the services whose endpoints
-    /// changed since the last look or whose containers just started or died.
+    /// changed since the last look or whose containers just started or died;
+    /// returns each network with the addresses of its running tasks.
     async fn refresh_tasks(
         &mut self,
         engine: &Engine,

@@ -83,13 +83,16 @@ pub(crate) async fn probe(connector: &Connector, backend: &Backend, check: &Heal
     )
 }
 
-/// The status code of an HTTP/1.x status line.
+/// The status code of a response head (httparse, as the inline exchange).
 fn status_code(head: &[u8]) -> Option<u16> {
-    let line = head.split(|&b| b == b'\r').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split(' ');
-    parts.next().filter(|v| v.starts_with("HTTP/1."))?;
-    parts.next()?.parse().ok()
+    let mut fields = [httparse::EMPTY_HEADER; 32];
+    let mut res = httparse::Response::new(&mut fields);
+    match res.parse(head) {
+        Ok(_) => res.code,
+        // The head may go on past what was read; the status line is in.
+        Err(httparse::Error::TooManyHeaders) => res.code,
+        Err(_) => None,
+    }
 }
 
 #[cfg(test)]
