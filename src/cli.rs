@@ -22,6 +22,93 @@ pub(crate) enum Command {
     /// Exit 0 when the proxy on this machine answers its health check (the
     /// image's HEALTHCHECK: the final image has no shell or curl).
     Healthcheck(HealthcheckArgs),
+    /// Deploy JupyterHub on Docker Swarm behind hubgate from one file.
+    Deploy(DeployArgs),
+    /// GET a path of the proxy's REST API on this machine, with the token
+    /// from CONFIGPROXY_AUTH_TOKEN(_FILE); prints the answer (used by
+    /// `hubgate deploy status` inside the hubgate containers).
+    Api(ApiArgs),
+}
+
+/// `hubgate api`.
+#[derive(Debug, Args)]
+pub(crate) struct ApiArgs {
+    /// The API path, e.g. /api/routes.
+    pub(crate) path: String,
+    /// Address of the REST API.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub(crate) addr: std::net::SocketAddr,
+    #[arg(
+        long,
+        env = "CONFIGPROXY_AUTH_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub(crate) token: Option<String>,
+    #[arg(long, env = "CONFIGPROXY_AUTH_TOKEN_FILE", hide = true)]
+    pub(crate) token_file: Option<PathBuf>,
+}
+
+/// `hubgate deploy`: the Docker engine is `DOCKER_HOST` (default: the
+/// local socket).
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    #[command(subcommand)]
+    pub(crate) command: DeployCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeployCommand {
+    /// Make this engine a swarm manager (when it is not one) and print the
+    /// commands that join other nodes.
+    Init {
+        /// The address other nodes reach this one at (default: chosen
+        /// from this machine's addresses, private first, and explained).
+        #[arg(long)]
+        advertise_addr: Option<IpAddr>,
+    },
+    /// Print the commands that join a worker and a manager.
+    JoinToken,
+    /// Show what `apply` would create, change (field by field) and remove.
+    Plan(DeployFileArgs),
+    /// Make the swarm match the file, then wait for the services.
+    Apply(ApplyArgs),
+    /// Nodes, services, tasks, routes and certificates.
+    Status(DeployFileArgs),
+    /// Remove what `apply` made; users' volumes stay unless --purge.
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployFileArgs {
+    /// The deployment file (deploy.toml).
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    /// The deployment file (deploy.toml).
+    pub(crate) file: PathBuf,
+    /// Seconds to wait for the services to run and the hub to answer.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) timeout: u64,
+    /// Do not check that the NFS server answers on 2049/tcp (when this
+    /// machine cannot reach the storage network).
+    #[arg(long)]
+    pub(crate) skip_nfs_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DestroyArgs {
+    /// The deployment file (deploy.toml).
+    pub(crate) file: PathBuf,
+    /// Also remove the volumes that hold users' files and the hub's
+    /// database (the files on NFS or a local directory stay).
+    #[arg(long)]
+    pub(crate) purge: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub(crate) yes: bool,
 }
 
 /// `hubgate healthcheck`.

@@ -3,7 +3,9 @@
 //! symlink), it behaves as `hubgate serve` and takes CHP's flags.
 
 mod acme;
+mod api;
 mod cli;
+mod deploy;
 mod discover;
 mod healthcheck;
 mod logging;
@@ -54,6 +56,8 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Healthcheck(args) => healthcheck::run(&args),
+        Command::Api(args) => api::run(&args),
+        Command::Deploy(args) => deploy::run(args.command),
         Command::Serve(args) => {
             if let Err(e) = serve::validate(&args) {
                 eprintln!("error: {}", e.0);

@@ -364,6 +364,21 @@ pub struct Redirect {
 /// Looks up the key authorization of an HTTP-01 challenge token.
 pub type Http01 = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// configurable-http-proxy's health check path, answered by the proxy and
+/// by the redirect listener alike (so the image's `HEALTHCHECK` on port 80
+/// works with HTTPS on).
+pub const HEALTH_PATH: &str = "/_chp_healthz";
+
+/// The health check's answer.
+pub fn health_answer() -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(r#"{"status": "OK"}"#));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// Where ACME HTTP-01 challenges are fetched.
 const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
@@ -373,6 +388,9 @@ impl Handler for Redirect {
         req: Request<Incoming>,
         _conn: Arc<ConnInfo>,
     ) -> Response<ResponseBody> {
+        if req.uri().path() == HEALTH_PATH {
+            return health_answer();
+        }
         if let (Some(http01), Some(token)) = (
             &self.http01,
             req.uri().path().strip_prefix(CHALLENGE_PREFIX),

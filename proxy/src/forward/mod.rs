@@ -375,13 +375,8 @@ impl Handler for Proxy {
         req: Request<Incoming>,
         conn: Arc<ConnInfo>,
     ) -> Response<ResponseBody> {
-        if req.uri().path() == "/_chp_healthz" {
-            let mut resp = Response::new(ResponseBody::full(r#"{"status": "OK"}"#));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            return resp;
+        if req.uri().path() == crate::server::HEALTH_PATH {
+            return crate::server::health_answer();
         }
         let start = Instant::now();
         let uri = req.uri().clone();

@@ -1,0 +1,143 @@
+use super::*;
+use crate::spec::SecretData;
+
+pub(crate) const PRODUCTION: &str = include_str!("../../../examples/production.toml");
+const LOCAL: &str = include_str!("../../../examples/local.toml");
+
+pub(crate) fn inputs() -> Inputs {
+    Inputs {
+        oauth_client_secret: Some(b"s3cret-from-the-file".to_vec()),
+        docker_gid: 999,
+        ..Default::default()
+    }
+}
+
+pub(crate) fn production() -> Desired {
+    desired(&DeployFile::parse(PRODUCTION).unwrap(), &inputs()).unwrap()
+}
+
+fn service<'a>(d: &'a Desired, name: &str) -> &'a ServiceWant {
+    d.services.iter().find(|s| s.name == name).unwrap()
+}
+
+fn config_text(d: &Desired) -> String {
+    let SecretData::Bytes(b) = &d.configs[0].data else {
+        panic!("config without bytes")
+    };
+    String::from_utf8(b.clone()).unwrap()
+}
+
+#[test]
+fn the_production_example_wants_every_object() {
+    let d = production();
+    assert_eq!(d.network.name, "jhub");
+    assert!(d.configs[0].name.starts_with("jhub-hub-config-"));
+    let secrets: Vec<&str> = d.secrets.iter().map(|s| s.role.as_str()).collect();
+    assert_eq!(secrets, ["proxy-token", "oauth-client-secret"]);
+    assert_eq!(d.secrets[0].data, SecretData::Generated);
+
+    let hub = service(&d, "jhub-hub");
+    assert_eq!(
+        hub.constraints,
+        ["node.role==manager", "node.hostname==manager-1"]
+    );
+    assert!(hub.dnsrr);
+    assert_eq!(hub.resources.cpu_limit, Some(2_000_000_000));
+    assert_eq!(hub.resources.memory_reservation, Some(512 << 20));
+    let storage = &hub.mounts[2];
+    assert_eq!(storage.driver_opts["type"], "nfs");
+    assert_eq!(
+        storage.driver_opts["o"],
+        "addr=10.0.0.10,rw,nfsvers=4.1,hard,noatime"
+    );
+    assert_eq!(storage.driver_opts["device"], ":/srv/jupyterhub");
+    assert_eq!(hub.labels["hubgate.path"], "/");
+
+    let proxy = service(&d, "jhub-hubgate");
+    assert_eq!(proxy.mode, Mode::Global);
+    assert_eq!(proxy.ports, [(80, 80), (443, 443)]);
+    assert_eq!(proxy.user, "10001:999");
+    assert!(
+        proxy
+            .args
+            .contains(&"--acme-domain=hub.example.org".to_owned())
+    );
+    assert!(
+        proxy
+            .args
+            .contains(&"--max-body-size=1073741824".to_owned())
+    );
+    assert!(
+        proxy.mounts[0].read_only,
+        "the socket is read-only for hubgate"
+    );
+    assert_eq!(
+        proxy.mounts[1].driver_opts["device"],
+        ":/srv/jupyterhub/.hubgate/certs"
+    );
+    assert_eq!(d.user_volume_opts["device"], ":/srv/jupyterhub/{username}");
+}
+
+#[test]
+fn the_hub_config_points_at_hubgate_and_keeps_secrets_out() {
+    let d = production();
+    let py = config_text(&d);
+    for wanted in [
+        "c.ConfigurableHTTPProxy.should_start = False",
+        "c.ConfigurableHTTPProxy.api_url = \"http://jhub-hubgate:8001\"",
+        "c.ConfigurableHTTPProxy.auth_token = read_secret(\"/run/secrets/proxy-token\")",
+        "c.JupyterHub.hub_connect_ip = \"jhub-hub\"",
+        "c.GitHubOAuthenticator.client_id = \"Iv1.0123456789abcdef\"",
+        "c.GitHubOAuthenticator.client_secret = read_secret(\"/run/secrets/oauth-client-secret\")",
+        "c.GitHubOAuthenticator.oauth_callback_url = \"https://hub.example.org/hub/oauth_callback\"",
+        "c.SwarmSpawner.extra_endpoint_spec = {\"mode\": \"dnsrr\"}",
+        "c.SwarmSpawner.network_name = \"jhub\"",
+        "c.SwarmSpawner.mem_limit = 4294967296",
+        "\"--timeout=7200\"",
+        "\"device\": \":/srv/jupyterhub/{username}\"",
+        "c.SwarmSpawner.extra_placement_spec = {\"constraints\": [\"node.role==worker\"]}",
+    ] {
+        assert!(py.contains(wanted), "missing {wanted:?} in\n{py}");
+    }
+    let everything = format!("{py}{:?}", d.services);
+    assert!(!everything.contains("s3cret"), "the client secret leaked");
+}
+
+#[test]
+fn the_local_example_makes_its_directories_and_lets_anyone_in() {
+    let f = DeployFile::parse(LOCAL).unwrap();
+    let d = desired(&f, &inputs()).unwrap();
+    assert_eq!(
+        d.local_dirs,
+        [LocalDir {
+            path: "/var/lib/hubgate-trial/users".into(),
+            uid: 0
+        }]
+    );
+    assert_eq!(
+        d.user_volume_opts["device"],
+        "/var/lib/hubgate-trial/users/{username}"
+    );
+    assert_eq!(d.user_volume_opts["o"], "bind");
+    let py = config_text(&d);
+    assert!(py.contains("c.JupyterHub.authenticator_class = \"dummy\""));
+    assert!(py.contains("c.Authenticator.allow_all = True"));
+    assert!(py.contains("c.JupyterHub.public_url = \"http://localhost:8000/\""));
+    assert_eq!(service(&d, "trial-hubgate").ports, [(8000, 80)]);
+}
+
+#[test]
+fn a_named_file_must_be_passed_in() {
+    let f = DeployFile::parse(PRODUCTION).unwrap();
+    let err = desired(&f, &Inputs::default()).unwrap_err();
+    assert!(err.to_string().contains("auth.client_secret_file"), "{err}");
+}
+
+#[test]
+fn immutable_objects_are_named_by_their_content() {
+    let a = production();
+    let edited = PRODUCTION.replace("hub.example.org", "jupyter.example.org");
+    let b = desired(&DeployFile::parse(&edited).unwrap(), &inputs()).unwrap();
+    assert_ne!(a.configs[0].name, b.configs[0].name);
+    assert_eq!(a.secrets, b.secrets, "secrets are unchanged");
+}

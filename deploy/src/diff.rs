@@ -1,0 +1,342 @@
+//! Desired against observed: the steps that make the engine match the
+//! file, in the order `apply` runs them. Pure; `plan` prints the result.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use crate::desired::Desired;
+use crate::spec::{BlobWant, NetworkWant, SecretData, ServiceWant};
+
+/// The network as the engine has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSeen {
+    pub name: String,
+    pub driver: String,
+    pub attachable: bool,
+    pub subnet: Option<String>,
+    pub encrypted: bool,
+    /// Made by this deployment (labelled), not found in place.
+    pub managed: bool,
+    /// Services attached to it that the deployment does not manage (user
+    /// servers, the operator's own).
+    pub foreign_services: Vec<String>,
+}
+
+/// A volume on the engine `apply` talks to, labelled by this deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSeen {
+    pub name: String,
+    pub role: String,
+    pub options: BTreeMap<String, String>,
+}
+
+/// What the engine reports of a deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// The network with the file's name, if any.
+    pub network: Option<NetworkSeen>,
+    /// Other networks labelled by this deployment (an old name).
+    pub old_networks: Vec<String>,
+    /// Configs labelled by this deployment.
+    pub configs: Vec<String>,
+    /// Secrets labelled by this deployment.
+    pub secrets: Vec<String>,
+    /// Every secret's name (external ones must exist).
+    pub all_secrets: HashSet<String>,
+    /// Services labelled by this deployment.
+    pub services: Vec<ServiceWant>,
+    pub volumes: Vec<VolumeSeen>,
+}
+
+/// One field of a service that changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldChange {
+    pub field: &'static str,
+    pub from: String,
+    pub to: String,
+}
+
+/// One action of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    CreateNetwork(NetworkWant),
+    /// Remove the deployment's services, the network, and make it anew
+    /// (its options cannot change in place).
+    ReplaceNetwork {
+        want: NetworkWant,
+        why: Vec<String>,
+    },
+    CreateConfig(BlobWant),
+    CreateSecret(BlobWant),
+    CreateService(ServiceWant),
+    UpdateService {
+        want: ServiceWant,
+        changes: Vec<FieldChange>,
+    },
+    RemoveService(String),
+    RemoveConfig(String),
+    RemoveSecret(String),
+    /// A volume whose options are no longer the file's: only its Docker
+    /// object goes (NFS or bind: the files stay where they are).
+    RemoveVolume {
+        name: String,
+        why: String,
+    },
+    RemoveNetwork(String),
+}
+
+/// The steps, and what stops `apply` before it starts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub problems: Vec<String>,
+}
+
+impl Plan {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+fn network_differences(want: &NetworkWant, seen: &NetworkSeen) -> Vec<String> {
+    let mut why = vec![];
+    if seen.driver != "overlay" {
+        why.push(format!("driver {} (wanted overlay)", seen.driver));
+    }
+    if !seen.attachable {
+        why.push("not attachable".to_owned());
+    }
+    if want.subnet.is_some() && want.subnet != seen.subnet {
+        why.push(format!(
+            "subnet {} (wanted {})",
+            seen.subnet.as_deref().unwrap_or("(engine's)"),
+            want.subnet.as_deref().unwrap_or_default()
+        ));
+    }
+    if want.encrypted != seen.encrypted {
+        why.push(format!(
+            "encrypted {} (wanted {})",
+            seen.encrypted, want.encrypted
+        ));
+    }
+    why
+}
+
+/// The field-by-field changes from `seen` to `want`.
+pub fn service_changes(seen: &ServiceWant, want: &ServiceWant) -> Vec<FieldChange> {
+    seen.fields()
+        .into_iter()
+        .zip(want.fields())
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((field, from), (_, to))| FieldChange { field, from, to })
+        .collect()
+}
+
+/// The plan that takes `seen` to `want`.
+pub fn diff(want: &Desired, seen: &Observed) -> Plan {
+    let mut plan = Plan::default();
+    let mut replace_network = false;
+    match &seen.network {
+        None => plan.steps.push(Step::CreateNetwork(want.network.clone())),
+        Some(net) => {
+            let why = network_differences(&want.network, net);
+            if !why.is_empty() {
+                if !net.managed {
+                    plan.problems.push(format!(
+                        "network {} exists but was not made by hubgate deploy and differs ({}): remove it or name another network",
+                        net.name,
+                        why.join(", ")
+                    ));
+                } else if !net.foreign_services.is_empty() {
+                    plan.problems.push(format!(
+                        "network {} must be made anew ({}), but services still use it: {} (stop those servers first)",
+                        net.name,
+                        why.join(", "),
+                        net.foreign_services.join(", ")
+                    ));
+                } else {
+                    replace_network = true;
+                    plan.steps.push(Step::ReplaceNetwork {
+                        want: want.network.clone(),
+                        why,
+                    });
+                }
+            }
+        }
+    }
+
+    let have_configs: HashSet<&str> = seen.configs.iter().map(String::as_str).collect();
+    for c in &want.configs {
+        if !have_configs.contains(c.name.as_str()) {
+            plan.steps.push(Step::CreateConfig(c.clone()));
+        }
+    }
+    let have_secrets: HashSet<&str> = seen.secrets.iter().map(String::as_str).collect();
+    for s in &want.secrets {
+        match s.data {
+            SecretData::External if !seen.all_secrets.contains(&s.name) => {
+                plan.problems.push(format!(
+                    "the Docker secret {} (auth.client_secret_secret) does not exist: make it with `docker secret create {} FILE`",
+                    s.name, s.name
+                ));
+            }
+            SecretData::External => {}
+            _ if !have_secrets.contains(s.name.as_str()) => {
+                plan.steps.push(Step::CreateSecret(s.clone()));
+            }
+            _ => {}
+        }
+    }
+
+    for s in &want.services {
+        match seen.services.iter().find(|o| o.name == s.name) {
+            Some(_) if replace_network => plan.steps.push(Step::CreateService(s.clone())),
+            Some(o) => {
+                let changes = service_changes(o, s);
+                if !changes.is_empty() {
+                    plan.steps.push(Step::UpdateService {
+                        want: s.clone(),
+                        changes,
+                    });
+                }
+            }
+            None => plan.steps.push(Step::CreateService(s.clone())),
+        }
+    }
+    let wanted: HashSet<&str> = want.services.iter().map(|s| s.name.as_str()).collect();
+    for o in &seen.services {
+        if !wanted.contains(o.name.as_str()) {
+            plan.steps.push(Step::RemoveService(o.name.clone()));
+        }
+    }
+
+    let want_configs: HashSet<&str> = want.configs.iter().map(|c| c.name.as_str()).collect();
+    for c in &seen.configs {
+        if !want_configs.contains(c.as_str()) {
+            plan.steps.push(Step::RemoveConfig(c.clone()));
+        }
+    }
+    let want_secrets: HashSet<&str> = want.secrets.iter().map(|s| s.name.as_str()).collect();
+    for s in &seen.secrets {
+        if !want_secrets.contains(s.as_str()) {
+            plan.steps.push(Step::RemoveSecret(s.clone()));
+        }
+    }
+
+    let mounted: HashSet<&str> = want
+        .services
+        .iter()
+        .flat_map(|s| s.mounts.iter().map(|m| m.source.as_str()))
+        .collect();
+    for v in &seen.volumes {
+        let why = match v.role.as_str() {
+            "user" => {
+                let user = v.name.strip_prefix("jupyterhub-user-").unwrap_or(&v.name);
+                let wanted: BTreeMap<String, String> = want
+                    .user_volume_opts
+                    .iter()
+                    .map(|(k, o)| (k.clone(), o.replace("{username}", user)))
+                    .collect();
+                (wanted != v.options).then(|| {
+                    format!(
+                        "its options are the old storage's ({}); the next server start makes it with the new ones",
+                        v.options.get("device").map_or("?", String::as_str)
+                    )
+                })
+            }
+            "storage" | "certs" => (!mounted.contains(v.name.as_str()))
+                .then(|| "the storage moved: a volume with the new options replaces it".to_owned()),
+            _ => None,
+        };
+        if let Some(why) = why {
+            plan.steps.push(Step::RemoveVolume {
+                name: v.name.clone(),
+                why,
+            });
+        }
+    }
+    for n in &seen.old_networks {
+        if *n != want.network.name {
+            plan.steps.push(Step::RemoveNetwork(n.clone()));
+        }
+    }
+    plan
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.problems {
+            writeln!(f, "! {p}")?;
+        }
+        if self.steps.is_empty() {
+            return writeln!(f, "No changes: the swarm matches the deployment file.");
+        }
+        for step in &self.steps {
+            match step {
+                Step::CreateNetwork(n) => writeln!(
+                    f,
+                    "+ network {} (overlay, attachable{}{})",
+                    n.name,
+                    n.subnet
+                        .as_ref()
+                        .map_or(String::new(), |s| format!(", subnet {s}")),
+                    if n.encrypted { ", encrypted" } else { "" }
+                )?,
+                Step::ReplaceNetwork { want, why } => writeln!(
+                    f,
+                    "-/+ network {} (made anew: {}; the deployment's services are removed and made again)",
+                    want.name,
+                    why.join(", ")
+                )?,
+                Step::CreateConfig(c) => writeln!(f, "+ config {c}")?,
+                Step::CreateSecret(s) => writeln!(
+                    f,
+                    "+ secret {s}{}",
+                    if s.data == SecretData::Generated {
+                        " (random)"
+                    } else {
+                        ""
+                    }
+                )?,
+                Step::CreateService(s) => writeln!(f, "+ service {} ({})", s.name, s.image)?,
+                Step::UpdateService { want, changes } => {
+                    writeln!(f, "~ service {}", want.name)?;
+                    for c in changes {
+                        writeln!(f, "    {}: {} -> {}", c.field, c.from, c.to)?;
+                    }
+                }
+                Step::RemoveService(s) => writeln!(f, "- service {s}")?,
+                Step::RemoveConfig(c) => writeln!(f, "- config {c}")?,
+                Step::RemoveSecret(s) => writeln!(f, "- secret {s}")?,
+                Step::RemoveVolume { name, why } => writeln!(f, "- volume {name} ({why})")?,
+                Step::RemoveNetwork(n) => writeln!(f, "- network {n}")?,
+            }
+        }
+        let count = |p: fn(&Step) -> bool| self.steps.iter().filter(|s| p(s)).count();
+        writeln!(
+            f,
+            "{} to create, {} to change, {} to remove.",
+            count(|s| matches!(
+                s,
+                Step::CreateNetwork(_)
+                    | Step::CreateConfig(_)
+                    | Step::CreateSecret(_)
+                    | Step::CreateService(_)
+            )),
+            count(|s| matches!(s, Step::UpdateService { .. } | Step::ReplaceNetwork { .. })),
+            count(|s| matches!(
+                s,
+                Step::RemoveService(_)
+                    | Step::RemoveConfig(_)
+                    | Step::RemoveSecret(_)
+                    | Step::RemoveVolume { .. }
+                    | Step::RemoveNetwork(_)
+            )),
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "diff_tests.rs"]
+mod tests;

@@ -1,0 +1,243 @@
+use super::*;
+use crate::desired::desired;
+use crate::desired::tests::{PRODUCTION, inputs, production};
+use crate::file::DeployFile;
+
+/// What the engine reports right after `want` was applied.
+fn observed(want: &Desired) -> Observed {
+    Observed {
+        network: Some(NetworkSeen {
+            name: want.network.name.clone(),
+            driver: "overlay".into(),
+            attachable: true,
+            subnet: Some("10.0.5.0/24".into()),
+            encrypted: want.network.encrypted,
+            managed: true,
+            foreign_services: vec![],
+        }),
+        old_networks: vec![],
+        configs: want.configs.iter().map(|c| c.name.clone()).collect(),
+        secrets: want.secrets.iter().map(|s| s.name.clone()).collect(),
+        all_secrets: want.secrets.iter().map(|s| s.name.clone()).collect(),
+        services: want.services.clone(),
+        volumes: vec![],
+    }
+}
+
+fn edited(from: &str, to: &str) -> Desired {
+    let text = PRODUCTION.replace(from, to);
+    assert_ne!(text, PRODUCTION, "{from:?} is not in the example");
+    desired(&DeployFile::parse(&text).unwrap(), &inputs()).unwrap()
+}
+
+/// Each step as "verb name", and the changed fields of updates.
+fn summary(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|s| match s {
+            Step::CreateNetwork(n) => format!("create network {}", n.name),
+            Step::ReplaceNetwork { want, .. } => format!("replace network {}", want.name),
+            Step::CreateConfig(c) => format!("create config {}", c.role),
+            Step::CreateSecret(s) => format!("create secret {}", s.role),
+            Step::CreateService(s) => format!("create service {}", s.name),
+            Step::UpdateService { want, changes } => {
+                let fields: Vec<&str> = changes.iter().map(|c| c.field).collect();
+                format!("update service {} ({})", want.name, fields.join(", "))
+            }
+            Step::RemoveService(n) => format!("remove service {n}"),
+            Step::RemoveConfig(_) => "remove config".to_owned(),
+            Step::RemoveSecret(n) => format!("remove secret {n}"),
+            Step::RemoveVolume { name, .. } => format!("remove volume {name}"),
+            Step::RemoveNetwork(n) => format!("remove network {n}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_fresh_swarm_gets_everything() {
+    let want = production();
+    let plan = diff(&want, &Observed::default());
+    assert_eq!(
+        summary(&plan),
+        [
+            "create network jhub",
+            "create config hub-config",
+            "create secret proxy-token",
+            "create secret oauth-client-secret",
+            "create service jhub-hub",
+            "create service jhub-hubgate",
+        ]
+    );
+    assert!(plan.problems.is_empty());
+    assert!(
+        plan.to_string()
+            .ends_with("6 to create, 0 to change, 0 to remove.\n")
+    );
+}
+
+#[test]
+fn an_applied_file_plans_nothing() {
+    let want = production();
+    let plan = diff(&want, &observed(&want));
+    assert!(plan.is_empty(), "{plan}");
+    assert_eq!(
+        plan.to_string(),
+        "No changes: the swarm matches the deployment file.\n"
+    );
+}
+
+#[test]
+fn a_new_host_name_touches_the_hub_config_and_hubgate_only() {
+    let old = production();
+    let new = edited(
+        "hosts = [\"hub.example.org\"]",
+        "hosts = [\"jupyter.example.org\"]",
+    );
+    let plan = diff(&new, &observed(&old));
+    assert_eq!(
+        summary(&plan),
+        [
+            "create config hub-config",
+            "update service jhub-hub (configs)",
+            "update service jhub-hubgate (args)",
+            "remove config",
+        ]
+    );
+    let text = plan.to_string();
+    assert!(text.contains("--acme-domain=hub.example.org"), "{text}");
+    assert!(text.contains("--acme-domain=jupyter.example.org"), "{text}");
+}
+
+#[test]
+fn a_new_nfs_server_moves_every_mount_and_drops_stale_user_volumes() {
+    let old = production();
+    let new = edited("server = \"10.0.0.10\"", "server = \"10.0.0.20\"");
+    let mut seen = observed(&old);
+    let old_user_opts = |user: &str| -> BTreeMap<String, String> {
+        old.user_volume_opts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("{username}", user)))
+            .collect()
+    };
+    seen.volumes = vec![
+        VolumeSeen {
+            name: "jupyterhub-user-alice".into(),
+            role: "user".into(),
+            options: old_user_opts("alice"),
+        },
+        VolumeSeen {
+            name: old.services[0].mounts[2].source.clone(),
+            role: "storage".into(),
+            options: BTreeMap::new(),
+        },
+        VolumeSeen {
+            name: "jhub-hub-data".into(),
+            role: "hub-data".into(),
+            options: BTreeMap::new(),
+        },
+    ];
+    let plan = diff(&new, &seen);
+    assert_eq!(
+        summary(&plan),
+        [
+            "create config hub-config",
+            "update service jhub-hub (mounts, configs)",
+            "update service jhub-hubgate (mounts)",
+            "remove config",
+            "remove volume jupyterhub-user-alice",
+            format!("remove volume {}", old.services[0].mounts[2].source).as_str(),
+        ]
+    );
+    // A user volume that already has the new options stays.
+    let new_opts: BTreeMap<String, String> = new
+        .user_volume_opts
+        .iter()
+        .map(|(k, v)| (k.clone(), v.replace("{username}", "bob")))
+        .collect();
+    seen.volumes = vec![VolumeSeen {
+        name: "jupyterhub-user-bob".into(),
+        role: "user".into(),
+        options: new_opts,
+    }];
+    assert!(
+        !summary(&diff(&new, &seen))
+            .iter()
+            .any(|s| s.contains("bob"))
+    );
+}
+
+#[test]
+fn a_resource_limit_changes_one_field_of_one_service() {
+    let old = production();
+    let new = edited(
+        "cpu_limit = 2.0, memory_limit = \"2G\"",
+        "cpu_limit = 1.5, memory_limit = \"2G\"",
+    );
+    let plan = diff(&new, &observed(&old));
+    assert_eq!(summary(&plan), ["update service jhub-hub (cpu limit)"]);
+    assert!(plan.to_string().contains("cpu limit: 2 -> 1.5"), "{plan}");
+}
+
+#[test]
+fn a_missing_external_secret_is_a_problem() {
+    let want = edited(
+        "client_secret_file = \"github-client-secret\"",
+        "client_secret_secret = \"github-secret\"",
+    );
+    let mut seen = observed(&want);
+    seen.all_secrets.remove("github-secret");
+    let plan = diff(&want, &seen);
+    assert_eq!(plan.problems.len(), 1);
+    assert!(
+        plan.problems[0].contains("docker secret create github-secret"),
+        "{plan}"
+    );
+    seen.all_secrets.insert("github-secret".into());
+    assert!(diff(&want, &seen).problems.is_empty());
+}
+
+#[test]
+fn a_network_with_other_options_is_made_anew_when_nothing_else_uses_it() {
+    let old = production();
+    let new = edited("encrypted = false", "encrypted = true");
+    let mut seen = observed(&old);
+    let plan = diff(&new, &seen);
+    assert_eq!(
+        summary(&plan),
+        [
+            "replace network jhub",
+            "create service jhub-hub",
+            "create service jhub-hubgate"
+        ]
+    );
+    seen.network.as_mut().unwrap().foreign_services = vec!["jupyter-alice".into()];
+    let plan = diff(&new, &seen);
+    assert!(plan.problems[0].contains("jupyter-alice"), "{plan}");
+    seen.network.as_mut().unwrap().managed = false;
+    let plan = diff(&new, &seen);
+    assert!(
+        plan.problems[0].contains("not made by hubgate deploy"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn objects_the_file_no_longer_names_are_removed() {
+    let want = production();
+    let mut seen = observed(&want);
+    seen.services.push(ServiceWant {
+        name: "jhub-old".into(),
+        ..want.services[0].clone()
+    });
+    seen.secrets
+        .push("jhub-oauth-client-secret-000000000000".into());
+    seen.old_networks.push("jhub-old-net".into());
+    assert_eq!(
+        summary(&diff(&want, &seen)),
+        [
+            "remove service jhub-old",
+            "remove secret jhub-oauth-client-secret-000000000000",
+            "remove network jhub-old-net",
+        ]
+    );
+}

@@ -1,0 +1,428 @@
+//! Running a plan, then waiting until the services run what it asked for.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bollard::models::{
+    ConfigSpec, Ipam, IpamConfig, NetworkCreateRequest, SecretSpec, ServiceUpdateStatusStateEnum,
+    TaskState,
+};
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, InspectServiceOptions, ListNodesOptions, ListTasksOptionsBuilder,
+    RemoveVolumeOptionsBuilder, UpdateServiceOptions,
+};
+use futures_util::StreamExt as _;
+
+use super::Engine;
+use crate::DeployError;
+use crate::desired::Desired;
+use crate::diff::{Plan, Step};
+use crate::spec::{
+    BlobWant, DEPLOY_LABEL, Mode, NetworkWant, ROLE_LABEL, SecretData, ServiceWant, to_spec,
+};
+
+/// Where `apply` reports what it does, a line at a time.
+pub type Progress<'a> = &'a mut dyn FnMut(String);
+
+fn is_status(e: &bollard::errors::Error, code: u16) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code, .. } if *status_code == code)
+}
+
+impl Engine {
+    /// Checks every image the deployment's services run is on this engine,
+    /// pulling it when a registry has it.
+    pub async fn check_images(
+        &self,
+        want: &Desired,
+        progress: Progress<'_>,
+    ) -> Result<(), DeployError> {
+        for s in &want.services {
+            if self.docker.inspect_image(&s.image).await.is_ok() {
+                continue;
+            }
+            progress(format!("pulling {}", s.image));
+            let options = CreateImageOptionsBuilder::new()
+                .from_image(&s.image)
+                .build();
+            let mut pull = self.docker.create_image(Some(options), None, None);
+            let mut reason = None;
+            let deadline = tokio::time::sleep(Duration::from_secs(300));
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    item = pull.next() => match item {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => { reason = Some(e.to_string()); break; }
+                        None => break,
+                    },
+                    () = &mut deadline => { reason = Some("the pull took over 300 s".into()); break; }
+                }
+            }
+            if let Some(reason) = reason {
+                return Err(DeployError::MissingImage {
+                    image: s.image.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `plan`'s steps in order. Refuses a plan with problems.
+    pub async fn apply(
+        &self,
+        want: &Desired,
+        plan: &Plan,
+        progress: Progress<'_>,
+    ) -> Result<(), DeployError> {
+        if !plan.problems.is_empty() {
+            return Err(DeployError::Refused(plan.problems.clone()));
+        }
+        let mut ids = self.blob_ids().await?;
+        for step in &plan.steps {
+            match step {
+                Step::CreateNetwork(n) => {
+                    self.create_network(&want.name, n).await?;
+                    progress(format!("created network {}", n.name));
+                }
+                Step::ReplaceNetwork { want: n, .. } => {
+                    for s in &want.services {
+                        self.remove_service(&s.name).await?;
+                    }
+                    self.remove_network_when_free(&n.name).await?;
+                    self.create_network(&want.name, n).await?;
+                    progress(format!("made network {} anew", n.name));
+                }
+                Step::CreateConfig(c) => {
+                    let id = self.create_config(&want.name, c).await?;
+                    ids.insert(c.name.clone(), id);
+                    progress(format!("created config {}", c.name));
+                }
+                Step::CreateSecret(s) => {
+                    let id = self.create_secret(&want.name, s).await?;
+                    ids.insert(s.name.clone(), id);
+                    progress(format!("created secret {}", s.name));
+                }
+                Step::CreateService(s) => {
+                    self.docker
+                        .create_service(to_spec(s, &ids), None)
+                        .await
+                        .map_err(DeployError::engine(format!("create service {}", s.name)))?;
+                    progress(format!("created service {}", s.name));
+                }
+                Step::UpdateService { want: s, changes } => {
+                    self.update_service(s, &ids).await?;
+                    let fields: Vec<&str> = changes.iter().map(|c| c.field).collect();
+                    progress(format!(
+                        "updated service {} ({})",
+                        s.name,
+                        fields.join(", ")
+                    ));
+                }
+                Step::RemoveService(name) => {
+                    self.remove_service(name).await?;
+                    progress(format!("removed service {name}"));
+                }
+                Step::RemoveConfig(name) => {
+                    self.docker
+                        .delete_config(name)
+                        .await
+                        .map_err(DeployError::engine(format!("remove config {name}")))?;
+                    progress(format!("removed config {name}"));
+                }
+                Step::RemoveSecret(name) => {
+                    self.docker
+                        .delete_secret(name)
+                        .await
+                        .map_err(DeployError::engine(format!("remove secret {name}")))?;
+                    progress(format!("removed secret {name}"));
+                }
+                Step::RemoveVolume { name, .. } => {
+                    let options = RemoveVolumeOptionsBuilder::new().force(false).build();
+                    match self.docker.remove_volume(name, Some(options)).await {
+                        Ok(()) => progress(format!(
+                            "removed volume {name} (its files stay on the storage)"
+                        )),
+                        Err(e) if is_status(&e, 409) => progress(format!(
+                            "volume {name} is in use by a running server: kept until it stops (apply again then)"
+                        )),
+                        Err(e) => {
+                            return Err(DeployError::engine(format!("remove volume {name}"))(e));
+                        }
+                    }
+                }
+                Step::RemoveNetwork(name) => match self.docker.remove_network(name).await {
+                    Ok(()) => progress(format!("removed network {name}")),
+                    Err(e) => progress(format!("network {name} kept: {e}")),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_network(&self, deployment: &str, n: &NetworkWant) -> Result<(), DeployError> {
+        let mut options = HashMap::new();
+        if n.encrypted {
+            options.insert("encrypted".to_owned(), String::new());
+        }
+        let request = NetworkCreateRequest {
+            name: n.name.clone(),
+            driver: Some("overlay".to_owned()),
+            attachable: Some(true),
+            ipam: n.subnet.as_ref().map(|s| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(s.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            options: Some(options),
+            labels: Some(HashMap::from([
+                (DEPLOY_LABEL.to_owned(), deployment.to_owned()),
+                (ROLE_LABEL.to_owned(), "network".to_owned()),
+            ])),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(request)
+            .await
+            .map_err(DeployError::engine(format!("create network {}", n.name)))?;
+        Ok(())
+    }
+
+    /// Removes a network once the tasks that used it are gone (the swarm
+    /// detaches them asynchronously).
+    pub(crate) async fn remove_network_when_free(&self, name: &str) -> Result<(), DeployError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.docker.remove_network(name).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_status(&e, 404) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(DeployError::engine(format!("remove network {name}"))(e));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    fn blob_labels(deployment: &str, b: &BlobWant) -> HashMap<String, String> {
+        HashMap::from([
+            (DEPLOY_LABEL.to_owned(), deployment.to_owned()),
+            (ROLE_LABEL.to_owned(), b.role.clone()),
+        ])
+    }
+
+    async fn create_config(&self, deployment: &str, c: &BlobWant) -> Result<String, DeployError> {
+        let SecretData::Bytes(data) = &c.data else {
+            return Err(DeployError::MissingInput(c.name.clone()));
+        };
+        let spec = ConfigSpec {
+            name: Some(c.name.clone()),
+            labels: Some(Self::blob_labels(deployment, c)),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(data)),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .create_config(spec)
+            .await
+            .map_err(DeployError::engine(format!("create config {}", c.name)))?;
+        Ok(id.id)
+    }
+
+    async fn create_secret(&self, deployment: &str, s: &BlobWant) -> Result<String, DeployError> {
+        let data = match &s.data {
+            SecretData::Bytes(b) => b.clone(),
+            SecretData::Generated => random_token()?.into_bytes(),
+            SecretData::External => return Err(DeployError::MissingInput(s.name.clone())),
+        };
+        let spec = SecretSpec {
+            name: Some(s.name.clone()),
+            labels: Some(Self::blob_labels(deployment, s)),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(data)),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .create_secret(spec)
+            .await
+            .map_err(DeployError::engine(format!("create secret {}", s.name)))?;
+        Ok(id.id)
+    }
+
+    /// Read, modify, write: the whole spec with the current version,
+    /// again when another writer got there first.
+    async fn update_service(
+        &self,
+        s: &ServiceWant,
+        ids: &HashMap<String, String>,
+    ) -> Result<(), DeployError> {
+        let mut attempt = 0;
+        loop {
+            let current = self
+                .docker
+                .inspect_service(&s.name, None::<InspectServiceOptions>)
+                .await
+                .map_err(DeployError::engine(format!("inspect service {}", s.name)))?;
+            let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            let options = UpdateServiceOptions {
+                version: i32::try_from(version).unwrap_or(i32::MAX),
+                ..Default::default()
+            };
+            match self
+                .docker
+                .update_service(&s.name, to_spec(s, ids), options, None)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if attempt < 3
+                        && (is_status(&e, 409)
+                            || e.to_string().contains("update out of sequence")) =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(DeployError::engine(format!("update service {}", s.name))(e)),
+            }
+        }
+    }
+
+    pub(crate) async fn remove_service(&self, name: &str) -> Result<(), DeployError> {
+        match self.docker.delete_service(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(DeployError::engine(format!("remove service {name}"))(e)),
+        }
+    }
+
+    /// Waits until every service runs as many tasks as it should, on its
+    /// current spec, reporting each change of counts; a task the engine
+    /// rejects (an image missing on its node) fails at once.
+    pub async fn converge(
+        &self,
+        want: &Desired,
+        limit: Duration,
+        progress: Progress<'_>,
+    ) -> Result<(), DeployError> {
+        let deadline = Instant::now() + limit;
+        let mut last = String::new();
+        loop {
+            let nodes = self
+                .docker
+                .list_nodes(None::<ListNodesOptions>)
+                .await
+                .map_err(DeployError::engine("list nodes"))?;
+            let host_of: HashMap<String, String> = nodes
+                .iter()
+                .filter_map(|n| Some((n.id.clone()?, n.description.as_ref()?.hostname.clone()?)))
+                .collect();
+            let ready_managers = nodes
+                .iter()
+                .filter(|n| {
+                    n.manager_status.is_some()
+                        && n.status.as_ref().and_then(|s| s.state)
+                            == Some(bollard::models::NodeState::READY)
+                        && n.spec.as_ref().and_then(|s| s.availability)
+                            == Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE)
+                })
+                .count() as u64;
+            let mut done = true;
+            let mut report = vec![];
+            for s in &want.services {
+                let expected = match s.mode {
+                    Mode::Replicated(n) => n,
+                    // Global services here are constrained to managers.
+                    Mode::Global => ready_managers,
+                };
+                let filters = HashMap::from([
+                    ("service".to_owned(), vec![s.name.clone()]),
+                    ("desired-state".to_owned(), vec!["running".to_owned()]),
+                ]);
+                let tasks = self
+                    .docker
+                    .list_tasks(Some(
+                        ListTasksOptionsBuilder::new().filters(&filters).build(),
+                    ))
+                    .await
+                    .map_err(DeployError::engine(format!("list tasks of {}", s.name)))?;
+                let running = tasks
+                    .iter()
+                    .filter(|t| {
+                        t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING)
+                    })
+                    .count() as u64;
+                for t in &tasks {
+                    let status = t.status.clone().unwrap_or_default();
+                    let err = status.err.unwrap_or_default();
+                    if matches!(status.state, Some(TaskState::REJECTED | TaskState::FAILED))
+                        && err.contains("No such image")
+                    {
+                        let node = t
+                            .node_id
+                            .as_ref()
+                            .and_then(|n| host_of.get(n))
+                            .cloned()
+                            .unwrap_or_default();
+                        return Err(DeployError::MissingImage {
+                            image: s.image.clone(),
+                            reason: format!(
+                                "node {node} lacks it (task of {} rejected: {err}); load it there with `images/build --load HOST` or `docker save | docker -H HOST load`",
+                                s.name
+                            ),
+                        });
+                    }
+                }
+                let service = self
+                    .docker
+                    .inspect_service(&s.name, None::<InspectServiceOptions>)
+                    .await
+                    .map_err(DeployError::engine(format!("inspect service {}", s.name)))?;
+                let updating = service
+                    .update_status
+                    .and_then(|u| u.state)
+                    .is_some_and(|st| {
+                        matches!(
+                            st,
+                            ServiceUpdateStatusStateEnum::UPDATING
+                                | ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
+                        )
+                    });
+                if running < expected || updating {
+                    done = false;
+                }
+                report.push(format!(
+                    "{} {running}/{expected} running{}",
+                    s.name,
+                    if updating { " (updating)" } else { "" }
+                ));
+            }
+            let line = report.join(", ");
+            if line != last {
+                progress(line.clone());
+                last = line;
+            }
+            if done {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(DeployError::NotConverged(format!(
+                    "services not running after {} s: {last} (docker service ps shows why)",
+                    limit.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// 32 random bytes as hex: the proxy's API token.
+fn random_token() -> Result<String, DeployError> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| DeployError::MissingInput("random bytes for the proxy token".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,148 @@
+//! `destroy`: remove what `apply` made (and the servers the hub spawned),
+//! keeping the volumes that hold data unless asked to purge them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{
+    ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListSecretsOptionsBuilder, ListServicesOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveVolumeOptionsBuilder,
+};
+
+use super::{Engine, Progress, deployment_filter};
+use crate::DeployError;
+use crate::spec::{ROLE_LABEL, SPAWNED_LABEL};
+
+/// What `destroy` removed and kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub services: Vec<String>,
+    pub configs: Vec<String>,
+    pub secrets: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    /// Data volumes left in place (no `--purge`).
+    pub kept_volumes: Vec<String>,
+}
+
+/// Volume roles that hold data (users' files, the hub's database).
+const DATA_ROLES: [&str; 2] = ["user", "hub-data"];
+
+impl Engine {
+    /// Removes deployment `name`'s objects from the swarm (volumes: on this
+    /// engine), keeping data volumes unless `purge`.
+    pub async fn destroy(
+        &self,
+        name: &str,
+        purge: bool,
+        progress: Progress<'_>,
+    ) -> Result<Removed, DeployError> {
+        self.require_manager().await?;
+        let mut removed = Removed::default();
+        let filter = deployment_filter(name);
+        let spawned =
+            HashMap::from([("label".to_owned(), vec![format!("{SPAWNED_LABEL}={name}")])]);
+        for f in [&spawned, &filter] {
+            let services = self
+                .docker
+                .list_services(Some(ListServicesOptionsBuilder::new().filters(f).build()))
+                .await
+                .map_err(DeployError::engine("list services"))?;
+            for s in services.into_iter().filter_map(|s| s.spec?.name) {
+                self.remove_service(&s).await?;
+                progress(format!("removed service {s}"));
+                removed.services.push(s);
+            }
+        }
+        self.wait_containers_gone(&removed.services).await;
+        let configs = self
+            .docker
+            .list_configs(Some(
+                ListConfigsOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list configs"))?;
+        for c in configs.into_iter().filter_map(|c| c.spec?.name) {
+            self.docker
+                .delete_config(&c)
+                .await
+                .map_err(DeployError::engine(format!("remove config {c}")))?;
+            progress(format!("removed config {c}"));
+            removed.configs.push(c);
+        }
+        let secrets = self
+            .docker
+            .list_secrets(Some(
+                ListSecretsOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list secrets"))?;
+        for s in secrets.into_iter().filter_map(|s| s.spec?.name) {
+            self.docker
+                .delete_secret(&s)
+                .await
+                .map_err(DeployError::engine(format!("remove secret {s}")))?;
+            progress(format!("removed secret {s}"));
+            removed.secrets.push(s);
+        }
+        let networks = self
+            .docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list networks"))?;
+        for n in networks.into_iter().filter_map(|n| n.name) {
+            self.remove_network_when_free(&n).await?;
+            progress(format!("removed network {n}"));
+            removed.networks.push(n);
+        }
+        let volumes = self
+            .docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list volumes"))?;
+        for v in volumes.volumes.unwrap_or_default() {
+            let role = v.labels.get(ROLE_LABEL).map_or("", String::as_str);
+            if !purge && DATA_ROLES.contains(&role) {
+                removed.kept_volumes.push(v.name);
+                continue;
+            }
+            let options = RemoveVolumeOptionsBuilder::new().force(false).build();
+            self.docker
+                .remove_volume(&v.name, Some(options))
+                .await
+                .map_err(DeployError::engine(format!("remove volume {}", v.name)))?;
+            progress(format!("removed volume {}", v.name));
+            removed.volumes.push(v.name);
+        }
+        Ok(removed)
+    }
+
+    /// Waits (up to a minute) until no container of `services` is left on
+    /// this engine: their volumes are in use until then.
+    async fn wait_containers_gone(&self, services: &[String]) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for s in services {
+            let filters = HashMap::from([(
+                "label".to_owned(),
+                vec![format!("com.docker.swarm.service.name={s}")],
+            )]);
+            while Instant::now() < deadline {
+                let options = ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build();
+                match self.docker.list_containers(Some(options)).await {
+                    Ok(list) if !list.is_empty() => {
+                        tokio::time::sleep(Duration::from_millis(300)).await
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}

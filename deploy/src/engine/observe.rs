@@ -1,0 +1,180 @@
+//! Reading a deployment's objects back from the engine.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::query_parameters::{
+    ListConfigsOptionsBuilder, ListNetworksOptionsBuilder, ListSecretsOptions,
+    ListSecretsOptionsBuilder, ListServicesOptions, ListServicesOptionsBuilder,
+    ListVolumesOptionsBuilder,
+};
+
+use super::{Engine, deployment_filter};
+use crate::DeployError;
+use crate::desired::Desired;
+use crate::diff::{NetworkSeen, Observed, VolumeSeen};
+use crate::spec::{DEPLOY_LABEL, ROLE_LABEL, from_spec};
+
+impl Engine {
+    /// Network IDs to names, for every network.
+    pub(crate) async fn network_names(&self) -> Result<HashMap<String, String>, DeployError> {
+        let nets = self
+            .docker
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+            .map_err(DeployError::engine("list networks"))?;
+        Ok(nets
+            .into_iter()
+            .filter_map(|n| Some((n.id?, n.name?)))
+            .collect())
+    }
+
+    /// Config and secret names to IDs.
+    pub(crate) async fn blob_ids(&self) -> Result<HashMap<String, String>, DeployError> {
+        let mut ids = HashMap::new();
+        let configs = self
+            .docker
+            .list_configs(None::<bollard::query_parameters::ListConfigsOptions>)
+            .await
+            .map_err(DeployError::engine("list configs"))?;
+        for c in configs {
+            if let (Some(id), Some(name)) = (c.id, c.spec.and_then(|s| s.name)) {
+                ids.insert(name, id);
+            }
+        }
+        let secrets = self
+            .docker
+            .list_secrets(None::<ListSecretsOptions>)
+            .await
+            .map_err(DeployError::engine("list secrets"))?;
+        for s in secrets {
+            if let (Some(id), Some(name)) = (s.id, s.spec.and_then(|s| s.name)) {
+                ids.insert(name, id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// What the engine has of deployment `want.name`.
+    pub async fn observe(&self, want: &Desired) -> Result<Observed, DeployError> {
+        let filter = deployment_filter(&want.name);
+        let networks = self.network_names().await?;
+        let mut seen = Observed::default();
+
+        let all_services = self
+            .docker
+            .list_services(None::<ListServicesOptions>)
+            .await
+            .map_err(DeployError::engine("list services"))?;
+        let net_filter = HashMap::from([("name".to_owned(), vec![want.network.name.clone()])]);
+        let named = self
+            .docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new()
+                    .filters(&net_filter)
+                    .build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list networks"))?;
+        // `name` filters by substring: keep the exact one.
+        if let Some(n) = named
+            .into_iter()
+            .find(|n| n.name.as_deref() == Some(want.network.name.as_str()))
+        {
+            let id = n.id.clone().unwrap_or_default();
+            let labels = n.labels.unwrap_or_default();
+            let foreign_services = all_services
+                .iter()
+                .filter_map(|s| {
+                    let spec = s.spec.as_ref()?;
+                    let mine = spec.labels.as_ref()?.get(DEPLOY_LABEL) == Some(&want.name);
+                    let nets = spec.task_template.as_ref()?.networks.as_ref()?;
+                    let attached = nets
+                        .iter()
+                        .any(|a| a.target.as_deref() == Some(id.as_str()));
+                    (attached && !mine).then(|| spec.name.clone().unwrap_or_default())
+                })
+                .collect();
+            seen.network = Some(NetworkSeen {
+                name: want.network.name.clone(),
+                driver: n.driver.unwrap_or_default(),
+                attachable: n.attachable.unwrap_or(false),
+                subnet: n
+                    .ipam
+                    .and_then(|i| i.config)
+                    .and_then(|c| c.into_iter().find_map(|c| c.subnet)),
+                encrypted: n.options.unwrap_or_default().contains_key("encrypted"),
+                managed: labels.get(DEPLOY_LABEL) == Some(&want.name),
+                foreign_services,
+            });
+        }
+        let ours = self
+            .docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list networks"))?;
+        seen.old_networks = ours
+            .into_iter()
+            .filter_map(|n| n.name)
+            .filter(|n| *n != want.network.name)
+            .collect();
+
+        let configs = self
+            .docker
+            .list_configs(Some(
+                ListConfigsOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list configs"))?;
+        seen.configs = configs.into_iter().filter_map(|c| c.spec?.name).collect();
+        let secrets = self
+            .docker
+            .list_secrets(Some(
+                ListSecretsOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list secrets"))?;
+        seen.secrets = secrets.into_iter().filter_map(|s| s.spec?.name).collect();
+        seen.all_secrets = self
+            .docker
+            .list_secrets(None::<ListSecretsOptions>)
+            .await
+            .map_err(DeployError::engine("list secrets"))?
+            .into_iter()
+            .filter_map(|s| s.spec?.name)
+            .collect();
+
+        let services = self
+            .docker
+            .list_services(Some(
+                ListServicesOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list services"))?;
+        seen.services = services
+            .iter()
+            .filter_map(|s| s.spec.as_ref())
+            .map(|spec| from_spec(spec, &networks))
+            .collect();
+
+        let volumes = self
+            .docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list volumes"))?;
+        seen.volumes = volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeSeen {
+                role: v.labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
+                options: v.options.into_iter().collect::<BTreeMap<_, _>>(),
+                name: v.name,
+            })
+            .collect();
+        Ok(seen)
+    }
+}

@@ -1,0 +1,395 @@
+//! `status`: the nodes, the deployment's services and tasks, and what the
+//! hubgate replicas on this engine route and serve (asked through
+//! `hubgate api` run inside them: their API is on the overlay network only).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNodesOptions, ListServicesOptionsBuilder,
+    ListTasksOptionsBuilder,
+};
+use futures_util::StreamExt as _;
+
+use super::{Engine, deployment_filter};
+use crate::DeployError;
+
+/// A swarm node.
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    pub hostname: String,
+    pub role: String,
+    pub state: String,
+    pub availability: String,
+    /// Leader, reachable or unreachable (managers only).
+    pub manager: String,
+    pub addr: String,
+}
+
+/// A service of the deployment.
+#[derive(Debug, Clone)]
+pub struct ServiceRow {
+    pub name: String,
+    pub image: String,
+    pub running: usize,
+    pub mode: String,
+}
+
+/// A task that should be running.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub service: String,
+    pub node: String,
+    pub state: String,
+    pub error: String,
+}
+
+/// Everything `status` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub nodes: Vec<NodeRow>,
+    pub services: Vec<ServiceRow>,
+    pub tasks: Vec<TaskRow>,
+    /// Per hubgate container on this engine: (container, routes JSON,
+    /// certificates JSON), or the error met asking it.
+    pub proxies: Vec<ProxyRow>,
+}
+
+/// A hubgate container on this engine: its ID, and its routes and
+/// certificates (JSON), or the error met asking it.
+pub type ProxyRow = (String, Result<(String, String), String>);
+
+impl Engine {
+    /// Runs `cmd` in `container` and returns its standard output.
+    pub async fn exec(&self, container: &str, cmd: &[&str]) -> Result<String, DeployError> {
+        let options = CreateExecOptions {
+            cmd: Some(cmd.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let what = || format!("exec {} in {container}", cmd.join(" "));
+        let exec = self
+            .docker
+            .create_exec(container, options)
+            .await
+            .map_err(DeployError::engine(what()))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(DeployError::engine(what()))?;
+        let mut out = String::new();
+        if let StartExecResults::Attached { mut output, .. } = started {
+            while let Some(chunk) = output.next().await {
+                if let bollard::container::LogOutput::StdOut { message } =
+                    chunk.map_err(DeployError::engine(what()))?
+                {
+                    out.push_str(&String::from_utf8_lossy(&message));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The running containers of service `service` on this engine.
+    pub async fn local_containers(&self, service: &str) -> Result<Vec<String>, DeployError> {
+        let filters = HashMap::from([
+            (
+                "label".to_owned(),
+                vec![format!("com.docker.swarm.service.name={service}")],
+            ),
+            ("status".to_owned(), vec!["running".to_owned()]),
+        ]);
+        let list = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list containers"))?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// The deployment's state.
+    pub async fn status(&self, deployment: &str) -> Result<Status, DeployError> {
+        self.require_manager().await?;
+        let mut status = Status::default();
+        let nodes = self
+            .docker
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(DeployError::engine("list nodes"))?;
+        let mut host_of = HashMap::new();
+        for n in nodes {
+            let hostname = n.description.and_then(|d| d.hostname).unwrap_or_default();
+            host_of.insert(n.id.clone().unwrap_or_default(), hostname.clone());
+            let spec = n.spec.unwrap_or_default();
+            status.nodes.push(NodeRow {
+                hostname,
+                role: spec.role.map(|r| r.to_string()).unwrap_or_default(),
+                state: n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.state)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                availability: spec.availability.map(|a| a.to_string()).unwrap_or_default(),
+                manager: n
+                    .manager_status
+                    .map(|m| {
+                        if m.leader == Some(true) {
+                            "leader".to_owned()
+                        } else {
+                            m.reachability.map(|r| r.to_string()).unwrap_or_default()
+                        }
+                    })
+                    .unwrap_or_default(),
+                addr: n.status.and_then(|s| s.addr).unwrap_or_default(),
+            });
+        }
+        let mut filter = deployment_filter(deployment);
+        let mut services = self
+            .docker
+            .list_services(Some(
+                ListServicesOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list services"))?;
+        filter.insert(
+            "label".to_owned(),
+            vec![format!("{}={deployment}", crate::spec::SPAWNED_LABEL)],
+        );
+        services.extend(
+            self.docker
+                .list_services(Some(
+                    ListServicesOptionsBuilder::new().filters(&filter).build(),
+                ))
+                .await
+                .map_err(DeployError::engine("list services"))?,
+        );
+        for s in services {
+            let spec = s.spec.unwrap_or_default();
+            let name = spec.name.clone().unwrap_or_default();
+            let filters = HashMap::from([
+                ("service".to_owned(), vec![name.clone()]),
+                ("desired-state".to_owned(), vec!["running".to_owned()]),
+            ]);
+            let tasks = self
+                .docker
+                .list_tasks(Some(
+                    ListTasksOptionsBuilder::new().filters(&filters).build(),
+                ))
+                .await
+                .map_err(DeployError::engine("list tasks"))?;
+            let mut running = 0;
+            for t in tasks {
+                let st = t.status.unwrap_or_default();
+                let state = st.state.map(|s| s.to_string()).unwrap_or_default();
+                running += usize::from(state == "running");
+                status.tasks.push(TaskRow {
+                    service: name.clone(),
+                    node: t
+                        .node_id
+                        .and_then(|n| host_of.get(&n).cloned())
+                        .unwrap_or_default(),
+                    state,
+                    error: st.err.unwrap_or_default(),
+                });
+            }
+            let mode = spec.mode.map_or_else(String::new, |m| {
+                if m.global.is_some() {
+                    "global".to_owned()
+                } else {
+                    format!(
+                        "{} replica(s)",
+                        m.replicated.and_then(|r| r.replicas).unwrap_or(1)
+                    )
+                }
+            });
+            status.services.push(ServiceRow {
+                name: name.clone(),
+                image: spec
+                    .task_template
+                    .and_then(|t| t.container_spec)
+                    .and_then(|c| c.image)
+                    .unwrap_or_default(),
+                running,
+                mode,
+            });
+            if name == format!("{deployment}-hubgate") {
+                for c in self.local_containers(&name).await? {
+                    let routes = self.exec(&c, &["hubgate", "api", "/api/routes"]).await;
+                    let certs = self.exec(&c, &["hubgate", "api", "/api/certs"]).await;
+                    let short: String = c.chars().take(12).collect();
+                    let answer = match (routes, certs) {
+                        (Ok(r), Ok(c)) => Ok((r, c)),
+                        (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+                    };
+                    status.proxies.push((short, answer));
+                }
+            }
+        }
+        Ok(status)
+    }
+}
+
+/// Left-aligned columns.
+fn table(f: &mut fmt::Formatter<'_>, header: &[&str], rows: &[Vec<String>]) -> fmt::Result {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(f, "{}", line(header.to_vec()))?;
+    for r in rows {
+        writeln!(f, "{}", line(r.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<Vec<String>> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.hostname.clone(),
+                    n.role.clone(),
+                    n.state.clone(),
+                    n.availability.clone(),
+                    n.manager.clone(),
+                    n.addr.clone(),
+                ]
+            })
+            .collect();
+        table(
+            f,
+            &[
+                "NODE",
+                "ROLE",
+                "STATE",
+                "AVAILABILITY",
+                "MANAGER",
+                "ADDRESS",
+            ],
+            &nodes,
+        )?;
+        writeln!(f)?;
+        let services: Vec<Vec<String>> = self
+            .services
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    s.mode.clone(),
+                    s.running.to_string(),
+                    s.image.clone(),
+                ]
+            })
+            .collect();
+        table(f, &["SERVICE", "MODE", "RUNNING", "IMAGE"], &services)?;
+        writeln!(f)?;
+        let tasks: Vec<Vec<String>> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    t.service.clone(),
+                    t.node.clone(),
+                    t.state.clone(),
+                    t.error.clone(),
+                ]
+            })
+            .collect();
+        table(f, &["TASK OF", "NODE", "STATE", "ERROR"], &tasks)?;
+        for (container, answer) in &self.proxies {
+            writeln!(f)?;
+            match answer {
+                Ok((routes, certs)) => {
+                    writeln!(f, "hubgate {container} routes:")?;
+                    write_routes(f, routes)?;
+                    writeln!(f, "hubgate {container} certificates:")?;
+                    write_certs(f, certs)?;
+                }
+                Err(e) => writeln!(f, "hubgate {container}: {e}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_routes(f: &mut fmt::Formatter<'_>, json: &str) -> fmt::Result {
+    let Ok(serde_json::Value::Object(routes)) = serde_json::from_str(json) else {
+        return writeln!(f, "  (unreadable answer: {})", json.trim());
+    };
+    let rows: Vec<Vec<String>> = routes
+        .iter()
+        .map(|(path, data)| {
+            let target = data
+                .get("target")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default();
+            let user = data
+                .get("user")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default();
+            vec![format!("  {path}"), target.to_owned(), user.to_owned()]
+        })
+        .collect();
+    table(f, &["  PATH", "TARGET", "USER"], &rows)
+}
+
+fn write_certs(f: &mut fmt::Formatter<'_>, json: &str) -> fmt::Result {
+    let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let list = |key: &str| {
+        let v = value.get(key).cloned().unwrap_or_default();
+        let v = v.get("certificates").cloned().unwrap_or(v);
+        v.as_array().cloned().unwrap_or_default()
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let rows: Vec<Vec<String>> = list("acme")
+        .iter()
+        .chain(&list("static"))
+        .map(|c| {
+            let names: Vec<&str> = c
+                .get("names")
+                .and_then(|n| n.as_array())
+                .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
+                .unwrap_or_default();
+            let state = c
+                .get("state")
+                .and_then(|s| s.as_str())
+                .unwrap_or("static file");
+            let expires = c
+                .get("not_after_ms")
+                .and_then(serde_json::Value::as_u64)
+                .map_or_else(
+                    || "-".to_owned(),
+                    |ms| format!("in {:.1} days", (ms as f64 - now_ms as f64) / 86_400_000.0),
+                );
+            vec![format!("  {}", names.join(",")), state.to_owned(), expires]
+        })
+        .collect();
+    if rows.is_empty() {
+        return writeln!(f, "  (none: plain HTTP)");
+    }
+    table(f, &["  NAMES", "STATE", "EXPIRES"], &rows)
+}

@@ -1,0 +1,260 @@
+//! The checks serde cannot make, each naming its field; and the line a
+//! field sits on, for the message.
+
+use toml::de::{DeTable, DeValue};
+
+use super::{AuthKind, DeployFile, Resources};
+
+type Failure = (String, String);
+
+fn fail<T>(field: &str, message: impl Into<String>) -> Result<T, Failure> {
+    Err((field.to_owned(), message.into()))
+}
+
+/// Checks a parsed file; the first problem as (field path, message).
+pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
+    object_name("name", &f.name)?;
+    if f.hosts.is_empty() {
+        return fail("hosts", "name at least one public host name");
+    }
+    for h in &f.hosts {
+        host_name("hosts", h)?;
+    }
+    image("hub.image", &f.hub.image)?;
+    image("singleuser.image", &f.singleuser.image)?;
+    image("proxy.image", &f.proxy.image)?;
+    resources("hub.resources", &f.hub.resources)?;
+    resources("singleuser.resources", &f.singleuser.resources)?;
+    if let Some(node) = &f.hub.node {
+        host_name("hub.node", node)?;
+    }
+    absolute("singleuser.notebook_dir", &f.singleuser.notebook_dir)?;
+    for c in &f.singleuser.constraints {
+        if !(c.contains("==") || c.contains("!=")) {
+            return fail(
+                "singleuser.constraints",
+                format!("{c:?} is not a placement constraint like node.role==worker"),
+            );
+        }
+    }
+    object_name("network.name", &f.network.name)?;
+    if let Some(subnet) = &f.network.subnet {
+        cidr("network.subnet", subnet)?;
+    }
+    match (&f.storage.nfs, &f.storage.local) {
+        (Some(_), Some(_)) | (None, None) => {
+            return fail(
+                "storage",
+                "give exactly one of storage.nfs and storage.local",
+            );
+        }
+        (Some(nfs), None) => {
+            if nfs.server.is_empty() || nfs.server.contains([',', ' ', '/', '=']) {
+                return fail(
+                    "storage.nfs.server",
+                    format!("{:?} is not an address or host name", nfs.server),
+                );
+            }
+            absolute("storage.nfs.export", &nfs.export)?;
+            if nfs
+                .options
+                .split(',')
+                .any(|o| o.trim().starts_with("addr="))
+            {
+                return fail(
+                    "storage.nfs.options",
+                    "leave addr= out: it comes from storage.nfs.server",
+                );
+            }
+        }
+        (None, Some(dir)) => absolute("storage.local", dir)?,
+    }
+    auth(f)?;
+    if f.proxy.http_port == f.proxy.https_port {
+        return fail("proxy.https_port", "must differ from proxy.http_port");
+    }
+    if let Some(tls) = &f.tls {
+        match (&tls.acme_email, &tls.cert_file, &tls.key_file) {
+            (Some(email), None, None) => {
+                if !email.contains('@') {
+                    return fail(
+                        "tls.acme_email",
+                        format!("{email:?} is not an e-mail address"),
+                    );
+                }
+            }
+            (None, Some(_), Some(_)) => {}
+            _ => {
+                return fail(
+                    "tls",
+                    "give either acme_email (certificates from ACME) or both cert_file and key_file",
+                );
+            }
+        }
+        if !matches!(tls.challenge.as_str(), "http-01" | "tls-alpn-01") {
+            return fail(
+                "tls.challenge",
+                format!("{:?}: http-01 or tls-alpn-01", tls.challenge),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn auth(f: &DeployFile) -> Result<(), Failure> {
+    let a = &f.auth;
+    for (field, names) in [
+        ("auth.allowed_users", &a.allowed_users),
+        ("auth.admin_users", &a.admin_users),
+        ("auth.allowed_organizations", &a.allowed_organizations),
+    ] {
+        if names.iter().any(|n| n.trim().is_empty()) {
+            return fail(field, "an empty name");
+        }
+    }
+    match a.kind {
+        AuthKind::Dummy => {
+            if a.client_id.is_some()
+                || a.client_secret_file.is_some()
+                || a.client_secret_secret.is_some()
+            {
+                return fail(
+                    "auth.kind",
+                    "client_id and client secrets need kind = \"github\"",
+                );
+            }
+        }
+        AuthKind::Github => {
+            if a.client_id.as_deref().is_none_or(str::is_empty) {
+                return fail("auth.client_id", "GitHub OAuth needs the app's client_id");
+            }
+            match (&a.client_secret_file, &a.client_secret_secret) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return fail(
+                        "auth.client_secret_file",
+                        "give exactly one of client_secret_file and client_secret_secret",
+                    );
+                }
+            }
+            if !a.allow_all && a.allowed_users.is_empty() && a.allowed_organizations.is_empty() {
+                return fail(
+                    "auth.allowed_users",
+                    "nobody could log in: name allowed_users or allowed_organizations, or set allow_all = true",
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn object_name(field: &str, name: &str) -> Result<(), Failure> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        fail(
+            field,
+            format!("{name:?}: lower-case letters, digits, - and _, at most 40"),
+        )
+    }
+}
+
+fn host_name(field: &str, host: &str) -> Result<(), Failure> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if host.len() <= 253 && host.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        fail(
+            field,
+            format!("{host:?} is not a host name (no scheme, port or path)"),
+        )
+    }
+}
+
+fn image(field: &str, image: &str) -> Result<(), Failure> {
+    if image.is_empty() || image.contains(char::is_whitespace) {
+        fail(field, format!("{image:?} is not an image reference"))
+    } else {
+        Ok(())
+    }
+}
+
+fn absolute(field: &str, path: &str) -> Result<(), Failure> {
+    if path.starts_with('/') && !path.split('/').any(|s| s == "..") {
+        Ok(())
+    } else {
+        fail(field, format!("{path:?} must be an absolute path"))
+    }
+}
+
+fn cidr(field: &str, s: &str) -> Result<(), Failure> {
+    let ok = s.split_once('/').is_some_and(|(ip, bits)| {
+        ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
+    });
+    if ok {
+        Ok(())
+    } else {
+        fail(
+            field,
+            format!("{s:?} is not an IPv4 subnet like 10.20.0.0/16"),
+        )
+    }
+}
+
+fn resources(field: &str, r: &Resources) -> Result<(), Failure> {
+    for (name, cpu) in [
+        ("cpu_limit", r.cpu_limit),
+        ("cpu_reservation", r.cpu_reservation),
+    ] {
+        if cpu.is_some_and(|c| !(c > 0.0 && c <= 1024.0)) {
+            return fail(&format!("{field}.{name}"), "a number of cores above 0");
+        }
+    }
+    if let (Some(limit), Some(res)) = (r.cpu_limit, r.cpu_reservation)
+        && res > limit
+    {
+        return fail(&format!("{field}.cpu_reservation"), "above cpu_limit");
+    }
+    if let (Some(limit), Some(res)) = (r.memory_limit, r.memory_reservation)
+        && res.0 > limit.0
+    {
+        return fail(&format!("{field}.memory_reservation"), "above memory_limit");
+    }
+    Ok(())
+}
+
+/// The 1-based line of byte `offset`.
+pub(super) fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line a dotted field path is written on, when the file has it (else
+/// the line of its nearest written parent).
+pub(super) fn line_of(text: &str, path: &str) -> Option<usize> {
+    let doc = DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut found = None;
+    for key in path.split('.') {
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == key) else {
+            break;
+        };
+        found = Some(line_at(text, k.span().start));
+        match v.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    found
+}

@@ -1,0 +1,67 @@
+use super::*;
+
+const PRODUCTION: &str = include_str!("../../../examples/production.toml");
+
+fn error(text: &str) -> String {
+    DeployFile::parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn the_examples_parse() {
+    let f = DeployFile::parse(PRODUCTION).unwrap();
+    assert_eq!(f.public_url(), "https://hub.example.org/");
+    assert_eq!(
+        f.oauth_callback_url(),
+        "https://hub.example.org/hub/oauth_callback"
+    );
+    assert_eq!(f.proxy.replicas, Replicas::Managers);
+    DeployFile::parse(include_str!("../../../examples/local.toml")).unwrap();
+}
+
+#[test]
+fn errors_name_the_line_and_the_field() {
+    let e = error(&PRODUCTION.replace("idle_timeout = \"2h\"", "idle_timout = \"2h\""));
+    assert!(
+        e.starts_with("line 26") && e.contains("unknown field `idle_timout`"),
+        "{e}"
+    );
+
+    let e = error(&PRODUCTION.replace(
+        "hosts = [\"hub.example.org\"]",
+        "hosts = [\"https://hub.example.org\"]",
+    ));
+    assert!(
+        e.starts_with("line 18, field hosts:") && e.contains("not a host name"),
+        "{e}"
+    );
+
+    let e = error(&PRODUCTION.replace("allowed_organizations = [\"example-org\"]", ""));
+    assert!(
+        e.contains("field auth.allowed_users") && e.contains("nobody could log in"),
+        "{e}"
+    );
+
+    let e = error(&PRODUCTION.replace("# local = \"/srv/jupyterhub-users\"", "local = \"/x\""));
+    assert!(
+        e.contains("field storage:") && e.contains("exactly one"),
+        "{e}"
+    );
+
+    let e = error(&PRODUCTION.replace("memory_limit = \"4G\"", "memory_limit = \"4X\""));
+    assert!(
+        e.starts_with("line 30") && e.contains("unknown unit"),
+        "{e}"
+    );
+
+    let e = error(&PRODUCTION.replace("options = \"rw,", "options = \"addr=1.2.3.4,rw,"));
+    assert!(e.contains("field storage.nfs.options"), "{e}");
+
+    let e = error(&PRODUCTION.replace("replicas = \"managers\"", "replicas = 0"));
+    assert!(e.contains("at least 1"), "{e}");
+
+    let e = error("name = \"x\"\n");
+    assert!(e.contains("missing field"), "{e}");
+
+    let e = error("hosts = [\n");
+    assert!(e.starts_with("line "), "{e}");
+}

@@ -1,0 +1,290 @@
+//! `hubgate deploy`: reads the deployment file and the files it names,
+//! talks to `DOCKER_HOST` (default: the local socket) through the deploy
+//! library, and prints plans, progress, status and join commands.
+#![allow(clippy::print_stdout)] // plans, status and join commands are the command's output
+
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hubgate_deploy::desired::{Desired, Inputs, desired};
+use hubgate_deploy::diff::diff;
+use hubgate_deploy::engine::{Engine, Initialised, choose_advertise};
+use hubgate_deploy::file::DeployFile;
+
+use crate::cli::{ApplyArgs, DeployCommand, DestroyArgs};
+
+pub(crate) fn run(command: DeployCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: DeployCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DeployCommand::Init { advertise_addr } => init(advertise_addr).await,
+        DeployCommand::JoinToken => {
+            let tokens = connect().await?.join_tokens().await?;
+            println!("To add a worker:  {}", tokens.command(false));
+            println!("To add a manager: {}", tokens.command(true));
+            Ok(ExitCode::SUCCESS)
+        }
+        DeployCommand::Plan(a) => {
+            let (_, want) = load(&a.file)?;
+            let engine = manager().await?;
+            let plan = diff(&want, &engine.observe(&want).await?);
+            print!("{plan}");
+            Ok(if plan.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        DeployCommand::Apply(a) => apply(&a).await,
+        DeployCommand::Status(a) => {
+            let (file, _) = load(&a.file)?;
+            print!("{}", manager().await?.status(&file.name).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        DeployCommand::Destroy(a) => destroy(&a).await,
+    }
+}
+
+/// The engine `DOCKER_HOST` names (default: the local socket).
+async fn connect() -> anyhow::Result<Engine> {
+    let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+    Ok(Engine::connect(host.as_deref()).await?)
+}
+
+async fn manager() -> anyhow::Result<Engine> {
+    let engine = connect().await?;
+    engine.require_manager().await?;
+    Ok(engine)
+}
+
+/// Reads, checks and expands a deployment file (errors name the file, the
+/// line and the field).
+fn load(path: &Path) -> anyhow::Result<(DeployFile, Desired)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the deployment file {}", path.display()))?;
+    let file =
+        DeployFile::parse(&text).with_context(|| format!("{} is invalid", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let read = |field: &str, name: &Option<String>| -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(name) = name else { return Ok(None) };
+        let p = base.join(name);
+        let bytes = std::fs::read(&p).with_context(|| {
+            format!(
+                "{field}: cannot read {} (named in {})",
+                p.display(),
+                path.display()
+            )
+        })?;
+        anyhow::ensure!(!bytes.is_empty(), "{field}: {} is empty", p.display());
+        Ok(Some(bytes))
+    };
+    let tls = file
+        .tls
+        .clone()
+        .unwrap_or_else(|| hubgate_deploy::file::Tls {
+            acme_email: None,
+            acme_directory: String::new(),
+            challenge: String::new(),
+            acme_ca_file: None,
+            cert_file: None,
+            key_file: None,
+        });
+    let inputs = Inputs {
+        oauth_client_secret: read("auth.client_secret_file", &file.auth.client_secret_file)?,
+        tls_cert: read("tls.cert_file", &tls.cert_file)?,
+        tls_key: read("tls.key_file", &tls.key_file)?,
+        acme_ca: read("tls.acme_ca_file", &tls.acme_ca_file)?,
+        docker_gid: file.proxy.docker_gid.unwrap_or_else(local_socket_gid),
+    };
+    let want = desired(&file, &inputs)?;
+    Ok((file, want))
+}
+
+/// The group of the local Docker socket when `DOCKER_HOST` is unset or a
+/// local socket; else 0.
+fn local_socket_gid() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    let path = host.strip_prefix("unix://").unwrap_or(if host.is_empty() {
+        "/var/run/docker.sock"
+    } else {
+        ""
+    });
+    std::fs::metadata(path).map_or(0, |m| m.gid())
+}
+
+async fn init(advertise: Option<IpAddr>) -> anyhow::Result<ExitCode> {
+    let engine = connect().await?;
+    let (addr, why) = match advertise {
+        Some(ip) => (ip, format!("{ip} was given with --advertise-addr")),
+        None => choose_advertise(&primary_address().into_iter().collect::<Vec<_>>()),
+    };
+    match engine.init_swarm(addr).await? {
+        Initialised::Already => println!("This engine is a swarm manager already."),
+        Initialised::New { addr } => {
+            println!("Initialised a swarm advertising {addr}: {why}.");
+        }
+    }
+    let tokens = engine.join_tokens().await?;
+    println!("To add a worker:  {}", tokens.command(false));
+    println!("To add a manager: {}", tokens.command(true));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The address this machine's default route leaves from (no packet is
+/// sent: connecting a UDP socket only picks the route).
+fn primary_address() -> Option<IpAddr> {
+    let s = UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+async fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let (file, want) = load(&a.file)?;
+    let engine = manager().await?;
+    let plan = diff(&want, &engine.observe(&want).await?);
+    print!("{plan}");
+    std::io::stdout().flush()?;
+    if !plan.problems.is_empty() {
+        anyhow::bail!("the plan has problems (above); nothing was changed");
+    }
+    let mut progress = |line: String| println!("  {line}");
+    if !plan.is_empty() {
+        if let (Some(nfs), false) = (&file.storage.nfs, a.skip_nfs_check) {
+            check_nfs(&nfs.server)?;
+        }
+        engine.check_images(&want, &mut progress).await?;
+        for dir in &want.local_dirs {
+            std::fs::create_dir_all(&dir.path)
+                .with_context(|| format!("storage.local: cannot make {}", dir.path))?;
+            std::os::unix::fs::chown(&dir.path, Some(dir.uid), Some(dir.uid)).with_context(
+                || format!("storage.local: cannot give {} to uid {}", dir.path, dir.uid),
+            )?;
+        }
+        engine.apply(&want, &plan, &mut progress).await?;
+    }
+    let limit = Duration::from_secs(a.timeout);
+    engine.converge(&want, limit, &mut progress).await?;
+    let probe = SocketAddr::from(([127, 0, 0, 1], file.proxy.http_port));
+    let path = if file.tls.is_some() {
+        "/_chp_healthz"
+    } else {
+        "/hub/health"
+    };
+    wait_http(probe, path, started + limit).with_context(|| {
+        format!("the services run, but http://{probe}{path} does not answer 200")
+    })?;
+    println!(
+        "Ready in {:.1} s: log in at {}hub/login",
+        started.elapsed().as_secs_f64(),
+        file.public_url()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fails unless the NFS server accepts a connection on 2049/tcp.
+fn check_nfs(server: &str) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs as _;
+    let addrs: Vec<SocketAddr> = (server, 2049)
+        .to_socket_addrs()
+        .with_context(|| format!("storage.nfs.server: cannot resolve {server}"))?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(format!("{addr}: {e}")),
+        }
+    }
+    anyhow::bail!(
+        "storage.nfs.server: the NFS server does not answer on 2049/tcp ({}); fix the address, or pass --skip-nfs-check if this machine cannot reach it",
+        last.unwrap_or_default()
+    )
+}
+
+/// Waits until `GET path` at `addr` answers 200.
+fn wait_http(addr: SocketAddr, path: &str, deadline: Instant) -> anyhow::Result<()> {
+    loop {
+        let last = match http_status(addr, path) {
+            Ok(200) => return Ok(()),
+            Ok(code) => format!("answered {code}"),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() > deadline {
+            anyhow::bail!("last: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 32];
+    let n = s.read(&mut head)?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))
+}
+
+async fn destroy(a: &DestroyArgs) -> anyhow::Result<ExitCode> {
+    let (file, _) = load(&a.file)?;
+    let engine = manager().await?;
+    if !a.yes {
+        print!(
+            "Remove the deployment {:?}: its services, user servers, configs, secrets and network{}? Type its name to go on: ",
+            file.name,
+            if a.purge {
+                ", AND the volumes of users' files and the hub's database"
+            } else {
+                ""
+            }
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != file.name {
+            println!("Nothing removed.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let mut progress = |line: String| println!("  {line}");
+    let removed = engine.destroy(&file.name, a.purge, &mut progress).await?;
+    if !removed.kept_volumes.is_empty() {
+        println!(
+            "Kept {} data volume(s) ({}); `destroy --purge` removes them.",
+            removed.kept_volumes.len(),
+            removed.kept_volumes.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,249 @@
+"""Play a JupyterHub user against a deployment made by `hubgate deploy`.
+
+One step per call, so a test can act between steps (stop a node, edit the
+deployment); the session (cookies, the user's API token) is kept in
+--state. Every wait is bounded; a failure exits non-zero with a message.
+
+  login      log in (DummyAuthenticator), make an API token
+  spawn      start the user's server and wait until the hub says it is ready
+  kernel     start a kernel and run 1+1 over its websocket: expect 2
+  write      write NAME with TEXT into the notebook directory
+  read       expect NAME to hold TEXT
+  routed     every --public URL reaches the user's server
+  unrouted   no --public URL reaches it any more (the hub answers instead)
+  stop       stop the server
+  oauth      expect /hub/oauth_login to redirect to GitHub with the
+             configured client id and callback (--client-id, --callback)
+"""
+
+import argparse
+import asyncio
+import datetime
+import json
+import sys
+import time
+import urllib.parse
+import uuid
+
+import requests
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+
+def step(msg):
+    print(f"[swarm-drive] {msg}", flush=True)
+
+
+def fail(msg):
+    sys.exit(f"[swarm-drive] FAILED: {msg}")
+
+
+def wait(what, check, timeout):
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            result = check()
+        except requests.RequestException as e:
+            result, last = None, e
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            fail(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+        time.sleep(0.25)
+
+
+class Session:
+    def __init__(self, args):
+        self.args = args
+        self.public = args.public[0].rstrip("/")
+        self.http = requests.Session()
+        self.token = None
+        try:
+            with open(args.state) as f:
+                state = json.load(f)
+            self.http.cookies.update(state["cookies"])
+            self.token = state.get("token")
+        except FileNotFoundError:
+            pass
+
+    def save(self):
+        with open(self.args.state, "w") as f:
+            json.dump({"cookies": self.http.cookies.get_dict(), "token": self.token}, f)
+
+    def xsrf(self):
+        # The hub sets _xsrf for more than one path: any of them will do.
+        values = [c.value for c in self.http.cookies if c.name == "_xsrf"]
+        return {"X-XSRFToken": values[0] if values else ""}
+
+    def hub_api(self, method, path, **kw):
+        return self.http.request(method, f"{self.public}/hub/api{path}", headers=self.xsrf(), timeout=60, **kw)
+
+    def server_api(self, base, method, path, **kw):
+        auth = {"Authorization": f"token {self.token}"}
+        url = f"{base.rstrip('/')}/user/{self.args.user}/api{path}"
+        return requests.request(method, url, headers=auth, timeout=60, allow_redirects=False, **kw)
+
+
+def login(s):
+    user = s.args.user
+    s.http.cookies.clear()
+    wait("the hub's login page", lambda: s.http.get(f"{s.public}/hub/login", timeout=10).status_code == 200, 120)
+    r = s.http.post(
+        f"{s.public}/hub/login",
+        data={"username": user, "password": "any", "_xsrf": s.xsrf()["X-XSRFToken"]},
+        allow_redirects=False,
+        timeout=30,
+    )
+    if r.status_code != 302:
+        fail(f"login answered {r.status_code}: {r.text[:300]}")
+    r = s.hub_api("POST", f"/users/{user}/tokens", json={"note": "swarm test"})
+    if r.status_code != 201:
+        fail(f"token request answered {r.status_code}: {r.text[:300]}")
+    s.token = r.json()["token"]
+    step(f"logged in as {user}")
+
+
+def spawn(s):
+    user = s.args.user
+    started = time.monotonic()
+    r = s.hub_api("POST", f"/users/{user}/server")
+    if r.status_code not in (201, 202, 400):
+        fail(f"starting the server answered {r.status_code}: {r.text[:300]}")
+
+    def ready():
+        server = s.hub_api("GET", f"/users/{user}").json().get("servers", {}).get("")
+        return server if server and server.get("ready") else None
+
+    server = wait("the server to be ready", ready, 180)
+    at = time.monotonic()
+    step(f"server ready at {server['url']} in {at - started:.1f} s")
+    wait("hubgate to reach the new server", lambda: reaches_server(s, s.public), 30)
+    step(f"reached through hubgate {time.monotonic() - at:.2f} s after the hub said ready")
+
+
+def kernel(s):
+    r = s.server_api(s.public, "POST", "/kernels", json={"name": "python3"})
+    if r.status_code != 201:
+        fail(f"starting a kernel answered {r.status_code}: {r.text[:300]}")
+    kid = r.json()["id"]
+    ws = s.public.replace("http", "ws", 1) + f"/user/{s.args.user}/api/kernels/{kid}/channels"
+    result = asyncio.run(run_code(ws, s.token, "1+1"))
+    if result != "2":
+        fail(f"1+1 gave {result!r}")
+    step(f"1+1 = 2 over the websocket of kernel {kid}")
+
+
+async def run_code(ws_url, token, code):
+    request = HTTPRequest(ws_url, headers={"Authorization": f"token {token}"})
+    conn = await asyncio.wait_for(websocket_connect(request), 30)
+    msg_id = uuid.uuid4().hex
+    header = {
+        "msg_id": msg_id,
+        "username": "swarm-test",
+        "session": uuid.uuid4().hex,
+        "msg_type": "execute_request",
+        "version": "5.3",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
+    content = {"code": code, "silent": False, "store_history": False,
+               "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+    conn.write_message(json.dumps({"header": header, "parent_header": {}, "metadata": {},
+                                   "content": content, "channel": "shell", "buffers": []}))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        raw = await asyncio.wait_for(conn.read_message(), 60)
+        if raw is None:
+            fail("kernel websocket closed before the result")
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "error":
+            fail(f"kernel error: {msg['content']}")
+        if msg["msg_type"] == "execute_result":
+            conn.close()
+            return msg["content"]["data"]["text/plain"]
+    fail("no execute_result within 60s")
+
+
+def write(s):
+    body = {"type": "file", "format": "text", "content": s.args.text}
+    r = s.server_api(s.public, "PUT", f"/contents/{s.args.name}", json=body)
+    if r.status_code not in (200, 201):
+        fail(f"writing {s.args.name} answered {r.status_code}: {r.text[:300]}")
+    step(f"wrote {s.args.name}")
+
+
+def read(s):
+    r = s.server_api(s.public, "GET", f"/contents/{s.args.name}?content=1&format=text&type=file")
+    if r.status_code != 200:
+        fail(f"reading {s.args.name} answered {r.status_code}: {r.text[:300]}")
+    if r.json()["content"] != s.args.text:
+        fail(f"{s.args.name} holds {r.json()['content']!r}, not {s.args.text!r}")
+    step(f"{s.args.name} kept its text")
+
+
+def reaches_server(s, base):
+    r = s.server_api(base, "GET", "/status")
+    return r.status_code == 200 and "started" in r.text
+
+
+def routed(s):
+    for base in s.args.public:
+        wait(f"{base} to reach the server", lambda: reaches_server(s, base), s.args.timeout)
+    step(f"the server answers through {len(s.args.public)} published port(s)")
+
+
+def unrouted(s):
+    for base in s.args.public:
+        wait(f"{base} to stop reaching the server", lambda: not reaches_server(s, base), s.args.timeout)
+    step(f"no published port reaches the server ({len(s.args.public)} checked)")
+
+
+def stop(s):
+    r = s.hub_api("DELETE", f"/users/{s.args.user}/server")
+    if r.status_code not in (202, 204):
+        fail(f"stopping the server answered {r.status_code}: {r.text[:300]}")
+
+    def stopped():
+        return not s.hub_api("GET", f"/users/{s.args.user}").json().get("servers", {})
+
+    wait("the server to stop", stopped, 120)
+    step("server stopped")
+
+
+def oauth(s):
+    r = wait("the hub's OAuth login", lambda: (lambda r: r if r.status_code == 302 else None)(
+        s.http.get(f"{s.public}/hub/oauth_login", allow_redirects=False, timeout=10)), 120)
+    location = urllib.parse.urlparse(r.headers["Location"])
+    query = urllib.parse.parse_qs(location.query)
+    where = f"{location.scheme}://{location.netloc}{location.path}"
+    if where != "https://github.com/login/oauth/authorize":
+        fail(f"redirected to {where}, not GitHub's authorize URL")
+    if query.get("client_id") != [s.args.client_id]:
+        fail(f"client_id {query.get('client_id')}, wanted {s.args.client_id}")
+    if query.get("redirect_uri") != [s.args.callback]:
+        fail(f"redirect_uri {query.get('redirect_uri')}, wanted {s.args.callback}")
+    step(f"/hub/oauth_login redirects to {where} with client_id and redirect_uri {s.args.callback}")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("action", choices=["login", "spawn", "kernel", "write", "read", "routed",
+                                      "unrouted", "stop", "oauth"])
+    p.add_argument("--public", action="append", required=True)
+    p.add_argument("--state", required=True)
+    p.add_argument("--user", default="alice")
+    p.add_argument("--name", default="kept.txt")
+    p.add_argument("--text", default="written before the restart")
+    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--client-id")
+    p.add_argument("--callback")
+    args = p.parse_args()
+    s = Session(args)
+    globals()[args.action](s)
+    s.save()
+
+
+if __name__ == "__main__":
+    main()
