@@ -96,6 +96,10 @@ pub(crate) struct ApplyArgs {
     /// machine cannot reach the storage network).
     #[arg(long)]
     pub(crate) skip_nfs_check: bool,
+    /// Return once the engine has the objects, without waiting for the
+    /// services to run.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
 }
 
 #[derive(Debug, Args)]

@@ -186,6 +186,10 @@ async fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
         }
         engine.apply(&want, &plan, &mut progress).await?;
     }
+    if a.no_wait {
+        println!("Applied (not waiting for the services: --no-wait).");
+        return Ok(ExitCode::SUCCESS);
+    }
     let limit = Duration::from_secs(a.timeout);
     engine.converge(&want, limit, &mut progress).await?;
     let probe = SocketAddr::from(([127, 0, 0, 1], file.proxy.http_port));

@@ -264,6 +264,23 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
     plan
 }
 
+/// `field: from -> to`, or for lists of several items the items that go
+/// and come.
+fn write_change(f: &mut fmt::Formatter<'_>, c: &FieldChange) -> fmt::Result {
+    if !c.from.contains('\n') && !c.to.contains('\n') {
+        return writeln!(f, "    {}: {} -> {}", c.field, c.from, c.to);
+    }
+    writeln!(f, "    {}:", c.field)?;
+    let (from, to): (Vec<&str>, Vec<&str>) = (c.from.lines().collect(), c.to.lines().collect());
+    for item in from.iter().filter(|i| !to.contains(i)) {
+        writeln!(f, "      - {item}")?;
+    }
+    for item in to.iter().filter(|i| !from.contains(i)) {
+        writeln!(f, "      + {item}")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for p in &self.problems {
@@ -303,7 +320,7 @@ impl fmt::Display for Plan {
                 Step::UpdateService { want, changes } => {
                     writeln!(f, "~ service {}", want.name)?;
                     for c in changes {
-                        writeln!(f, "    {}: {} -> {}", c.field, c.from, c.to)?;
+                        write_change(f, c)?;
                     }
                 }
                 Step::RemoveService(s) => writeln!(f, "- service {s}")?,

@@ -35,27 +35,29 @@ pub fn images() -> &'static Images {
             "no Docker engine that is a swarm manager (docker info: {state:?} {}): run {SETUP}",
             String::from_utf8_lossy(&info.stderr).trim()
         );
-        let file = workspace_root().join("target/swarm-images.env");
-        let env = std::fs::read_to_string(&file)
-            .unwrap_or_else(|_| panic!("{} is missing: run {SETUP}", file.display()));
-        let get = |key: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(str::to_owned)
-                .unwrap_or_else(|| panic!("{key} missing in {}: run {SETUP}", file.display()))
-        };
-        let images = Images {
-            hubgate: get("HUBGATE_IMAGE"),
-            backend: get("HUBGATE_BACKEND_IMAGE"),
-        };
-        for image in [&images.hubgate, &images.backend] {
-            assert!(
-                docker_ok(&["image", "inspect", image]),
-                "image {image} is not built: run {SETUP}"
-            );
+        Images {
+            hubgate: built_image("HUBGATE_IMAGE"),
+            backend: built_image("HUBGATE_BACKEND_IMAGE"),
         }
-        images
     })
+}
+
+/// The tag `scripts/swarm-setup` wrote for `key` in target/swarm-images.env,
+/// after checking the engine has that image.
+pub fn built_image(key: &str) -> String {
+    let file = workspace_root().join("target/swarm-images.env");
+    let env = std::fs::read_to_string(&file)
+        .unwrap_or_else(|_| panic!("{} is missing: run {SETUP}", file.display()));
+    let image = env
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{key} missing in {}: run {SETUP}", file.display()));
+    assert!(
+        docker_ok(&["image", "inspect", &image]),
+        "image {image} is not built: run {SETUP}"
+    );
+    image
 }
 
 /// The checkout's root (this file also serves the bench crate).

@@ -12,7 +12,9 @@
 )]
 
 mod cluster;
+mod deployment;
 
+mod deploy;
 mod discovery;
 mod jupyterhub;
 mod outage;

@@ -89,14 +89,16 @@ pub struct ServiceWant {
 }
 
 impl ServiceWant {
-    /// Each compared field, rendered as text: two services are the same
-    /// when every line is.
+    /// Each compared field, rendered as text (a list: one item per line):
+    /// two services are the same when every field is.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
+        // List items one per line, so a change can name the items it adds
+        // and removes.
         let list = |items: Vec<String>| {
             if items.is_empty() {
                 "(none)".to_owned()
             } else {
-                items.join(", ")
+                items.join("\n")
             }
         };
         let map = |m: &BTreeMap<String, String>| {

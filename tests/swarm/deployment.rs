@@ -1,0 +1,219 @@
+//! The deployment harness: a deployment file in a temporary directory,
+//! `hubgate deploy` run on it against this machine's swarm (or another
+//! engine, by `DOCKER_HOST`), destroyed with everything it made when the test
+//! ends; and `tests/jupyterhub/swarm_drive.py` playing the user.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::cluster::{built_image, docker, free_port, workspace_root};
+
+/// The images a deployment runs, built by `scripts/swarm-setup`.
+pub struct DeployImages {
+    pub hub: String,
+    pub singleuser: String,
+    pub hubgate: String,
+}
+
+pub fn deploy_images() -> DeployImages {
+    crate::cluster::images();
+    DeployImages {
+        hub: built_image("HUBGATE_HUB_IMAGE"),
+        singleuser: built_image("HUBGATE_SINGLEUSER_IMAGE"),
+        hubgate: built_image("HUBGATE_IMAGE"),
+    }
+}
+
+/// The text of a deployment file: `name`, plain HTTP on `port`, users'
+/// files in `storage` (a local directory), the DummyAuthenticator; `extra`
+/// is appended (more tables, or fields of a last `[proxy]` table).
+pub fn local_file(name: &str, port: u16, storage: &Path, extra: &str) -> String {
+    let i = deploy_images();
+    format!(
+        r#"name = "{name}"
+hosts = ["localhost"]
+
+[hub]
+image = "{hub}"
+
+[singleuser]
+image = "{singleuser}"
+resources = {{ cpu_limit = 1.0, memory_limit = "1G" }}
+start_timeout = 90
+
+[network]
+name = "{name}-net"
+
+[storage]
+local = "{storage}"
+
+[auth]
+kind = "dummy"
+
+{extra}
+
+[proxy]
+image = "{hubgate}"
+http_port = {port}
+https_port = {https}
+"#,
+        hub = i.hub,
+        singleuser = i.singleuser,
+        hubgate = i.hubgate,
+        storage = storage.display(),
+        https = free_port(),
+    )
+}
+
+/// A deployment file and the `hubgate deploy` commands on it.
+pub struct Deployment {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub file: PathBuf,
+    /// `DOCKER_HOST` for the commands (None: the machine's engine).
+    pub docker_host: Option<String>,
+}
+
+impl Deployment {
+    /// Writes `text` as the deployment file of deployment `name`.
+    pub fn new(name: &str, text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("deploy.toml");
+        std::fs::write(&file, text).unwrap();
+        Self {
+            name: name.to_owned(),
+            dir,
+            file,
+            docker_host: None,
+        }
+    }
+
+    /// Replaces the file's text.
+    pub fn edit(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.file).unwrap();
+        assert!(
+            text.contains(from),
+            "{from:?} is not in the deployment file"
+        );
+        std::fs::write(&self.file, text.replace(from, to)).unwrap();
+    }
+
+    /// Runs `hubgate deploy ARGS` (the file's path where `FILE` stands).
+    pub fn run(&self, args: &[&str]) -> Output {
+        let file = self.file.to_str().unwrap();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "FILE" { file } else { a })
+            .collect();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
+        cmd.arg("deploy").args(&args);
+        if let Some(host) = &self.docker_host {
+            cmd.env("DOCKER_HOST", host);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Runs `hubgate deploy ARGS`, asserts it succeeds, returns its output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "hubgate deploy {} failed:\n{stdout}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Runs `hubgate deploy ARGS`, asserts it fails, returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "hubgate deploy {} succeeded:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn apply(&self) -> String {
+        self.ok(&["apply", "FILE"])
+    }
+
+    pub fn plan(&self) -> String {
+        self.ok(&["plan", "FILE"])
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let out = self.run(&["destroy", "--purge", "--yes", "FILE"]);
+        if !out.status.success() {
+            eprintln!(
+                "cleanup: destroy of {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// `docker <kind> inspect <name>`, parsed.
+pub fn inspect(kind: &str, name: &str) -> serde_json::Value {
+    let text = docker(&[kind, "inspect", name]);
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()[0].clone()
+}
+
+/// A JupyterHub user, played by `tests/jupyterhub/swarm_drive.py`.
+pub struct User {
+    pub name: String,
+    state: PathBuf,
+    /// The published ports the user's requests go to (the first one for
+    /// everything but `routed`/`unrouted`, which check them all).
+    pub publics: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl User {
+    pub fn new(name: &str, publics: Vec<String>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            name: name.to_owned(),
+            state: dir.path().join("state.json"),
+            publics,
+            _dir: dir,
+        }
+    }
+
+    /// Runs one step; panics with its output when it fails.
+    pub fn step(&self, action: &str, extra: &[&str]) -> String {
+        let python = workspace_root().join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/setup-venv (scripts/test runs it)",
+            python.display()
+        );
+        let mut cmd = Command::new(python);
+        cmd.arg(workspace_root().join("tests/jupyterhub/swarm_drive.py"))
+            .arg(action)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--user")
+            .arg(&self.name)
+            .args(extra);
+        for p in &self.publics {
+            cmd.arg("--public").arg(p);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprint!("{text}");
+        assert!(out.status.success(), "{action} failed:\n{text}");
+        text
+    }
+}
