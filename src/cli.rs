@@ -96,6 +96,10 @@ pub(crate) struct ApplyArgs {
     /// machine cannot reach the storage network).
     #[arg(long)]
     pub(crate) skip_nfs_check: bool,
+    /// Where to check that hubgate answers once the services run (default:
+    /// 127.0.0.1 and the file's proxy.http_port).
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) probe: Option<std::net::SocketAddr>,
     /// Return once the engine has the objects, without waiting for the
     /// services to run.
     #[arg(long)]

@@ -192,7 +192,9 @@ async fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     let limit = Duration::from_secs(a.timeout);
     engine.converge(&want, limit, &mut progress).await?;
-    let probe = SocketAddr::from(([127, 0, 0, 1], file.proxy.http_port));
+    let probe = a
+        .probe
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], file.proxy.http_port)));
     let path = if file.tls.is_some() {
         "/_chp_healthz"
     } else {

@@ -120,6 +120,8 @@ impl Parsing {
             "health.timeout" => self.health_timeout = Some(duration(value)?),
             "vip" => out.vip = boolean(value)?,
             "tls.domains" => self.service_tls = hosts(value)?,
+            // `hubgate deploy`'s own labels (which deployment, which part).
+            k if k == "deploy" || k.starts_with("deploy.") => {}
             _ => {
                 let (router, field) = match key.strip_prefix("routers.") {
                     Some(rest) => {
@@ -323,6 +325,29 @@ mod tests {
     #[test]
     fn no_hubgate_labels_is_none() {
         assert_eq!(parse(&labels(&[("com.docker.stack", "x")])), Ok(None));
+    }
+
+    #[test]
+    fn the_deploy_companions_labels_are_left_alone() {
+        let only = parse(&labels(&[
+            ("hubgate.deploy", "jhub"),
+            ("hubgate.deploy.role", "hubgate"),
+        ]));
+        assert!(
+            only.as_ref()
+                .is_ok_and(|l| l.as_ref().is_none_or(|l| l.routers.is_empty())),
+            "{only:?}"
+        );
+        let hub = parse(&labels(&[
+            ("hubgate.deploy", "jhub"),
+            ("hubgate.deploy.role", "hub"),
+            ("hubgate.enable", "true"),
+            ("hubgate.port", "8081"),
+            ("hubgate.path", "/"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(hub.routers.len(), 1);
     }
 
     #[test]

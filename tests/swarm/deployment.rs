@@ -187,6 +187,11 @@ impl User {
         }
     }
 
+    /// The file the session (cookies, token) is kept in.
+    pub fn state_path(&self) -> &Path {
+        &self.state
+    }
+
     /// Runs one step; panics with its output when it fails.
     pub fn step(&self, action: &str, extra: &[&str]) -> String {
         let python = workspace_root().join(".venv/bin/python");

@@ -17,5 +17,7 @@ mod deployment;
 mod deploy;
 mod discovery;
 mod jupyterhub;
+mod multinode;
+mod nodes;
 mod outage;
 mod stack;

@@ -4,13 +4,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use bollard::models::{
-    ConfigSpec, Ipam, IpamConfig, NetworkCreateRequest, SecretSpec, ServiceUpdateStatusStateEnum,
-    TaskState,
-};
+use bollard::models::{ConfigSpec, Ipam, IpamConfig, NetworkCreateRequest, SecretSpec};
 use bollard::query_parameters::{
-    CreateImageOptionsBuilder, InspectServiceOptions, ListNodesOptions, ListTasksOptionsBuilder,
-    RemoveVolumeOptionsBuilder, UpdateServiceOptions,
+    CreateImageOptionsBuilder, InspectServiceOptions, RemoveVolumeOptionsBuilder,
+    UpdateServiceOptions,
 };
 use futures_util::StreamExt as _;
 
@@ -19,7 +16,7 @@ use crate::DeployError;
 use crate::desired::Desired;
 use crate::diff::{Plan, Step};
 use crate::spec::{
-    BlobWant, DEPLOY_LABEL, Mode, NetworkWant, ROLE_LABEL, SecretData, ServiceWant, to_spec,
+    BlobWant, DEPLOY_LABEL, NetworkWant, ROLE_LABEL, SecretData, ServiceWant, to_spec,
 };
 
 /// Where `apply` reports what it does, a line at a time.
@@ -294,125 +291,6 @@ impl Engine {
             Ok(()) => Ok(()),
             Err(e) if is_status(&e, 404) => Ok(()),
             Err(e) => Err(DeployError::engine(format!("remove service {name}"))(e)),
-        }
-    }
-
-    /// Waits until every service runs as many tasks as it should, on its
-    /// current spec, reporting each change of counts; a task the engine
-    /// rejects (an image missing on its node) fails at once.
-    pub async fn converge(
-        &self,
-        want: &Desired,
-        limit: Duration,
-        progress: Progress<'_>,
-    ) -> Result<(), DeployError> {
-        let deadline = Instant::now() + limit;
-        let mut last = String::new();
-        loop {
-            let nodes = self
-                .docker
-                .list_nodes(None::<ListNodesOptions>)
-                .await
-                .map_err(DeployError::engine("list nodes"))?;
-            let host_of: HashMap<String, String> = nodes
-                .iter()
-                .filter_map(|n| Some((n.id.clone()?, n.description.as_ref()?.hostname.clone()?)))
-                .collect();
-            let ready_managers = nodes
-                .iter()
-                .filter(|n| {
-                    n.manager_status.is_some()
-                        && n.status.as_ref().and_then(|s| s.state)
-                            == Some(bollard::models::NodeState::READY)
-                        && n.spec.as_ref().and_then(|s| s.availability)
-                            == Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE)
-                })
-                .count() as u64;
-            let mut done = true;
-            let mut report = vec![];
-            for s in &want.services {
-                let expected = match s.mode {
-                    Mode::Replicated(n) => n,
-                    // Global services here are constrained to managers.
-                    Mode::Global => ready_managers,
-                };
-                let filters = HashMap::from([
-                    ("service".to_owned(), vec![s.name.clone()]),
-                    ("desired-state".to_owned(), vec!["running".to_owned()]),
-                ]);
-                let tasks = self
-                    .docker
-                    .list_tasks(Some(
-                        ListTasksOptionsBuilder::new().filters(&filters).build(),
-                    ))
-                    .await
-                    .map_err(DeployError::engine(format!("list tasks of {}", s.name)))?;
-                let running = tasks
-                    .iter()
-                    .filter(|t| {
-                        t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING)
-                    })
-                    .count() as u64;
-                for t in &tasks {
-                    let status = t.status.clone().unwrap_or_default();
-                    let err = status.err.unwrap_or_default();
-                    if matches!(status.state, Some(TaskState::REJECTED | TaskState::FAILED))
-                        && err.contains("No such image")
-                    {
-                        let node = t
-                            .node_id
-                            .as_ref()
-                            .and_then(|n| host_of.get(n))
-                            .cloned()
-                            .unwrap_or_default();
-                        return Err(DeployError::MissingImage {
-                            image: s.image.clone(),
-                            reason: format!(
-                                "node {node} lacks it (task of {} rejected: {err}); load it there with `images/build --load HOST` or `docker save | docker -H HOST load`",
-                                s.name
-                            ),
-                        });
-                    }
-                }
-                let service = self
-                    .docker
-                    .inspect_service(&s.name, None::<InspectServiceOptions>)
-                    .await
-                    .map_err(DeployError::engine(format!("inspect service {}", s.name)))?;
-                let updating = service
-                    .update_status
-                    .and_then(|u| u.state)
-                    .is_some_and(|st| {
-                        matches!(
-                            st,
-                            ServiceUpdateStatusStateEnum::UPDATING
-                                | ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
-                        )
-                    });
-                if running < expected || updating {
-                    done = false;
-                }
-                report.push(format!(
-                    "{} {running}/{expected} running{}",
-                    s.name,
-                    if updating { " (updating)" } else { "" }
-                ));
-            }
-            let line = report.join(", ");
-            if line != last {
-                progress(line.clone());
-                last = line;
-            }
-            if done {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(DeployError::NotConverged(format!(
-                    "services not running after {} s: {last} (docker service ps shows why)",
-                    limit.as_secs()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }

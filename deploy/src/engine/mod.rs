@@ -3,6 +3,7 @@
 //! status and destroy.
 
 mod apply;
+mod converge;
 mod destroy;
 mod observe;
 mod status;

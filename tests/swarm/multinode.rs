@@ -1,0 +1,260 @@
+//! `hubgate deploy` on a swarm of three managers and two workers, all on
+//! this machine (one dockerd per network namespace): the hub on a manager,
+//! a hubgate replica on every manager, user servers on the workers; then a
+//! manager and the user's worker lose their daemons.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::free_port;
+use crate::deployment::{Deployment, User, deploy_images, local_file};
+use crate::nodes::{Cluster, Node};
+
+/// The node a service's running task is on.
+fn task_node(manager: &Node, service: &str) -> Option<String> {
+    let out = manager.try_docker(&[
+        "service",
+        "ps",
+        service,
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("Running"))
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+}
+
+/// The endpoints every hubgate replica on `node` has for `path`.
+fn discovered(node: &Node, service: &str, path: &str) -> Vec<Vec<String>> {
+    let ids = node.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+    ]);
+    ids.lines()
+        .map(|id| {
+            let json = node.docker(&["exec", id, "hubgate", "api", "/api/discovery"]);
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            v["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["path"] == path)
+                .flat_map(|r| r["endpoints"].as_array().unwrap().iter())
+                .map(|e| e["url"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
+    let started = Instant::now();
+    let cluster = Cluster::start(5);
+    cluster.form(3);
+    eprintln!(
+        "5 daemons and a 3-manager swarm in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let images = deploy_images();
+    let port = free_port();
+    let storage = tempfile::tempdir().unwrap();
+    let name = "multi";
+    let text = local_file(name, port, storage.path(), "")
+        .replace(
+            &format!("image = \"{}\"\n", images.hub),
+            &format!("image = \"{}\"\nnode = \"node1\"\n", images.hub),
+        )
+        .replace(
+            "start_timeout = 90",
+            "start_timeout = 90\nconstraints = [\"node.role==worker\"]",
+        );
+    let mut d = Deployment::new(name, &text);
+    d.docker_host = Some(cluster.nodes[0].host.clone());
+    let probe = format!("{}:{port}", cluster.nodes[0].ip);
+
+    // A worker cannot deploy.
+    let mut on_worker = Deployment::new(name, &text);
+    on_worker.docker_host = Some(cluster.nodes[3].host.clone());
+    let e = on_worker.fails(&["plan", "FILE"]);
+    assert!(e.contains("not a swarm manager (a worker)"), "{e}");
+    std::mem::forget(on_worker); // nothing to destroy from a worker
+
+    // Images onto the nodes that run them: hubgate not yet on node3.
+    let loading = Instant::now();
+    cluster.load(&images.hub, &[0]);
+    cluster.load(&images.hubgate, &[0, 1]);
+    cluster.load(&images.singleuser, &[3, 4]);
+    eprintln!("images loaded in {:.1} s", loading.elapsed().as_secs_f64());
+    let _logs = LogsOnPanic(&cluster);
+    let e = d.fails(&["apply", "--probe", &probe, "FILE"]);
+    assert!(
+        e.contains("node node3 lacks it") && e.contains(&images.hubgate),
+        "{e}"
+    );
+    cluster.load(&images.hubgate, &[2]);
+    let applied = Instant::now();
+    let out = d.run(&["apply", "--timeout", "120", "--probe", &probe, "FILE"]);
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "apply failed");
+    eprintln!(
+        "apply across 5 nodes: ready in {:.1} s",
+        applied.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        task_node(&cluster.nodes[0], &format!("{name}-hub")).as_deref(),
+        Some("node1")
+    );
+
+    // Log in, spawn on a worker, run a kernel; the route answers on every
+    // manager's published port.
+    let publics: Vec<String> = cluster.nodes[..3]
+        .iter()
+        .map(|n| format!("http://{}:{port}", n.ip))
+        .collect();
+    let user = User::new("umulti", publics.clone());
+    user.step("login", &[]);
+    user.step("spawn", &[]);
+    user.step("kernel", &[]);
+    user.step("write", &[]);
+    user.step("routed", &[]);
+    let server = format!("jupyter-{}", user.name);
+    let worker = task_node(&cluster.nodes[0], &server).unwrap();
+    assert!(
+        worker == "node4" || worker == "node5",
+        "the server runs on {worker}"
+    );
+    eprintln!("the user's server runs on {worker}");
+
+    // Lose node2 (a manager without the hub) and the user's worker.
+    let lost_worker = if worker == "node4" { 3 } else { 4 };
+    let other_worker = 7 - lost_worker;
+    let lost_at = Instant::now();
+    cluster.nodes[1].stop();
+    cluster.nodes[lost_worker].stop();
+    eprintln!("stopped the daemons of node2 and {worker}");
+    let survivors = vec![publics[0].clone(), publics[2].clone()];
+    // Quorum: 2 of 3 managers still take commands and see the loss.
+    let m1 = &cluster.nodes[0];
+    let down = crate::cluster::wait_for(
+        "node2 and the worker marked down",
+        Duration::from_secs(60),
+        || {
+            let ls = m1.docker(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+            (ls.contains("node2 Down") && ls.contains(&format!("{worker} Down"))).then_some(ls)
+        },
+    );
+    eprintln!(
+        "after {:.1} s the swarm (quorum 2/3) reports:\n{down}",
+        lost_at.elapsed().as_secs_f64()
+    );
+    for p in &survivors {
+        let status = crate::cluster::http_get(
+            p.trim_start_matches("http://").parse().unwrap(),
+            "/hub/health",
+            &[],
+        )
+        .map(|a| a.status)
+        .unwrap_or(0);
+        assert_eq!(status, 200, "{p} no longer serves the hub");
+    }
+    eprintln!("node1 and node3 keep serving the hub");
+
+    // What the user sees: the server on the lost worker is gone; the swarm
+    // may start its task again on the other worker by itself.
+    let surviving = User::new(&user.name, survivors.clone());
+    let back = Instant::now();
+    let rescheduled = (0..120).find_map(|_| {
+        let on = task_node(m1, &server);
+        if on.as_deref() == Some(cluster.nodes[other_worker].hostname.as_str()) {
+            return Some(on);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        None
+    });
+    eprintln!(
+        "the user's server: {}",
+        match &rescheduled {
+            Some(_) => format!(
+                "swarm restarted its task on node{} after {:.1} s",
+                other_worker + 1,
+                back.elapsed().as_secs_f64()
+            ),
+            None => "not restarted by the swarm within 60 s".to_owned(),
+        }
+    );
+    // A fresh start lands on the surviving worker and routes through every
+    // remaining replica, with no endpoint of the lost task left anywhere.
+    std::fs::copy(user_state(&user), user_state(&surviving)).unwrap();
+    surviving.step("stop", &[]);
+    surviving.step("unrouted", &[]);
+    surviving.step("spawn", &[]);
+    surviving.step("kernel", &[]);
+    surviving.step("read", &[]);
+    surviving.step("routed", &[]);
+    let now_on = task_node(m1, &server).unwrap();
+    assert_eq!(now_on, cluster.nodes[other_worker].hostname);
+    let net = m1.docker(&["network", "inspect", "--verbose", &format!("{name}-net")]);
+    let net: serde_json::Value = serde_json::from_str(&net).unwrap();
+    let task_ip = net[0]["Services"][&server]["Tasks"][0]["EndpointIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for manager in [0, 2] {
+        for endpoints in discovered(
+            &cluster.nodes[manager],
+            &format!("{name}-hubgate"),
+            &format!("/user/{}", user.name),
+        ) {
+            assert_eq!(
+                endpoints.len(),
+                1,
+                "stale endpoints on node{}: {endpoints:?}",
+                manager + 1
+            );
+            assert!(
+                endpoints[0].contains(&task_ip),
+                "{endpoints:?} is not the new task {task_ip}"
+            );
+        }
+    }
+    eprintln!("new server on {now_on}, routed by node1 and node3 to {task_ip} only");
+    surviving.step("stop", &[]);
+    surviving.step("unrouted", &[]);
+    drop(d);
+    assert!(cluster.nodes[0].is_up());
+}
+
+fn user_state(u: &User) -> &std::path::Path {
+    u.state_path()
+}
+
+/// Prints the last lines of every container's log on the managers when the
+/// test fails.
+struct LogsOnPanic<'a>(&'a Cluster);
+
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for node in self.0.nodes.iter().filter(|n| n.is_up()) {
+            for id in node.docker(&["ps", "-aq"]).lines() {
+                let logs = node.try_docker(&["logs", "--tail", "40", id]);
+                eprintln!(
+                    "--- {} {id}:\n{}{}",
+                    node.hostname,
+                    String::from_utf8_lossy(&logs.stdout),
+                    String::from_utf8_lossy(&logs.stderr)
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! A multi-node swarm on this machine: one `dockerd` per network namespace
+//! (reference: docker-swarm.md §14), each with its own root filesystem view
+//! (a private `/run`, so its containers' `/var/run/docker.sock` is its own),
+//! hostname, data root and address on a bridge the test makes. Everything
+//! is torn down by the PIDs and names the test made.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One node: its daemon and how to reach it.
+pub struct Node {
+    pub hostname: String,
+    /// The node's address on the test bridge.
+    pub ip: String,
+    /// `unix://…` socket of its engine, reachable from the host.
+    pub host: String,
+    netns: String,
+    dockerd: std::cell::RefCell<Option<Child>>,
+}
+
+impl Node {
+    /// `docker -H <this node> args`; panics on failure.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = self.try_docker(args);
+        assert!(
+            out.status.success(),
+            "docker -H {} {} failed: {}",
+            self.hostname,
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    pub fn try_docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(&self.host)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Whether its daemon runs.
+    pub fn is_up(&self) -> bool {
+        self.dockerd.borrow().is_some()
+    }
+
+    /// Stops its daemon (SIGTERM by PID, SIGKILL after 30 s) and every
+    /// process left in its namespace: the node is gone.
+    pub fn stop(&self) {
+        let child = self.dockerd.borrow_mut().take();
+        if let Some(mut child) = child {
+            signal(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        kill_namespace(&self.netns);
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Kills the processes left in network namespace `netns` (containers'
+/// processes and shims of a stopped node: all this test's).
+fn kill_namespace(netns: &str) {
+    let out = Command::new("ip").args(["netns", "pids", netns]).output();
+    if let Ok(out) = out {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+}
+
+/// Removes what an earlier run that was killed (so never dropped its
+/// cluster) left: namespaces `hgn*`, bridges `hgbr*`, their FORWARD rules
+/// and directories. Only this test makes such names.
+fn sweep_leftovers() {
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    for line in String::from_utf8_lossy(&list.stdout).lines() {
+        let ns = line.split_whitespace().next().unwrap_or_default();
+        if ns.starts_with("hgn") {
+            kill_namespace(ns);
+            sh_quiet(&format!("ip netns del {ns}"));
+        }
+    }
+    let links = Command::new("ip").args(["-o", "link", "show", "type", "bridge"]).output().unwrap();
+    for line in String::from_utf8_lossy(&links.stdout).lines() {
+        let Some(name) = line.split(": ").nth(1) else { continue };
+        if name.starts_with("hgbr") {
+            sh_quiet(&format!(
+                "iptables -D FORWARD -i {name} -j ACCEPT; iptables -D FORWARD -o {name} -j ACCEPT; ip link del {name}"
+            ));
+        }
+    }
+    sh_quiet("rm -rf /tmp/hgt-nodes-*");
+}
+
+fn sh(cmd: &str) {
+    let status = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+    assert!(status.success(), "failed: {cmd}");
+}
+
+fn sh_quiet(cmd: &str) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The nodes, a bridge joining them to the host, and their swarm.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    bridge: String,
+    dir: PathBuf,
+    /// The bridge's /24, e.g. `10.77.3`.
+    net: String,
+}
+
+impl Cluster {
+    /// Starts `count` daemons (no swarm yet), named node1…nodeN.
+    pub fn start(count: usize) -> Self {
+        for tool in ["ip", "iptables", "nsenter", "unshare", "dockerd"] {
+            assert!(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("command -v {tool}"))
+                    .output()
+                    .unwrap()
+                    .status
+                    .success(),
+                "{tool} is missing: run scripts/test (it installs iproute2, iptables and util-linux)"
+            );
+        }
+        let id = std::process::id() % 10_000;
+        sweep_leftovers();
+        let bridge = format!("hgbr{id}");
+        let net = format!("10.{}.{}", 200 + id % 50, id % 250);
+        let dir = PathBuf::from(format!("/tmp/hgt-nodes-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        sh(&format!(
+            "ip link add {bridge} type bridge && ip addr add {net}.1/24 dev {bridge} && ip link set {bridge} up"
+        ));
+        // The host's Docker sets FORWARD to DROP: let the bridge's frames through.
+        sh(&format!(
+            "iptables -I FORWARD -i {bridge} -j ACCEPT && iptables -I FORWARD -o {bridge} -j ACCEPT"
+        ));
+        let mut cluster = Self {
+            nodes: vec![],
+            bridge,
+            dir,
+            net,
+        };
+        for n in 1..=count {
+            cluster.add_node(n);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for node in &cluster.nodes {
+            while !node.try_docker(&["info"]).status.success() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the daemon of {} did not start: see {}",
+                    node.hostname,
+                    cluster.dir.display()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        cluster
+    }
+
+    fn add_node(&mut self, n: usize) {
+        let id = std::process::id() % 10_000;
+        let hostname = format!("node{n}");
+        let netns = format!("hgn{id}-{n}");
+        let veth = format!("hgv{id}n{n}");
+        let ip = format!("{}.{}", self.net, 10 + n);
+        sh(&format!(
+            "ip netns add {netns} && ip link add {veth} type veth peer name eth0 netns {netns} && \
+             ip link set {veth} master {bridge} up && \
+             ip -n {netns} addr add {ip}/24 dev eth0 && ip -n {netns} link set eth0 up && ip -n {netns} link set lo up",
+            bridge = self.bridge
+        ));
+        let root = self.dir.join(&hostname);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("daemon.json"), "{}").unwrap();
+        let sock = root.join("docker.sock");
+        let r = root.display();
+        // A private /run (opened netns first), its own hostname, then the
+        // daemon inside the node's network namespace.
+        let script = format!(
+            "exec 3</run/netns/{netns}; hostname {hostname}; mount -t tmpfs tmpfs /run; \
+             exec nsenter --net=/proc/self/fd/3 dockerd --data-root {r}/data --config-file {r}/daemon.json \
+             --storage-driver overlay2 --cgroup-parent hgt-{hostname} -H unix:///var/run/docker.sock -H unix://{sock}",
+            sock = sock.display()
+        );
+        let log = std::fs::File::create(root.join("dockerd.log")).unwrap();
+        let child = Command::new("unshare")
+            .args([
+                "--mount",
+                "--uts",
+                "--propagation",
+                "slave",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.nodes.push(Node {
+            hostname,
+            ip,
+            host: format!("unix://{}", sock.display()),
+            netns,
+            dockerd: std::cell::RefCell::new(Some(child)),
+        });
+    }
+
+    /// Makes the swarm: node1 initialises it, the next `managers - 1` join
+    /// as managers, the rest as workers.
+    pub fn form(&self, managers: usize) {
+        let first = &self.nodes[0];
+        first.docker(&["swarm", "init", "--advertise-addr", &first.ip]);
+        let manager_token = first.docker(&["swarm", "join-token", "-q", "manager"]);
+        let worker_token = first.docker(&["swarm", "join-token", "-q", "worker"]);
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            let token = if i < managers {
+                &manager_token
+            } else {
+                &worker_token
+            };
+            node.docker(&[
+                "swarm",
+                "join",
+                "--advertise-addr",
+                &node.ip,
+                "--token",
+                token,
+                &format!("{}:2377", first.ip),
+            ]);
+        }
+    }
+
+    /// Copies `image` from the host's engine onto `nodes` (indexes).
+    pub fn load(&self, image: &str, nodes: &[usize]) {
+        let tar = self
+            .dir
+            .join(format!("{}.tar", image.replace(['/', ':'], "_")));
+        if !tar.exists() {
+            sh(&format!("docker save -o {} {image}", tar.display()));
+        }
+        for &n in nodes {
+            self.nodes[n].docker(&["load", "-q", "-i", tar.to_str().unwrap()]);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            node.stop();
+        }
+        for node in &self.nodes {
+            sh_quiet(&format!("ip netns del {}", node.netns));
+        }
+        let b = &self.bridge;
+        sh_quiet(&format!(
+            "iptables -D FORWARD -i {b} -j ACCEPT; iptables -D FORWARD -o {b} -j ACCEPT; ip link del {b}"
+        ));
+        // Data roots hold overlay directories of stopped daemons only.
+        sh_quiet(&format!("rm -rf {}", self.dir.display()));
+    }
+}
