@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use crate::cluster::{docker, docker_ok, free_port, unique};
-use crate::deployment::{Deployment, User, deploy_images, inspect, local_file};
+use crate::deployment::{Deployment, User, deploy_images, inspect, local_file, port_gaps};
 
 fn service_spec(name: &str) -> serde_json::Value {
     inspect("service", name)["Spec"].clone()
@@ -374,6 +374,25 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
         "{status}"
     );
     assert!(d.apply().contains("No changes"));
+
+    // hubgate's update: stop-first on the one node, so its port is unserved
+    // between the old task's exit and the new one's start.
+    d.edit(
+        &format!("http_port = {port}"),
+        &format!("http_port = {port}\nmax_upload = \"2G\""),
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (gaps, _) = port_gaps(&[addr], || {
+        let out = d.apply();
+        assert!(
+            out.contains("updated service") && out.contains("(args)"),
+            "{out}"
+        );
+    });
+    eprintln!(
+        "hubgate update on one node: port unserved for {:.2} s",
+        gaps[0].as_secs_f64()
+    );
 }
 
 #[test]

@@ -222,3 +222,68 @@ impl User {
         text
     }
 }
+
+/// Runs `during` while probing `/_chp_healthz` on every address each 20 ms;
+/// returns each address's longest run of failed probes, and the longest
+/// time no address answered.
+pub fn port_gaps(
+    addrs: &[std::net::SocketAddr],
+    during: impl FnOnce(),
+) -> (Vec<std::time::Duration>, std::time::Duration) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let stop = stop.clone();
+        let addrs = addrs.to_vec();
+        std::thread::spawn(move || {
+            let mut down_since: Vec<Option<Instant>> = vec![None; addrs.len()];
+            let mut longest = vec![Duration::ZERO; addrs.len()];
+            let (mut none_since, mut none_longest) = (None::<Instant>, Duration::ZERO);
+            // Bounded: at most 10 minutes of probing.
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let now = Instant::now();
+                let mut any = false;
+                for (i, a) in addrs.iter().enumerate() {
+                    let up = crate::cluster::http_get(*a, "/_chp_healthz", &[])
+                        .is_ok_and(|r| r.status == 200);
+                    any |= up;
+                    match (up, down_since[i]) {
+                        (false, None) => down_since[i] = Some(now),
+                        (true, Some(t)) => {
+                            longest[i] = longest[i].max(now - t);
+                            down_since[i] = None;
+                        }
+                        _ => {}
+                    }
+                }
+                match (any, none_since) {
+                    (false, None) => none_since = Some(now),
+                    (true, Some(t)) => {
+                        none_longest = none_longest.max(now - t);
+                        none_since = None;
+                    }
+                    _ => {}
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let end = Instant::now();
+            for (i, t) in down_since.iter().enumerate() {
+                if let Some(t) = t {
+                    longest[i] = longest[i].max(end - *t);
+                }
+            }
+            if let Some(t) = none_since {
+                none_longest = none_longest.max(end - t);
+            }
+            (longest, none_longest)
+        })
+    };
+    during();
+    // Let the last replica settle before the probes stop.
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    prober.join().unwrap()
+}

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cluster::free_port;
-use crate::deployment::{Deployment, User, deploy_images, local_file};
+use crate::deployment::{Deployment, User, deploy_images, local_file, port_gaps};
 use crate::nodes::{Cluster, Node};
 
 /// The node a service's running task is on.
@@ -54,7 +54,7 @@ fn discovered(node: &Node, service: &str, path: &str) -> Vec<Vec<String>> {
 fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     let started = Instant::now();
     let cluster = Cluster::start(5);
-    cluster.form(3);
+    form_with_hubgate(&cluster, 3);
     eprintln!(
         "5 daemons and a 3-manager swarm in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -133,6 +133,33 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     );
     eprintln!("the user's server runs on {worker}");
 
+    // An update of hubgate goes one manager at a time: each port has a
+    // gap, the three together none.
+    d.edit(
+        &format!("http_port = {port}"),
+        &format!("http_port = {port}\nmax_upload = \"2G\""),
+    );
+    let addrs: Vec<std::net::SocketAddr> = cluster.nodes[..3]
+        .iter()
+        .map(|n| format!("{}:{port}", n.ip).parse().unwrap())
+        .collect();
+    let (gaps, none) = port_gaps(&addrs, || {
+        d.ok(&["apply", "--probe", &probe, "FILE"]);
+    });
+    let shown: Vec<String> = gaps
+        .iter()
+        .map(|g| format!("{:.2} s", g.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "hubgate update on three managers: each port unserved for {}; no manager serving for {:.2} s",
+        shown.join(", "),
+        none.as_secs_f64()
+    );
+    assert!(
+        none < Duration::from_secs(1),
+        "every manager was down at once for {none:?}"
+    );
+
     // Lose node2 (a manager without the hub) and the user's worker.
     let lost_worker = if worker == "node4" { 3 } else { 4 };
     let other_worker = 7 - lost_worker;
@@ -190,9 +217,18 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
             None => "not restarted by the swarm within 60 s".to_owned(),
         }
     );
+    if rescheduled.is_some() {
+        // The restarted server reaches its files and routes through the
+        // replicas that are left.
+        std::fs::copy(user_state(&user), user_state(&surviving)).unwrap();
+        surviving.step("routed", &["--timeout", "90"]);
+        surviving.step("read", &[]);
+    }
     // A fresh start lands on the surviving worker and routes through every
     // remaining replica, with no endpoint of the lost task left anywhere.
-    std::fs::copy(user_state(&user), user_state(&surviving)).unwrap();
+    if rescheduled.is_none() {
+        std::fs::copy(user_state(&user), user_state(&surviving)).unwrap();
+    }
     surviving.step("stop", &[]);
     surviving.step("unrouted", &[]);
     surviving.step("spawn", &[]);
@@ -257,4 +293,50 @@ impl Drop for LogsOnPanic<'_> {
             }
         }
     }
+}
+
+/// Makes the swarm with `hubgate deploy init` on node1 and the join commands
+/// `hubgate deploy join-token` prints, run on the others.
+fn form_with_hubgate(cluster: &Cluster, managers: usize) {
+    let deploy = |node: &Node, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+            .arg("deploy")
+            .args(args)
+            .env("DOCKER_HOST", &node.host)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let first = &cluster.nodes[0];
+    let init = deploy(first, &["init", "--advertise-addr", &first.ip]);
+    assert!(
+        init.contains(&format!("Initialised a swarm advertising {}", first.ip)),
+        "{init}"
+    );
+    let again = deploy(first, &["init", "--advertise-addr", &first.ip]);
+    assert!(again.contains("a swarm manager already"), "{again}");
+    let tokens = deploy(first, &["join-token"]);
+    let command = |role: &str| -> Vec<String> {
+        let line = tokens
+            .lines()
+            .find(|l| l.starts_with(&format!("To add a {role}")))
+            .unwrap();
+        let cmd = line.split_once(':').unwrap().1.trim();
+        assert!(cmd.starts_with("docker swarm join --token "), "{line}");
+        cmd.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    for (i, node) in cluster.nodes.iter().enumerate().skip(1) {
+        let mut args = command(if i < managers { "manager" } else { "worker" });
+        args.insert(2, "--advertise-addr".into());
+        args.insert(3, node.ip.clone());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        node.docker(&args);
+    }
+    eprintln!("swarm made by hubgate deploy init and join-token:\n{init}");
 }

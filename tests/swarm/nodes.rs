@@ -97,9 +97,14 @@ fn sweep_leftovers() {
             sh_quiet(&format!("ip netns del {ns}"));
         }
     }
-    let links = Command::new("ip").args(["-o", "link", "show", "type", "bridge"]).output().unwrap();
+    let links = Command::new("ip")
+        .args(["-o", "link", "show", "type", "bridge"])
+        .output()
+        .unwrap();
     for line in String::from_utf8_lossy(&links.stdout).lines() {
-        let Some(name) = line.split(": ").nth(1) else { continue };
+        let Some(name) = line.split(": ").nth(1) else {
+            continue;
+        };
         if name.starts_with("hgbr") {
             sh_quiet(&format!(
                 "iptables -D FORWARD -i {name} -j ACCEPT; iptables -D FORWARD -o {name} -j ACCEPT; ip link del {name}"
@@ -232,31 +237,6 @@ impl Cluster {
             netns,
             dockerd: std::cell::RefCell::new(Some(child)),
         });
-    }
-
-    /// Makes the swarm: node1 initialises it, the next `managers - 1` join
-    /// as managers, the rest as workers.
-    pub fn form(&self, managers: usize) {
-        let first = &self.nodes[0];
-        first.docker(&["swarm", "init", "--advertise-addr", &first.ip]);
-        let manager_token = first.docker(&["swarm", "join-token", "-q", "manager"]);
-        let worker_token = first.docker(&["swarm", "join-token", "-q", "worker"]);
-        for (i, node) in self.nodes.iter().enumerate().skip(1) {
-            let token = if i < managers {
-                &manager_token
-            } else {
-                &worker_token
-            };
-            node.docker(&[
-                "swarm",
-                "join",
-                "--advertise-addr",
-                &node.ip,
-                "--token",
-                token,
-                &format!("{}:2377", first.ip),
-            ]);
-        }
     }
 
     /// Copies `image` from the host's engine onto `nodes` (indexes).

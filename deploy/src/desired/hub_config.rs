@@ -168,6 +168,11 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
         "c.SwarmSpawner.image = {}",
         py(&f.singleuser.image)
     ));
+    line("# Named, not read from the image: the hub's node need not have it.");
+    line(&format!(
+        "c.SwarmSpawner.cmd = {}",
+        py_list(&f.singleuser.cmd)
+    ));
     line("# The image is on the nodes already (or pulled there by the swarm).");
     line("c.SwarmSpawner.pull_policy = \"skip\"");
     line(&format!(

@@ -29,6 +29,9 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
         host_name("hub.node", node)?;
     }
     absolute("singleuser.notebook_dir", &f.singleuser.notebook_dir)?;
+    if f.singleuser.cmd.first().is_none_or(String::is_empty) {
+        return fail("singleuser.cmd", "name the server's command");
+    }
     for c in &f.singleuser.constraints {
         if !(c.contains("==") || c.contains("!=")) {
             return fail(

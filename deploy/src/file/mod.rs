@@ -82,6 +82,10 @@ pub struct SingleUser {
     /// Placement constraints for user servers (`node.role==worker`).
     #[serde(default)]
     pub constraints: Vec<String>,
+    /// The server's command. Named here rather than read from the image:
+    /// the hub's node need not have the single-user image.
+    #[serde(default = "default_cmd")]
+    pub cmd: Vec<String>,
     /// Seconds SwarmSpawner waits for a server to start.
     #[serde(default = "default_start_timeout")]
     pub start_timeout: u32,
@@ -89,6 +93,10 @@ pub struct SingleUser {
 
 fn default_notebook_dir() -> String {
     "/home/jovyan/work".to_owned()
+}
+
+fn default_cmd() -> Vec<String> {
+    vec!["jupyterhub-singleuser".to_owned()]
 }
 
 fn default_uid() -> u32 {
