@@ -1,7 +1,7 @@
 //! Waiting for a deployment's services to run what they were asked to,
 //! and naming the node when a task cannot start for want of its image.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bollard::models::{ServiceUpdateStatusStateEnum, Task, TaskState};
@@ -15,7 +15,7 @@ use crate::spec::Mode;
 impl Engine {
     /// Waits until every service runs as many tasks as it should, on its
     /// current spec, reporting each change of counts; a task the engine
-    /// rejects (an image missing on its node) fails at once.
+    /// keeps rejecting (an image missing on its node) fails, naming the node.
     pub async fn converge(
         &self,
         want: &Desired,
@@ -24,6 +24,7 @@ impl Engine {
     ) -> Result<(), DeployError> {
         let deadline = Instant::now() + limit;
         let mut last = String::new();
+        let mut missing: HashMap<&str, MissingImage> = HashMap::new();
         loop {
             let nodes = self
                 .docker
@@ -67,7 +68,7 @@ impl Engine {
                             && t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING)
                     })
                     .count() as u64;
-                if let Some((node, err)) = missing_image(&tasks) {
+                if let Some((node, err)) = missing.entry(&s.name).or_default().observe(&tasks) {
                     let node = host_of.get(&node).cloned().unwrap_or(node);
                     return Err(DeployError::MissingImage {
                         image: s.image.clone(),
@@ -120,42 +121,66 @@ impl Engine {
     }
 }
 
-/// The node (ID) and error of a task slot whose latest task the engine
-/// rejected for a missing image. Swarm retries such a task with new ones,
-/// so only the newest task of each node (global services) or slot counts:
-/// once the image is there, a newer task replaces the rejected one.
-fn missing_image(tasks: &[Task]) -> Option<(String, String)> {
-    let mut newest: HashMap<String, &Task> = HashMap::new();
-    for t in tasks {
-        let key = match t.slot {
-            Some(slot) if slot > 0 => format!("slot {slot}"),
-            _ => t.node_id.clone().unwrap_or_default(),
+/// Tasks the engine rejected for a missing image, by node. Tasks rejected
+/// before `converge` began (the image may have been loaded since) do not
+/// count; the swarm retries a rejected task within seconds, so two new
+/// rejections on one node are a verdict.
+#[derive(Default)]
+struct MissingImage {
+    /// Task IDs already rejected at the first look.
+    before: Option<HashSet<String>>,
+    /// New rejections per node.
+    fresh: HashMap<String, HashSet<String>>,
+}
+
+impl MissingImage {
+    /// Takes a look at a service's tasks; the node and error once a node's
+    /// tasks keep being rejected.
+    fn observe(&mut self, tasks: &[Task]) -> Option<(String, String)> {
+        let rejected: Vec<(String, String, String)> = tasks
+            .iter()
+            .filter_map(|t| {
+                let status = t.status.as_ref()?;
+                let err = status.err.clone().unwrap_or_default();
+                (matches!(status.state, Some(TaskState::REJECTED | TaskState::FAILED))
+                    && err.contains("No such image"))
+                .then(|| {
+                    (
+                        t.id.clone().unwrap_or_default(),
+                        t.node_id.clone().unwrap_or_default(),
+                        err,
+                    )
+                })
+            })
+            .collect();
+        let Some(before) = &self.before else {
+            self.before = Some(rejected.into_iter().map(|(id, _, _)| id).collect());
+            return None;
         };
-        let version = |t: &Task| t.version.as_ref().and_then(|v| v.index).unwrap_or(0);
-        if newest.get(&key).is_none_or(|n| version(n) < version(t)) {
-            newest.insert(key, t);
+        let mut verdict = None;
+        for (id, node, err) in rejected {
+            if before.contains(&id) {
+                continue;
+            }
+            let seen = self.fresh.entry(node.clone()).or_default();
+            seen.insert(id);
+            if seen.len() >= 2 {
+                verdict = Some((node, err));
+            }
         }
+        verdict
     }
-    newest.values().find_map(|t| {
-        let status = t.status.as_ref()?;
-        let err = status.err.clone().unwrap_or_default();
-        (matches!(status.state, Some(TaskState::REJECTED | TaskState::FAILED))
-            && err.contains("No such image"))
-        .then(|| (t.node_id.clone().unwrap_or_default(), err))
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ObjectVersion, TaskStatus};
+    use bollard::models::TaskStatus;
 
-    fn task(node: &str, version: u64, state: TaskState, err: &str) -> Task {
+    fn task(id: &str, node: &str, state: TaskState, err: &str) -> Task {
         Task {
+            id: Some(id.into()),
             node_id: Some(node.into()),
-            version: Some(ObjectVersion {
-                index: Some(version),
-            }),
             status: Some(TaskStatus {
                 state: Some(state),
                 err: (!err.is_empty()).then(|| err.to_owned()),
@@ -166,18 +191,26 @@ mod tests {
     }
 
     #[test]
-    fn only_the_newest_task_of_a_node_tells() {
-        let rejected = task("n3", 5, TaskState::REJECTED, "No such image: local/x:1");
-        let found = missing_image(&[task("n1", 4, TaskState::RUNNING, ""), rejected.clone()]);
+    fn repeated_new_rejections_on_a_node_are_a_verdict() {
+        let old = task("o", "n3", TaskState::REJECTED, "No such image: local/x:1");
+        let mut m = MissingImage::default();
+        // Rejected before the look began: not counted (the image may be
+        // there now); a task that runs is fine.
         assert_eq!(
-            found,
+            m.observe(&[old.clone(), task("a", "n1", TaskState::RUNNING, "")]),
+            None
+        );
+        let first = task("r1", "n3", TaskState::REJECTED, "No such image: local/x:1");
+        assert_eq!(m.observe(&[old.clone(), first.clone()]), None);
+        let second = task("r2", "n3", TaskState::REJECTED, "No such image: local/x:1");
+        assert_eq!(
+            m.observe(&[old, first, second]),
             Some(("n3".into(), "No such image: local/x:1".into()))
         );
-        // The image arrived: a newer task runs on n3.
-        let later = task("n3", 9, TaskState::PREPARING, "");
-        assert_eq!(missing_image(&[rejected, later]), None);
+        let mut other = MissingImage::default();
+        other.observe(&[]);
         assert_eq!(
-            missing_image(&[task("n2", 1, TaskState::FAILED, "exit 1")]),
+            other.observe(&[task("f", "n2", TaskState::FAILED, "exit 1")]),
             None
         );
     }
