@@ -44,6 +44,9 @@ pub enum DeployError {
         "image {image} is not on this engine and cannot be pulled ({reason}): build it here (images/build) or push it to a registry the nodes reach"
     )]
     MissingImage { image: String, reason: String },
+    /// The system's random source failed (for the proxy token).
+    #[error("no random bytes for the proxy token from the system")]
+    Random,
     /// Services did not converge in time.
     #[error("{0}")]
     NotConverged(String),

@@ -86,8 +86,9 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     let d = production_like(&name);
     let label = format!("hubgate.deploy={name}");
     let applied = d.ok(&["apply", "--no-wait", "--skip-nfs-check", "FILE"]);
+    // Network, hub config, proxy token, client secret, hub, hubgate.
     assert!(
-        applied.contains("5 to create") || applied.contains("6 to create"),
+        applied.contains("6 to create, 0 to change, 0 to remove."),
         "{applied}"
     );
 
@@ -451,6 +452,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         e.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"),
         "{e}"
     );
+    unreachable.keep();
 
     // An invalid file: line and field.
     d.edit(

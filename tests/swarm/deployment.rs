@@ -72,6 +72,7 @@ pub struct Deployment {
     pub file: PathBuf,
     /// `DOCKER_HOST` for the commands (None: the machine's engine).
     pub docker_host: Option<String>,
+    kept: bool,
 }
 
 impl Deployment {
@@ -85,7 +86,13 @@ impl Deployment {
             dir,
             file,
             docker_host: None,
+            kept: false,
         }
+    }
+
+    /// Leaves the deployment in place when dropped (nothing to destroy).
+    pub fn keep(mut self) {
+        self.kept = true;
     }
 
     /// Replaces the file's text.
@@ -149,6 +156,9 @@ impl Deployment {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         let out = self.run(&["destroy", "--purge", "--yes", "FILE"]);
         if !out.status.success() {
             eprintln!(

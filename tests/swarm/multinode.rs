@@ -81,7 +81,7 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     on_worker.docker_host = Some(cluster.nodes[3].host.clone());
     let e = on_worker.fails(&["plan", "FILE"]);
     assert!(e.contains("not a swarm manager (a worker)"), "{e}");
-    std::mem::forget(on_worker); // nothing to destroy from a worker
+    on_worker.keep(); // nothing was made, and a worker cannot destroy
 
     // Images onto the nodes that run them: hubgate not yet on node3.
     let loading = Instant::now();
@@ -265,7 +265,6 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     surviving.step("stop", &[]);
     surviving.step("unrouted", &[]);
     drop(d);
-    assert!(cluster.nodes[0].is_up());
 }
 
 fn user_state(u: &User) -> &std::path::Path {

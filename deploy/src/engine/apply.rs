@@ -301,6 +301,6 @@ fn random_token() -> Result<String, DeployError> {
     let mut bytes = [0u8; 32];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
-        .map_err(|_| DeployError::MissingInput("random bytes for the proxy token".into()))?;
+        .map_err(|_| DeployError::Random)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
-    ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListSecretsOptionsBuilder, ListServicesOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveVolumeOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
 
 use super::{Engine, Progress, deployment_filter};
@@ -56,14 +55,7 @@ impl Engine {
             }
         }
         self.wait_containers_gone(&removed.services).await;
-        let configs = self
-            .docker
-            .list_configs(Some(
-                ListConfigsOptionsBuilder::new().filters(&filter).build(),
-            ))
-            .await
-            .map_err(DeployError::engine("list configs"))?;
-        for c in configs.into_iter().filter_map(|c| c.spec?.name) {
+        for c in self.config_names(Some(&filter)).await? {
             self.docker
                 .delete_config(&c)
                 .await
@@ -71,14 +63,7 @@ impl Engine {
             progress(format!("removed config {c}"));
             removed.configs.push(c);
         }
-        let secrets = self
-            .docker
-            .list_secrets(Some(
-                ListSecretsOptionsBuilder::new().filters(&filter).build(),
-            ))
-            .await
-            .map_err(DeployError::engine("list secrets"))?;
-        for s in secrets.into_iter().filter_map(|s| s.spec?.name) {
+        for s in self.secret_names(Some(&filter)).await? {
             self.docker
                 .delete_secret(&s)
                 .await

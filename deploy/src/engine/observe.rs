@@ -54,6 +54,34 @@ impl Engine {
         Ok(ids)
     }
 
+    /// The names of the configs `filter` selects (all with none).
+    pub(crate) async fn config_names(
+        &self,
+        filter: Option<&HashMap<String, Vec<String>>>,
+    ) -> Result<Vec<String>, DeployError> {
+        let options = filter.map(|f| ListConfigsOptionsBuilder::new().filters(f).build());
+        let configs = self
+            .docker
+            .list_configs(options)
+            .await
+            .map_err(DeployError::engine("list configs"))?;
+        Ok(configs.into_iter().filter_map(|c| c.spec?.name).collect())
+    }
+
+    /// The names of the secrets `filter` selects (all with none).
+    pub(crate) async fn secret_names(
+        &self,
+        filter: Option<&HashMap<String, Vec<String>>>,
+    ) -> Result<Vec<String>, DeployError> {
+        let options = filter.map(|f| ListSecretsOptionsBuilder::new().filters(f).build());
+        let secrets = self
+            .docker
+            .list_secrets(options)
+            .await
+            .map_err(DeployError::engine("list secrets"))?;
+        Ok(secrets.into_iter().filter_map(|s| s.spec?.name).collect())
+    }
+
     /// What the engine has of deployment `want.name`.
     pub async fn observe(&self, want: &Desired) -> Result<Observed, DeployError> {
         let filter = deployment_filter(&want.name);
@@ -120,30 +148,9 @@ impl Engine {
             .filter(|n| *n != want.network.name)
             .collect();
 
-        let configs = self
-            .docker
-            .list_configs(Some(
-                ListConfigsOptionsBuilder::new().filters(&filter).build(),
-            ))
-            .await
-            .map_err(DeployError::engine("list configs"))?;
-        seen.configs = configs.into_iter().filter_map(|c| c.spec?.name).collect();
-        let secrets = self
-            .docker
-            .list_secrets(Some(
-                ListSecretsOptionsBuilder::new().filters(&filter).build(),
-            ))
-            .await
-            .map_err(DeployError::engine("list secrets"))?;
-        seen.secrets = secrets.into_iter().filter_map(|s| s.spec?.name).collect();
-        seen.all_secrets = self
-            .docker
-            .list_secrets(None::<ListSecretsOptions>)
-            .await
-            .map_err(DeployError::engine("list secrets"))?
-            .into_iter()
-            .filter_map(|s| s.spec?.name)
-            .collect();
+        seen.configs = self.config_names(Some(&filter)).await?;
+        seen.secrets = self.secret_names(Some(&filter)).await?;
+        seen.all_secrets = self.secret_names(None).await?.into_iter().collect();
 
         let services = self
             .docker
