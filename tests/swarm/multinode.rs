@@ -156,8 +156,8 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
         none.as_secs_f64()
     );
     assert!(
-        none < Duration::from_secs(1),
-        "every manager was down at once for {none:?}"
+        none.is_zero(),
+        "a probe round found every manager down (for {none:?}): the update is not one node at a time"
     );
 
     // Lose node2 (a manager without the hub) and the user's worker.
