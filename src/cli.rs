@@ -177,8 +177,9 @@ pub(crate) struct ServeArgs {
     /// Unix socket path for the REST API (instead of --api-ip/--api-port).
     #[arg(long, value_name = "PATH")]
     pub(crate) api_socket: Option<PathBuf>,
-    /// IP for the Prometheus metrics endpoint ("" for all interfaces).
-    #[arg(long, default_value = "", value_name = "IP")]
+    /// IP for the Prometheus metrics endpoint (default loopback, as the
+    /// REST API; "" for all interfaces).
+    #[arg(long, default_value = "localhost", value_name = "IP")]
     pub(crate) metrics_ip: String,
     /// Port for the Prometheus metrics endpoint (off unless given).
     #[arg(long)]
@@ -260,15 +261,16 @@ pub(crate) struct ServeArgs {
     /// Client certificate (PEM) presented to https targets.
     #[arg(long, value_name = "FILE", requires = "client_ssl_key")]
     pub(crate) client_ssl_cert: Option<PathBuf>,
-    /// Extra CA bundle (PEM) trusted for https targets.
+    /// CA bundle (PEM) trusted for https targets, instead of the web roots.
     #[arg(long, value_name = "FILE")]
     pub(crate) client_ssl_ca: Option<PathBuf>,
-    /// Accepted for compatibility (the client certificate is always sent).
+    /// No effect, as in configurable-http-proxy (a server option that node
+    /// ignores on client connections).
     #[arg(long)]
     pub(crate) client_ssl_request_cert: bool,
-    /// Accepted for compatibility (target certificates are always verified
-    /// unless --insecure).
-    #[arg(long)]
+    /// Verify https targets' certificates: always on unless --insecure
+    /// (the two together are refused).
+    #[arg(long, conflicts_with = "insecure")]
     pub(crate) client_ssl_reject_unauthorized: bool,
     /// Do not verify the certificates of https targets.
     #[arg(long)]
@@ -304,16 +306,39 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "NAME:VALUE")]
     pub(crate) custom_header: Vec<String>,
 
-    /// Close a client connection that sends no complete request head within
-    /// this many milliseconds.
+    /// Close a client connection whose socket carries no bytes either way
+    /// for this many milliseconds, requests in flight included.
     #[arg(long, value_name = "MS")]
     pub(crate) timeout: Option<u64>,
-    /// Upstream timeout in milliseconds (to the response head): 504 on expiry.
+    /// Upstream inactivity timeout in milliseconds: no response head, or no
+    /// body bytes, for this long gives a 504 (or cuts the body).
     #[arg(long, value_name = "MS")]
     pub(crate) proxy_timeout: Option<u64>,
-    /// Close idle client keep-alive connections after this many milliseconds.
+    /// Close client connections with no request in progress after this many
+    /// milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     pub(crate) keep_alive_timeout: u64,
+    /// hubgate: close a connection that has not sent a whole request head
+    /// this many milliseconds after it opened or its last request ended.
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    pub(crate) header_timeout: u64,
+    /// hubgate: largest request head (431 beyond), e.g. 64k.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64k")]
+    pub(crate) max_header_size: u64,
+    /// hubgate: most header fields in a request (431 beyond).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub(crate) max_headers: usize,
+    /// hubgate: longest request target (414 beyond), e.g. 8k.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8k")]
+    pub(crate) max_request_line: u64,
+    /// hubgate: open client connections per worker; more wait in the
+    /// listen backlog.
+    #[arg(long, value_name = "N", default_value_t = 16_384)]
+    pub(crate) max_connections: usize,
+    /// hubgate: open connections per client address per worker; more get a
+    /// 503 (default: no limit, as clients behind one NAT share an address).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections_per_client: Option<usize>,
     /// Largest accepted request body, e.g. 512k, 100m, 2g (default: no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) max_body_size: Option<u64>,
@@ -409,16 +434,20 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
-/// CHP's address words: "" is every interface, `localhost` the IPv4 loopback.
+/// CHP's address words: "" is every interface, `localhost` the IPv4
+/// loopback, and a host name (JupyterHub passes its `bind_url`'s) its first
+/// address, as node's `listen(port, host)` takes it.
 pub(crate) fn parse_ip(word: &str) -> Option<IpAddr> {
     match word {
         "" | "*" => Some(IpAddr::from([0, 0, 0, 0])),
         "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
-        other => other
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok(),
+        other => {
+            let literal = other.trim_start_matches('[').trim_end_matches(']');
+            literal.parse().ok().or_else(|| {
+                use std::net::ToSocketAddrs as _;
+                (other, 0).to_socket_addrs().ok()?.next().map(|a| a.ip())
+            })
+        }
     }
 }
 
@@ -441,7 +470,10 @@ mod tests {
         assert_eq!(parse_ip(""), Some(IpAddr::from([0, 0, 0, 0])));
         assert_eq!(parse_ip("localhost"), Some(IpAddr::from([127, 0, 0, 1])));
         assert_eq!(parse_ip("::1"), Some("::1".parse().unwrap()));
-        assert_eq!(parse_ip("hub"), None);
+        assert_eq!(parse_ip("no-such-host.invalid"), None);
+        // A name goes to the resolver ("localhost" in another case is not
+        // the literal word).
+        assert!(parse_ip("LocalHost").is_some_and(|ip| ip.is_loopback()));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use hubgate_proxy::server::{self, Listener, MetricsEndpoint, Redirect, ServeConfig, Shutdown};
+use hubgate_proxy::server::{
+    self, Limits, Listener, MetricsEndpoint, Redirect, ServeConfig, Shutdown,
+};
 use hubgate_proxy::{Api, ErrorPages, Proxy, ProxyConfig, RouteStore, Target};
 
 use crate::cli::{ServeArgs, parse_ip};
@@ -56,6 +58,16 @@ pub(crate) fn validate(args: &ServeArgs) -> Result<(), UsageError> {
     }
     custom_headers(&args.custom_header)?;
     acme::validate(args)?;
+    if args.max_header_size < 8192 {
+        return Err(UsageError(
+            "--max-header-size must be at least 8k (the read buffer's minimum)".into(),
+        ));
+    }
+    if args.header_timeout == 0 || args.keep_alive_timeout == 0 {
+        return Err(UsageError(
+            "--header-timeout and --keep-alive-timeout must be above 0".into(),
+        ));
+    }
     for (flag, ip) in [
         ("--ip", &args.ip),
         ("--api-ip", &args.api_ip),
@@ -63,7 +75,7 @@ pub(crate) fn validate(args: &ServeArgs) -> Result<(), UsageError> {
     ] {
         if parse_ip(ip).is_none() {
             return Err(UsageError(format!(
-                "invalid value '{ip}' for {flag}: not an IP address"
+                "invalid value '{ip}' for {flag}: not an IP address or a host name that resolves"
             )));
         }
     }
@@ -289,7 +301,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let proxy = Arc::new(Proxy::new(config, routes.clone())?);
         let shutdown = Shutdown::new();
-        let idle_timeout = Some(Duration::from_millis(args.keep_alive_timeout.min(args.timeout.unwrap_or(u64::MAX))));
 
         let background = tokio_util::sync::CancellationToken::new();
         let wanted = discover::wanted(&args);
@@ -317,7 +328,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             let http01 = certs.as_ref().map(acme::http01);
             let redirect = Arc::new(Redirect { https_port: args.redirect_to.unwrap_or(args.port), http01 });
             let listener = bind(&Bind::Tcp(address(&args.ip, port))).await?;
-            tokio::spawn(server::serve(listener, ServeConfig::default(), redirect, shutdown.clone()));
+            let config = ServeConfig { limits: limits(&args), ..ServeConfig::default() };
+            tokio::spawn(server::serve(listener, config, redirect, shutdown.clone()));
         }
         let saver = args.routes_file.clone().map(|p| tokio::spawn(routes_file::keep_saved(p, routes.clone())));
         if let Some(pid_file) = &args.pid_file {
@@ -326,7 +338,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
 
         let tcp_keepalive = proxy_config_keepalive(&args);
-        let serve_config = ServeConfig { tls: tls.config.clone(), idle_timeout, tcp_keepalive };
+        let serve_config = ServeConfig { tls: tls.config.clone(), limits: limits(&args), tcp_keepalive };
         let threads = spawn_workers(public, &serve_config, &proxy, &shutdown)?;
         if token.is_none() {
             tracing::warn!("REST API is not authenticated.");
@@ -353,6 +365,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The client-side limits from the flags (see `server::Limits`).
+fn limits(args: &ServeArgs) -> Limits {
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    Limits {
+        header_timeout: Duration::from_millis(args.header_timeout),
+        keep_alive: Duration::from_millis(args.keep_alive_timeout),
+        socket_timeout: args.timeout.map(Duration::from_millis),
+        max_head: size(args.max_header_size),
+        max_fields: args.max_headers,
+        max_request_line: size(args.max_request_line),
+        max_connections: args.max_connections,
+        max_per_client: args.max_connections_per_client,
+    }
 }
 
 enum Listen {

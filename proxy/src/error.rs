@@ -15,6 +15,12 @@ pub enum ProxyError {
     /// The request path holds a malformed percent-escape.
     #[error("malformed percent-escape in the request path")]
     BadPath,
+    /// The request was refused before routing (see the hygiene rules).
+    #[error("refused: {0}")]
+    Refused(#[from] crate::hygiene::Refusal),
+    /// The client's request body broke off or was malformed.
+    #[error("request body failed: {0}")]
+    ClientBody(String),
     /// The request body is larger than the configured maximum.
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge {
@@ -70,6 +76,8 @@ impl ProxyError {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BadPath => StatusCode::BAD_REQUEST,
+            Self::Refused(crate::hygiene::Refusal::Coding) => StatusCode::NOT_IMPLEMENTED,
+            Self::Refused(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoEndpoint { .. } | Self::Connect { .. } | Self::ConnectTimeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -84,6 +92,8 @@ impl ProxyError {
         match self {
             Self::NoRoute => "no_route",
             Self::BadPath => "bad_path",
+            Self::Refused(_) => "refused",
+            Self::ClientBody(_) => "client_body",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::NoEndpoint { .. } => "no_endpoint",
             Self::Connect { .. } => "connect",

@@ -53,6 +53,7 @@ mod error;
 mod escape;
 mod forward;
 mod headers;
+pub mod hygiene;
 mod metrics;
 mod route;
 pub mod server;

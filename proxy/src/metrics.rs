@@ -13,10 +13,13 @@ use crate::route::RouteTable;
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
-const FAILURES: [&str; 7] = [
+const FAILURES: [&str; 10] = [
     "no_route",
     "bad_path",
+    "refused",
+    "client_body",
     "body_too_large",
+    "no_endpoint",
     "connect",
     "connect_timeout",
     "timeout",

@@ -226,7 +226,7 @@ pub fn server_config(
 /// Options for `https` upstreams (`--client-ssl-*`, `--insecure`).
 #[derive(Default)]
 pub struct UpstreamTls<'a> {
-    /// Extra trusted CAs (PEM); the web PKI roots are always trusted.
+    /// The CAs (PEM) trusted instead of the web PKI roots.
     pub ca_pem: Option<&'a [u8]>,
     /// Client certificate chain and key (PEM) to present.
     pub client_cert: Option<(&'a [u8], &'a [u8])>,
@@ -236,13 +236,16 @@ pub struct UpstreamTls<'a> {
 
 /// A client configuration for `https` upstreams.
 pub fn client_config(opts: &UpstreamTls<'_>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(ca) = opts.ca_pem {
-        for cert in certificates(ca)? {
-            roots.add(cert)?;
+    // As node's `ca` option (configurable-http-proxy's `--client-ssl-ca`):
+    // the given CAs replace the web roots rather than joining them.
+    let roots = match opts.ca_pem {
+        Some(ca) => root_store(ca)?,
+        None => {
+            let mut roots = RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            roots
         }
-    }
+    };
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?;
     let builder = if opts.insecure {

@@ -14,12 +14,14 @@ mod harness;
 
 mod acme;
 mod api;
+mod attacks;
 mod balancing;
 mod binary;
 mod discovery;
 mod errors;
 mod forwarding;
 mod jupyterhub;
+mod limits;
 mod routing;
 mod streaming;
 mod tls;

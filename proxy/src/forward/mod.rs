@@ -24,7 +24,7 @@ use crate::server::{ConnInfo, Handler};
 use crate::tls;
 use crate::upgrade;
 use crate::upstream::balance::InFlight;
-use crate::upstream::body::{TooLarge, UpstreamBody};
+use crate::upstream::body::{ClientBodyError, UpstreamBody};
 use crate::upstream::pool::FromUpstream;
 use crate::upstream::pool::{Connector, Sender};
 use crate::upstream::target::Target;
@@ -152,6 +152,7 @@ impl Proxy {
         conn: &ConnInfo,
         websocket: bool,
     ) -> Result<Response<ResponseBody>, ProxyError> {
+        crate::hygiene::check(&mut req)?;
         let route = self.route_for(&req)?;
         if let (Some(limit), Some(len)) =
             (self.config.max_body_size, req.body().size_hint().exact())
@@ -249,13 +250,12 @@ impl Proxy {
             Some(req) => SendError::Retry(Box::new(req)),
             None => {
                 let source = e.into_error();
-                match too_large(&source) {
-                    Some(limit) => SendError::Failed(ProxyError::BodyTooLarge { limit }),
-                    None => SendError::Failed(ProxyError::Upstream {
+                SendError::Failed(
+                    client_fault(&source).unwrap_or_else(|| ProxyError::Upstream {
                         upstream: upstream(),
                         source: Box::new(source),
                     }),
-                }
+                )
             }
         })
     }
@@ -357,14 +357,19 @@ enum SendError {
     Failed(ProxyError),
 }
 
-/// Finds hubgate's own body-limit error in a hyper error's source chain.
-fn too_large(e: &hyper::Error) -> Option<u64> {
+/// Finds a failure of the client's body in a hyper error's source chain.
+fn client_fault(e: &hyper::Error) -> Option<ProxyError> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
-        if let Some(TooLarge(limit)) = err.downcast_ref::<TooLarge>() {
-            return Some(*limit);
+        match err.downcast_ref::<ClientBodyError>() {
+            Some(ClientBodyError::TooLarge(limit)) => {
+                return Some(ProxyError::BodyTooLarge { limit: *limit });
+            }
+            Some(ClientBodyError::Broken(e)) => {
+                return Some(ProxyError::ClientBody(e.to_string()));
+            }
+            None => source = err.source(),
         }
-        source = err.source();
     }
     None
 }
@@ -385,7 +390,10 @@ impl Handler for Proxy {
         let (mut response, failure) = match self.forward(req, &conn, websocket).await {
             Ok(resp) => (resp, None),
             Err(e) => {
-                let level_warn = !matches!(e, ProxyError::NoRoute | ProxyError::BadPath);
+                let level_warn = !matches!(
+                    e,
+                    ProxyError::NoRoute | ProxyError::BadPath | ProxyError::Refused(_)
+                );
                 if level_warn {
                     tracing::warn!(method = %method, path = uri.path(), failure = e.kind(), error = %e, "proxy error");
                 }

@@ -12,11 +12,17 @@ use hyper::body::Incoming;
 use crate::clock::Activity;
 use crate::error::BoxError;
 
-/// Marks a request body cut off at the size limit, so the forwarder can
-/// answer 413 instead of 502.
+/// Marks a request body that failed on the client's side, so the forwarder
+/// answers 413 or 400 instead of blaming the upstream with a 502.
 #[derive(Debug, thiserror::Error)]
-#[error("request body exceeds the limit of {0} bytes")]
-pub(crate) struct TooLarge(pub(crate) u64);
+pub(crate) enum ClientBodyError {
+    /// Cut off at the size limit.
+    #[error("request body exceeds the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The client's framing was broken (a bad chunk) or it went away.
+    #[error("request body from the client failed: {0}")]
+    Broken(hyper::Error),
+}
 
 /// A request body on its way upstream.
 pub(crate) enum UpstreamBody {
@@ -51,14 +57,16 @@ impl Body for UpstreamBody {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > *remaining {
-                        return Poll::Ready(Some(Err(Box::new(TooLarge(*limit)))));
+                        return Poll::Ready(Some(Err(Box::new(ClientBodyError::TooLarge(*limit)))));
                     }
                     *remaining -= len;
                     activity.touch();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                Poll::Ready(Some(Err(Box::new(ClientBodyError::Broken(e)))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

@@ -30,12 +30,14 @@ mod backend;
 mod binary;
 mod client;
 mod pebble;
+mod recorder;
 mod scripted;
 
 pub use backend::*;
 pub use binary::*;
 pub use client::*;
 pub use pebble::*;
+pub use recorder::*;
 pub use scripted::*;
 
 // === the proxy in process ===
@@ -63,6 +65,27 @@ impl TestProxy {
         host_routing: bool,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Self {
+        let serve_config = ServeConfig {
+            tls,
+            ..ServeConfig::default()
+        };
+        Self::with_serve(config, host_routing, serve_config).await
+    }
+
+    /// A proxy with these client-side limits.
+    pub async fn with_limits(limits: server::Limits) -> Self {
+        let serve_config = ServeConfig {
+            limits,
+            ..ServeConfig::default()
+        };
+        Self::with_serve(ProxyConfig::default(), false, serve_config).await
+    }
+
+    pub async fn with_serve(
+        config: ProxyConfig,
+        host_routing: bool,
+        serve_config: ServeConfig,
+    ) -> Self {
         let routes = Arc::new(RouteStore::new(host_routing));
         let proxy = Arc::new(Proxy::new(config, routes.clone()).unwrap());
         let shutdown = Shutdown::new();
@@ -70,10 +93,6 @@ impl TestProxy {
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let serve_config = ServeConfig {
-            tls,
-            ..ServeConfig::default()
-        };
         tokio::spawn(server::serve(
             listener,
             serve_config,

@@ -1,0 +1,249 @@
+//! Client-side limits: head sizes (431, 414), the header timeout for silent
+//! and slow connections, idle keep-alive and HTTP/2 connections, `--timeout`,
+//! and the connection limits, each with the proxy still serving others.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::harness::*;
+use hubgate_proxy::server::Limits;
+
+fn short() -> Limits {
+    Limits {
+        header_timeout: Duration::from_millis(400),
+        keep_alive: Duration::from_millis(300),
+        ..Limits::default()
+    }
+}
+
+async fn proxy_with(limits: Limits) -> (TestProxy, Backend) {
+    let proxy = TestProxy::with_limits(limits).await;
+    let backend = Backend::http("b").start().await;
+    proxy.add_route("/", &backend.url()).await;
+    (proxy, backend)
+}
+
+/// How long until the proxy closes `stream` (reading whatever it sends),
+/// at most `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn oversized_heads_get_431_and_long_targets_414() {
+    let (proxy, backend) = proxy_with(Limits::default()).await;
+    let big = "a".repeat(70 * 1024);
+    let reply = raw_exchange(
+        proxy.addr,
+        format!("GET / HTTP/1.1\r\nhost: h\r\nx-big: {big}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&reply), [431], "{reply:.200}");
+    let many: String = (0..150).map(|i| format!("x-f{i}: v\r\n")).collect();
+    let reply = raw_exchange(
+        proxy.addr,
+        format!("GET / HTTP/1.1\r\nhost: h\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&reply), [431]);
+    let long = "x".repeat(9 * 1024);
+    let reply = raw_exchange(
+        proxy.addr,
+        format!("GET /{long} HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&reply), [414]);
+    assert_eq!(backend.hits(), 0);
+    // Just under each limit passes.
+    let ok = "x".repeat(8 * 1024 - 10);
+    assert_eq!(get(proxy.addr, &format!("/{ok}")).await.0, 200);
+    assert_eq!(backend.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_silent_connection_and_a_slow_head_are_closed_after_the_header_timeout() {
+    let (proxy, _backend) = proxy_with(short()).await;
+    let mut silent = TcpStream::connect(proxy.addr).await.unwrap();
+    let t = closed_within(&mut silent, Duration::from_secs(5)).await;
+    assert!(
+        t.is_some(),
+        "a connection that sent nothing is still open after 5 s"
+    );
+    eprintln!("silent connection closed after {:?}", t.unwrap());
+
+    // A head sent one byte every 100 ms never completes in time.
+    let mut slow = TcpStream::connect(proxy.addr).await.unwrap();
+    let trickle = async {
+        for b in
+            b"GET / HTTP/1.1\r\nhost: h\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        {
+            if slow.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), trickle).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(1), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a slow head was not cut off");
+    assert_eq!(get(proxy.addr, "/").await.0, 200);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_and_http2_connections_are_closed() {
+    let (proxy, _backend) = proxy_with(short()).await;
+    // HTTP/1.1: one request, then silence.
+    let mut h1 = TcpStream::connect(proxy.addr).await.unwrap();
+    h1.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let t = closed_within(&mut h1, Duration::from_secs(5)).await;
+    assert!(t.is_some(), "an idle keep-alive connection stayed open");
+
+    // HTTP/2 (prior knowledge): one request, then silence.
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let ended = tokio::spawn(conn);
+    let req = Request::get(format!("http://{}/", proxy.addr))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    let closed = tokio::time::timeout(Duration::from_secs(5), ended).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection stayed open");
+
+    // HTTP/2 without a single stream.
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (_sender, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(
+        closed.is_ok(),
+        "an HTTP/2 connection with no stream stayed open"
+    );
+}
+
+#[tokio::test]
+async fn a_long_response_is_not_cut_by_the_idle_timers() {
+    let proxy = TestProxy::with_limits(short()).await;
+    let slow = Backend::http("slow")
+        .delay(Duration::from_millis(1500))
+        .start()
+        .await;
+    proxy.add_route("/", &slow.url()).await;
+    let (status, body) = get(proxy.addr, "/").await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "backend slow"));
+}
+
+#[tokio::test]
+async fn socket_timeout_closes_a_connection_with_no_traffic() {
+    let limits = Limits {
+        socket_timeout: Some(Duration::from_millis(500)),
+        ..Limits::default()
+    };
+    let proxy = TestProxy::with_limits(limits).await;
+    let stalled = Backend::http("stalled")
+        .delay(Duration::from_secs(30))
+        .start()
+        .await;
+    proxy.add_route("/", &stalled.url()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let t = closed_within(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        t.is_some(),
+        "--timeout did not close a stalled request's connection"
+    );
+    eprintln!("closed after {:?} of silence", t.unwrap());
+}
+
+#[tokio::test]
+async fn beyond_max_connections_new_ones_wait_and_per_client_get_503() {
+    let limits = Limits {
+        max_connections: 3,
+        ..Limits::default()
+    };
+    let (proxy, _backend) = proxy_with(limits).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        assert!(s.read(&mut buf).await.unwrap() > 0);
+        held.push(s);
+    }
+    // The fourth connects (the kernel's backlog) but is not served yet.
+    let fourth = tokio::spawn(get(proxy.addr, "/"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!fourth.is_finished(), "served beyond --max-connections");
+    held.pop();
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), fourth)
+        .await
+        .expect("not served once a place was free")
+        .unwrap();
+    assert_eq!(status, 200);
+
+    let limits = Limits {
+        max_per_client: Some(2),
+        ..Limits::default()
+    };
+    let (proxy, _backend) = proxy_with(limits).await;
+    let a = TcpStream::connect(proxy.addr).await.unwrap();
+    let b = TcpStream::connect(proxy.addr).await.unwrap();
+    let reply = raw_exchange(proxy.addr, b"GET / HTTP/1.1\r\nhost: h\r\n\r\n").await;
+    assert_eq!(statuses(&reply), [503], "{reply}");
+    drop((a, b));
+    wait_for(Duration::from_secs(5), "a place for the client", || async {
+        raw_exchange(
+            proxy.addr,
+            b"GET / HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .starts_with("HTTP/1.1 200")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn thousands_of_idle_connections_do_not_stop_normal_requests() {
+    let (proxy, _backend) = proxy_with(Limits::default()).await;
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(TcpStream::connect(proxy.addr).await.unwrap());
+    }
+    let start = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(get(proxy.addr, "/").await.0, 200);
+    }
+    eprintln!(
+        "20 requests beside 2000 idle connections: {:?}",
+        start.elapsed()
+    );
+    drop(idle);
+}
