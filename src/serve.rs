@@ -196,7 +196,22 @@ fn bind_std_unix(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener
 
 /// `n` sockets on one address with `SO_REUSEPORT`, so the kernel spreads
 /// connections over the workers (port 0 picks a port for all of them).
+///
+/// `SO_REUSEPORT` would also let a second hubgate join a port another one
+/// serves, the kernel then splitting clients between two route tables; so
+/// the port is first bound once without it, which fails if anyone listens.
 fn bind_reuseport(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        let probe = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into()).with_context(|| {
+            format!("cannot bind {addr}: another process (another hubgate?) listens on it")
+        })?;
+    }
     let mut addr = addr;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -472,5 +487,16 @@ mod tests {
         let l = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
         let port = l[0].local_addr().unwrap().port();
         assert!(l.iter().all(|s| s.local_addr().unwrap().port() == port));
+    }
+
+    #[test]
+    fn a_port_another_process_serves_with_reuseport_is_refused() {
+        let first = bind_reuseport("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let taken = first[0].local_addr().unwrap();
+        let err = bind_reuseport(taken, 2).unwrap_err();
+        assert!(format!("{err:#}").contains("another process"), "{err:#}");
+        // Once it is gone the port is free again.
+        drop(first);
+        assert_eq!(bind_reuseport(taken, 2).unwrap().len(), 2);
     }
 }

@@ -1,8 +1,10 @@
 //! The client-facing response body: a small generated body, or one of the
 //! upstream side's streamed bodies (`upstream::body`, `upstream::h1`).
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -18,7 +20,22 @@ pub enum ResponseBody {
     Upstream(FromUpstream),
     /// Streamed from an upstream by the inline HTTP/1.1 exchange.
     Raw(crate::upstream::h1::RawBody),
+    /// An upstream body cut off when no bytes come for a while
+    /// (`--proxy-timeout` between body frames).
+    Timed(Box<Timed>),
 }
+
+/// See [`ResponseBody::Timed`].
+pub struct Timed {
+    inner: ResponseBody,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The upstream sent no body bytes for the proxy timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent no body bytes for {0:?}")]
+struct BodyStalled(Duration);
 
 impl ResponseBody {
     /// An empty body.
@@ -29,6 +46,19 @@ impl ResponseBody {
     /// A body holding `bytes`.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         Self::Full(Some(bytes.into()))
+    }
+
+    /// This body, failing once `idle` passes between two frames (one timer
+    /// per body, only when a timeout is set).
+    pub(crate) fn idle_limited(self, idle: Option<Duration>) -> Self {
+        match idle {
+            Some(idle) if !self.is_end_stream() => Self::Timed(Box::new(Timed {
+                inner: self,
+                idle,
+                timer: Box::pin(tokio::time::sleep(idle)),
+            })),
+            _ => self,
+        }
     }
 }
 
@@ -51,6 +81,17 @@ impl Body for ResponseBody {
                 Poll::Pending => Poll::Pending,
             },
             Self::Raw(raw) => Pin::new(raw).poll_frame(cx),
+            Self::Timed(t) => match Pin::new(&mut t.inner).poll_frame(cx) {
+                Poll::Pending => match t.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled(t.idle))))),
+                    Poll::Pending => Poll::Pending,
+                },
+                ready => {
+                    let next = tokio::time::Instant::now() + t.idle;
+                    t.timer.as_mut().reset(next);
+                    ready
+                }
+            },
         }
     }
 
@@ -59,6 +100,7 @@ impl Body for ResponseBody {
             Self::Full(bytes) => bytes.is_none(),
             Self::Upstream(up) => up.done || up.inner.is_end_stream(),
             Self::Raw(raw) => raw.is_end_stream(),
+            Self::Timed(t) => t.inner.is_end_stream(),
         }
     }
 
@@ -68,6 +110,7 @@ impl Body for ResponseBody {
             Self::Full(None) => SizeHint::with_exact(0),
             Self::Upstream(up) => up.inner.size_hint(),
             Self::Raw(raw) => raw.size_hint(),
+            Self::Timed(t) => t.inner.size_hint(),
         }
     }
 }

@@ -52,6 +52,8 @@ mod clock;
 mod error;
 mod escape;
 mod forward;
+#[cfg(fuzzing)]
+pub mod fuzz;
 mod headers;
 pub mod hygiene;
 mod metrics;

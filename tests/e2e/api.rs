@@ -98,6 +98,18 @@ async fn bad_input_is_400_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn an_oversized_body_is_413_and_changes_nothing() {
+    let p = TestProxy::start().await;
+    let padding = "x".repeat(2 << 20);
+    let body = format!(r#"{{"target":"http://127.0.0.1:1","pad":"{padding}"}}"#);
+    let (status, text) = p.api(Method::POST, "/api/routes/big", &body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("larger than"), "{text}");
+    let (status, _) = p.api(Method::GET, "/api/routes/big", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn keys_are_decoded_and_normalised() {
     let p = TestProxy::start().await;
     p.add_route("/user/%E7%A7%80/", "http://127.0.0.1:1").await;

@@ -19,7 +19,13 @@ async fn dead_backend_is_503_with_a_page_and_keeps_the_route() {
     let dead = Backend::http("dead").start().await;
     let url = dead.url();
     dead.stop();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let addr = dead.addr;
+    crate::harness::wait_for(
+        Duration::from_secs(5),
+        "the backend to stop",
+        || async move { TcpStream::connect(addr).await.is_err() },
+    )
+    .await;
     p.add_route("/user/gone", &url).await;
     let (status, body) = get(p.addr, "/user/gone/lab").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -40,6 +46,86 @@ async fn slow_backend_times_out_with_504() {
     let p = TestProxy::with(config, false).await;
     p.add_route("/", &slow.url()).await;
     assert_eq!(get(p.addr, "/").await.0, StatusCode::GATEWAY_TIMEOUT);
+}
+
+/// A backend that stalls mid-body is cut off after `--proxy-timeout`
+/// without bytes, on both upstream paths (the inline exchange for a GET,
+/// hyper's client for a POST).
+#[tokio::test]
+async fn a_backend_stalling_mid_body_is_cut_after_the_proxy_timeout() {
+    let stalled =
+        crate::harness::Scripted::reply("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+            .close_after(Duration::from_secs(30))
+            .start()
+            .await;
+    let config = ProxyConfig {
+        proxy_timeout: Some(Duration::from_millis(500)),
+        ..ProxyConfig::default()
+    };
+    let p = TestProxy::with(config, false).await;
+    p.add_route("/", &stalled.url()).await;
+    for method in [http::Method::GET, http::Method::POST] {
+        let req = Request::builder()
+            .method(method.clone())
+            .uri("/stall")
+            .header("host", "h")
+            .body(match method {
+                http::Method::GET => Full::default(),
+                _ => Full::new(Bytes::from_static(b"x")),
+            })
+            .unwrap();
+        let resp = h1(p.addr).await.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect()).await;
+        assert!(
+            matches!(body, Ok(Err(_))),
+            "{method}: a stalled body was not cut: {body:?}"
+        );
+    }
+}
+
+/// Requests with bodies go through hyper's client: a slow answer is a 504,
+/// and a pooled connection the backend closed meanwhile is replaced before
+/// the request goes out (the body is not lost).
+#[tokio::test]
+async fn requests_with_bodies_time_out_and_survive_a_closed_pooled_connection() {
+    let slow = Backend::http("slow")
+        .delay(Duration::from_secs(3))
+        .start()
+        .await;
+    let config = ProxyConfig {
+        proxy_timeout: Some(Duration::from_millis(300)),
+        ..ProxyConfig::default()
+    };
+    let p = TestProxy::with(config, false).await;
+    p.add_route("/slow", &slow.url()).await;
+    let post = |path: &str| {
+        Request::post(path)
+            .header("host", "h")
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap()
+    };
+    assert_eq!(
+        send(p.addr, post("/slow")).await.status(),
+        StatusCode::GATEWAY_TIMEOUT
+    );
+
+    // A backend that closes each connection 100 ms after answering.
+    let closing = crate::harness::Scripted::reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        .close_after(Duration::from_millis(100))
+        .start()
+        .await;
+    p.add_route("/closing", &closing.url()).await;
+    let client = h1(p.addr).await;
+    let mut client = client;
+    for round in 0..3 {
+        let resp = client.send_request(post("/closing")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "round {round}");
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        // Past the backend's close, so the pooled connection is dead.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(closing.connections(), 3);
 }
 
 #[tokio::test]
@@ -95,6 +181,39 @@ async fn unreachable_error_target_falls_back_to_a_local_page() {
     let (status, body) = get(p.addr, "/x").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("404 Not Found"));
+}
+
+/// A hub that accepts but never answers: each failing request gets the
+/// built-in page after the error target's short timeout, and the next ones
+/// at once while it counts as down.
+#[tokio::test]
+async fn a_stalled_error_target_costs_one_short_timeout() {
+    let hub = Backend::http("hub")
+        .delay(Duration::from_secs(60))
+        .start()
+        .await;
+    let config = ProxyConfig {
+        error_target: Some(format!("{}/hub/error", hub.url())),
+        ..ProxyConfig::default()
+    };
+    let p = TestProxy::with(config, false).await;
+    let start = std::time::Instant::now();
+    let (status, body) = get(p.addr, "/nowhere").await;
+    let first = start.elapsed();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("404 Not Found"), "{body}");
+    assert!(
+        first < Duration::from_secs(5),
+        "waited {first:?} for a dead error target"
+    );
+    let start = std::time::Instant::now();
+    assert_eq!(get(p.addr, "/nowhere").await.0, StatusCode::NOT_FOUND);
+    let second = start.elapsed();
+    assert!(
+        second < Duration::from_secs(1),
+        "asked the dead error target again: {second:?}"
+    );
+    eprintln!("first error page after {first:?}, the next after {second:?}");
 }
 
 #[tokio::test]

@@ -247,3 +247,43 @@ async fn thousands_of_idle_connections_do_not_stop_normal_requests() {
     );
     drop(idle);
 }
+
+/// An upstream that closed its idle keep-alive connection (its server went
+/// away) has the proxy's end closed by the pool sweeper within seconds,
+/// with no new request to that upstream: nothing lingers in CLOSE-WAIT.
+#[tokio::test]
+async fn idle_upstream_connections_closed_by_the_upstream_are_swept() {
+    let proxy = TestProxy::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    proxy
+        .add_route("/gone", &format!("http://{upstream}"))
+        .await;
+    let request = tokio::spawn(get(proxy.addr, "/gone"));
+    let (mut conn, _) = listener.accept().await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut buf).await.unwrap();
+        head.extend_from_slice(&buf[..n]);
+    }
+    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        .await
+        .unwrap();
+    assert_eq!(request.await.unwrap().0, 200);
+    // The server goes away: FIN, then the route is deleted.
+    conn.shutdown().await.unwrap();
+    proxy
+        .api(http::Method::DELETE, "/api/routes/gone", "")
+        .await;
+    let start = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(15), conn.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the proxy kept its end of a closed upstream connection open"
+    );
+    eprintln!(
+        "proxy closed its end {:?} after the upstream's FIN",
+        start.elapsed()
+    );
+}

@@ -19,6 +19,7 @@ mod balancing;
 mod binary;
 mod discovery;
 mod errors;
+mod flags;
 mod forwarding;
 mod jupyterhub;
 mod limits;

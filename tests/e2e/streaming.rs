@@ -8,7 +8,7 @@ use http_body_util::Full;
 use tokio::net::TcpStream;
 
 use crate::harness::{
-    Backend, Hubgate, TestProxy, drain_body, echo, get, h1, stream_zeros, websocket,
+    Backend, Hubgate, TestProxy, drain_body, echo, get, h1, stream_zeros, wait_for, websocket,
 };
 
 const TWO_GIB: u64 = 2 << 30;
@@ -85,13 +85,23 @@ async fn graceful_shutdown_finishes_in_flight_requests_then_closes_tunnels() {
 
     let addr = p.addr;
     let in_flight = tokio::spawn(async move { get(addr, "/slow").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for(
+        Duration::from_secs(5),
+        "the request to reach the backend",
+        || async { slow.hits() == 1 },
+    )
+    .await;
     let shutdown = p.shutdown.clone();
     let drained = tokio::spawn(async move { shutdown.drain(Duration::from_secs(5)).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for(
+        Duration::from_secs(5),
+        "new connections to be refused",
+        || async { TcpStream::connect(addr).await.is_err() },
+    )
+    .await;
     assert!(
-        TcpStream::connect(addr).await.is_err(),
-        "no new connections once shutdown began"
+        !in_flight.is_finished(),
+        "the in-flight request is still running"
     );
 
     assert_eq!(

@@ -3,6 +3,7 @@
 //! HTML page; websockets get a bare status.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,6 +50,14 @@ impl ErrorPages {
         ))
     }
 }
+
+/// Longest wait for the error target's page (connect and head), far below
+/// the upstream connect timeout: a dead hub must not hold every failing
+/// request for 10 s.
+const ERROR_TARGET_TIMEOUT: Duration = Duration::from_secs(2);
+/// After the error target fails, the built-in page is used for this long
+/// without asking it again.
+const ERROR_TARGET_PAUSE: Duration = Duration::from_secs(5);
 
 /// `encodeURIComponent`'s set: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -112,17 +121,28 @@ impl Proxy {
             .header(header::HOST, target.authority.as_str())
             .body(UpstreamBody::Empty)
             .ok()?;
-        let mut sender = self.connector.get(target).await.ok()?;
-        let exchange = sender.try_send_request(req);
-        let timeout = self.config.proxy_timeout.unwrap_or(Duration::from_secs(10));
-        let page = match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(page)) => page,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e.error(), backend = %target.as_str(), "error target failed");
-                return None;
-            }
-            Err(_) => {
-                tracing::warn!(backend = %target.as_str(), "error target timed out");
+        if crate::clock::now_ms() < self.error_target_down_until.load(Relaxed) {
+            return None; // it failed a moment ago: the built-in page at once
+        }
+        let fetch = async {
+            let mut sender = self
+                .connector
+                .get(target)
+                .await
+                .map_err(|e| e.to_string())?;
+            let page = sender.try_send_request(req).await;
+            page.map(|p| (p, sender)).map_err(|e| e.error().to_string())
+        };
+        let (page, sender) = match tokio::time::timeout(ERROR_TARGET_TIMEOUT, fetch).await {
+            Ok(Ok(fetched)) => fetched,
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e,
+                    _ => "timed out".into(),
+                };
+                tracing::warn!(%error, backend = %target.as_str(), "error target failed; using the built-in page for a while");
+                let until = crate::clock::now_ms() + ERROR_TARGET_PAUSE.as_millis() as u64;
+                self.error_target_down_until.store(until, Relaxed);
                 return None;
             }
         };

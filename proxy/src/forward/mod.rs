@@ -53,7 +53,8 @@ pub struct ProxyConfig {
     pub change_origin: bool,
     /// Fields that override the request's own (`--custom-header k:v`).
     pub custom_headers: Vec<(HeaderName, HeaderValue)>,
-    /// Longest wait for an upstream's response head (`--proxy-timeout`).
+    /// Longest wait for an upstream's response head, and between two of its
+    /// body frames (`--proxy-timeout`).
     pub proxy_timeout: Option<Duration>,
     /// Longest wait for a new upstream connection.
     pub connect_timeout: Duration,
@@ -101,6 +102,8 @@ impl Default for ProxyConfig {
 pub struct Proxy {
     pub(crate) config: ProxyConfig,
     pub(crate) error_target: Option<Target>,
+    /// Until when (ms since the epoch) the error target counts as down.
+    pub(crate) error_target_down_until: Arc<std::sync::atomic::AtomicU64>,
     routes: Arc<RouteStore>,
     pub(crate) connector: Connector,
     metrics: Arc<Metrics>,
@@ -122,6 +125,7 @@ impl Proxy {
         Ok(Self {
             config,
             error_target,
+            error_target_down_until: Arc::default(),
             routes,
             connector,
             metrics: Arc::new(Metrics::default()),
@@ -309,7 +313,8 @@ impl Proxy {
                 if parts.status.as_u16() < 300 {
                     body.touch_on_end(route.activity.clone());
                 }
-                Response::from_parts(parts, ResponseBody::Raw(body))
+                let body = ResponseBody::Raw(body).idle_limited(self.config.proxy_timeout);
+                Response::from_parts(parts, body)
             }
         }
     }
@@ -339,7 +344,8 @@ impl Proxy {
             Some((self.connector.key(upstream.target), upstream.sender)),
             activity,
         );
-        Response::from_parts(parts, ResponseBody::Upstream(body))
+        let body = ResponseBody::Upstream(body).idle_limited(self.config.proxy_timeout);
+        Response::from_parts(parts, body)
     }
 }
 

@@ -230,6 +230,7 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     shutdown: Shutdown,
 ) {
+    crate::upstream::start_sweeper();
     let limits = Arc::new(config.limits.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

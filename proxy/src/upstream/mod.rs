@@ -7,7 +7,8 @@
 //!   connections, sticky cookie) and its passive and active health state;
 //! - [`health`]: the active health checker that probes balanced endpoints;
 //! - [`h1`]: the inline HTTP/1.1 exchange and its response body;
-//! - [`pool`]: the connector and the per-thread pools of idle connections;
+//! - [`pool`]: the connector and hyper's client connections;
+//! - [`idle`]: the per-thread pools of idle connections, bounded and swept;
 //! - [`body`]: request bodies going up and hyper's response bodies coming back;
 //! - [`target`]: a parsed upstream URL;
 //! - [`socket`]: TCP keepalive and waker hygiene for upstream sockets.
@@ -16,6 +17,30 @@ pub(crate) mod balance;
 pub(crate) mod body;
 pub(crate) mod h1;
 pub(crate) mod health;
+pub(crate) mod idle;
 pub(crate) mod pool;
 pub(crate) mod socket;
 pub(crate) mod target;
+
+thread_local! {
+    static SWEEPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Starts this thread's sweeper of idle upstream connections, once per
+/// thread; it runs as long as the thread's runtime. Must be called inside
+/// a runtime.
+pub(crate) fn start_sweeper() {
+    if SWEEPING.replace(true) {
+        return;
+    }
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(idle::SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let now = std::time::Instant::now();
+            h1::sweep(now);
+            pool::sweep(now);
+        }
+    });
+}

@@ -1,16 +1,10 @@
-//! Upstream connections: a per-thread pool of idle HTTP/1.1 keep-alive
-//! connections, keyed by upstream address.
-//!
-//! Each worker thread runs its own runtime, so a thread-local pool is a
-//! per-worker pool: checkout and return touch no lock and no shared cache
-//! line, and a connection's task runs on the thread that uses it.
+//! Upstream connections through hyper's client, pooled per thread (see
+//! `idle`), and the connector that opens them.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::LocalKey;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -21,69 +15,21 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::body::UpstreamBody;
+pub(crate) use super::idle::PoolKey;
+use super::idle::{Idle, Pool, park, unpark};
 use super::target::{Endpoint, Target};
 use crate::clock::Activity;
 use crate::error::ProxyError;
 
 pub(crate) type Sender = http1::SendRequest<UpstreamBody>;
 
-/// Idle connections kept per upstream and thread.
-const MAX_IDLE_PER_UPSTREAM: usize = 256;
-/// Idle connections older than this are not reused (upstreams close idle
-/// keep-alive connections on their own schedule).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Which connector a pooled connection came from, and its upstream: two
-/// proxies in one process (tests) may trust different CAs, so they must
-/// never share a TLS connection.
-pub(crate) type PoolKey = (u64, Arc<str>);
-
-/// Idle connections of one kind by connector and upstream: one map per
-/// worker thread. Looked up by `&str`, so taking a connection clones no
-/// shared `Arc` (its count would bounce between the workers' cores).
-pub(crate) type Idle<T> = RefCell<HashMap<u64, HashMap<Arc<str>, Vec<(T, Instant)>>>>;
-
-/// Keeps `conn` for the next request to its pool key (`key` finds it in
-/// `conn`) on this thread; the key is cloned only for a new upstream.
-pub(crate) fn park<T: 'static>(
-    idle: &'static LocalKey<Idle<T>>,
-    conn: T,
-    key: impl FnOnce(&T) -> &PoolKey,
-) {
-    idle.with_borrow_mut(|idle| {
-        let (connector, upstream) = key(&conn);
-        let by_upstream = idle.entry(*connector).or_default();
-        let list = match by_upstream.get_mut(&**upstream) {
-            Some(list) => list,
-            None => by_upstream.entry(upstream.clone()).or_default(),
-        };
-        if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push((conn, Instant::now()));
-        }
-    });
-}
-
-/// The most recently parked connection of `connector` to `upstream` that is
-/// young enough and `usable`; the others found on the way are dropped.
-pub(crate) fn unpark<T: 'static>(
-    idle: &'static LocalKey<Idle<T>>,
-    connector: u64,
-    upstream: &str,
-    usable: impl Fn(&T) -> bool,
-) -> Option<T> {
-    idle.with_borrow_mut(|idle| {
-        let list = idle.get_mut(&connector)?.get_mut(upstream)?;
-        while let Some((conn, since)) = list.pop() {
-            if since.elapsed() < IDLE_TIMEOUT && usable(&conn) {
-                return Some(conn);
-            }
-        }
-        None
-    })
-}
-
 thread_local! {
-    static IDLE: Idle<(PoolKey, Sender)> = RefCell::new(HashMap::new());
+    static IDLE: Idle<(PoolKey, Sender)> = RefCell::new(Pool::new());
+}
+
+/// Sweeps this thread's pool of hyper connections.
+pub(crate) fn sweep(now: std::time::Instant) {
+    super::idle::sweep(&IDLE, now, |(_, sender)| !sender.is_closed());
 }
 
 static NEXT_CONNECTOR: AtomicU64 = AtomicU64::new(0);

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::io::poll_read_buf;
@@ -29,7 +29,7 @@ pub struct RawBody {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(crate) enum State {
     /// This many bytes are still to come.
     Length(u64),
     /// Waiting for a chunk-size line.
@@ -75,7 +75,7 @@ impl RawBody {
 }
 
 /// RFC 9112 §6.3: how the body of this response is delimited.
-fn framing(head: &Head, is_head: bool) -> io::Result<State> {
+pub(crate) fn framing(head: &Head, is_head: bool) -> io::Result<State> {
     let s = head.status;
     if is_head || s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED {
         return Ok(State::Length(0));
@@ -130,6 +130,72 @@ impl Drop for RawBody {
     }
 }
 
+/// What the decoder made of the buffered bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body is complete.
+    End,
+}
+
+impl State {
+    /// Decodes what is buffered: body bytes or the end, `None` when more
+    /// bytes are needed first (or, until close, at the end of the stream).
+    pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, &'static str> {
+        loop {
+            match *self {
+                State::Done | State::Length(0) => return Ok(Some(Decoded::End)),
+                State::Length(rem) | State::ChunkData(rem) if !buf.is_empty() => {
+                    let n = rem.min(buf.len() as u64);
+                    let data = buf.split_to(n as usize).freeze();
+                    *self = match *self {
+                        State::ChunkData(_) if n == rem => State::ChunkEnd,
+                        State::ChunkData(_) => State::ChunkData(rem - n),
+                        _ => State::Length(rem - n),
+                    };
+                    return Ok(Some(Decoded::Data(data)));
+                }
+                State::UntilClose if !buf.is_empty() => {
+                    return Ok(Some(Decoded::Data(buf.split().freeze())));
+                }
+                State::ChunkSize => match line_end(buf) {
+                    Some(end) => {
+                        let size = chunk_size(&buf[..end]).map_err(|_| "bad chunk size")?;
+                        let _ = buf.split_to(end + 2);
+                        *self = match size {
+                            0 => State::Trailers,
+                            n => State::ChunkData(n),
+                        };
+                    }
+                    None if buf.len() > MAX_LINE => return Err("chunk-size line too long"),
+                    None => return Ok(None),
+                },
+                State::ChunkEnd if buf.len() >= 2 => {
+                    if &buf[..2] != b"\r\n" {
+                        return Err("chunk not followed by CRLF");
+                    }
+                    let _ = buf.split_to(2);
+                    *self = State::ChunkSize;
+                }
+                State::Trailers => match line_end(buf) {
+                    Some(0) => {
+                        let _ = buf.split_to(2);
+                        *self = State::Done;
+                        return Ok(Some(Decoded::End));
+                    }
+                    Some(end) => {
+                        let _ = buf.split_to(end + 2);
+                    }
+                    None if buf.len() > MAX_LINE => return Err("trailer too long"),
+                    None => return Ok(None),
+                },
+                _ => return Ok(None),
+            }
+        }
+    }
+}
+
 /// Where `\r\n` starts in `buf`.
 fn line_end(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
@@ -161,62 +227,13 @@ impl Body for RawBody {
             return Poll::Ready(None);
         };
         loop {
-            let buf = &mut conn.buf;
-            // Decode what is buffered; `None` means: read more first.
-            let step: Option<Option<Bytes>> = match this.state {
-                State::Done | State::Length(0) => return Poll::Ready(None),
-                State::Length(rem) | State::ChunkData(rem) if !buf.is_empty() => {
-                    let n = rem.min(buf.len() as u64);
-                    let data = buf.split_to(n as usize).freeze();
-                    this.state = match this.state {
-                        State::ChunkData(_) if n == rem => State::ChunkEnd,
-                        State::ChunkData(_) => State::ChunkData(rem - n),
-                        _ => State::Length(rem - n),
-                    };
-                    Some(Some(data))
-                }
-                State::UntilClose if !buf.is_empty() => Some(Some(buf.split().freeze())),
-                State::ChunkSize => match line_end(buf) {
-                    Some(end) => {
-                        let size = chunk_size(&buf[..end])?;
-                        let _ = buf.split_to(end + 2);
-                        this.state = match size {
-                            0 => State::Trailers,
-                            n => State::ChunkData(n),
-                        };
-                        Some(None)
-                    }
-                    None if buf.len() > MAX_LINE => return err("chunk-size line too long"),
-                    None => None,
-                },
-                State::ChunkEnd if buf.len() >= 2 => {
-                    if &buf[..2] != b"\r\n" {
-                        return err("chunk not followed by CRLF");
-                    }
-                    let _ = buf.split_to(2);
-                    this.state = State::ChunkSize;
-                    Some(None)
-                }
-                State::Trailers => match line_end(buf) {
-                    Some(0) => {
-                        let _ = buf.split_to(2);
-                        this.state = State::Done;
-                        return Poll::Ready(None);
-                    }
-                    Some(end) => {
-                        let _ = buf.split_to(end + 2);
-                        Some(None)
-                    }
-                    None if buf.len() > MAX_LINE => return err("trailer too long"),
-                    None => None,
-                },
-                _ => None,
-            };
-            match step {
-                Some(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                Some(None) => continue,
-                None => {}
+            match this.state.next(&mut conn.buf) {
+                Ok(Some(Decoded::Data(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(Some(Decoded::End)) => return Poll::Ready(None),
+                Ok(None) => {}
+                Err(what) => return err(what),
             }
+            let buf = &mut conn.buf;
             // Read more from the upstream. (A read through `poll_read` also
             // lets the runtime forget readiness after a short read, so the
             // pool's check on reuse needs no system call.)

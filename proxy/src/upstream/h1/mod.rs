@@ -17,7 +17,6 @@
 mod body;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::time::Duration;
@@ -29,8 +28,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 pub(crate) use body::RawBody;
+#[cfg(fuzzing)]
+pub(crate) use body::{Decoded, State, framing};
 
-use super::pool::{Connector, Idle, PoolKey, park, unpark};
+use super::idle::{Idle, Pool, PoolKey, park, unpark};
+use super::pool::Connector;
 use super::target::{Endpoint, Target};
 use crate::error::ProxyError;
 
@@ -56,7 +58,12 @@ pub(crate) struct Conn {
 }
 
 thread_local! {
-    static IDLE: Idle<Conn> = RefCell::new(HashMap::new());
+    static IDLE: Idle<Conn> = RefCell::new(Pool::new());
+}
+
+/// Sweeps this thread's pool of inline-exchange connections.
+pub(crate) fn sweep(now: std::time::Instant) {
+    super::idle::sweep(&IDLE, now, open);
 }
 
 /// Whether a request can take the inline path.
@@ -78,12 +85,12 @@ fn put_back(conn: Conn) {
 fn take_idle(connector: u64, upstream: &str) -> Option<Conn> {
     // The runtime has already recorded a FIN or stray bytes as readiness,
     // so this costs no system call on a healthy socket.
-    unpark(
-        &IDLE,
-        connector,
-        upstream,
-        |conn| matches!(conn.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
-    )
+    unpark(&IDLE, connector, upstream, open)
+}
+
+/// Neither closed nor written to by the upstream while idle.
+fn open(conn: &Conn) -> bool {
+    matches!(conn.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// What the upstream answered.
@@ -216,7 +223,7 @@ pub(crate) struct Head {
 
 /// Takes a complete head off the front of `buf`, if there is one. Header
 /// values share one buffer with the head rather than being copied.
-fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
+pub(crate) fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
     if buf.is_empty() {
         return Ok(None);
     }

@@ -1,0 +1,157 @@
+//! Per-thread pools of idle upstream connections, keyed by connector and
+//! upstream address, bounded per upstream and per thread, and swept.
+//!
+//! Each worker thread runs its own runtime, so a thread-local pool is a
+//! per-worker pool: checkout and return touch no lock and no shared cache
+//! line. A sweeper task on each thread that serves (`super::start_sweeper`)
+//! drops, every few seconds, connections the upstream has closed (so none
+//! lingers in CLOSE-WAIT after its server went away) and those idle too
+//! long.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::LocalKey;
+use std::time::{Duration, Instant};
+
+/// Idle connections kept per upstream and thread.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// Idle connections kept per thread, all upstreams together.
+const MAX_IDLE_PER_THREAD: usize = 4096;
+/// Idle connections older than this are closed (upstreams close idle
+/// keep-alive connections on their own schedule).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the sweeper looks.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Which connector a pooled connection came from, and its upstream: two
+/// proxies in one process (tests) may trust different CAs, so they must
+/// never share a TLS connection.
+pub(crate) type PoolKey = (u64, Arc<str>);
+
+/// Idle connections of one kind: one per worker thread. Looked up by
+/// `&str`, so taking a connection clones no shared `Arc` (its count would
+/// bounce between the workers' cores).
+pub(crate) struct Pool<T> {
+    by_connector: HashMap<u64, ByUpstream<T>>,
+    count: usize,
+}
+
+pub(crate) type Idle<T> = RefCell<Pool<T>>;
+
+/// One connector's idle connections by upstream, each with when it parked.
+type ByUpstream<T> = HashMap<Arc<str>, Vec<(T, Instant)>>;
+
+impl<T> Pool<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            by_connector: HashMap::new(),
+            count: 0,
+        }
+    }
+
+    /// Drops connections that are too old or no longer `usable`, and the
+    /// upstreams left with none.
+    fn sweep(&mut self, now: Instant, usable: impl Fn(&T) -> bool) {
+        let mut count = 0;
+        self.by_connector.retain(|_, by_upstream| {
+            by_upstream.retain(|_, list| {
+                list.retain(|(conn, since)| {
+                    now.duration_since(*since) < IDLE_TIMEOUT && usable(conn)
+                });
+                count += list.len();
+                !list.is_empty()
+            });
+            !by_upstream.is_empty()
+        });
+        self.count = count;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+}
+
+/// Keeps `conn` for the next request to its pool key (`key` finds it in
+/// `conn`) on this thread, unless the pool is full; the key is cloned only
+/// for a new upstream.
+pub(crate) fn park<T: 'static>(
+    idle: &'static LocalKey<Idle<T>>,
+    conn: T,
+    key: impl FnOnce(&T) -> &PoolKey,
+) {
+    idle.with_borrow_mut(|pool| {
+        if pool.count >= MAX_IDLE_PER_THREAD {
+            return;
+        }
+        let (connector, upstream) = key(&conn);
+        let by_upstream = pool.by_connector.entry(*connector).or_default();
+        let list = match by_upstream.get_mut(&**upstream) {
+            Some(list) => list,
+            None => by_upstream.entry(upstream.clone()).or_default(),
+        };
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push((conn, Instant::now()));
+            pool.count += 1;
+        }
+    });
+}
+
+/// The most recently parked connection of `connector` to `upstream` that is
+/// young enough and `usable`; the others found on the way are dropped.
+pub(crate) fn unpark<T: 'static>(
+    idle: &'static LocalKey<Idle<T>>,
+    connector: u64,
+    upstream: &str,
+    usable: impl Fn(&T) -> bool,
+) -> Option<T> {
+    idle.with_borrow_mut(|pool| {
+        let list = pool.by_connector.get_mut(&connector)?.get_mut(upstream)?;
+        while let Some((conn, since)) = list.pop() {
+            pool.count -= 1;
+            if since.elapsed() < IDLE_TIMEOUT && usable(&conn) {
+                return Some(conn);
+            }
+        }
+        None
+    })
+}
+
+/// Sweeps the pool `idle` of this thread.
+pub(crate) fn sweep<T: 'static>(
+    idle: &'static LocalKey<Idle<T>>,
+    now: Instant,
+    usable: impl Fn(&T) -> bool,
+) {
+    idle.with_borrow_mut(|pool| pool.sweep(now, usable));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        static TEST: Idle<(PoolKey, bool)> = RefCell::new(Pool::new());
+    }
+
+    #[test]
+    fn parks_sweeps_and_bounds() {
+        let key: PoolKey = (7, "10.0.0.1:80".into());
+        for alive in [true, false, true] {
+            park(&TEST, (key.clone(), alive), |(k, _)| k);
+        }
+        TEST.with_borrow(|p| assert_eq!(p.len(), 3));
+        sweep(&TEST, Instant::now(), |(_, alive)| *alive);
+        TEST.with_borrow(|p| assert_eq!(p.len(), 2));
+        sweep(&TEST, Instant::now() + IDLE_TIMEOUT, |_| true);
+        TEST.with_borrow(|p| assert_eq!(p.len(), 0));
+        TEST.with_borrow(|p| assert!(p.by_connector.is_empty()));
+        for _ in 0..MAX_IDLE_PER_UPSTREAM + 5 {
+            park(&TEST, (key.clone(), true), |(k, _)| k);
+        }
+        TEST.with_borrow(|p| assert_eq!(p.len(), MAX_IDLE_PER_UPSTREAM));
+        assert!(unpark(&TEST, 7, "10.0.0.1:80", |_| true).is_some());
+        TEST.with_borrow(|p| assert_eq!(p.len(), MAX_IDLE_PER_UPSTREAM - 1));
+    }
+}
