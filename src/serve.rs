@@ -273,6 +273,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         std::env::var_os("CONFIGPROXY_AUTH_TOKEN_FILE").map(PathBuf::from),
     )?;
     open_api_refused(&args, token.is_some())?;
+    raise_fd_limit();
     let config = proxy_config(&args)?;
     let certs = acme::manager(&args)?;
     let tls = public_tls(&args, certs.as_ref())?;
@@ -380,6 +381,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Raises the soft limit on open files to the hard limit, as nginx's
+/// `worker_rlimit_nofile` would: every connection and upstream socket is a
+/// file descriptor, and the usual soft default (1024) is far below
+/// `--max-connections`.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
 }
 
 /// The client-side limits from the flags (see `server::Limits`).

@@ -78,7 +78,7 @@ pub(crate) fn spawn_tunnel(
         let _in_flight = in_flight;
         let upgraded = match upstream {
             UpstreamSide::Hyper(upstream) => {
-                tokio::try_join!(client, upstream).map(|(c, u)| (c, upstream_parts(u)))
+                tokio::try_join!(client, upstream).map(|(c, u)| (c, tcp_parts(u)))
             }
             UpstreamSide::Tcp(tcp, early) => client.await.map(|c| (c, Ok((tcp, early)))),
         };
@@ -105,7 +105,7 @@ pub(crate) fn spawn_tunnel(
 /// A plain TCP socket and its early bytes, when that is what `upgraded` is.
 type Parts = Result<(TcpStream, Bytes), Upgraded>;
 
-fn upstream_parts(upgraded: Upgraded) -> Parts {
+fn tcp_parts(upgraded: Upgraded) -> Parts {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
         Err(upgraded) => Err(upgraded),
@@ -119,9 +119,11 @@ async fn tunnel(
     keepalive: Option<Duration>,
 ) -> io::Result<()> {
     use hyper_util::server::conn::auto::upgrade::downcast as server_downcast;
+    // Served by the auto builder (its private rewind wrapper) or by hyper's
+    // HTTP/1 builder alone (the bare stream).
     let client = match server_downcast::<TokioIo<TcpStream>>(client) {
         Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
-        Err(upgraded) => Err(upgraded),
+        Err(upgraded) => tcp_parts(upgraded),
     };
     match (client, upstream) {
         (Ok((c, c_early)), Ok((u, u_early))) => {

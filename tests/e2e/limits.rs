@@ -54,6 +54,14 @@ async fn oversized_heads_get_431_and_long_targets_414() {
     )
     .await;
     assert_eq!(statuses(&reply), [431], "{reply:.200}");
+    // The same through the builder that also speaks HTTP/2 (a `P` method).
+    let reply = raw_exchange(
+        proxy.addr,
+        format!("POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\nx-big: {big}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&reply), [431], "{reply:.200}");
     let many: String = (0..150).map(|i| format!("x-f{i}: v\r\n")).collect();
     let reply = raw_exchange(
         proxy.addr,
@@ -286,4 +294,110 @@ async fn idle_upstream_connections_closed_by_the_upstream_are_swept() {
         "proxy closed its end {:?} after the upstream's FIN",
         start.elapsed()
     );
+}
+
+/// Memory stays bounded with 10,000 idle connections and 1,000 heads that
+/// never complete, and normal requests are served meanwhile (the binary,
+/// two workers).
+#[tokio::test]
+async fn ten_thousand_idle_and_a_thousand_slow_heads_keep_memory_bounded() {
+    let backend = Backend::http("b").start().await;
+    let hg = Hubgate::spawn(&["--default-target", &backend.url(), "--workers", "2"]).await;
+    let rss = |what: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", hg.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(what))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    assert_eq!(get(hg.addr(), "/").await.0, 200);
+    let before = rss("VmRSS:");
+    let mut held = Vec::with_capacity(11_000);
+    for _ in 0..10_000 {
+        held.push(TcpStream::connect(hg.addr()).await.unwrap());
+    }
+    let idle = rss("VmRSS:");
+    for _ in 0..1_000 {
+        let mut s = TcpStream::connect(hg.addr()).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: h\r\nx-slow: aaaa")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    let served = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(get(hg.addr(), "/").await.0, 200);
+    }
+    let served = served.elapsed();
+    let after = rss("VmRSS:");
+    let per_idle = (idle.saturating_sub(before) * 1024) / 10_000;
+    let per_slow = (after.saturating_sub(idle) * 1024) / 1_000;
+    eprintln!(
+        "RSS {before} KiB before, {idle} KiB with 10,000 idle connections ({per_idle} bytes \
+         each), {after} KiB with 1,000 slow heads more ({per_slow} bytes each); 20 normal \
+         requests meanwhile in {served:?}"
+    );
+    assert!(
+        after < 256 * 1024,
+        "RSS {after} KiB with 11,000 connections"
+    );
+    drop(held);
+}
+
+/// Out of file descriptors, the accept loop backs off instead of spinning,
+/// nothing crashes, and service resumes once descriptors are free.
+#[tokio::test]
+async fn out_of_file_descriptors_backs_off_and_recovers() {
+    let backend = Backend::http("b").start().await;
+    let (port, api_port) = (free_port(), free_port());
+    let mut child = std::process::Command::new("prlimit")
+        .args(["--nofile=64:64", env!("CARGO_BIN_EXE_hubgate"), "serve"])
+        .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--api-port", &api_port.to_string(), "--workers", "1"])
+        .args(["--default-target", &backend.url(), "--log-level", "warn"])
+        .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("prlimit (util-linux) is missing: run scripts/test, which installs it");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for(Duration::from_secs(10), "hubgate to listen", || async {
+        TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    // Hold more connections than it has descriptors left.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let cpu = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu(child.id());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ticks = cpu(child.id()) - before;
+    eprintln!("CPU while out of descriptors: {ticks} ticks in 2 s");
+    assert!(ticks < 50, "spinning: {ticks} clock ticks of CPU in 2 s");
+    assert!(child.try_wait().unwrap().is_none(), "hubgate died");
+    drop(held);
+    wait_for(Duration::from_secs(10), "service to resume", || async {
+        let probe = async {
+            let mut s = TcpStream::connect(addr).await.ok()?;
+            s.write_all(b"GET / HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut reply = Vec::new();
+            s.read_to_end(&mut reply).await.ok()?;
+            Some(reply.starts_with(b"HTTP/1.1 200"))
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), probe).await,
+            Ok(Some(true))
+        )
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
 }

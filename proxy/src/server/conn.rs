@@ -1,12 +1,10 @@
-//! One client connection: the TLS handshake, hyper's HTTP/1.1 or HTTP/2
-//! server, and a watchdog with one timer per connection (never one per
-//! request) that closes what would otherwise hold a file descriptor for
-//! ever: a connection that sends nothing, a head that never completes, an
-//! idle keep-alive or HTTP/2 connection, and (with `--timeout`) a socket
-//! with no traffic either way.
+//! One client connection: the wait for its first byte, the TLS handshake,
+//! and hyper's HTTP/1.1 or HTTP/2 server under the connection's watchdog.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -17,25 +15,17 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::auxiliary::status_only;
+use super::watchdog::{Requests, Watch};
 use super::watched::Watched;
 use super::{Accepted, ConnInfo, Handler, Limits, Shutdown};
 use crate::metrics::Metrics;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the connection's own requests tell its watchdog. Written only by
-/// the connection's task, so the atomics are never contended.
-#[derive(Default)]
-struct Requests {
-    started: AtomicU64,
-    in_flight: AtomicU32,
-    /// When the last request ended, in ms since the connection opened.
-    last_end_ms: AtomicU64,
-}
-
 pub(super) struct Accept<H> {
     pub(super) acceptor: Option<TlsAcceptor>,
     pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(super) h1: Arc<hyper::server::conn::http1::Builder>,
     pub(super) handler: Arc<H>,
     pub(super) shutdown: Shutdown,
     pub(super) limits: Arc<Limits>,
@@ -46,6 +36,7 @@ impl<H> Clone for Accept<H> {
         Self {
             acceptor: self.acceptor.clone(),
             builder: self.builder.clone(),
+            h1: self.h1.clone(),
             handler: self.handler.clone(),
             shutdown: self.shutdown.clone(),
             limits: self.limits.clone(),
@@ -54,9 +45,37 @@ impl<H> Clone for Accept<H> {
 }
 
 impl<H: Handler> Accept<H> {
+    /// Serves one accepted connection. Until its first byte arrives it
+    /// costs this small future only: the TLS and HTTP state is made then,
+    /// in an allocation of its own; a connection silent for the header
+    /// timeout is closed.
     pub(super) async fn serve(self, io: Accepted, peer: Option<std::net::IpAddr>) {
         let metrics = self.handler.clone();
         let _open = metrics.metrics().map(Metrics::connection_opened);
+        let first_byte = async {
+            match &io {
+                // `readable()` may wake before any byte (tokio allows false
+                // positives); a peek waits for a byte, or the peer's FIN.
+                Accepted::Tcp(s) => {
+                    let mut byte = [0u8; 1];
+                    s.peek(&mut byte).await.map(|_| Some(byte[0]))
+                }
+                Accepted::Unix(s) => s.readable().await.map(|()| None),
+            }
+        };
+        match tokio::time::timeout(self.limits.header_timeout, first_byte).await {
+            // Only `PRI * HTTP/2.0` (prior-knowledge HTTP/2) starts with `P`
+            // among what is not HTTP/1 (POST, PUT, PATCH do too).
+            Ok(Ok(first)) => {
+                let h1_only = first.is_some_and(|b| b != b'P');
+                Box::pin(self.serve_readable(io, peer, h1_only)).await;
+            }
+            Ok(Err(e)) => tracing::debug!(peer = ?peer, error = %e, "client connection failed"),
+            Err(_) => tracing::debug!(peer = ?peer, "client sent nothing; closed"),
+        }
+    }
+
+    async fn serve_readable(self, io: Accepted, peer: Option<std::net::IpAddr>, h1_only: bool) {
         let conn = Arc::new(ConnInfo {
             peer,
             tls: self.acceptor.is_some(),
@@ -64,10 +83,12 @@ impl<H: Handler> Accept<H> {
             shutdown: self.shutdown.clone(),
         });
         match (io, self.acceptor.clone()) {
-            (Accepted::Tcp(s), None) => self.serve_io(s, conn).await,
-            (Accepted::Unix(s), None) => self.serve_io(s, conn).await,
+            (Accepted::Tcp(s), None) => self.serve_io(s, conn, h1_only).await,
+            (Accepted::Unix(s), None) => self.serve_io(s, conn, h1_only).await,
             (Accepted::Tcp(s), Some(acceptor)) => {
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, Box::pin(acceptor.accept(s)))
+                    .await
+                {
                     // A TLS-ALPN-01 validation (RFC 8737 §3) ends with the
                     // handshake: no HTTP on that connection.
                     Ok(Ok(tls))
@@ -75,14 +96,19 @@ impl<H: Handler> Accept<H> {
                     {
                         tracing::debug!(peer = ?peer, "answered a TLS-ALPN-01 challenge");
                     }
-                    Ok(Ok(tls)) => self.serve_io(tls, conn).await,
+                    Ok(Ok(tls)) => {
+                        let h1_only = tls.get_ref().1.alpn_protocol() == Some(b"http/1.1");
+                        self.serve_io(tls, conn, h1_only).await;
+                    }
                     Ok(Err(e)) => tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(peer = ?peer, "TLS handshake timed out"),
                 }
             }
             (Accepted::Unix(s), Some(acceptor)) => {
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
-                    Ok(Ok(tls)) => self.serve_io(tls, conn).await,
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, Box::pin(acceptor.accept(s)))
+                    .await
+                {
+                    Ok(Ok(tls)) => self.serve_io(tls, conn, false).await,
                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
@@ -90,7 +116,7 @@ impl<H: Handler> Accept<H> {
         }
     }
 
-    async fn serve_io<I>(self, io: I, conn: Arc<ConnInfo>)
+    async fn serve_io<I>(self, io: I, conn: Arc<ConnInfo>, h1_only: bool)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -100,31 +126,41 @@ impl<H: Handler> Accept<H> {
         match self.limits.socket_timeout {
             Some(_) => {
                 let (io, traffic) = Watched::new(io, opened);
-                self.run(io, conn, opened, Some(traffic)).await;
+                self.http(io, conn, opened, Some(traffic), h1_only).await;
             }
-            None => self.run(io, conn, opened, None).await,
+            None => self.http(io, conn, opened, None, h1_only).await,
         }
     }
 
-    async fn run<I>(
-        self,
+    /// The HTTP connection under its watchdog, in an allocation of its own
+    /// sized for its protocol: without a sign of HTTP/2, hyper's HTTP/1
+    /// machinery alone, smaller than the auto builder's room for both. (A
+    /// plain function, so the caller's future holds none of it.)
+    fn http<I>(
+        &self,
         io: I,
         conn: Arc<ConnInfo>,
         opened: Instant,
         traffic: Option<Arc<AtomicU64>>,
-    ) where
+        h1_only: bool,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>
+    where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let requests = Arc::new(Requests::default());
         let (handler, seen, limits) = (self.handler.clone(), requests.clone(), self.limits.clone());
         let service = service_fn(move |req| {
             let (handler, conn, seen) = (handler.clone(), conn.clone(), seen.clone());
-            let max_target = limits.max_request_line;
+            let (max_target, max_head) = (limits.max_request_line, limits.max_head);
             async move {
                 seen.started.fetch_add(1, Relaxed);
                 seen.in_flight.fetch_add(1, Relaxed);
                 let resp = if target_len(&req) > max_target {
                     status_only(http::StatusCode::URI_TOO_LONG)
+                } else if !h1_only && head_len(&req) > max_head {
+                    // hyper's own check (`max_header_size`) covers the
+                    // HTTP/1-only builder; the auto builder has none.
+                    status_only(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
                 } else {
                     handler.handle(req, conn).await
                 };
@@ -133,94 +169,24 @@ impl<H: Handler> Accept<H> {
                 Ok::<_, std::convert::Infallible>(resp)
             }
         });
-        let connection = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service);
-        tokio::pin!(connection);
-        let limits = &self.limits;
-        let first_look = [
-            Some(limits.header_timeout),
-            Some(limits.keep_alive),
-            limits.socket_timeout,
-        ];
-        let mut deadline = opened + first_look.into_iter().flatten().min().unwrap_or_default();
-        let mut closing = false;
-        let result = loop {
-            tokio::select! {
-                r = connection.as_mut() => break r,
-                () = self.shutdown.graceful.cancelled(), if !closing => {
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                    deadline = far_future();
-                }
-                () = self.shutdown.force.cancelled() => break Ok(()),
-                () = tokio::time::sleep_until(deadline) => {
-                    if closing {
-                        break Ok(()); // asked to close and still open
-                    }
-                    match verdict(limits, opened, &requests, traffic.as_deref()) {
-                        Verdict::Drop => break Ok(()),
-                        Verdict::Idle => {
-                            connection.as_mut().graceful_shutdown();
-                            closing = true;
-                            deadline = Instant::now() + limits.header_timeout;
-                        }
-                        Verdict::Later(at) => deadline = at,
-                    }
-                }
-            }
+        let io = TokioIo::new(io);
+        let watch = Watch {
+            limits: self.limits.clone(),
+            shutdown: self.shutdown.clone(),
+            opened,
+            requests,
+            traffic,
         };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "client connection ended with an error");
-        }
-    }
-}
-
-enum Verdict {
-    /// Close now: nothing useful can still come.
-    Drop,
-    /// No request in progress for the keep-alive time: stop taking new
-    /// ones (HTTP/2 `GOAWAY`) and close once the last response is out.
-    Idle,
-    /// Look again then.
-    Later(Instant),
-}
-
-fn verdict(
-    limits: &Limits,
-    opened: Instant,
-    requests: &Requests,
-    traffic: Option<&AtomicU64>,
-) -> Verdict {
-    let now = Instant::now();
-    let at = |ms: u64| opened + Duration::from_millis(ms);
-    let mut next = now + limits.keep_alive;
-    if let (Some(limit), Some(traffic)) = (limits.socket_timeout, traffic) {
-        let quiet_until = at(traffic.load(Relaxed)) + limit;
-        if now >= quiet_until {
-            tracing::debug!("client socket idle past --timeout; closing");
-            return Verdict::Drop;
-        }
-        next = next.min(quiet_until);
-    }
-    if requests.started.load(Relaxed) == 0 {
-        // A connection that has not sent one whole head (or, in HTTP/2,
-        // opened one stream) within the header timeout.
-        let limit = opened + limits.header_timeout;
-        return if now >= limit {
-            Verdict::Drop
+        if h1_only {
+            let connection = self.h1.serve_connection(io, service).with_upgrades();
+            Box::pin(async move { watch.run(connection, |c| c.graceful_shutdown()).await })
         } else {
-            Verdict::Later(limit.min(next))
-        };
-    }
-    if requests.in_flight.load(Relaxed) > 0 {
-        return Verdict::Later(next);
-    }
-    let idle_until = at(requests.last_end_ms.load(Relaxed)) + limits.keep_alive;
-    if now >= idle_until {
-        Verdict::Idle
-    } else {
-        Verdict::Later(idle_until.min(next))
+            let builder = self.builder.clone();
+            Box::pin(async move {
+                let connection = builder.serve_connection_with_upgrades(io, service);
+                watch.run(connection, |c| c.graceful_shutdown()).await;
+            })
+        }
     }
 }
 
@@ -229,14 +195,20 @@ pub(super) fn ms_since(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
-}
-
 /// The length of the request target as the client sent it (origin form, or
 /// absolute form with its authority).
 fn target_len<B>(req: &http::Request<B>) -> usize {
     let uri = req.uri();
     uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + uri.authority().map_or(0, |a| a.as_str().len())
+}
+
+/// About the size of the request head as sent: target and fields.
+fn head_len<B>(req: &http::Request<B>) -> usize {
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    target_len(req) + fields
 }

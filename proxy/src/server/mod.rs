@@ -10,6 +10,7 @@
 mod auxiliary;
 mod conn;
 mod gate;
+mod watchdog;
 mod watched;
 
 pub use auxiliary::{HEALTH_PATH, Http01, MetricsEndpoint, Redirect, health_answer};
@@ -222,6 +223,9 @@ impl Default for Limits {
     }
 }
 
+/// How often a failing accept (out of file descriptors) is logged.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Serves `handler` on `listener` until `shutdown` begins. Connections are
 /// tracked by `shutdown`; this returns when accepting stops.
 pub async fn serve<H: Handler>(
@@ -243,14 +247,22 @@ pub async fn serve<H: Handler>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_head).unwrap_or(u32::MAX));
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_head)
+        .max_header_size(limits.max_head)
+        .max_headers(limits.max_fields);
     let accept = conn::Accept {
         acceptor: config.tls.clone().map(TlsAcceptor::from),
         builder: Arc::new(builder),
+        h1: Arc::new(h1),
         handler,
         shutdown: shutdown.clone(),
         limits: limits.clone(),
     };
     let mut gate = gate::Gate::new(limits.max_connections, limits.max_per_client);
+    let mut last_warned = None;
     loop {
         let accepted = tokio::select! {
             () = shutdown.graceful.cancelled() => break,
@@ -262,8 +274,13 @@ pub async fn serve<H: Handler>(
         let (io, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                // EMFILE and friends: back off instead of spinning, and say
+                // so once in a while rather than 20 times a second.
+                if last_warned.is_none_or(|t: tokio::time::Instant| t.elapsed() > ACCEPT_WARN_EVERY)
+                {
+                    tracing::warn!(error = %e, "accept failed; retrying every 50 ms");
+                    last_warned = Some(tokio::time::Instant::now());
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

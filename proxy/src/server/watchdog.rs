@@ -1,0 +1,132 @@
+//! The watchdog beside each client connection: one timer per connection
+//! (never one per request) that closes what would otherwise hold a file
+//! descriptor for ever: a connection that never completes a head, an idle
+//! keep-alive or HTTP/2 connection, and (with `--timeout`) a socket with no
+//! traffic either way. It also runs the shutdown sequence.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Limits, Shutdown};
+
+/// What the connection's own requests tell its watchdog. Written only by
+/// the connection's task, so the atomics are never contended.
+#[derive(Default)]
+pub(super) struct Requests {
+    pub(super) started: AtomicU64,
+    pub(super) in_flight: AtomicU32,
+    /// When the last request ended, in ms since the connection opened.
+    pub(super) last_end_ms: AtomicU64,
+}
+
+/// One connection's watchdog.
+pub(super) struct Watch {
+    pub(super) limits: Arc<Limits>,
+    pub(super) shutdown: Shutdown,
+    pub(super) opened: Instant,
+    pub(super) requests: Arc<Requests>,
+    /// Last traffic in ms since `opened` (with `--timeout` only).
+    pub(super) traffic: Option<Arc<AtomicU64>>,
+}
+
+impl Watch {
+    /// Drives `connection` to its end; `graceful` asks it to finish what is
+    /// in flight and take nothing new.
+    pub(super) async fn run<C, E>(&self, connection: C, graceful: fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        tokio::pin!(connection);
+        let limits = &*self.limits;
+        let first_look = [
+            Some(limits.header_timeout),
+            Some(limits.keep_alive),
+            limits.socket_timeout,
+        ];
+        let mut deadline = self.opened + first_look.into_iter().flatten().min().unwrap_or_default();
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                r = connection.as_mut() => break r,
+                () = self.shutdown.graceful.cancelled(), if !closing => {
+                    graceful(connection.as_mut());
+                    closing = true;
+                    deadline = far_future();
+                }
+                () = self.shutdown.force.cancelled() => break Ok(()),
+                () = tokio::time::sleep_until(deadline) => {
+                    if closing {
+                        break Ok(()); // asked to close and still open
+                    }
+                    match self.verdict() {
+                        Verdict::Drop => break Ok(()),
+                        Verdict::Idle => {
+                            graceful(connection.as_mut());
+                            closing = true;
+                            deadline = Instant::now() + limits.header_timeout;
+                        }
+                        Verdict::Later(at) => deadline = at,
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "client connection ended with an error");
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        let (limits, requests) = (&*self.limits, &*self.requests);
+        let now = Instant::now();
+        let at = |ms: u64| self.opened + Duration::from_millis(ms);
+        let mut next = now + limits.keep_alive;
+        if let (Some(limit), Some(traffic)) = (limits.socket_timeout, &self.traffic) {
+            let quiet_until = at(traffic.load(Relaxed)) + limit;
+            if now >= quiet_until {
+                tracing::debug!("client socket idle past --timeout; closing");
+                return Verdict::Drop;
+            }
+            next = next.min(quiet_until);
+        }
+        if requests.started.load(Relaxed) == 0 {
+            // A connection that has not sent one whole head (or, in HTTP/2,
+            // opened one stream) within the header timeout.
+            let limit = self.opened + limits.header_timeout;
+            return if now >= limit {
+                Verdict::Drop
+            } else {
+                Verdict::Later(limit.min(next))
+            };
+        }
+        if requests.in_flight.load(Relaxed) > 0 {
+            return Verdict::Later(next);
+        }
+        let idle_until = at(requests.last_end_ms.load(Relaxed)) + limits.keep_alive;
+        if now >= idle_until {
+            Verdict::Idle
+        } else {
+            Verdict::Later(idle_until.min(next))
+        }
+    }
+}
+
+enum Verdict {
+    /// Close now: nothing useful can still come.
+    Drop,
+    /// No request in progress for the keep-alive time: stop taking new
+    /// ones (HTTP/2 `GOAWAY`) and close once the last response is out.
+    Idle,
+    /// Look again then.
+    Later(Instant),
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
