@@ -77,6 +77,7 @@ impl ProxyError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BadPath => StatusCode::BAD_REQUEST,
             Self::Refused(crate::hygiene::Refusal::Coding) => StatusCode::NOT_IMPLEMENTED,
+            Self::Refused(crate::hygiene::Refusal::Method) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Refused(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoEndpoint { .. } | Self::Connect { .. } | Self::ConnectTimeout { .. } => {

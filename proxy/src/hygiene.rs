@@ -12,6 +12,7 @@
 //!   disagree on whether `%2F` separates segments. The cleaned path is the
 //!   one routed *and* the one forwarded, so a backend never sees a path the
 //!   proxy did not route.
+//! - **Methods.** `CONNECT` and `TRACE` are a 405, as nginx answers.
 //! - **Framing.** `Transfer-Encoding` other than exactly `chunked` is a 501,
 //!   with `Content-Length` or in HTTP/1.0 a 400 (RFC 9112 §6.1, §6.3); more
 //!   than one `Content-Length` is a 400.
@@ -19,7 +20,7 @@
 use std::borrow::Cow;
 
 use http::header::{self, HeaderMap};
-use http::{HeaderValue, Request, Uri, Version};
+use http::{HeaderValue, Method, Request, Uri, Version};
 
 /// Why a request was refused before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -49,10 +50,17 @@ pub enum Refusal {
     /// A transfer coding other than `chunked`.
     #[error("unsupported transfer coding")]
     Coding,
+    /// `CONNECT` (a forward proxy's tunnel, which a 2xx from a backend
+    /// would open) or `TRACE` (echoes credentials back), as nginx refuses.
+    #[error("method not allowed")]
+    Method,
 }
 
 /// Checks and repairs `req` in place: the host rules, then the path.
 pub(crate) fn check<B>(req: &mut Request<B>) -> Result<(), Refusal> {
+    if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
+        return Err(Refusal::Method);
+    }
     check_framing(req.version(), req.headers())?;
     check_host(req)?;
     if let Cow::Owned(path) = normalize_path(req.uri().path())? {
@@ -361,6 +369,14 @@ mod tests {
         let two = [("host", "a"), cl, ("content-length", "4")];
         assert_eq!(check(&mut req(&two, h11)), Err(Refusal::Framing));
         assert_eq!(check(&mut req(&[("host", "a"), te], h11)), Ok(()));
+    }
+
+    #[test]
+    fn connect_and_trace_are_refused() {
+        for m in [Method::CONNECT, Method::TRACE] {
+            let mut r = Request::builder().method(m).uri("/").body(()).unwrap();
+            assert_eq!(check(&mut r), Err(Refusal::Method));
+        }
     }
 
     #[test]

@@ -189,6 +189,16 @@ async fn ambiguous_requests_are_refused_and_reach_no_backend() {
             format!("GET /user/%zz HTTP/1.1\r\nhost: h\r\n{END}"),
             400,
         ),
+        (
+            "CONNECT",
+            format!("CONNECT hub:443 HTTP/1.1\r\nhost: hub:443\r\n{END}"),
+            405,
+        ),
+        (
+            "TRACE",
+            format!("TRACE /user/alice/ HTTP/1.1\r\nhost: h\r\n{END}"),
+            405,
+        ),
     ];
     let mut failed = Vec::new();
     for (case, bytes, want) in cases {
