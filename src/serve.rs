@@ -201,27 +201,25 @@ fn bind_std_unix(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener
 /// serves, the kernel then splitting clients between two route tables; so
 /// the port is first bound once without it, which fails if anyone listens.
 fn bind_reuseport(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    if addr.port() != 0 {
-        let probe = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )?;
-        probe.set_reuse_address(true)?;
-        probe.bind(&addr.into()).with_context(|| {
-            format!("cannot bind {addr}: another process (another hubgate?) listens on it")
-        })?;
-    }
-    let mut addr = addr;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
+    let socket = |reuse_port: bool| -> std::io::Result<socket2::Socket> {
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::STREAM,
             None,
         )?;
         socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
+        socket.set_reuse_port(reuse_port)?;
+        Ok(socket)
+    };
+    if addr.port() != 0 {
+        socket(false)?.bind(&addr.into()).with_context(|| {
+            format!("cannot bind {addr}: another process (another hubgate?) listens on it")
+        })?;
+    }
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = socket(true)?;
         socket
             .bind(&addr.into())
             .with_context(|| format!("cannot bind {addr}"))?;

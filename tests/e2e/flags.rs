@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::harness::{
-    Backend, Hubgate, TOKEN, api_call, fixture, get, get_host, raw_exchange, send, statuses,
+    Backend, Hubgate, TOKEN, api_call, closed_within, fixture, get, get_host, raw_exchange, send,
+    statuses,
 };
 
 async fn add_route(hg: &Hubgate, path: &str, target: &str) {
@@ -24,19 +25,6 @@ async fn add_route(hg: &Hubgate, path: &str, target: &str) {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{text}");
-}
-
-/// Waits until the proxy closes `s` (reading what it sends); how long.
-async fn closed_after(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(limit, s.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-            Err(_) => return None,
-        }
-    }
 }
 
 /// An HTTPS server with the test CA's `localhost` certificate: hubgate
@@ -127,7 +115,7 @@ async fn path_header_body_error_and_keep_alive_flags() {
     s.write_all(b"GET /pre/k HTTP/1.1\r\nhost: h\r\n\r\n")
         .await
         .unwrap();
-    let t = closed_after(&mut s, Duration::from_secs(3)).await;
+    let t = closed_within(&mut s, Duration::from_secs(3)).await;
     assert!(
         t.is_some(),
         "idle connection open past --keep-alive-timeout"
@@ -171,7 +159,7 @@ async fn host_routing_insecure_and_socket_timeout_flags() {
     s.write_all(b"GET / HTTP/1.1\r\nhost: stall.test\r\n\r\n")
         .await
         .unwrap();
-    let t = closed_after(&mut s, Duration::from_secs(5)).await;
+    let t = closed_within(&mut s, Duration::from_secs(5)).await;
     assert!(t.is_some(), "a silent socket outlived --timeout");
     eprintln!(
         "--timeout 700 closed the silent request after {:?}",

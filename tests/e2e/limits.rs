@@ -29,21 +29,6 @@ async fn proxy_with(limits: Limits) -> (TestProxy, Backend) {
     (proxy, backend)
 }
 
-/// How long until the proxy closes `stream` (reading whatever it sends),
-/// at most `limit`.
-async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
 #[tokio::test]
 async fn oversized_heads_get_431_and_long_targets_414() {
     let (proxy, backend) = proxy_with(Limits::default()).await;

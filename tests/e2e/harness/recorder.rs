@@ -143,3 +143,18 @@ pub fn statuses(reply: &str) -> Vec<u16> {
         .filter_map(|(i, _)| reply.get(i + 9..i + 12)?.parse().ok())
         .collect()
 }
+
+/// How long until the proxy closes `stream` (reading and dropping whatever
+/// it sends first), or `None` if it is still open after `limit`.
+pub async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+            Err(_) => return None,
+        }
+    }
+}
