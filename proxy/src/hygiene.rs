@@ -106,6 +106,9 @@ fn check_host<B>(req: &mut Request<B>) -> Result<(), Refusal> {
         return Err(Refusal::TwoHosts);
     }
     if let Some(authority) = req.uri().authority() {
+        if !valid_host(authority.as_str().as_bytes()) {
+            return Err(Refusal::BadHost); // userinfo (`user@host`) and the like
+        }
         if host.is_none_or(|h| h.as_bytes() != authority.as_str().as_bytes()) {
             let value = HeaderValue::from_str(authority.as_str()).map_err(|_| Refusal::BadHost)?;
             req.headers_mut().insert(header::HOST, value);
@@ -387,5 +390,9 @@ mod tests {
             .unwrap();
         check(&mut r).unwrap();
         assert_eq!(r.headers()["host"], "inner.example");
+        let mut r = Request::get("http://user@inner.example/x")
+            .body(())
+            .unwrap();
+        assert_eq!(check(&mut r), Err(Refusal::BadHost));
     }
 }

@@ -190,6 +190,11 @@ async fn ambiguous_requests_are_refused_and_reach_no_backend() {
             400,
         ),
         (
+            "userinfo in an absolute-form target",
+            format!("GET http://evil@h/x HTTP/1.1\r\nhost: h\r\n{END}"),
+            400,
+        ),
+        (
             "CONNECT",
             format!("CONNECT hub:443 HTTP/1.1\r\nhost: hub:443\r\n{END}"),
             405,

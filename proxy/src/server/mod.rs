@@ -286,8 +286,10 @@ pub async fn serve<H: Handler>(
             }
         };
         let Some(ticket) = gate.admit(peer) else {
-            refuse(io);
-            continue;
+            if accept.acceptor.is_none() {
+                refuse(io);
+            }
+            continue; // dropped: closed
         };
         if let (Accepted::Tcp(s), Some(idle), Some(_)) =
             (&io, config.tcp_keepalive, &accept.acceptor)
@@ -320,8 +322,9 @@ async fn accept_one(listener: &Listener) -> io::Result<(Accepted, Option<IpAddr>
     }
 }
 
-/// A client over its per-address limit gets a 503 without a handshake (on
-/// TLS it is only closed), written if the socket takes it at once.
+/// A plain-HTTP client over its per-address limit gets a 503, written if
+/// the socket takes it at once (a TLS one is only closed: a 503 would need
+/// the handshake the limit is there to spare).
 fn refuse(io: Accepted) {
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n";
     if let Accepted::Tcp(s) = io {
