@@ -311,6 +311,23 @@ pub(crate) fn duration(v: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The `labels` fuzz target (`fuzz/`): one `key=value` label per line of
+/// `data`. The parser must never panic, and what it answers it answers
+/// again. Compiled under `--cfg fuzzing` and in tests (corpus replay).
+#[cfg(any(fuzzing, test))]
+pub fn fuzz(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let labels: HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let first = format!("{:?}", parse(&labels));
+    assert_eq!(first, format!("{:?}", parse(&labels)), "{labels:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,5 +483,15 @@ mod tests {
         assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
         assert!(duration("1h").is_err());
         assert!(duration("").is_err());
+    }
+
+    #[test]
+    fn the_committed_fuzz_corpus_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/labels");
+        let inputs: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(!inputs.is_empty(), "no corpus in {}", dir.display());
+        for entry in inputs {
+            fuzz(&std::fs::read(entry.unwrap().path()).unwrap());
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/`, compiled only under
-//! `--cfg fuzzing` (cargo-fuzz sets it). Each runs one parser on outside
-//! bytes and asserts its properties; a panic is a finding.
+//! `--cfg fuzzing` (cargo-fuzz sets it) and in unit tests, which replay the
+//! committed corpus through them. Each takes a fuzzer's raw bytes, runs one
+//! parser on them and asserts its properties; a panic is a finding.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -17,6 +18,13 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         .build()
         .unwrap_or_else(|e| panic!("no runtime: {e}"))
 });
+
+/// `request_path`'s input: the bytes as a path, when they are UTF-8.
+pub fn request_path_bytes(data: &[u8]) {
+    if let Ok(path) = std::str::from_utf8(data) {
+        request_path(path);
+    }
+}
 
 /// Path hygiene: the cleaned path has nothing left to clean, and where no
 /// `%2F` makes segments ambiguous it equals RFC 3986 §5.2.4 applied to the
@@ -145,6 +153,17 @@ fn decode<'a>(
     (out, Ok(false))
 }
 
+/// `api_route`'s input: the path up to the first newline, then the body.
+pub fn api_route_bytes(data: &[u8]) {
+    let (path, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &data[..0]),
+    };
+    if let Ok(path) = std::str::from_utf8(path) {
+        api_route(path, body);
+    }
+}
+
 /// A REST API `POST /api/routes<path>`: no panic, and an accepted route
 /// survives the routes file's round trip (render, restore, render).
 pub fn api_route(path: &str, body: &[u8]) {
@@ -186,4 +205,28 @@ pub fn routes_file(json: &[u8]) {
 /// A rendering as a JSON value (the routes' order is not part of it).
 fn as_json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("rendered bad JSON {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod replay {
+    /// Runs every committed corpus input of `target` through `run`.
+    fn replay(target: &str, run: fn(&[u8])) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus")
+            .join(target);
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            run(&std::fs::read(entry.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n > 0, "no corpus in {}", dir.display());
+    }
+
+    #[test]
+    fn the_committed_corpus_passes_every_target() {
+        replay("request_path", super::request_path_bytes);
+        replay("response", super::response);
+        replay("api_route", super::api_route_bytes);
+        replay("routes_file", super::routes_file);
+    }
 }

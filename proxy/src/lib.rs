@@ -52,7 +52,7 @@ mod clock;
 mod error;
 mod escape;
 mod forward;
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, test))]
 pub mod fuzz;
 mod headers;
 pub mod hygiene;

@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 pub(crate) use body::RawBody;
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, test))]
 pub(crate) use body::{Decoded, State, framing};
 
 use super::idle::{Idle, Pool, PoolKey, park, unpark};
