@@ -150,6 +150,42 @@ async fn a_long_response_is_not_cut_by_the_idle_timers() {
     assert_eq!((status.as_u16(), body.as_str()), (200, "backend slow"));
 }
 
+/// A response body that trickles for longer than the keep-alive and header
+/// timeouts together is a request in progress, not an idle connection.
+#[tokio::test]
+async fn a_slowly_streamed_body_is_not_cut_by_the_idle_timers() {
+    let proxy = TestProxy::with_limits(short()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            head.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            conn.write_all(b"5\r\ntick\n\r\n").await.unwrap();
+        }
+        conn.write_all(b"0\r\n\r\n").await.unwrap();
+    });
+    proxy
+        .add_route("/events", &format!("http://{upstream}"))
+        .await;
+    let (status, body) = get(proxy.addr, "/events").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body.matches("tick").count(),
+        12,
+        "the stream was cut: {body:?}"
+    );
+}
+
 #[tokio::test]
 async fn socket_timeout_closes_a_connection_with_no_traffic() {
     let limits = Limits {

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::auxiliary::status_only;
-use super::watchdog::{Requests, Watch};
+use super::watchdog::{InFlight, Requests, Tracked, Watch};
 use super::watched::Watched;
 use super::{Accepted, ConnInfo, Handler, Limits, Shutdown};
 use crate::metrics::Metrics;
@@ -153,8 +153,10 @@ impl<H: Handler> Accept<H> {
             let (handler, conn, seen) = (handler.clone(), conn.clone(), seen.clone());
             let (max_target, max_head) = (limits.max_request_line, limits.max_head);
             async move {
-                seen.started.fetch_add(1, Relaxed);
-                seen.in_flight.fetch_add(1, Relaxed);
+                // In flight until the response body is dropped (sent, or the
+                // connection gone), not merely until the handler returns: a
+                // long download or event stream is not an idle connection.
+                let guard = InFlight::start(seen, opened);
                 let resp = if target_len(&req) > max_target {
                     status_only(http::StatusCode::URI_TOO_LONG)
                 } else if !h1_only && head_len(&req) > max_head {
@@ -164,9 +166,10 @@ impl<H: Handler> Accept<H> {
                 } else {
                     handler.handle(req, conn).await
                 };
-                seen.in_flight.fetch_sub(1, Relaxed);
-                seen.last_end_ms.store(ms_since(opened), Relaxed);
-                Ok::<_, std::convert::Infallible>(resp)
+                Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
+                    body,
+                    _guard: guard,
+                }))
             }
         });
         let io = TokioIo::new(io);

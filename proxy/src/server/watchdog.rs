@@ -9,8 +9,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use super::{Limits, Shutdown};
@@ -25,6 +27,55 @@ pub(super) struct Requests {
     pub(super) last_end_ms: AtomicU64,
 }
 
+/// A request of the connection, from its head until its response body is
+/// dropped.
+pub(super) struct InFlight {
+    requests: Arc<Requests>,
+    opened: Instant,
+}
+
+impl InFlight {
+    pub(super) fn start(requests: Arc<Requests>, opened: Instant) -> Self {
+        requests.started.fetch_add(1, Relaxed);
+        requests.in_flight.fetch_add(1, Relaxed);
+        Self { requests, opened }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.requests.in_flight.fetch_sub(1, Relaxed);
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.requests.last_end_ms.store(ms, Relaxed);
+    }
+}
+
+/// A response body that keeps its request in flight.
+pub(super) struct Tracked<B> {
+    pub(super) body: B,
+    pub(super) _guard: InFlight,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// One connection's watchdog.
 pub(super) struct Watch {
     pub(super) limits: Arc<Limits>,
@@ -37,7 +88,8 @@ pub(super) struct Watch {
 
 impl Watch {
     /// Drives `connection` to its end; `graceful` asks it to finish what is
-    /// in flight and take nothing new.
+    /// in flight and take nothing new. A request is in flight from its head
+    /// until its response body is dropped ([`InFlight`]).
     pub(super) async fn run<C, E>(&self, connection: C, graceful: fn(Pin<&mut C>))
     where
         C: Future<Output = Result<(), E>>,
@@ -63,7 +115,13 @@ impl Watch {
                 () = self.shutdown.force.cancelled() => break Ok(()),
                 () = tokio::time::sleep_until(deadline) => {
                     if closing {
-                        break Ok(()); // asked to close and still open
+                        // Asked to close after going idle, and still open:
+                        // drop it unless a request came in meanwhile.
+                        if self.requests.in_flight.load(Relaxed) == 0 {
+                            break Ok(());
+                        }
+                        deadline = Instant::now() + limits.keep_alive;
+                        continue;
                     }
                     match self.verdict() {
                         Verdict::Drop => break Ok(()),
