@@ -159,12 +159,7 @@ async fn a_slowly_streamed_body_is_not_cut_by_the_idle_timers() {
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut conn, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = conn.read(&mut buf).await.unwrap();
-            head.extend_from_slice(&buf[..n]);
-        }
+        read_head(&mut conn).await;
         conn.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
             .await
             .unwrap();
@@ -290,12 +285,8 @@ async fn idle_upstream_connections_closed_by_the_upstream_are_swept() {
         .await;
     let request = tokio::spawn(get(proxy.addr, "/gone"));
     let (mut conn, _) = listener.accept().await.unwrap();
-    let mut head = Vec::new();
+    read_head(&mut conn).await;
     let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf).await.unwrap();
-        head.extend_from_slice(&buf[..n]);
-    }
     conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         .await
         .unwrap();

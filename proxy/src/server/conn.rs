@@ -193,11 +193,6 @@ impl<H: Handler> Accept<H> {
     }
 }
 
-/// Milliseconds from `since` to now.
-pub(super) fn ms_since(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
 /// The length of the request target as the client sent it (origin form, or
 /// absolute form with its authority).
 fn target_len<B>(req: &http::Request<B>) -> usize {

@@ -45,8 +45,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.requests.in_flight.fetch_sub(1, Relaxed);
-        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.requests.last_end_ms.store(ms, Relaxed);
+        self.requests
+            .last_end_ms
+            .store(ms_since(self.opened), Relaxed);
     }
 }
 
@@ -183,6 +184,11 @@ enum Verdict {
     Idle,
     /// Look again then.
     Later(Instant),
+}
+
+/// Milliseconds from `since` to now.
+pub(super) fn ms_since(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 fn far_future() -> Instant {

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::conn::ms_since;
+use super::watchdog::ms_since;
 
 /// `io`, noting its last traffic in ms since `opened`.
 pub(super) struct Watched<I> {

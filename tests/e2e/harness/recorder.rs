@@ -158,3 +158,14 @@ pub async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Du
         }
     }
 }
+
+/// Reads from `conn` until a whole request head has arrived.
+pub async fn read_head(conn: &mut TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before a whole head");
+        head.extend_from_slice(&buf[..n]);
+    }
+}
