@@ -63,6 +63,11 @@ pub(crate) fn validate(args: &ServeArgs) -> Result<(), UsageError> {
             "--max-header-size must be at least 8k (the read buffer's minimum)".into(),
         ));
     }
+    if args.max_connections == 0 || args.max_connections_per_client == Some(0) {
+        return Err(UsageError(
+            "--max-connections and --max-connections-per-client must be above 0".into(),
+        ));
+    }
     if args.header_timeout == 0 || args.keep_alive_timeout == 0 {
         return Err(UsageError(
             "--header-timeout and --keep-alive-timeout must be above 0".into(),

@@ -40,6 +40,8 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
         &["serve", "--max-body-size", "lots"],
         &["serve", "--storage-backend", "redis"],
         &["serve", "--api-ip", "not an ip"],
+        &["serve", "--max-connections-per-client", "0"],
+        &["serve", "--max-header-size", "1k"],
         &["frobnicate"],
     ] {
         let (code, stderr) = run(args);
