@@ -1,7 +1,7 @@
 //! Every forwarding and timeout flag through the binary: each assertion
 //! fails if the flag's wiring is dropped or inverted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -81,14 +81,8 @@ async fn path_header_body_error_and_keep_alive_flags() {
     assert_eq!(seen.headers["host"], backend.addr.to_string().as_str());
     assert_eq!(seen.headers["x-from-hub"], "yes");
 
-    // --proxy-timeout: 504 long before the backend's 3 s.
-    let start = Instant::now();
+    // --proxy-timeout: a 504 (without it the backend's 3 s answer is a 200).
     assert_eq!(get(hg.addr(), "/slow").await.0, StatusCode::GATEWAY_TIMEOUT);
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
 
     // --max-body-size: 11 bytes is one too many.
     let post = |n: usize| {
