@@ -50,6 +50,47 @@ fn discovered(node: &Node, service: &str, path: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The target of API route `path` in each of `service`'s containers on
+/// `node` (`None`: that replica has no such route).
+fn api_targets(node: &Node, service: &str, path: &str) -> Vec<Option<String>> {
+    let ids = node.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+    ]);
+    ids.lines()
+        .map(|id| {
+            let json = node.docker(&["exec", id, "hubgate", "api", "/api/routes"]);
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            v[path]["target"].as_str().map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Every replica on the managers `managers` holds the hub's route for
+/// `path` (`Some(target)`) or none does (`None`).
+fn assert_api_routes(
+    cluster: &Cluster,
+    managers: &[usize],
+    service: &str,
+    path: &str,
+    want: Option<&str>,
+) {
+    for &m in managers {
+        let targets = api_targets(&cluster.nodes[m], service, path);
+        assert!(!targets.is_empty(), "no {service} replica on node{}", m + 1);
+        for t in targets {
+            assert_eq!(
+                t.as_deref(),
+                want,
+                "the API route {path} on node{}'s replica (the hub's change missed it)",
+                m + 1
+            );
+        }
+    }
+}
+
 #[test]
 fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     let started = Instant::now();
@@ -126,6 +167,12 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     user.step("write", &[]);
     user.step("routed", &[]);
     let server = format!("jupyter-{}", user.name);
+    // The hub's route reached every replica, not one picked by DNS.
+    let hubgate = format!("{name}-hubgate");
+    let route = format!("/user/{}", user.name);
+    let target = format!("http://{server}:8888");
+    assert_api_routes(&cluster, &[0, 1, 2], &hubgate, &route, Some(&target));
+    eprintln!("every replica holds the hub's route {route} -> {target}");
     let worker = task_node(&cluster.nodes[0], &server).unwrap();
     assert!(
         worker == "node4" || worker == "node5",
@@ -230,6 +277,7 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
         std::fs::copy(user_state(&user), user_state(&surviving)).unwrap();
     }
     surviving.step("stop", &[]);
+    assert_api_routes(&cluster, &[0, 2], &hubgate, &route, None);
     surviving.step("unrouted", &[]);
     surviving.step("spawn", &[]);
     surviving.step("kernel", &[]);
@@ -280,15 +328,36 @@ impl Drop for LogsOnPanic<'_> {
         if !std::thread::panicking() {
             return;
         }
+        let text = |o: std::process::Output| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        };
         for node in self.0.nodes.iter().filter(|n| n.is_up()) {
-            for id in node.docker(&["ps", "-aq"]).lines() {
-                let logs = node.try_docker(&["logs", "--tail", "40", id]);
+            let listing =
+                node.try_docker(&["ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}"]);
+            let listing = text(listing);
+            eprintln!("=== {} containers:\n{listing}", node.hostname);
+            for line in listing.lines() {
+                let Some((id, rest)) = line.split_once(' ') else {
+                    continue;
+                };
                 eprintln!(
-                    "--- {} {id}:\n{}{}",
+                    "--- {} {rest}:\n{}",
                     node.hostname,
-                    String::from_utf8_lossy(&logs.stdout),
-                    String::from_utf8_lossy(&logs.stderr)
+                    text(node.try_docker(&["logs", "--tail", "40", id]))
                 );
+                if rest.contains("-hubgate.") && rest.contains(" Up ") {
+                    for api in ["/api/routes", "/api/discovery"] {
+                        eprintln!(
+                            "--- {} {rest} {api}:\n{}",
+                            node.hostname,
+                            text(node.try_docker(&["exec", id, "hubgate", "api", api]))
+                        );
+                    }
+                }
             }
         }
     }

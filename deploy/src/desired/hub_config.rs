@@ -8,6 +8,14 @@ use crate::file::{AuthKind, DeployFile, Resources};
 
 use super::{HUB_DATA_DIR, HUB_PORT, OAUTH_SECRET_PATH, PROXY_TOKEN_PATH, STORAGE_DIR, names};
 
+/// The proxy class that sends the hub's route changes to every hubgate
+/// replica (a Python class; the constants it names are rendered above it).
+const HUBGATE_PROXY: &str = include_str!("hubgate_proxy.py");
+
+/// How long the hub waits for one hubgate replica's API (on the overlay a
+/// live one answers in milliseconds; a dead node's task can linger in DNS).
+const REPLICA_TIMEOUT_SECS: u32 = 3;
+
 /// A Python string literal (JSON's escapes are Python's).
 fn py(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
@@ -33,6 +41,7 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
     ));
     line("# change the deployment file and run `hubgate deploy apply` again.");
     line("import asyncio");
+    line("import json");
     line("import os");
     line("import socket");
     line("import sys");
@@ -43,6 +52,10 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
     line("import aiohttp");
     line("import aiohttp.connector");
     line("import aiohttp.resolver");
+    line("from aiohttp import ClientResponseError");
+    line("from jupyterhub.httpclient import fetch");
+    line("from jupyterhub.proxy import ConfigurableHTTPProxy");
+    line("from jupyterhub.utils import url_path_join");
     line("");
     line("c = get_config()  # noqa: F821");
     line("");
@@ -88,6 +101,12 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
         "c.ConfigurableHTTPProxy.auth_token = read_secret({})",
         py(PROXY_TOKEN_PATH)
     ));
+    line(&format!("HUBGATE_API_HOST = {}", py(&n.hubgate)));
+    line(&format!("HUBGATE_API_PORT = {}", super::API_PORT));
+    line(&format!("HUBGATE_REPLICA_TIMEOUT = {REPLICA_TIMEOUT_SECS}"));
+    line("");
+    line("");
+    line(HUBGATE_PROXY.trim_end());
     line("");
     line("# Each user's files: a volume whose driver options travel in the mount,");
     line("# so it appears on whichever node runs the server.");
