@@ -9,6 +9,7 @@
 
 mod api;
 mod backend;
+mod instr;
 mod load;
 mod procs;
 mod report;
@@ -50,11 +51,11 @@ struct Args {
     /// Length of the soak in seconds.
     #[arg(long, default_value_t = 600)]
     soak_secs: u64,
-    /// Scenarios to run: http, tls, ws, routes, churn, soak.
+    /// Scenarios to run: http, tls, ws, routes, churn, soak, instr.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "http,tls,ws,routes,churn,soak"
+        default_value = "http,tls,ws,routes,churn,soak,instr"
     )]
     only: Vec<String>,
     /// Proxies to measure (the others are left out of every scenario).
@@ -84,7 +85,7 @@ struct Args {
 }
 
 /// How many scenarios and proxies a full run has.
-const SCENARIOS: usize = 6;
+const SCENARIOS: usize = 7;
 const TARGETS: usize = 5;
 
 /// The backend runs in a child process, so its sockets and CPU are its own.
@@ -175,6 +176,8 @@ fn main() -> anyhow::Result<()> {
         "caddy",
         "configurable-http-proxy",
         "curl",
+        "valgrind",
+        "callgrind_control",
     ] {
         if Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -208,6 +211,7 @@ fn main() -> anyhow::Result<()> {
         ws_idle: args.ws_idle,
         route_counts: args.routes.clone(),
         soak_secs: args.soak_secs,
+        quick: args.quick,
         kinds: args.targets.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -227,7 +231,8 @@ fn main() -> anyhow::Result<()> {
             "routes" => runtime.block_on(scenarios::routes(&ctx, &mut results)),
             "churn" => runtime.block_on(scenarios::churn(&ctx, &mut results)),
             "soak" => runtime.block_on(scenarios::soak(&ctx, &mut results)),
-            other => bail!("unknown scenario {other} (http, tls, ws, routes, churn, soak)"),
+            "instr" => instr::instructions(&ctx, &mut results),
+            other => bail!("unknown scenario {other} (http, tls, ws, routes, churn, soak, instr)"),
         };
         if let Err(e) = outcome {
             // Keep what was measured; say what failed.

@@ -27,12 +27,14 @@ pub(crate) struct Ctx {
     pub(crate) ws_idle: usize,
     pub(crate) route_counts: Vec<usize>,
     pub(crate) soak_secs: u64,
+    /// A `--quick` smoke run (smaller fixed counts).
+    pub(crate) quick: bool,
     /// The proxies asked for (`--targets`).
     pub(crate) kinds: Vec<Kind>,
 }
 
 impl Ctx {
-    fn start(&self, setup: &Setup) -> anyhow::Result<Running> {
+    pub(crate) fn start(&self, setup: &Setup) -> anyhow::Result<Running> {
         targets::start(setup, self.backend, &self.hubgate, &self.certs)
     }
 
@@ -56,6 +58,7 @@ fn setup(kind: Kind, workers: usize) -> Setup {
         tls: false,
         routes_file: None,
         acme: false,
+        callgrind: false,
     }
 }
 
@@ -156,6 +159,7 @@ pub(crate) fn tls(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
                 tls: true,
                 routes_file: None,
                 acme,
+                callgrind: false,
             });
         }
     }
@@ -294,6 +298,7 @@ pub(crate) async fn routes(ctx: &Ctx, results: &mut Results) -> anyhow::Result<(
                 tls: false,
                 routes_file: Some(file),
                 acme: false,
+                callgrind: false,
             };
             let t = ctx.start(&s)?;
             let run = load::wrk(
@@ -346,6 +351,7 @@ pub(crate) async fn churn(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()
             tls: false,
             routes_file: Some(file),
             acme: false,
+            callgrind: false,
         };
         let t = Arc::new(ctx.start(&s)?);
         let quiet = load::wrk(

@@ -72,6 +72,9 @@ pub(crate) struct Setup {
     /// `--acme-storage` directory; the directory URL is unreachable and the
     /// certificate far from renewal, so nothing is ordered).
     pub(crate) acme: bool,
+    /// Run under valgrind's callgrind (counters controlled with
+    /// `callgrind_control`, dumps in the target's directory).
+    pub(crate) callgrind: bool,
 }
 
 /// A running proxy, stopped on drop.
@@ -90,6 +93,11 @@ impl Running {
 
     pub(crate) fn addr(&self) -> SocketAddr {
         ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// The target's own directory (configuration, logs, callgrind dumps).
+    pub(crate) fn dir(&self) -> &Path {
+        &self._dir.0
     }
 
     pub(crate) fn url(&self) -> String {
@@ -219,7 +227,7 @@ pub(crate) fn start(
             let conf = format!(
                 r#"worker_processes {n};
 daemon off;
-master_process on;
+master_process {master};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 19000; }}
@@ -252,7 +260,10 @@ http {{
   }}
 }}
 "#,
-                d = d.display()
+                d = d.display(),
+                // Under callgrind: one process, still root (callgrind_control
+                // cannot reach a worker that changed its user).
+                master = if setup.callgrind { "off" } else { "on" },
             );
             std::fs::write(d.join("nginx.conf"), conf)?;
             let mut c = command("nginx", cpus);
@@ -311,6 +322,9 @@ http {{
             c
         }
     };
+    if setup.callgrind {
+        cmd = under_callgrind(&cmd, d);
+    }
     let child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -324,15 +338,37 @@ http {{
         child,
         _dir: dir,
     };
-    wait_ready(&running).with_context(|| {
+    // valgrind starts a program about 50 times slower.
+    let ready_within = Duration::from_secs(if setup.callgrind { 120 } else { 20 });
+    wait_ready(&running, ready_within).with_context(|| {
         let log = std::fs::read_to_string(running._dir.0.join("stderr.log")).unwrap_or_default();
         format!("{} did not become ready: {log}", setup.kind.name())
     })?;
     Ok(running)
 }
 
-fn wait_ready(r: &Running) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// `cmd` (program, arguments, environment) run under callgrind, following
+/// forked children (nginx's workers), each dumping into `dir`.
+fn under_callgrind(cmd: &Command, dir: &Path) -> Command {
+    let mut c = Command::new("valgrind");
+    c.arg("--tool=callgrind")
+        .arg("--trace-children=yes")
+        .arg(format!(
+            "--callgrind-out-file={}/callgrind.out.%p",
+            dir.display()
+        ))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            c.env(key, value);
+        }
+    }
+    c
+}
+
+fn wait_ready(r: &Running, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
     loop {
         let out = Command::new("curl")
             .args([
@@ -350,7 +386,7 @@ fn wait_ready(r: &Running) -> anyhow::Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("no 200 from {} within 20 s", r.url());
+            bail!("no 200 from {} within {within:?}", r.url());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
