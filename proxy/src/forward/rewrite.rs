@@ -77,15 +77,9 @@ impl Proxy {
             let authority = HeaderValue::from_str(route.target.authority.as_str())
                 .map_err(|_| ProxyError::BadPath)?;
             h.insert(header::HOST, authority);
-        } else if !h.contains_key(header::HOST) {
-            if let Some(a) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                h.insert(header::HOST, a);
-            }
         }
+        // An absolute-form or HTTP/2 authority is already in `Host`
+        // (`hygiene::check`).
         headers::strip_hop_by_hop(h, websocket);
         if self.config.x_forward {
             let host = h.get(header::HOST).cloned();
@@ -136,11 +130,12 @@ fn join_path(base: &str, rest: &str, query: Option<&str>) -> Result<Uri, ProxyEr
     Uri::try_from(path).map_err(|_| ProxyError::BadPath)
 }
 
+/// The request's host: `Host`, which `hygiene::check` has set from an
+/// absolute-form or HTTP/2 authority.
 pub(super) fn request_host<B>(req: &Request<B>) -> Option<&str> {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
 /// `host:port` → `host` (an IPv6 literal keeps its brackets).
