@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 
 use crate::clock::Activity;
 use crate::metrics::Metrics;
-use crate::server::Shutdown;
+use crate::server::{Rewind, Shutdown};
 use crate::upstream::balance::InFlight;
 use crate::upstream::socket::{self, forget_wakers};
 
@@ -123,7 +123,20 @@ async fn tunnel(
     // HTTP/1 builder alone (the bare stream).
     let client = match server_downcast::<TokioIo<TcpStream>>(client) {
         Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
-        Err(upgraded) => tcp_parts(upgraded),
+        Err(upgraded) => match upgraded.downcast::<TokioIo<Rewind<TcpStream>>>() {
+            // Handed to hyper by the inline server: what it put back and
+            // hyper did not read yet comes after what hyper did read.
+            Ok(parts) => {
+                let (stream, rest) = parts.io.into_inner().into_parts();
+                let early = match (parts.read_buf.is_empty(), rest.is_empty()) {
+                    (_, true) => parts.read_buf,
+                    (true, false) => rest,
+                    (false, false) => [parts.read_buf, rest].concat().into(),
+                };
+                Ok((stream, early))
+            }
+            Err(upgraded) => tcp_parts(upgraded),
+        },
     };
     match (client, upstream) {
         (Ok((c, c_early)), Ok((u, u_early))) => {

@@ -21,6 +21,7 @@ mod discovery;
 mod errors;
 mod flags;
 mod forwarding;
+mod inline;
 mod jupyterhub;
 mod limits;
 mod routing;

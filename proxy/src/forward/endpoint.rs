@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use http::Request;
 use http::header::{self, HeaderValue};
-use hyper::body::Incoming;
 
 use crate::error::ProxyError;
 use crate::route::Route;
@@ -51,7 +50,7 @@ pub(super) fn connect_failed(backend: Option<&Arc<Backend>>, e: &ProxyError) -> 
 }
 
 /// The request's sticky-session cookie value, when its route sticks.
-pub(super) fn sticky_value(req: &Request<Incoming>, route: &Route) -> Option<String> {
+pub(super) fn sticky_value<B>(req: &Request<B>, route: &Route) -> Option<String> {
     let name = route.balancer.as_ref()?.sticky_cookie()?;
     req.headers()
         .get_all(header::COOKIE)

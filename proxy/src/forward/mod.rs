@@ -6,12 +6,12 @@ mod rewrite;
 
 pub use error_page::ErrorPages;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
@@ -20,11 +20,11 @@ use crate::error::{ProxyError, RouteError};
 use crate::headers;
 use crate::metrics::Metrics;
 use crate::route::{Route, RouteStore};
-use crate::server::{ConnInfo, Handler};
+use crate::server::{ConnInfo, Handler, PlainBody};
 use crate::tls;
 use crate::upgrade;
 use crate::upstream::balance::InFlight;
-use crate::upstream::body::{ClientBodyError, UpstreamBody};
+use crate::upstream::body::{ClientBodyError, RequestBody, UpstreamBody};
 use crate::upstream::pool::FromUpstream;
 use crate::upstream::pool::{Connector, Sender};
 use crate::upstream::target::Target;
@@ -150,9 +150,9 @@ impl Proxy {
         health::run(current, self.connector.clone(), shutdown).await;
     }
 
-    async fn forward(
+    async fn forward<B: RequestBody>(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         conn: &ConnInfo,
         websocket: bool,
     ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -386,6 +386,32 @@ impl Handler for Proxy {
         req: Request<Incoming>,
         conn: Arc<ConnInfo>,
     ) -> Response<ResponseBody> {
+        self.respond(req, &conn).await
+    }
+
+    const INLINE: bool = true;
+
+    fn handle_plain<'a>(
+        &'a self,
+        req: Request<PlainBody>,
+        conn: &'a ConnInfo,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
+        self.respond(req, conn)
+    }
+
+    fn metrics(&self) -> Option<&Metrics> {
+        Some(&self.metrics)
+    }
+}
+
+impl Proxy {
+    /// One request, from hyper's server or the inline one: forwarded, or
+    /// answered with an error page; counted and logged either way.
+    async fn respond<B: RequestBody>(
+        &self,
+        req: Request<B>,
+        conn: &ConnInfo,
+    ) -> Response<ResponseBody> {
         if req.uri().path() == crate::server::HEALTH_PATH {
             return crate::server::health_answer();
         }
@@ -393,7 +419,7 @@ impl Handler for Proxy {
         let uri = req.uri().clone();
         let method = req.method().clone();
         let websocket = headers::is_upgrade(&req);
-        let (mut response, failure) = match self.forward(req, &conn, websocket).await {
+        let (mut response, failure) = match self.forward(req, conn, websocket).await {
             Ok(resp) => (resp, None),
             Err(e) => {
                 let level_warn = !matches!(
@@ -427,9 +453,5 @@ impl Handler for Proxy {
             peer = conn.peer.map(tracing::field::display),
         );
         response
-    }
-
-    fn metrics(&self) -> Option<&Metrics> {
-        Some(&self.metrics)
     }
 }

@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Uri, Version};
-use http_body::Body as _;
-use hyper::body::Incoming;
 
 use super::Proxy;
 use crate::error::ProxyError;
@@ -15,10 +13,10 @@ use crate::headers::{self, Forwarded};
 use crate::route::Route;
 use crate::route::key::{percent_decode, strip_segments};
 use crate::server::ConnInfo;
-use crate::upstream::body::UpstreamBody;
+use crate::upstream::body::{RequestBody, UpstreamBody};
 
 impl Proxy {
-    pub(super) fn route_for(&self, req: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {
+    pub(super) fn route_for<B>(&self, req: &Request<B>) -> Result<Arc<Route>, ProxyError> {
         let decoded = percent_decode(req.uri().path()).map_err(|_| ProxyError::BadPath)?;
         let table = self.routes.load();
         if table.has_host_routes() {
@@ -43,9 +41,9 @@ impl Proxy {
         route.cloned().ok_or(ProxyError::NoRoute)
     }
 
-    pub(super) fn upstream_request(
+    pub(super) fn upstream_request<B: RequestBody>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         route: &Route,
         conn: &ConnInfo,
         websocket: bool,
@@ -82,6 +80,8 @@ impl Proxy {
         // (`hygiene::check`).
         headers::strip_hop_by_hop(h, websocket);
         if self.config.x_forward {
+            // Room for the five fields at once: one growth at most.
+            h.reserve(5);
             let host = h.get(header::HOST).cloned();
             let forwarded = Forwarded {
                 peer: conn.peer_value.as_ref(),
@@ -96,15 +96,20 @@ impl Proxy {
         }
         headers::fix_empty_body(&parts.method, h);
 
-        let body = if body.is_end_stream() {
-            UpstreamBody::Empty
-        } else {
-            let limit = self.config.max_body_size.unwrap_or(u64::MAX);
-            UpstreamBody::Client {
-                inner: body,
-                activity: route.activity.clone(),
-                remaining: limit,
-                limit,
+        let body = match body.is_end_stream() {
+            true => None,
+            false => body.into_incoming(),
+        };
+        let body = match body {
+            None => UpstreamBody::Empty,
+            Some(inner) => {
+                let limit = self.config.max_body_size.unwrap_or(u64::MAX);
+                UpstreamBody::Client {
+                    inner,
+                    activity: route.activity.clone(),
+                    remaining: limit,
+                    limit,
+                }
             }
         };
         parts.uri = uri;

@@ -128,6 +128,7 @@ impl<H: Handler> Accept<H> {
                 let (io, traffic) = Watched::new(io, opened);
                 self.http(io, conn, opened, Some(traffic), h1_only).await;
             }
+            None if H::INLINE && h1_only => self.serve_inline(io, conn, opened).await,
             None => self.http(io, conn, opened, None, h1_only).await,
         }
     }
@@ -136,7 +137,7 @@ impl<H: Handler> Accept<H> {
     /// sized for its protocol: without a sign of HTTP/2, hyper's HTTP/1
     /// machinery alone, smaller than the auto builder's room for both. (A
     /// plain function, so the caller's future holds none of it.)
-    fn http<I>(
+    pub(super) fn http<I>(
         &self,
         io: I,
         conn: Arc<ConnInfo>,

@@ -10,10 +10,14 @@
 mod auxiliary;
 mod conn;
 mod gate;
+mod inline;
+mod rewind;
 mod watchdog;
 mod watched;
 
+use auxiliary::status_only;
 pub use auxiliary::{HEALTH_PATH, Http01, MetricsEndpoint, Redirect, health_answer};
+pub(crate) use rewind::Rewind;
 
 use std::future::Future;
 use std::io;
@@ -43,11 +47,30 @@ pub trait Handler: Send + Sync + 'static {
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<ResponseBody>> + Send;
 
+    /// Whether plain HTTP/1.1 requests without a body go to
+    /// [`Handler::handle_plain`] through the inline server (see `inline`)
+    /// rather than through hyper's.
+    const INLINE: bool = false;
+
+    /// Answers a request without a body that the inline server parsed
+    /// (called only when [`Handler::INLINE`] is set).
+    fn handle_plain<'a>(
+        &'a self,
+        req: Request<PlainBody>,
+        conn: &'a ConnInfo,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
+        let _ = (req, conn);
+        std::future::ready(status_only(http::StatusCode::NOT_IMPLEMENTED))
+    }
+
     /// Counters for open connections, when this handler keeps them.
     fn metrics(&self) -> Option<&Metrics> {
         None
     }
 }
+
+/// The body of a request the inline server parsed: none.
+pub type PlainBody = http_body_util::Empty<bytes::Bytes>;
 
 /// What a handler knows about the client connection.
 pub struct ConnInfo {
@@ -159,6 +182,18 @@ impl Shutdown {
         self.all_closed().await;
     }
 
+    /// The same signal through tokens of one accept loop's own: its
+    /// connections wait on them without touching the process-wide ones
+    /// (whose waiter lists every worker thread would share).
+    fn for_listener(&self) -> Self {
+        Self {
+            graceful: self.graceful.child_token(),
+            force: self.force.child_token(),
+            connections: self.connections.clone(),
+            tunnels: self.tunnels.clone(),
+        }
+    }
+
     pub(crate) fn tracker(&self) -> &TaskTracker {
         &self.tunnels
     }
@@ -235,6 +270,7 @@ pub async fn serve<H: Handler>(
     shutdown: Shutdown,
 ) {
     crate::upstream::start_sweeper();
+    let shutdown = shutdown.for_listener();
     let limits = Arc::new(config.limits.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -24,6 +24,25 @@ pub(crate) enum ClientBodyError {
     Broken(hyper::Error),
 }
 
+/// A client's request body as the handler gets it: hyper's, or none at all
+/// (a request the inline HTTP/1.1 server parsed has no body).
+pub(crate) trait RequestBody: Body + Send + Unpin + 'static {
+    /// The streamed body, if there is one to forward.
+    fn into_incoming(self) -> Option<Incoming>;
+}
+
+impl RequestBody for Incoming {
+    fn into_incoming(self) -> Option<Incoming> {
+        Some(self)
+    }
+}
+
+impl RequestBody for http_body_util::Empty<Bytes> {
+    fn into_incoming(self) -> Option<Incoming> {
+        None
+    }
+}
+
 /// A request body on its way upstream.
 pub(crate) enum UpstreamBody {
     Empty,

@@ -33,19 +33,44 @@ pub(crate) type PoolKey = (u64, Arc<str>);
 /// `&str`, so taking a connection clones no shared `Arc` (its count would
 /// bounce between the workers' cores).
 pub(crate) struct Pool<T> {
-    by_connector: HashMap<u64, ByUpstream<T>>,
+    by_connector: HashMap<u64, ByUpstream<T>, Fast>,
     count: usize,
 }
 
 pub(crate) type Idle<T> = RefCell<Pool<T>>;
 
 /// One connector's idle connections by upstream, each with when it parked.
-type ByUpstream<T> = HashMap<Arc<str>, Vec<(T, Instant)>>;
+type ByUpstream<T> = HashMap<Arc<str>, Vec<(T, Instant)>, Fast>;
+
+/// FNV-1a for the pool's keys: they are the proxy's own upstream addresses,
+/// never outside input, so an unkeyed hash is safe here and spares two
+/// SipHash runs on every checkout and return.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type Fast = std::hash::BuildHasherDefault<Fnv>;
 
 impl<T> Pool<T> {
     pub(crate) fn new() -> Self {
         Self {
-            by_connector: HashMap::new(),
+            by_connector: HashMap::default(),
             count: 0,
         }
     }

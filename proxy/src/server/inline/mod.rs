@@ -1,0 +1,316 @@
+//! The inline HTTP/1.1 server: the connection's own task reads request
+//! heads into one buffer, parses them with httparse, hands each plain
+//! request (`GET` or `HEAD`, no body, no upgrade) to the handler and writes
+//! the response itself — head and small bodies in one `write`. There is no
+//! dispatcher between the socket and the handler, no per-request task,
+//! timer or shared reference count: one timer per connection, moved only
+//! when it fires early.
+//!
+//! Anything else — a request with a body or an upgrade, `Expect`, HTTP/1.0,
+//! an absolute-form target, a head the parser refuses or one past the
+//! limits — goes to hyper with the bytes read so far put back in front
+//! ([`Rewind`]), and the connection stays with hyper from then on. hyper
+//! then answers exactly as it would have from the first byte (its 400,
+//! 414 and 431 included), and the handler applies the same hygiene and
+//! routing to both paths.
+
+mod response;
+
+use std::mem::MaybeUninit;
+use std::pin::pin;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Uri, Version};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::time::Instant;
+
+use super::conn::Accept;
+use super::rewind::Rewind;
+use super::{ConnInfo, Handler, Limits, PlainBody};
+
+/// Most header fields the inline parser takes (a head with more goes to
+/// hyper, which applies `--max-headers`).
+const FIELDS: usize = 100;
+/// Room made for each read of request heads.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// Fields whose presence sends a request to hyper: a body's framing, an
+/// upgrade, an expectation.
+const FOR_HYPER: [&[u8]; 5] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"upgrade",
+    b"expect",
+    b"te",
+];
+
+impl<H: Handler> Accept<H> {
+    /// Serves an HTTP/1.1 connection inline until it ends or needs hyper.
+    pub(super) async fn serve_inline<I>(&self, mut io: I, conn: Arc<ConnInfo>, opened: Instant)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = &*self.limits;
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut spans = Vec::new();
+        // The first head gets the header timeout from the connection's
+        // start; later ones the keep-alive time to begin and the header
+        // timeout to complete, both from the end of the last response.
+        let mut idle_since = opened;
+        let mut served = false;
+        let mut timer = pin!(tokio::time::sleep_until(opened + limits.header_timeout));
+        let mut closing = pin!(self.shutdown.graceful.cancelled());
+        let mut forced = pin!(self.shutdown.force.cancelled());
+        loop {
+            let (req, close) = loop {
+                match parse(&mut buf, &mut spans, limits) {
+                    Ok(Some(plain)) => break plain,
+                    Ok(None) if buf.len() < limits.max_head => {}
+                    Ok(None) | Err(ForHyper) => {
+                        let io = Rewind::new(buf.freeze(), io);
+                        return self.http(io, conn, Instant::now(), None, true).await;
+                    }
+                }
+                let waiting = buf.is_empty();
+                let deadline = idle_since
+                    + match (waiting && served, limits.keep_alive < limits.header_timeout) {
+                        (true, true) => limits.keep_alive,
+                        _ => limits.header_timeout,
+                    };
+                if timer.deadline() > deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                buf.reserve(READ_CHUNK);
+                tokio::select! {
+                    biased;
+                    read = io.read_buf(&mut buf) => match read {
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "client connection failed");
+                            return;
+                        }
+                    },
+                    () = timer.as_mut() => {
+                        if Instant::now() >= deadline {
+                            tracing::debug!(peer = ?conn.peer, "client connection idle; closed");
+                            return;
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                    () = closing.as_mut(), if waiting => return,
+                }
+            };
+            let head_only = req.method() == Method::HEAD;
+            let answered = async {
+                let resp = self.handler.handle_plain(req, &conn).await;
+                response::write(&mut io, &mut out, resp, head_only, close).await
+            };
+            let kept = tokio::select! {
+                biased;
+                kept = answered => kept,
+                () = forced.as_mut() => return,
+            };
+            match kept {
+                Ok(true) => {}
+                Ok(false) => {
+                    // A FIN (or TLS close_notify) after the last response.
+                    let _ = io.shutdown().await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                    return;
+                }
+            }
+            served = true;
+            idle_since = Instant::now();
+        }
+    }
+}
+
+/// A head for hyper (left in the buffer).
+#[derive(Debug)]
+struct ForHyper;
+
+/// What the front of the buffer holds: a plain request (taken off the
+/// buffer) and whether the client asked to close after it, not a whole head
+/// yet (`None`), or a head for hyper.
+type Head = Result<Option<(Request<PlainBody>, bool)>, ForHyper>;
+
+/// Where a field's name and value are in the head (offsets; a head is at
+/// most `--max-header-size`, far below 4 GiB).
+#[derive(Clone, Copy)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// Room for one forwarded request's own fields: `X-Forwarded-For`, `-Port`,
+/// `-Proto`, `-Host`, `X-Real-IP`, and one or two more.
+const ADDED_FIELDS: usize = 8;
+
+/// `spans` is the connection's scratch list (kept, so parsing allocates
+/// nothing once it has grown).
+fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>, limits: &Limits) -> Head {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(ForHyper),
+    };
+    let method = match req.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Err(ForHyper),
+    };
+    let Some(path) = req.path else {
+        return Err(ForHyper);
+    };
+    if req.version != Some(1)
+        || len > limits.max_head
+        || req.headers.len() > limits.max_fields
+        || !path.starts_with('/')
+        || path.len() > limits.max_request_line
+    {
+        return Err(ForHyper);
+    }
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        // In the buffer, whose length `max_head` bounds.
+        let start = u32::try_from(start).unwrap_or(u32::MAX);
+        (start, start.saturating_add(s.len() as u32))
+    };
+    let mut close = false;
+    spans.clear();
+    for f in req.headers.iter() {
+        let name = f.name.as_bytes();
+        if FOR_HYPER.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            return Err(ForHyper);
+        }
+        if name.eq_ignore_ascii_case(b"connection") {
+            match f.value.trim_ascii() {
+                v if v.eq_ignore_ascii_case(b"close") => close = true,
+                v if v.eq_ignore_ascii_case(b"keep-alive") => {}
+                _ => return Err(ForHyper),
+            }
+        }
+        spans.push(Span {
+            name: at(name),
+            value: at(f.value),
+        });
+    }
+    let path = at(path.as_bytes());
+    let head = buf.split_to(len).freeze();
+    let range = |(start, end): (u32, u32)| start as usize..end as usize;
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(range(path))) else {
+        return back(buf, head);
+    };
+    let mut headers = HeaderMap::with_capacity(spans.len() + ADDED_FIELDS);
+    for s in spans.iter() {
+        let name = HeaderName::from_bytes(&head[range(s.name)]);
+        let value = HeaderValue::from_maybe_shared(head.slice(range(s.value)));
+        let (Ok(name), Ok(value)) = (name, value) else {
+            return back(buf, head);
+        };
+        headers.append(name, value);
+    }
+    let mut request = Request::new(PlainBody::new());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Ok(Some((request, close)))
+}
+
+/// Puts a head taken off the buffer back in front of it, for hyper.
+fn back(buf: &mut BytesMut, head: bytes::Bytes) -> Head {
+    let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+    whole.extend_from_slice(&head);
+    whole.extend_from_slice(buf);
+    *buf = whole;
+    Err(ForHyper)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> (Head, BytesMut) {
+        let mut buf = BytesMut::from(text.as_bytes());
+        (parse(&mut buf, &mut Vec::new(), &Limits::default()), buf)
+    }
+
+    #[test]
+    fn a_plain_get_is_taken_off_the_buffer() {
+        let (head, rest) =
+            parsed("GET /user/a/api?x=1 HTTP/1.1\r\nHost: hub\r\nX-A: b\r\n\r\nGET /");
+        let (req, close) = head.unwrap().unwrap();
+        assert!(!close);
+        assert_eq!(req.uri(), "/user/a/api?x=1");
+        assert_eq!(req.headers()["host"], "hub");
+        assert_eq!(req.headers()["x-a"], "b");
+        assert_eq!(&rest[..], b"GET /");
+    }
+
+    #[test]
+    fn close_is_seen_and_partial_heads_wait() {
+        let (head, _) = parsed("HEAD / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        assert!(matches!(head, Ok(Some((_, true)))));
+        let (head, rest) = parsed("GET / HTTP/1.1\r\nHost: h\r\n");
+        assert!(matches!(head, Ok(None)));
+        assert_eq!(rest.len(), 25);
+    }
+
+    #[test]
+    fn anything_else_stays_in_the_buffer_for_hyper() {
+        for text in [
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx",
+            "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: h\r\n\r\n",
+            "GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, foo\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            let (head, rest) = parsed(text);
+            assert!(head.is_err(), "{text:?}");
+            assert_eq!(&rest[..], text.as_bytes(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn limits_send_a_head_to_hyper() {
+        let limits = Limits {
+            max_fields: 1,
+            max_request_line: 8,
+            ..Limits::default()
+        };
+        for text in [
+            "GET / HTTP/1.1\r\nHost: h\r\nX: y\r\n\r\n",
+            "GET /123456789 HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            let mut buf = BytesMut::from(text.as_bytes());
+            assert!(
+                parse(&mut buf, &mut Vec::new(), &limits).is_err(),
+                "{text:?}"
+            );
+        }
+    }
+}
