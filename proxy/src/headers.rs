@@ -102,9 +102,61 @@ pub(crate) struct Forwarded<'a> {
     pub(crate) host: Option<&'a HeaderValue>,
 }
 
-/// Appends `X-Forwarded-For/Port/Proto`, sets `X-Forwarded-Host` when absent
-/// (not for websockets, as CHP), and sets `X-Real-IP`.
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
+/// The forwarded fields of a request whose client sent none of them (the
+/// common case: a client straight from the internet): each is one new
+/// field, so they can be written straight into an upstream head
+/// ([`Fresh::encode`]) instead of going through the header map.
+pub(crate) struct Fresh {
+    peer: Option<HeaderValue>,
+    port: HeaderValue,
+    proto: &'static str,
+    /// `X-Forwarded-Host` (not for websockets, as CHP).
+    host: Option<HeaderValue>,
+}
+
+impl Fresh {
+    /// The fields as head lines, in the order [`Fresh::add_to`] adds them.
+    pub(crate) fn encode(&self, wire: &mut Vec<u8>) {
+        let mut line = |name: &HeaderName, value: &[u8]| {
+            wire.extend_from_slice(name.as_str().as_bytes());
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(value);
+            wire.extend_from_slice(b"\r\n");
+        };
+        if let Some(ip) = &self.peer {
+            line(&X_FORWARDED_FOR, ip.as_bytes());
+            line(&X_REAL_IP, ip.as_bytes());
+        }
+        line(&X_FORWARDED_PORT, self.port.as_bytes());
+        line(&X_FORWARDED_PROTO, self.proto.as_bytes());
+        if let Some(h) = &self.host {
+            line(&X_FORWARDED_HOST, h.as_bytes());
+        }
+    }
+
+    /// The fields added to `headers`.
+    pub(crate) fn add_to(self, headers: &mut HeaderMap) {
+        if let Some(ip) = self.peer {
+            headers.append(X_FORWARDED_FOR.clone(), ip.clone());
+            headers.append(X_REAL_IP.clone(), ip);
+        }
+        headers.append(X_FORWARDED_PORT.clone(), self.port);
+        headers.append(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(self.proto),
+        );
+        if let Some(h) = self.host {
+            headers.append(X_FORWARDED_HOST.clone(), h);
+        }
+    }
+}
+
+/// `X-Forwarded-For/Port/Proto` appended, `X-Forwarded-Host` set when
+/// absent (not for websockets, as CHP), `X-Real-IP` set. When the client
+/// sent none of these, they are returned to be added later (or encoded
+/// straight into the upstream head); otherwise they are joined into
+/// `headers` now and `None` is returned.
+pub(crate) fn forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) -> Option<Fresh> {
     let proto = match (f.websocket, f.tls) {
         (false, false) => "http",
         (false, true) => "https",
@@ -118,9 +170,7 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|p| HeaderValue::from_str(p).ok())
         .unwrap_or(HeaderValue::from_static(if f.tls { "443" } else { "80" }));
-    let proto = HeaderValue::from_static(proto);
-    // A client straight from the internet sends none of these fields (one
-    // pass over the names, no hashing): then each is one insertion.
+    // One pass over the names, no hashing.
     let fresh = !headers.keys().any(|n| {
         [
             &X_FORWARDED_FOR,
@@ -132,28 +182,29 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         .contains(&n)
     });
     if fresh {
-        if let Some(ip) = f.peer {
-            headers.append(X_FORWARDED_FOR.clone(), ip.clone());
-            headers.append(X_REAL_IP.clone(), ip.clone());
-        }
-        headers.append(X_FORWARDED_PORT.clone(), port);
-        headers.append(X_FORWARDED_PROTO.clone(), proto);
-        if let (false, Some(h)) = (f.websocket, f.host) {
-            headers.append(X_FORWARDED_HOST.clone(), h.clone());
-        }
-        return;
+        return Some(Fresh {
+            peer: f.peer.cloned(),
+            port,
+            proto,
+            host: f.host.filter(|_| !f.websocket).cloned(),
+        });
     }
     if let Some(ip) = f.peer {
         append(headers, &X_FORWARDED_FOR, ip);
         headers.insert(X_REAL_IP.clone(), ip.clone());
     }
     append(headers, &X_FORWARDED_PORT, &port);
-    append(headers, &X_FORWARDED_PROTO, &proto);
+    append(
+        headers,
+        &X_FORWARDED_PROTO,
+        &HeaderValue::from_static(proto),
+    );
     if !f.websocket && !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(h) = f.host {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
     }
+    None
 }
 
 /// `name: old,value` (http-proxy joins with a bare comma).
@@ -239,6 +290,38 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
+    }
+
+    fn add_forwarded(h: &mut HeaderMap, f: &Forwarded<'_>) {
+        if let Some(fresh) = forwarded(h, f) {
+            fresh.add_to(h);
+        }
+    }
+
+    #[test]
+    fn fresh_fields_encode_as_they_are_added() {
+        let host = HeaderValue::from_static("hub:8000");
+        let peer = peer_value("10.1.2.3".parse().unwrap());
+        let f = Forwarded {
+            peer: peer.as_ref(),
+            tls: false,
+            websocket: false,
+            host: Some(&host),
+        };
+        let fresh = forwarded(&mut HeaderMap::new(), &f).unwrap();
+        let mut wire = Vec::new();
+        fresh.encode(&mut wire);
+        let mut h = HeaderMap::new();
+        fresh.add_to(&mut h);
+        let added: String = h
+            .iter()
+            .map(|(n, v)| format!("{n}: {}\r\n", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(String::from_utf8(wire).unwrap(), added);
+        assert_eq!(
+            added,
+            "x-forwarded-for: 10.1.2.3\r\nx-real-ip: 10.1.2.3\r\nx-forwarded-port: 8000\r\nx-forwarded-proto: http\r\nx-forwarded-host: hub:8000\r\n"
+        );
     }
 
     #[test]

@@ -167,7 +167,7 @@ impl Proxy {
         }
         let pinned = sticky_value(&req, &route);
         let mut client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-        let upstream_req = self.upstream_request(req, &route, conn, websocket)?;
+        let (mut upstream_req, fresh) = self.upstream_request(req, &route, conn, websocket)?;
         let empty = matches!(upstream_req.body(), UpstreamBody::Empty);
         let mut tried = 0u64;
         let mut tries = 0;
@@ -183,8 +183,13 @@ impl Proxy {
                 let (target, backend) = pick(&route, pinned.as_deref(), &mut tried)?;
                 let in_flight = backend.map(InFlight::new);
                 tries += 1;
-                let exchange =
-                    h1::exchange(&self.connector, target, &head, timeout, &mut client_upgrade);
+                let exchange = h1::exchange(
+                    &self.connector,
+                    target,
+                    (&head, fresh.as_ref()),
+                    timeout,
+                    &mut client_upgrade,
+                );
                 match exchange.await {
                     Ok(answer) => {
                         backend.inspect(|b| b.connected());
@@ -197,6 +202,9 @@ impl Proxy {
             }
         }
 
+        if let Some(f) = fresh {
+            f.add_to(upstream_req.headers_mut());
+        }
         let (target, backend, mut sender) = loop {
             let (target, backend) = pick(&route, pinned.as_deref(), &mut tried)?;
             tries += 1;

@@ -9,7 +9,7 @@ use http::{Request, Uri, Version};
 
 use super::Proxy;
 use crate::error::ProxyError;
-use crate::headers::{self, Forwarded};
+use crate::headers::{self, Forwarded, Fresh};
 use crate::route::Route;
 use crate::route::key::{percent_decode, strip_segments};
 use crate::server::ConnInfo;
@@ -47,7 +47,7 @@ impl Proxy {
         route: &Route,
         conn: &ConnInfo,
         websocket: bool,
-    ) -> Result<Request<UpstreamBody>, ProxyError> {
+    ) -> Result<(Request<UpstreamBody>, Option<Fresh>), ProxyError> {
         let (mut parts, body) = req.into_parts();
         let raw_path = parts.uri.path();
         let rest = if self.config.include_prefix && !route.strip_prefix {
@@ -79,9 +79,8 @@ impl Proxy {
         // An absolute-form or HTTP/2 authority is already in `Host`
         // (`hygiene::check`).
         headers::strip_hop_by_hop(h, websocket);
+        let mut fresh = None;
         if self.config.x_forward {
-            // Room for the five fields at once: one growth at most.
-            h.reserve(5);
             let host = h.get(header::HOST).cloned();
             let forwarded = Forwarded {
                 peer: conn.peer_value.as_ref(),
@@ -89,10 +88,16 @@ impl Proxy {
                 websocket,
                 host: host.as_ref(),
             };
-            headers::add_forwarded(h, &forwarded);
+            fresh = headers::forwarded(h, &forwarded);
         }
-        for (name, value) in &self.config.custom_headers {
-            h.insert(name.clone(), value.clone());
+        if !self.config.custom_headers.is_empty() {
+            // A custom field may name a forwarded one: it wins.
+            if let Some(f) = fresh.take() {
+                f.add_to(h);
+            }
+            for (name, value) in &self.config.custom_headers {
+                h.insert(name.clone(), value.clone());
+            }
         }
         headers::fix_empty_body(&parts.method, h);
 
@@ -114,7 +119,7 @@ impl Proxy {
         };
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        Ok(Request::from_parts(parts, body))
+        Ok((Request::from_parts(parts, body), fresh))
     }
 }
 

@@ -35,6 +35,7 @@ use super::idle::{Idle, Pool, PoolKey, park, unpark};
 use super::pool::Connector;
 use super::target::{Endpoint, Target};
 use crate::error::ProxyError;
+use crate::headers::Fresh;
 
 /// Most response header fields accepted (as hyper's client).
 const MAX_HEADERS: usize = 100;
@@ -118,11 +119,11 @@ pub(crate) enum Answer<U> {
 pub(crate) async fn exchange<U>(
     connector: &Connector,
     target: &Target,
-    head: &request::Parts,
+    head: (&request::Parts, Option<&Fresh>),
     proxy_timeout: Option<Duration>,
     upgrade: &mut Option<U>,
 ) -> Result<Answer<U>, ProxyError> {
-    let is_head = head.method == Method::HEAD;
+    let is_head = head.0.method == Method::HEAD;
     let mut conn = take_idle(connector.id(), &target.pool_key);
     loop {
         let reused = conn.is_some();
@@ -181,8 +182,11 @@ enum Failure {
 }
 
 /// Writes the request and reads up to the final response head (or a `101`).
-async fn round_trip(mut conn: Conn, head: &request::Parts) -> Result<(Head, Conn), Failure> {
-    encode(head, &mut conn.out);
+async fn round_trip(
+    mut conn: Conn,
+    (head, fresh): (&request::Parts, Option<&Fresh>),
+) -> Result<(Head, Conn), Failure> {
+    encode(head, fresh, &mut conn.out);
     conn.io.write_all(&conn.out).await.map_err(Failure::Stale)?;
     let mut first = true;
     loop {
@@ -268,8 +272,9 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
     }))
 }
 
-/// The request head as it goes on the wire, into `wire` (cleared first).
-fn encode(head: &request::Parts, wire: &mut Vec<u8>) {
+/// The request head as it goes on the wire, with the forwarded fields
+/// after the others, into `wire` (cleared first).
+fn encode(head: &request::Parts, fresh: Option<&Fresh>, wire: &mut Vec<u8>) {
     let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
     wire.clear();
     wire.extend_from_slice(head.method.as_str().as_bytes());
@@ -281,6 +286,9 @@ fn encode(head: &request::Parts, wire: &mut Vec<u8>) {
         wire.extend_from_slice(b": ");
         wire.extend_from_slice(value.as_bytes());
         wire.extend_from_slice(b"\r\n");
+    }
+    if let Some(f) = fresh {
+        f.encode(wire);
     }
     wire.extend_from_slice(b"\r\n");
 }
@@ -312,7 +320,7 @@ mod tests {
             .headers
             .insert(header::HOST, HeaderValue::from_static("hub"));
         let mut wire = b"left over".to_vec();
-        encode(&parts, &mut wire);
+        encode(&parts, None, &mut wire);
         assert_eq!(wire, b"GET /user/a/api?x=1 HTTP/1.1\r\nhost: hub\r\n\r\n");
     }
 
