@@ -70,7 +70,12 @@ impl<H: Handler> Accept<H> {
                     Ok(Some(plain)) => break plain,
                     Ok(None) if buf.len() < limits.max_head => {}
                     Ok(None) | Err(ForHyper) => {
-                        let io = Rewind::new(buf.freeze(), io);
+                        // The bytes alone, in an allocation of their size:
+                        // the read buffer goes now, not after hyper's first
+                        // read (a websocket's handshake is mostly this path).
+                        let read = bytes::Bytes::copy_from_slice(&buf);
+                        drop(buf);
+                        let io = Rewind::new(read, io);
                         return self.http(io, conn, Instant::now(), None, true).await;
                     }
                 }
