@@ -26,8 +26,8 @@ fn task_node(manager: &Node, service: &str) -> Option<String> {
         .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
-/// The endpoints every hubgate replica on `node` has for `path`.
-fn discovered(node: &Node, service: &str, path: &str) -> Vec<Vec<String>> {
+/// `GET path` of the REST API of each of `service`'s containers on `node`.
+fn replica_api(node: &Node, service: &str, path: &str) -> Vec<serde_json::Value> {
     let ids = node.docker(&[
         "ps",
         "-q",
@@ -36,8 +36,17 @@ fn discovered(node: &Node, service: &str, path: &str) -> Vec<Vec<String>> {
     ]);
     ids.lines()
         .map(|id| {
-            let json = node.docker(&["exec", id, "hubgate", "api", "/api/discovery"]);
-            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let json = node.docker(&["exec", id, "hubgate", "api", path]);
+            serde_json::from_str(&json).unwrap()
+        })
+        .collect()
+}
+
+/// The endpoints every hubgate replica on `node` has for `path`.
+fn discovered(node: &Node, service: &str, path: &str) -> Vec<Vec<String>> {
+    replica_api(node, service, "/api/discovery")
+        .iter()
+        .map(|v| {
             v["routes"]
                 .as_array()
                 .unwrap()
@@ -53,18 +62,9 @@ fn discovered(node: &Node, service: &str, path: &str) -> Vec<Vec<String>> {
 /// The target of API route `path` in each of `service`'s containers on
 /// `node` (`None`: that replica has no such route).
 fn api_targets(node: &Node, service: &str, path: &str) -> Vec<Option<String>> {
-    let ids = node.docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=com.docker.swarm.service.name={service}"),
-    ]);
-    ids.lines()
-        .map(|id| {
-            let json = node.docker(&["exec", id, "hubgate", "api", "/api/routes"]);
-            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-            v[path]["target"].as_str().map(str::to_owned)
-        })
+    replica_api(node, service, "/api/routes")
+        .iter()
+        .map(|v| v[path]["target"].as_str().map(str::to_owned))
         .collect()
 }
 

@@ -57,8 +57,9 @@ class HubgateProxy(ConfigurableHTTPProxy):
             if isinstance(a, BaseException) and a not in refused:
                 self.log.warning("hubgate at %s missed %s %s: %s", base, method, path, a)
         # A 404 to a DELETE means that replica has no such route: its goal.
-        if any(not (method == "DELETE" and a.status == 404) for a in refused):
-            raise next(a for a in refused if not (method == "DELETE" and a.status == 404))
+        wrong = [a for a in refused if not (method == "DELETE" and a.status == 404)]
+        if wrong:
+            raise wrong[0]
         if done:
             return done[0]
         if refused:
