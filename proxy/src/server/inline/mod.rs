@@ -112,7 +112,13 @@ impl<H: Handler> Accept<H> {
             let head_only = req.method() == Method::HEAD;
             let answered = async {
                 let resp = self.handler.handle_plain(req, &conn).await;
-                response::write(&mut io, &mut out, resp, head_only, close).await
+                let kept = response::write(&mut io, &mut out, resp, head_only, close).await;
+                if let Ok(false) = kept {
+                    // A FIN (or TLS close_notify) after the last response,
+                    // still under the forced shutdown below.
+                    let _ = io.shutdown().await;
+                }
+                kept
             };
             let kept = tokio::select! {
                 biased;
@@ -121,11 +127,7 @@ impl<H: Handler> Accept<H> {
             };
             match kept {
                 Ok(true) => {}
-                Ok(false) => {
-                    // A FIN (or TLS close_notify) after the last response.
-                    let _ = io.shutdown().await;
-                    return;
-                }
+                Ok(false) => return,
                 Err(e) => {
                     tracing::debug!(error = %e, "client connection ended with an error");
                     return;

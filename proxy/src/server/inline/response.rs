@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::SystemTime;
@@ -89,7 +89,7 @@ pub(super) async fn write<I: AsyncWrite + Unpin>(
             Step::Data(data) => {
                 sent += data.len() as u64;
                 if framing == Framing::Chunked {
-                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    let _ = write!(out, "{:x}\r\n", data.len());
                 }
                 if out.len() + data.len() <= COALESCE {
                     out.extend_from_slice(&data);
@@ -150,7 +150,8 @@ fn encode_head(
     }
     match framing {
         Framing::Length(n) if !headers.contains_key(header::CONTENT_LENGTH) => {
-            out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes());
+            // Into the buffer itself: no string per response.
+            let _ = write!(out, "content-length: {n}\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
