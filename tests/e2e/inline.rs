@@ -10,6 +10,19 @@ use tokio::net::TcpStream;
 
 use crate::harness::*;
 
+/// Reads from `stream` until what came ends with `end` (one whole response
+/// of the recorder's, which answers `ok` with a length).
+async fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(end) {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
 #[tokio::test]
 async fn pipelined_requests_switching_to_hyper_mid_connection_are_answered_in_order() {
     let proxy = TestProxy::start().await;
@@ -54,13 +67,7 @@ async fn a_websocket_after_a_plain_request_on_the_same_connection_tunnels() {
         .await
         .unwrap();
     // The recorder answers `ok` with a length: read exactly that response.
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !got.ends_with(b"\r\n\r\nok") {
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
+    let got = read_until(&mut stream, b"\r\n\r\nok").await;
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
     let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{}/ws", proxy.addr), stream)
         .await
@@ -80,13 +87,7 @@ async fn connection_close_is_said_and_done_and_keep_alive_is_kept() {
             .write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
             .await
             .unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !got.ends_with(b"ok") {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "a kept-alive connection was closed");
-            got.extend_from_slice(&buf[..n]);
-        }
+        let got = read_until(&mut stream, b"\r\n\r\nok").await;
         let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
         assert!(text.contains("\r\ncontent-length: 2\r\n"), "{text}");
         assert!(text.contains("\r\ndate: "), "{text}");
