@@ -62,6 +62,17 @@ impl ResponseBody {
     }
 }
 
+impl ResponseBody {
+    /// The inline upstream body, when this is one.
+    pub(crate) fn raw_mut(&mut self) -> Option<&mut crate::upstream::h1::RawBody> {
+        match self {
+            Self::Raw(raw) => Some(raw),
+            Self::Timed(t) => t.inner.raw_mut(),
+            Self::Full(_) | Self::Upstream(_) => None,
+        }
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;

@@ -113,9 +113,10 @@ pub fn response(data: &[u8]) {
         return;
     };
     let mut buf = BytesMut::from(data);
-    let Ok(Some(head)) = parse_head(&mut buf) else {
+    let Ok(Some(head)) = parse_head(&buf, &mut Vec::new()) else {
         return;
     };
+    bytes::Buf::advance(&mut buf, head.len);
     let Ok(state) = framing(&head, false) else {
         return;
     };

@@ -132,3 +132,52 @@ async fn a_streamed_body_of_unknown_length_goes_out_chunked() {
     }
     assert_eq!(total, 100_000);
 }
+
+#[tokio::test]
+async fn upstream_fields_are_copied_without_the_hop_by_hop_ones() {
+    let proxy = TestProxy::start().await;
+    // Copied straight from the upstream's head: names as it spelled them,
+    // repeated fields in order, its Date kept; its own framing and
+    // connection fields dropped (the client's framing is the proxy's).
+    let plain = Scripted::reply(
+        "HTTP/1.1 200 OK\r\nX-A:  1 \r\nSet-Cookie: a=1\r\nConnection: keep-alive\r\n\
+         Keep-Alive: timeout=5\r\nSet-Cookie: b=2\r\nTransfer-Encoding: chunked\r\n\
+         Trailer: x-t\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nDate: Upstream\r\n\r\n\
+         5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+    )
+    .start()
+    .await;
+    // `Connection` naming a field makes that field hop-by-hop too.
+    let naming = Scripted::reply(
+        "HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\nX-B: 2\r\n\
+         Content-Length: 2\r\n\r\nok",
+    )
+    .start()
+    .await;
+    proxy.add_route("/plain", &plain.url()).await;
+    proxy.add_route("/naming", &naming.url()).await;
+    let reply = raw_exchange(
+        proxy.addr,
+        b"GET /plain HTTP/1.1\r\nHost: h\r\n\r\nGET /naming HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (first, second) = reply.split_at(reply.rfind("HTTP/1.1 200").unwrap());
+    let (head, body) = first.split_once("\r\n\r\n").unwrap();
+    let fields: Vec<&str> = head.lines().skip(1).collect();
+    assert_eq!(
+        fields,
+        [
+            "X-A: 1",
+            "Set-Cookie: a=1",
+            "Set-Cookie: b=2",
+            "Date: Upstream",
+            "transfer-encoding: chunked"
+        ],
+        "{reply}"
+    );
+    assert_eq!(body, "5\r\nhello\r\n0\r\n\r\n");
+    let second = second.to_ascii_lowercase();
+    assert!(second.contains("\r\nx-b: 2\r\n"), "{second}");
+    assert!(!second.contains("x-secret"), "{second}");
+    assert!(second.ends_with("\r\n\r\nok"), "{second}");
+}

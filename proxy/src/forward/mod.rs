@@ -189,6 +189,7 @@ impl Proxy {
                     (&head, fresh.as_ref()),
                     timeout,
                     &mut client_upgrade,
+                    B::INLINE,
                 );
                 match exchange.await {
                     Ok(answer) => {

@@ -29,6 +29,10 @@ pub(crate) enum ClientBodyError {
 pub(crate) trait RequestBody: Body + Send + Unpin + 'static {
     /// The streamed body, if there is one to forward.
     fn into_incoming(self) -> Option<Incoming>;
+
+    /// Whether the request came through the inline server, which writes
+    /// an inline exchange's upstream fields itself.
+    const INLINE: bool = false;
 }
 
 impl RequestBody for Incoming {
@@ -41,6 +45,8 @@ impl RequestBody for http_body_util::Empty<Bytes> {
     fn into_incoming(self) -> Option<Incoming> {
         None
     }
+
+    const INLINE: bool = true;
 }
 
 /// A request body on its way upstream.

@@ -63,7 +63,7 @@ pub(super) async fn write<I: AsyncWrite + Unpin>(
         }
     };
     out.clear();
-    encode_head(out, status, &parts.headers, framing, close);
+    encode_head(out, status, &parts.headers, &mut body, framing, close);
     drop(parts);
     let mut sent = 0u64;
     loop {
@@ -124,10 +124,13 @@ async fn flush<I: AsyncWrite + Unpin>(io: &mut I, out: &mut Vec<u8>) -> io::Resu
     Ok(())
 }
 
+/// The head: status line, an inline exchange's upstream fields (still in
+/// its body), the response's own map, then framing, `Date` and `close`.
 fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    body: &mut ResponseBody,
     framing: Framing,
     close: bool,
 ) {
@@ -136,6 +139,10 @@ fn encode_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let upstream = body
+        .raw_mut()
+        .and_then(|raw| raw.write_head(out, framing == Framing::Chunked))
+        .unwrap_or_default();
     for (name, value) in headers {
         // Framing is this connection's own (hop-by-hop fields are gone).
         if name == header::TRANSFER_ENCODING
@@ -149,14 +156,14 @@ fn encode_head(
         out.extend_from_slice(b"\r\n");
     }
     match framing {
-        Framing::Length(n) if !headers.contains_key(header::CONTENT_LENGTH) => {
+        Framing::Length(n) if !upstream.length && !headers.contains_key(header::CONTENT_LENGTH) => {
             // Into the buffer itself: no string per response.
             let _ = write!(out, "content-length: {n}\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
     }
-    if !headers.contains_key(header::DATE) {
+    if !upstream.date && !headers.contains_key(header::DATE) {
         out.extend_from_slice(b"date: ");
         date(out);
         out.extend_from_slice(b"\r\n");

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::{Response, StatusCode, header};
+use http::{HeaderMap, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::io::poll_read_buf;
 
-use super::{Conn, Head, READ_CHUNK, invalid, keep_alive, put_back};
+use super::head::{Head, framing, into_map, write_fields};
+use super::{Conn, READ_CHUNK, invalid, put_back};
 use crate::clock::Activity;
 use crate::error::BoxError;
 
@@ -22,10 +23,14 @@ const MAX_LINE: usize = 8 * 1024;
 
 /// The upstream's response body; see the module docs.
 pub struct RawBody {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     state: State,
     reusable: bool,
     activity: Option<Arc<Activity>>,
+    /// The response head's length and whether it has a `Date`, while it
+    /// is still in front of the body in the connection's buffer for the
+    /// inline server to copy.
+    head: Option<(usize, bool)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,22 +51,46 @@ pub(crate) enum State {
 }
 
 impl RawBody {
-    /// The response for `head`, whose body follows in `conn`.
-    pub(super) fn start(conn: Conn, head: Head, is_head: bool) -> io::Result<Response<Self>> {
+    /// The response for `head`, which is at the front of `conn`'s buffer
+    /// with the body after it. With `raw` (and no fields that `Connection`
+    /// makes hop-by-hop) the head stays there for [`Self::write_head`] and
+    /// the response's own map is left empty; otherwise the map holds it.
+    pub(super) fn start(
+        mut conn: Box<Conn>,
+        head: Head,
+        is_head: bool,
+        raw: bool,
+    ) -> io::Result<Response<Self>> {
         let state = framing(&head, is_head)?;
         // Both framings at once may be a smuggling attempt: never reuse.
-        let both = head.headers.contains_key(header::TRANSFER_ENCODING)
-            && head.headers.contains_key(header::CONTENT_LENGTH);
-        let reusable = keep_alive(&head) && state != State::UntilClose && !both;
+        let reusable = head.keep_alive() && state != State::UntilClose && !head.both_framings();
+        let status = head.status;
+        let (headers, head) = if raw && !head.nominates {
+            (HeaderMap::new(), Some((head.len, head.date)))
+        } else {
+            (into_map(&mut conn.buf, &head, &conn.fields)?, None)
+        };
         let mut response = Response::new(Self {
             conn: Some(conn),
             state,
             reusable,
             activity: None,
+            head,
         });
-        *response.status_mut() = head.status;
-        *response.headers_mut() = head.headers;
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         Ok(response)
+    }
+
+    /// Writes the upstream's end-to-end fields into a client's head, if
+    /// they are still here (see [`Self::start`]): all but `Content-Length`
+    /// with `drop_length`. Says whether a `Content-Length` and a `Date`
+    /// went out.
+    pub(crate) fn write_head(&mut self, out: &mut Vec<u8>, drop_length: bool) -> Option<Sent> {
+        let (len, date) = self.head.take()?;
+        let conn = self.conn.as_mut()?;
+        let length = write_fields(&mut conn.buf, len, &conn.fields, out, drop_length);
+        Some(Sent { length, date })
     }
 
     /// The route activity to bump when the body has been read to the end.
@@ -74,43 +103,11 @@ impl RawBody {
     }
 }
 
-/// RFC 9112 §6.3: how the body of this response is delimited.
-pub(crate) fn framing(head: &Head, is_head: bool) -> io::Result<State> {
-    let s = head.status;
-    if is_head || s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED {
-        return Ok(State::Length(0));
-    }
-    let h = &head.headers;
-    if let Some(last) = h.get_all(header::TRANSFER_ENCODING).iter().next_back() {
-        let chunked = last
-            .to_str()
-            .ok()
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
-        return Ok(if chunked {
-            State::ChunkSize
-        } else {
-            State::UntilClose
-        });
-    }
-    let mut length = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v
-            .to_str()
-            .map_err(|_| invalid("bad content-length"))?
-            .split(',')
-        {
-            let n: u64 = part
-                .trim()
-                .parse()
-                .map_err(|_| invalid("bad content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(invalid("conflicting content-length"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(length.map_or(State::UntilClose, State::Length))
+/// What [`RawBody::write_head`] wrote of the framing and date fields.
+#[derive(Default)]
+pub(crate) struct Sent {
+    pub(crate) length: bool,
+    pub(crate) date: bool,
 }
 
 impl Drop for RawBody {
@@ -226,6 +223,10 @@ impl Body for RawBody {
         let Some(conn) = this.conn.as_mut() else {
             return Poll::Ready(None);
         };
+        if let Some((len, _)) = this.head.take() {
+            // Nobody wrote it: the body starts behind it.
+            bytes::Buf::advance(&mut conn.buf, len);
+        }
         loop {
             match this.state.next(&mut conn.buf) {
                 Ok(Some(Decoded::Data(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),

@@ -15,21 +15,22 @@
 //! non-idempotent methods) goes through hyper's client.
 
 mod body;
+mod head;
 
 use std::cell::RefCell;
 use std::io;
-use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Response, StatusCode, request};
+use http::{Method, Response, StatusCode, request};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 pub(crate) use body::RawBody;
 #[cfg(any(fuzzing, test))]
-pub(crate) use body::{Decoded, State, framing};
+pub(crate) use body::{Decoded, State};
+#[cfg(any(fuzzing, test))]
+pub(crate) use head::{framing, parse_head};
 
 use super::idle::{Idle, Pool, PoolKey, park, unpark};
 use super::pool::Connector;
@@ -37,8 +38,6 @@ use super::target::{Endpoint, Target};
 use crate::error::ProxyError;
 use crate::headers::Fresh;
 
-/// Most response header fields accepted (as hyper's client).
-const MAX_HEADERS: usize = 100;
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Room made for a response head (most fit; a bigger one grows the buffer),
@@ -54,17 +53,19 @@ pub(crate) struct Conn {
     io: TcpStream,
     buf: BytesMut,
     out: Vec<u8>,
+    /// Where the fields of the last response head are in `buf`.
+    fields: Vec<head::Field>,
     /// Where it goes back when idle (cloned once per connection).
     key: PoolKey,
 }
 
 thread_local! {
-    static IDLE: Idle<Conn> = RefCell::new(Pool::new());
+    static IDLE: Idle<Box<Conn>> = RefCell::new(Pool::new());
 }
 
 /// Sweeps this thread's pool of inline-exchange connections.
 pub(crate) fn sweep(now: std::time::Instant) {
-    super::idle::sweep(&IDLE, now, open);
+    super::idle::sweep(&IDLE, now, |c| open(c));
 }
 
 /// Whether a request can take the inline path.
@@ -78,15 +79,15 @@ pub(crate) fn eligible(method: &Method, empty_body: bool, upgrade: bool, target:
         )
 }
 
-fn put_back(conn: Conn) {
+fn put_back(conn: Box<Conn>) {
     park(&IDLE, conn, |conn| &conn.key);
 }
 
 /// An idle connection the upstream has not closed (nor written to) meanwhile.
-fn take_idle(connector: u64, upstream: &str) -> Option<Conn> {
+fn take_idle(connector: u64, upstream: &str) -> Option<Box<Conn>> {
     // The runtime has already recorded a FIN or stray bytes as readiness,
     // so this costs no system call on a healthy socket.
-    unpark(&IDLE, connector, upstream, open)
+    unpark(&IDLE, connector, upstream, |c| open(c))
 }
 
 /// Neither closed nor written to by the upstream while idle.
@@ -115,13 +116,16 @@ pub(crate) enum Answer<U> {
 /// taken out and given back with the socket on `101` only (so a caller can
 /// try another endpoint after a failure to connect). A reused connection that turns out closed before any
 /// response byte arrives is replaced once by a new one: the method is
-/// idempotent, so a second delivery is harmless.
+/// idempotent, so a second delivery is harmless. With `raw`, the
+/// response's upstream fields stay in its body for the inline server to
+/// copy ([`RawBody::write_head`]) rather than going into its header map.
 pub(crate) async fn exchange<U>(
     connector: &Connector,
     target: &Target,
     head: (&request::Parts, Option<&Fresh>),
     proxy_timeout: Option<Duration>,
     upgrade: &mut Option<U>,
+    raw: bool,
 ) -> Result<Answer<U>, ProxyError> {
     let is_head = head.0.method == Method::HEAD;
     let mut conn = take_idle(connector.id(), &target.pool_key);
@@ -129,12 +133,13 @@ pub(crate) async fn exchange<U>(
         let reused = conn.is_some();
         let c = match conn.take() {
             Some(c) => c,
-            None => Conn {
+            None => Box::new(Conn {
                 io: connector.connect_tcp(target).await?,
                 buf: BytesMut::new(),
                 out: Vec::new(),
+                fields: Vec::new(),
                 key: connector.key(target),
-            },
+            }),
         };
         let attempt = round_trip(c, head);
         let result = match proxy_timeout {
@@ -150,13 +155,14 @@ pub(crate) async fn exchange<U>(
             source: Box::new(e),
         };
         match result {
-            Ok((head, conn)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+            Ok((head, mut conn)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
                 let Some(client) = upgrade.take() else {
                     return Err(failed(invalid("protocol switch nobody asked for")));
                 };
                 let mut parts = Response::new(()).into_parts().0;
                 parts.status = head.status;
-                parts.headers = head.headers;
+                parts.headers =
+                    head::into_map(&mut conn.buf, &head, &conn.fields).map_err(failed)?;
                 return Ok(Answer::Switched {
                     parts,
                     upstream: conn.io,
@@ -165,7 +171,7 @@ pub(crate) async fn exchange<U>(
                 });
             }
             Ok((head, conn)) => {
-                return RawBody::start(conn, head, is_head)
+                return RawBody::start(conn, head, is_head, raw)
                     .map(Answer::Response)
                     .map_err(failed);
             }
@@ -183,16 +189,17 @@ enum Failure {
 
 /// Writes the request and reads up to the final response head (or a `101`).
 async fn round_trip(
-    mut conn: Conn,
+    mut conn: Box<Conn>,
     (head, fresh): (&request::Parts, Option<&Fresh>),
-) -> Result<(Head, Conn), Failure> {
+) -> Result<(head::Head, Box<Conn>), Failure> {
     encode(head, fresh, &mut conn.out);
     conn.io.write_all(&conn.out).await.map_err(Failure::Stale)?;
     let mut first = true;
     loop {
-        if let Some(head) = parse_head(&mut conn.buf).map_err(Failure::Io)? {
+        if let Some(head) = head::parse_head(&conn.buf, &mut conn.fields).map_err(Failure::Io)? {
             if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
                 // 100 Continue, 103 Early Hints: the final answer follows.
+                bytes::Buf::advance(&mut conn.buf, head.len);
                 first = false;
                 continue;
             }
@@ -218,60 +225,6 @@ fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-/// A parsed response head.
-pub(crate) struct Head {
-    status: StatusCode,
-    http11: bool,
-    headers: HeaderMap,
-}
-
-/// Takes a complete head off the front of `buf`, if there is one. Header
-/// values share one buffer with the head rather than being copied.
-pub(crate) fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    // Uninitialized: the parser writes only the fields it finds, so the
-    // 100-field array costs no 3 KiB fill per response.
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut res,
-        buf,
-        &mut fields,
-    );
-    let len = match parsed {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-    };
-    let status = res
-        .code
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or_else(|| invalid("bad status code"))?;
-    let http11 = res.version == Some(1);
-    let base = buf.as_ptr() as usize;
-    let mut spans = Vec::with_capacity(res.headers.len());
-    for f in res.headers.iter() {
-        let name =
-            HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| invalid("bad header name"))?;
-        let start = f.value.as_ptr() as usize - base;
-        spans.push((name, start, start + f.value.len()));
-    }
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, start, end) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| invalid("bad header value"))?;
-        headers.append(name, value);
-    }
-    Ok(Some(Head {
-        status,
-        http11,
-        headers,
-    }))
-}
-
 /// The request head as it goes on the wire, with the forwarded fields
 /// after the others, into `wire` (cleared first).
 fn encode(head: &request::Parts, fresh: Option<&Fresh>, wire: &mut Vec<u8>) {
@@ -293,21 +246,10 @@ fn encode(head: &request::Parts, fresh: Option<&Fresh>, wire: &mut Vec<u8>) {
     wire.extend_from_slice(b"\r\n");
 }
 
-/// Whether the connection may carry another request after this response
-/// (its body framing aside).
-fn keep_alive(head: &Head) -> bool {
-    head.http11
-        && !head
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("close"))
-}
-
 #[cfg(test)]
 mod tests {
+    use http::header::{self, HeaderValue};
+
     use super::*;
 
     #[test]
@@ -322,29 +264,5 @@ mod tests {
         let mut wire = b"left over".to_vec();
         encode(&parts, None, &mut wire);
         assert_eq!(wire, b"GET /user/a/api?x=1 HTTP/1.1\r\nhost: hub\r\n\r\n");
-    }
-
-    #[test]
-    fn parses_a_head_in_pieces_and_keeps_what_follows() {
-        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b"[..]);
-        assert!(parse_head(&mut buf).unwrap().is_none());
-        buf.extend_from_slice(b"\r\n\r\nhi");
-        let head = parse_head(&mut buf).unwrap().unwrap();
-        assert_eq!(head.status, StatusCode::OK);
-        assert!(head.http11);
-        assert_eq!(head.headers["x-a"], "b");
-        assert_eq!(head.headers[header::CONTENT_LENGTH], "2");
-        assert_eq!(&buf[..], b"hi");
-        assert!(keep_alive(&head));
-    }
-
-    #[test]
-    fn rejects_garbage_and_sees_close() {
-        let mut buf = BytesMut::from(&b"HTTP/9 abc\r\n\r\n"[..]);
-        assert!(parse_head(&mut buf).is_err());
-        let mut buf = BytesMut::from(&b"HTTP/1.1 204 No\r\nConnection: Close\r\n\r\n"[..]);
-        assert!(!keep_alive(&parse_head(&mut buf).unwrap().unwrap()));
-        let mut buf = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\n"[..]);
-        assert!(!keep_alive(&parse_head(&mut buf).unwrap().unwrap()));
     }
 }
