@@ -299,11 +299,13 @@ pub async fn serve<H: Handler>(
     };
     let mut gate = gate::Gate::new(limits.max_connections, limits.max_per_client);
     let mut last_warned = None;
+    // One wait for the shutdown, not one made and dropped per connection.
+    let mut stop = std::pin::pin!(shutdown.graceful.cancelled());
     loop {
         let accepted = tokio::select! {
-            () = shutdown.graceful.cancelled() => break,
+            () = stop.as_mut() => break,
             () = gate.room() => tokio::select! {
-                () = shutdown.graceful.cancelled() => break,
+                () = stop.as_mut() => break,
                 a = accept_one(&listener) => a,
             },
         };

@@ -74,7 +74,7 @@ impl<H: Handler> Accept<H> {
                         // the read buffer goes now, not after hyper's first
                         // read (a websocket's handshake is mostly this path).
                         let read = bytes::Bytes::copy_from_slice(&buf);
-                        drop(buf);
+                        drop((buf, out, spans));
                         let io = Rewind::new(read, io);
                         return self.http(io, conn, Instant::now(), None, true).await;
                     }
@@ -203,6 +203,7 @@ fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>, limits: &Limits) -> Head {
     };
     let mut close = false;
     spans.clear();
+    spans.reserve(req.headers.len());
     for f in req.headers.iter() {
         let name = f.name.as_bytes();
         if FOR_HYPER.iter().any(|n| name.eq_ignore_ascii_case(n)) {

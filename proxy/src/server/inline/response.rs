@@ -20,6 +20,8 @@ use crate::body::{BoxError, ResponseBody};
 
 /// Body bytes copied behind the head rather than written on their own.
 const COALESCE: usize = 16 * 1024;
+/// Room first made in the connection's output buffer.
+const OUT_CHUNK: usize = 1024;
 
 /// How the body is delimited on the wire.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,9 @@ pub(super) async fn write<I: AsyncWrite + Unpin>(
         }
     };
     out.clear();
+    // Room for a usual head and small body at once (kept for the next
+    // response), not grown a few bytes at a time on a new connection.
+    out.reserve(OUT_CHUNK);
     encode_head(out, status, &parts.headers, &mut body, framing, close);
     drop(parts);
     let mut sent = 0u64;

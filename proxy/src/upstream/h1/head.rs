@@ -95,6 +95,7 @@ pub(crate) fn parse_head(buf: &BytesMut, fields: &mut Vec<Field>) -> io::Result<
         (start, start.saturating_add(s.len() as u32))
     };
     fields.clear();
+    fields.reserve(res.headers.len());
     for f in res.headers.iter() {
         let role = role(f.name.as_bytes());
         match role {

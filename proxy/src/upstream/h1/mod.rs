@@ -43,6 +43,8 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Room made for a response head (most fit; a bigger one grows the buffer),
 /// kept small because an idle pooled connection keeps its buffer.
 const HEAD_CHUNK: usize = 4 * 1024;
+/// Room first made for a request head (kept by a pooled connection).
+const OUT_CHUNK: usize = 1024;
 /// Room made for each read of body bytes.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -230,6 +232,7 @@ fn invalid(what: &'static str) -> io::Error {
 fn encode(head: &request::Parts, fresh: Option<&Fresh>, wire: &mut Vec<u8>) {
     let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
     wire.clear();
+    wire.reserve(OUT_CHUNK);
     wire.extend_from_slice(head.method.as_str().as_bytes());
     wire.push(b' ');
     wire.extend_from_slice(target.as_bytes());
