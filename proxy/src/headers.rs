@@ -116,13 +116,29 @@ pub(crate) struct Forwarded<'a> {
 /// ([`Fresh::encode`]) instead of going through the header map.
 pub(crate) struct Fresh {
     peer: Option<HeaderValue>,
-    port: HeaderValue,
-    proto: &'static str,
-    /// `X-Forwarded-Host` (not for websockets, as CHP).
+    /// The request's `Host`: `X-Forwarded-Host` (not for websockets, as
+    /// CHP), and the port's source.
     host: Option<HeaderValue>,
+    forward_host: bool,
+    /// Where `X-Forwarded-Port` starts in `host`; `None`: the default.
+    port_at: Option<usize>,
+    tls: bool,
+    proto: &'static str,
 }
 
 impl Fresh {
+    /// `X-Forwarded-Port`: a slice of `Host`, no value of its own.
+    fn port(&self) -> &[u8] {
+        match (&self.host, self.port_at) {
+            (Some(host), Some(at)) => &host.as_bytes()[at..],
+            _ => default_port(self.tls).as_bytes(),
+        }
+    }
+
+    fn forwarded_host(&self) -> Option<&HeaderValue> {
+        self.host.as_ref().filter(|_| self.forward_host)
+    }
+
     /// The fields as head lines, in the order [`Fresh::add_to`] adds them.
     pub(crate) fn encode(&self, wire: &mut Vec<u8>) {
         let mut line = |name: &HeaderName, value: &[u8]| {
@@ -135,26 +151,28 @@ impl Fresh {
             line(&X_FORWARDED_FOR, ip.as_bytes());
             line(&X_REAL_IP, ip.as_bytes());
         }
-        line(&X_FORWARDED_PORT, self.port.as_bytes());
+        line(&X_FORWARDED_PORT, self.port());
         line(&X_FORWARDED_PROTO, self.proto.as_bytes());
-        if let Some(h) = &self.host {
+        if let Some(h) = self.forwarded_host() {
             line(&X_FORWARDED_HOST, h.as_bytes());
         }
     }
 
     /// The fields added to `headers`.
     pub(crate) fn add_to(self, headers: &mut HeaderMap) {
-        if let Some(ip) = self.peer {
+        if let Some(ip) = &self.peer {
             headers.append(X_FORWARDED_FOR.clone(), ip.clone());
-            headers.append(X_REAL_IP.clone(), ip);
+            headers.append(X_REAL_IP.clone(), ip.clone());
         }
-        headers.append(X_FORWARDED_PORT.clone(), self.port);
+        if let Ok(port) = HeaderValue::from_bytes(self.port()) {
+            headers.append(X_FORWARDED_PORT.clone(), port);
+        }
         headers.append(
             X_FORWARDED_PROTO.clone(),
             HeaderValue::from_static(self.proto),
         );
-        if let Some(h) = self.host {
-            headers.append(X_FORWARDED_HOST.clone(), h);
+        if let Some(h) = self.forwarded_host() {
+            headers.append(X_FORWARDED_HOST.clone(), h.clone());
         }
     }
 }
@@ -171,13 +189,13 @@ pub(crate) fn forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) -> Option<Fr
         (true, false) => "ws",
         (true, true) => "wss",
     };
-    let host = f.host.and_then(|h| h.to_str().ok());
-    let port = host
-        .and_then(|h| h.rsplit_once(':'))
-        .map(|(_, p)| p)
-        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|p| HeaderValue::from_str(p).ok())
-        .unwrap_or(HeaderValue::from_static(if f.tls { "443" } else { "80" }));
+    // The port after the last colon of `Host`, when it is all digits.
+    let port_at = f.host.and_then(|h| {
+        let h = h.as_bytes();
+        let colon = h.iter().rposition(|&b| b == b':')?;
+        let port = &h[colon + 1..];
+        (!port.is_empty() && port.iter().all(u8::is_ascii_digit)).then_some(colon + 1)
+    });
     // One pass over the names, no hashing.
     let fresh = !headers.keys().any(|n| {
         [
@@ -192,11 +210,18 @@ pub(crate) fn forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) -> Option<Fr
     if fresh {
         return Some(Fresh {
             peer: f.peer.cloned(),
-            port,
+            host: f.host.cloned(),
+            forward_host: !f.websocket,
+            port_at,
+            tls: f.tls,
             proto,
-            host: f.host.filter(|_| !f.websocket).cloned(),
         });
     }
+    let port = match (f.host, port_at) {
+        (Some(h), Some(at)) => HeaderValue::from_bytes(&h.as_bytes()[at..]).ok(),
+        _ => None,
+    }
+    .unwrap_or(HeaderValue::from_static(default_port(f.tls)));
     if let Some(ip) = f.peer {
         append(headers, &X_FORWARDED_FOR, ip);
         headers.insert(X_REAL_IP.clone(), ip.clone());
@@ -213,6 +238,10 @@ pub(crate) fn forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) -> Option<Fr
         }
     }
     None
+}
+
+fn default_port(tls: bool) -> &'static str {
+    if tls { "443" } else { "80" }
 }
 
 /// `name: old,value` (http-proxy joins with a bare comma).

@@ -156,10 +156,6 @@ struct Span {
     value: (u32, u32),
 }
 
-/// Room for one forwarded request's own fields: `X-Forwarded-For`, `-Port`,
-/// `-Proto`, `-Host`, `X-Real-IP`, and one or two more.
-const ADDED_FIELDS: usize = 8;
-
 /// `spans` is the connection's scratch list (kept, so parsing allocates
 /// nothing once it has grown).
 fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>, limits: &Limits) -> Head {
@@ -227,7 +223,9 @@ fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>, limits: &Limits) -> Head {
     let Ok(uri) = Uri::from_maybe_shared(head.slice(range(path))) else {
         return back(buf, head);
     };
-    let mut headers = HeaderMap::with_capacity(spans.len() + ADDED_FIELDS);
+    // Just the request's own: the forwarded fields go straight into the
+    // upstream head (they enter the map only on hyper's client path).
+    let mut headers = HeaderMap::with_capacity(spans.len());
     for s in spans.iter() {
         let name = HeaderName::from_bytes(&head[range(s.name)]);
         let value = HeaderValue::from_maybe_shared(head.slice(range(s.value)));
