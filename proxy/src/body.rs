@@ -60,9 +60,7 @@ impl ResponseBody {
             _ => self,
         }
     }
-}
 
-impl ResponseBody {
     /// The inline upstream body, when this is one.
     pub(crate) fn raw_mut(&mut self) -> Option<&mut crate::upstream::h1::RawBody> {
         match self {
