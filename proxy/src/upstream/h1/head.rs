@@ -115,9 +115,8 @@ pub(crate) fn parse_head(buf: &BytesMut, fields: &mut Vec<Field>) -> io::Result<
 
 impl Head {
     fn hop_by_hop(&mut self, name: &[u8], value: &[u8]) {
-        let tokens = || value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
         if name.eq_ignore_ascii_case(b"connection") {
-            for t in tokens() {
+            for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if t.eq_ignore_ascii_case(b"close") {
                     self.close = true;
                 } else if !(t.is_empty()
