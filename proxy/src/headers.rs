@@ -101,6 +101,16 @@ static HOP_BY_HOP: [&HeaderName; 6] = [
     &header::TRANSFER_ENCODING,
 ];
 
+/// Whether a field name as it came off the wire (any case) is hop-by-hop:
+/// one of [`HOP_BY_HOP`] or `Upgrade` (the parsed response head's check).
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .map(|h| h.as_str())
+        .chain(["upgrade"])
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+}
+
 /// What the forwarded headers need to know about the client connection.
 pub(crate) struct Forwarded<'a> {
     /// The client's address, ready as a header value.
@@ -430,6 +440,22 @@ mod tests {
         assert_eq!(h["x-forwarded-port"], "80");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "hub");
+    }
+
+    #[test]
+    fn wire_names_are_hop_by_hop_in_any_case() {
+        for name in [
+            "Connection",
+            "keep-alive",
+            "TE",
+            "Trailer",
+            "upgrade",
+            "Proxy-Connection",
+        ] {
+            assert!(is_hop_by_hop(name.as_bytes()), "{name}");
+        }
+        assert!(is_hop_by_hop(b"Transfer-Encoding"));
+        assert!(!is_hop_by_hop(b"content-length") && !is_hop_by_hop(b"tee"));
     }
 
     #[test]

@@ -145,16 +145,14 @@ impl Head {
 }
 
 fn role(name: &[u8]) -> Role {
-    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 if is(b"te") => Role::HopByHop,
-        4 if is(b"date") => Role::Date,
-        7 if is(b"trailer") || is(b"upgrade") => Role::HopByHop,
-        10 if is(b"connection") || is(b"keep-alive") => Role::HopByHop,
-        14 if is(b"content-length") => Role::ContentLength,
-        16 if is(b"proxy-connection") => Role::HopByHop,
-        17 if is(b"transfer-encoding") => Role::HopByHop,
-        _ => Role::Plain,
+    if name.eq_ignore_ascii_case(b"content-length") {
+        Role::ContentLength
+    } else if name.eq_ignore_ascii_case(b"date") {
+        Role::Date
+    } else if crate::headers::is_hop_by_hop(name) {
+        Role::HopByHop
+    } else {
+        Role::Plain
     }
 }
 
