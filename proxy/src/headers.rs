@@ -33,9 +33,13 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .flat_map(|v| tokens(v.as_bytes()))
+        .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The comma-separated tokens of a field value, trimmed (empty ones too).
+pub(crate) fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Removes hop-by-hop fields. With `keep_upgrade`, `Upgrade` stays and

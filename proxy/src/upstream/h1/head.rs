@@ -13,6 +13,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::body::State;
 use super::invalid;
+use crate::headers::{is_hop_by_hop, tokens};
 
 /// Most response header fields accepted (as hyper's client).
 const MAX_HEADERS: usize = 100;
@@ -116,7 +117,7 @@ pub(crate) fn parse_head(buf: &BytesMut, fields: &mut Vec<Field>) -> io::Result<
 impl Head {
     fn hop_by_hop(&mut self, name: &[u8], value: &[u8]) {
         if name.eq_ignore_ascii_case(b"connection") {
-            for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for t in tokens(value) {
                 if t.eq_ignore_ascii_case(b"close") {
                     self.close = true;
                 } else if !(t.is_empty()
@@ -127,8 +128,8 @@ impl Head {
                 }
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            let last = tokens(value).next_back().unwrap_or_default();
+            self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
         }
     }
 
@@ -149,7 +150,7 @@ fn role(name: &[u8]) -> Role {
         Role::ContentLength
     } else if name.eq_ignore_ascii_case(b"date") {
         Role::Date
-    } else if crate::headers::is_hop_by_hop(name) {
+    } else if is_hop_by_hop(name) {
         Role::HopByHop
     } else {
         Role::Plain
@@ -159,8 +160,8 @@ fn role(name: &[u8]) -> Role {
 /// One more `Content-Length` field (a list of equal values is one length).
 fn length(known: Option<u64>, value: &[u8]) -> Result<Option<u64>, &'static str> {
     let mut length = known;
-    for part in value.split(|&b| b == b',') {
-        let n = std::str::from_utf8(part.trim_ascii())
+    for part in tokens(value) {
+        let n = std::str::from_utf8(part)
             .ok()
             .and_then(|p| p.parse::<u64>().ok())
             .ok_or("bad content-length")?;
