@@ -26,6 +26,25 @@ fn task_node(manager: &Node, service: &str) -> Option<String> {
         .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
+/// Once the hub says a server stopped, its service is gone from the swarm
+/// (else a server the hub forgot would run on, reachable through hubgate).
+fn assert_service_gone(manager: &Node, service: &str) {
+    let left = manager.docker(&[
+        "service",
+        "ls",
+        "--filter",
+        &format!("name={service}"),
+        "--format",
+        "{{.Name}} {{.Replicas}}",
+    ]);
+    assert!(
+        !left
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(service)),
+        "the hub stopped the server, but its service is still there: {left}"
+    );
+}
+
 /// `GET path` of the REST API of each of `service`'s containers on `node`.
 fn replica_api(node: &Node, service: &str, path: &str) -> Vec<serde_json::Value> {
     let ids = node.docker(&[
@@ -277,6 +296,7 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
         std::fs::copy(user_state(&user), user_state(&surviving)).unwrap();
     }
     surviving.step("stop", &[]);
+    assert_service_gone(m1, &server);
     assert_api_routes(&cluster, &[0, 2], &hubgate, &route, None);
     surviving.step("unrouted", &[]);
     surviving.step("spawn", &[]);
@@ -311,6 +331,7 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     }
     eprintln!("new server on {now_on}, routed by node1 and node3 to {task_ip} only");
     surviving.step("stop", &[]);
+    assert_service_gone(m1, &server);
     surviving.step("unrouted", &[]);
     drop(d);
 }
@@ -349,6 +370,25 @@ impl Drop for LogsOnPanic<'_> {
                     node.hostname,
                     text(node.try_docker(&["logs", "--tail", "40", id]))
                 );
+                if rest.contains("-hub.") {
+                    // The hub's whole story of spawns, stops and routes,
+                    // without its access log.
+                    let all = text(node.try_docker(&["logs", "-t", id]));
+                    let story: Vec<&str> = all
+                        .lines()
+                        .filter(|l| {
+                            ["spawner", "base:", "user:", "proxy:", "[W ", "[E ", "Error"]
+                                .iter()
+                                .any(|k| l.contains(k))
+                                && !l.contains("_xsrf_utils")
+                        })
+                        .collect();
+                    eprintln!(
+                        "--- {} {rest}: spawner and proxy lines\n{}",
+                        node.hostname,
+                        story.join("\n")
+                    );
+                }
                 if rest.contains("-hubgate.") && rest.contains(" Up ") {
                     for api in ["/api/routes", "/api/discovery"] {
                         eprintln!(

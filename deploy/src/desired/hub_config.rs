@@ -12,6 +12,14 @@ use super::{HUB_DATA_DIR, HUB_PORT, OAUTH_SECRET_PATH, PROXY_TOKEN_PATH, STORAGE
 /// replica (a Python class; the constants it names are rendered above it).
 const HUBGATE_PROXY: &str = include_str!("hubgate_proxy.py");
 
+/// The user server's spawner class and its post-stop hook (Python; the
+/// constants it names are rendered above it).
+const HUBGATE_SPAWNER: &str = include_str!("hubgate_spawner.py");
+
+/// How many more times (a second apart) the spawner asks a swarm manager
+/// that answered with a 5xx before it gives up.
+const MANAGER_RETRIES: u32 = 5;
+
 /// How long the hub waits for one hubgate replica's API (on the overlay a
 /// live one answers in milliseconds; a dead node's task can linger in DNS).
 const REPLICA_TIMEOUT_SECS: u32 = 3;
@@ -46,6 +54,7 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
     line("import socket");
     line("import sys");
     line("");
+    line("from docker.errors import APIError");
     line("from docker.types import DriverConfig, Mount, ServiceMode");
     line("from dockerspawner import SwarmSpawner");
     line("");
@@ -128,51 +137,10 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
     line(
         "LIVE_TASK_STATES = {\"new\", \"pending\", \"assigned\", \"accepted\", \"preparing\", \"ready\", \"starting\", \"running\"}",
     );
+    line(&format!("MANAGER_RETRIES = {MANAGER_RETRIES}"));
     line("");
     line("");
-    line("class HubgateSwarmSpawner(SwarmSpawner):");
-    line("    @property");
-    line("    def mounts(self):");
-    line("        user = self.escaped_name");
-    line("        options = {k: v.format(username=user) for k, v in VOLUME_OPTIONS.items()}");
-    line("        return [");
-    line("            Mount(");
-    line("                target=NOTEBOOK_DIR,");
-    line("                source=f\"jupyterhub-user-{user}\",");
-    line("                type=\"volume\",");
-    line("                driver_config=DriverConfig(\"local\", options),");
-    line("                labels=VOLUME_LABELS,");
-    line("            )");
-    line("        ]");
-    line("");
-    line("    async def stop_object(self):");
-    line("        # Scale to zero and wait for the task to stop before the service");
-    line("        # goes: otherwise its container outlives the service by seconds,");
-    line("        # and a start right after can reach the old server.");
-    line("        service = await self.get_object()");
-    line("        if service is None:");
-    line("            return");
-    line("        await self.docker(");
-    line("            \"update_service\",");
-    line("            self.object_id,");
-    line("            version=service[\"Version\"][\"Index\"],");
-    line("            mode=ServiceMode(\"replicated\", replicas=0),");
-    line("            fetch_current_spec=True,");
-    line("        )");
-    line("        for _ in range(150):");
-    line("            tasks = await self.docker(\"tasks\", filters={\"service\": self.object_id})");
-    line("            if all(t[\"Status\"][\"State\"] not in LIVE_TASK_STATES for t in tasks):");
-    line("                break");
-    line("            await asyncio.sleep(0.2)");
-    line("        # And for the swarm's DNS to forget the old task's address, which the");
-    line("        # next start would otherwise try (and time out on) first.");
-    line("        loop = asyncio.get_running_loop()");
-    line("        for _ in range(50):");
-    line("            try:");
-    line("                await loop.getaddrinfo(self.service_name, None)");
-    line("            except socket.gaierror:");
-    line("                break");
-    line("            await asyncio.sleep(0.2)");
+    line(HUBGATE_SPAWNER.trim_end());
     line("");
     line("");
     line("def prepare_user_directory(spawner):");
@@ -183,6 +151,7 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
     line("");
     line("c.JupyterHub.spawner_class = HubgateSwarmSpawner");
     line("c.Spawner.pre_spawn_hook = prepare_user_directory");
+    line("c.Spawner.post_stop_hook = remove_leftover_service");
     line(&format!(
         "c.SwarmSpawner.image = {}",
         py(&f.singleuser.image)

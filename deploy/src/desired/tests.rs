@@ -99,6 +99,7 @@ fn the_hub_config_points_at_hubgate_and_keeps_secrets_out() {
         "\"--timeout=7200\"",
         "\"device\": \":/srv/jupyterhub/{username}\"",
         "c.SwarmSpawner.extra_placement_spec = {\"constraints\": [\"node.role==worker\"]}",
+        "c.Spawner.post_stop_hook = remove_leftover_service",
     ] {
         assert!(py.contains(wanted), "missing {wanted:?} in\n{py}");
     }
