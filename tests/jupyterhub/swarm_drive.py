@@ -11,6 +11,7 @@ deployment); the session (cookies, the user's API token) is kept in
   read       expect NAME to hold TEXT
   routed     every --public URL reaches the user's server
   unrouted   no --public URL reaches it any more (the hub answers instead)
+  known      the hub still counts the server as running and ready
   stop       stop the server
   oauth      expect /hub/oauth_login to redirect to GitHub with the
              configured client id and callback (--client-id, --callback)
@@ -167,6 +168,13 @@ def unrouted(s):
     step(f"no published port reaches the server ({len(s.args.public)} checked)")
 
 
+def known(s):
+    server = s.hub_api("GET", f"/users/{s.args.user}").json().get("servers", {}).get("")
+    if not (server and server.get("ready")):
+        fail(f"the hub no longer counts the server as running: {server}")
+    step("the hub still counts the server as running")
+
+
 def stop(s):
     r = s.hub_api("DELETE", f"/users/{s.args.user}/server")
     if r.status_code not in (202, 204):
@@ -197,7 +205,7 @@ def oauth(s):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("action", choices=["login", "spawn", "kernel", "write", "read", "routed",
-                                      "unrouted", "stop", "oauth"])
+                                      "unrouted", "known", "stop", "oauth"])
     p.add_argument("--public", action="append", required=True)
     p.add_argument("--state", required=True)
     p.add_argument("--user", default="alice")

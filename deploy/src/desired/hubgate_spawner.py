@@ -5,12 +5,13 @@ class HubgateSwarmSpawner(SwarmSpawner):
     - A manager that cannot answer (a 5xx while the swarm elects a leader)
       is an error, not a server that is gone: SwarmSpawner would report the
       server stopped, the hub would forget it and leave its service running.
-    - A server is running while the swarm wants a task of it running and
-      that task is in any state on the way to running or running: a task
-      being rescheduled (`assigned`, `ready`, ...) is not a server that
-      stopped. SwarmSpawner counts only some of those states, and a poll
-      that lands in another one made the hub forget a server the swarm was
-      just moving to another node.
+    - A server is running while the swarm wants a task of it running (or
+      ready: a replacement waiting out the restart delay) and that task is
+      on its way to running or running: a task being rescheduled
+      (`assigned`, `ready`, ...) is not a server that stopped. SwarmSpawner
+      looks only at tasks wanted running, in some of those states, and a
+      poll that landed in another made the hub forget a server the swarm
+      was just moving to another node.
     - A stop scales the service to zero and waits for its task to end
       before the service goes (otherwise the container outlives the service
       by seconds, and a start right after can reach the old server); a task
@@ -58,12 +59,13 @@ class HubgateSwarmSpawner(SwarmSpawner):
         service = await self.get_object()
         if service is None:
             return 0
-        tasks = await self.docker(
-            "tasks", filters={"service": service["ID"], "desired-state": "running"}
-        )
-        if any(t["Status"]["State"] in LIVE_TASK_STATES for t in tasks):
+        tasks = await self.docker("tasks", filters={"service": service["ID"]})
+        # Desired `ready`: a replacement the swarm starts after its restart
+        # delay (a task moved off a lost node waits there for 5 s).
+        wanted = [t for t in tasks if t.get("DesiredState") in ("running", "ready")]
+        if any(t["Status"]["State"] in LIVE_TASK_STATES for t in wanted):
             return None
-        states = sorted({t["Status"]["State"] for t in tasks})
+        states = sorted({t["Status"]["State"] for t in wanted})
         return f"service {self.service_name}: no live task ({', '.join(states) or 'none wanted'})"
 
     async def live_tasks(self, service_id):
