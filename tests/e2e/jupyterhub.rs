@@ -191,3 +191,29 @@ async fn jupyterhub_launches_hubgate_as_configurable_http_proxy() {
     }
     assert!(gone, "JupyterHub's stop should have ended hubgate");
 }
+
+/// The deployment's spawner (`deploy/src/desired/hubgate_spawner.py`, as the
+/// generated `jupyterhub_config.py` holds it) with the real dockerspawner
+/// and Docker client, against scripted engine answers: a server the swarm
+/// is moving off a lost node is running, a manager's 5xx is asked again,
+/// a stop scales to zero without waiting on a down node, a leftover
+/// service is removed.
+#[test]
+fn the_deployment_spawner_keeps_the_hub_and_the_swarm_in_step() {
+    let venv = venv();
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .arg(repo().join("tests/jupyterhub/spawner_check.py"))
+        .arg(repo().join("deploy/src/desired/hubgate_spawner.py"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{text}\n(dockerspawner missing? run scripts/setup-venv)"
+    );
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}

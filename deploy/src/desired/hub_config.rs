@@ -13,12 +13,8 @@ use super::{HUB_DATA_DIR, HUB_PORT, OAUTH_SECRET_PATH, PROXY_TOKEN_PATH, STORAGE
 const HUBGATE_PROXY: &str = include_str!("hubgate_proxy.py");
 
 /// The user server's spawner class and its post-stop hook (Python; the
-/// constants it names are rendered above it).
+/// deployment's values it names are rendered above it).
 const HUBGATE_SPAWNER: &str = include_str!("hubgate_spawner.py");
-
-/// How many more times (a second apart) the spawner asks a swarm manager
-/// that answered with a 5xx before it gives up.
-const MANAGER_RETRIES: u32 = 5;
 
 /// How long the hub waits for one hubgate replica's API (on the overlay a
 /// live one answers in milliseconds; a dead node's task can linger in DNS).
@@ -53,10 +49,6 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
     line("import os");
     line("import socket");
     line("import sys");
-    line("");
-    line("from docker.errors import APIError");
-    line("from docker.types import DriverConfig, Mount, ServiceMode");
-    line("from dockerspawner import SwarmSpawner");
     line("");
     line("import aiohttp");
     line("import aiohttp.connector");
@@ -134,10 +126,6 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
         "VOLUME_LABELS = {{\"hubgate.deploy\": {}, \"hubgate.deploy.role\": \"user\"}}",
         py(&f.name)
     ));
-    line(
-        "LIVE_TASK_STATES = {\"new\", \"pending\", \"assigned\", \"accepted\", \"preparing\", \"ready\", \"starting\", \"running\"}",
-    );
-    line(&format!("MANAGER_RETRIES = {MANAGER_RETRIES}"));
     line("");
     line("");
     line(HUBGATE_SPAWNER.trim_end());

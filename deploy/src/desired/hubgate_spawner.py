@@ -1,3 +1,17 @@
+# The spawner of a deployment's hub: rendered into its
+# jupyterhub_config.py after the config's `import asyncio, socket` and the
+# deployment's values (VOLUME_OPTIONS, VOLUME_LABELS, NOTEBOOK_DIR).
+# tests/jupyterhub/spawner_check.py runs it against scripted engine answers.
+from docker.errors import APIError
+from docker.types import DriverConfig, Mount, ServiceMode
+from dockerspawner import SwarmSpawner
+
+# Task states on the way to running, and running.
+LIVE_TASK_STATES = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+# How many more times (a second apart) a manager's 5xx is asked again.
+MANAGER_RETRIES = 5
+
+
 class HubgateSwarmSpawner(SwarmSpawner):
     """SwarmSpawner with per-user volumes, a stop that waits for the task,
     and no service left behind.

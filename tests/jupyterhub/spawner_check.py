@@ -1,0 +1,214 @@
+"""Run the deployment's HubgateSwarmSpawner against scripted engine answers.
+
+Usage: spawner_check.py PATH/TO/hubgate_spawner.py
+
+The file is executed as the generated jupyterhub_config.py executes it
+(after the deployment's values); its methods then run on a stand-in whose
+`docker` calls answer from a script instead of an engine, so each case is
+exact: the task lists a swarm shows while it moves a server off a lost
+node, a manager's 5xx, a service that is gone. Prints one line a case and
+`N passed, N failed`; exits non-zero on a failure.
+"""
+
+import asyncio
+import logging
+import socket
+import sys
+import types
+
+from docker.errors import APIError
+
+
+def load(path):
+    ns = {
+        "asyncio": asyncio,
+        "socket": socket,
+        "VOLUME_OPTIONS": {"type": "none", "o": "bind", "device": "/srv/users/{username}"},
+        "VOLUME_LABELS": {"hubgate.deploy": "check"},
+        "NOTEBOOK_DIR": "/home/jovyan/work",
+    }
+    with open(path) as f:
+        exec(compile(f.read(), path, "exec"), ns)
+
+    async def no_wait(_seconds):
+        pass
+
+    class Loop:
+        async def getaddrinfo(self, *_args):
+            raise socket.gaierror("no such name")
+
+    # No real waits and no DNS: the file's globals are the stand-ins'.
+    ns["asyncio"] = types.SimpleNamespace(sleep=no_wait, get_running_loop=Loop)
+    return ns
+
+
+def api_error(status):
+    response = types.SimpleNamespace(status_code=status, reason="scripted", url="http://engine/")
+    return APIError(f"{status} scripted", response=response)
+
+
+def task(desired, state, node="n1"):
+    return {"DesiredState": desired, "Status": {"State": state}, "NodeID": node}
+
+
+SERVICE = {"ID": "svc1", "Version": {"Index": 7}}
+
+
+class Engine:
+    """Answers `docker(method, ...)` calls from a script: a method maps to
+    a list of answers taken in turn (the last one repeats); an answer that
+    is an exception is raised."""
+
+    def __init__(self, script):
+        self.script = {k: list(v) for k, v in script.items()}
+        self.calls = []
+
+    async def __call__(self, method, *args, **kwargs):
+        self.calls.append((method, args, kwargs))
+        answers = self.script[method]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def count(self, method):
+        return sum(1 for m, _, _ in self.calls if m == method)
+
+
+def stand_in(ns, script):
+    spawner = ns["HubgateSwarmSpawner"]
+    engine = Engine(script)
+    methods = ["get_object", "poll", "live_tasks", "stop_object", "remove_leftover_service"]
+    cls = type("StandIn", (), {m: getattr(spawner, m) for m in methods})
+    s = cls()
+    s.docker = engine
+    s.service_name = "jupyter-alice"
+    s.object_id = "svc1"
+    s._log_name = "alice"
+    s.log = logging.getLogger("spawner_check")
+    return s, engine
+
+
+def poll_of(ns, tasks):
+    s, _ = stand_in(ns, {"inspect_service": [SERVICE], "tasks": [tasks]})
+    return asyncio.run(s.poll())
+
+
+def inspections_before_an_error(ns, status):
+    """How many times a poll asks an engine that always answers `status`
+    before it raises (it must raise: no answer is not a stopped server)."""
+    s, engine = stand_in(ns, {"inspect_service": [api_error(status)]})
+    try:
+        asyncio.run(s.poll())
+    except APIError:
+        return engine.count("inspect_service")
+    raise AssertionError(f"a poll read an engine answering {status} as an answer")
+
+
+def stop_with(ns, task_lists, down_nodes):
+    """Runs `stop_object` with the task lists the engine shows in turn, and
+    nodes n1, n2 and lost, of which `down_nodes` are down."""
+    nodes = [{"ID": n, "Status": {"State": "down" if n in down_nodes else "ready"}} for n in ["n1", "n2", "lost"]]
+    s, engine = stand_in(
+        ns, {"inspect_service": [SERVICE], "update_service": [None], "tasks": task_lists, "nodes": [nodes]}
+    )
+    asyncio.run(s.stop_object())
+    return engine
+
+
+def cases(ns):
+    retries = ns["MANAGER_RETRIES"]
+
+    def moving_off_a_lost_node():
+        # The old task stays `running` on the dead node, wanted shut down;
+        # the replacement waits out the restart delay, wanted ready.
+        tasks = [task("shutdown", "running", "lost"), task("ready", "new", "n2")]
+        assert poll_of(ns, tasks) is None
+
+    def replacement_ready_to_start():
+        # What SwarmSpawner's poll took for a stopped server.
+        tasks = [task("shutdown", "running", "lost"), task("running", "ready", "n2")]
+        assert poll_of(ns, tasks) is None
+
+    def every_state_on_the_way_counts():
+        for state in ["new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"]:
+            assert poll_of(ns, [task("running", state)]) is None, state
+
+    def an_ended_task_is_a_stopped_server():
+        for state in ["complete", "failed", "shutdown", "rejected", "orphaned"]:
+            status = poll_of(ns, [task("running", state)])
+            assert status is not None and state in status, (state, status)
+
+    def a_scaled_down_service_is_stopped():
+        status = poll_of(ns, [task("shutdown", "shutdown"), task("shutdown", "complete")])
+        assert status is not None and "none wanted" in status, status
+
+    def a_removed_service_is_stopped():
+        s, _ = stand_in(ns, {"inspect_service": [api_error(404)]})
+        assert asyncio.run(s.poll()) == 0
+        assert s.object_id == ""
+
+    def a_manager_5xx_is_asked_again():
+        s, engine = stand_in(
+            ns, {"inspect_service": [api_error(500), api_error(503), SERVICE], "tasks": [[task("running", "running")]]}
+        )
+        assert asyncio.run(s.poll()) is None
+        assert engine.count("inspect_service") == 3
+
+    def a_lasting_5xx_is_an_error_not_a_stop():
+        assert inspections_before_an_error(ns, 500) == retries + 1
+
+    def a_4xx_is_not_asked_again():
+        assert inspections_before_an_error(ns, 400) == 1
+
+    def a_stop_scales_to_zero_and_waits_for_the_task():
+        engine = stop_with(
+            ns, [[task("shutdown", "running")], [task("shutdown", "running")], [task("shutdown", "shutdown")]], []
+        )
+        (_, args, kwargs), = [c for c in engine.calls if c[0] == "update_service"]
+        assert args == ("svc1",) and kwargs["version"] == 7, (args, kwargs)
+        assert (kwargs["mode"].mode, kwargs["mode"].replicas) == ("replicated", 0), kwargs["mode"]
+        assert engine.count("tasks") == 3
+
+    def a_stop_does_not_wait_on_a_down_node():
+        tasks = [task("shutdown", "running", "lost"), task("shutdown", "shutdown", "n2")]
+        engine = stop_with(ns, [tasks], ["lost"])
+        assert engine.count("tasks") == 1
+
+    def a_leftover_service_is_removed():
+        s, engine = stand_in(ns, {"inspect_service": [SERVICE], "remove_service": [None]})
+        asyncio.run(s.remove_leftover_service())
+        assert [a for m, a, _ in engine.calls if m == "remove_service"] == [("svc1",)]
+
+    def no_service_nothing_to_remove():
+        s, engine = stand_in(ns, {"inspect_service": [api_error(404)]})
+        asyncio.run(s.remove_leftover_service())
+        assert engine.count("remove_service") == 0
+
+    def the_hook_calls_the_spawner():
+        s, engine = stand_in(ns, {"inspect_service": [api_error(404)]})
+        asyncio.run(ns["remove_leftover_service"](s))
+        assert engine.count("inspect_service") == 1
+
+    return [v for v in locals().values() if callable(v)]
+
+
+def main():
+    logging.basicConfig(level=logging.CRITICAL)
+    ns = load(sys.argv[1])
+    passed = failed = 0
+    for case in cases(ns):
+        try:
+            case()
+        except Exception as e:  # noqa: BLE001 - every failure is reported
+            failed += 1
+            print(f"FAIL {case.__name__}: {type(e).__name__}: {e}")
+        else:
+            passed += 1
+            print(f"ok   {case.__name__}")
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
