@@ -78,12 +78,13 @@ class Engine:
 def stand_in(ns, script):
     spawner = ns["HubgateSwarmSpawner"]
     engine = Engine(script)
-    methods = ["get_object", "poll", "live_tasks", "stop_object", "remove_leftover_service"]
+    methods = ["get_object", "poll", "live_tasks", "stop_object", "remove_object", "remove_leftover_service"]
     cls = type("StandIn", (), {m: getattr(spawner, m) for m in methods})
     s = cls()
     s.docker = engine
+    s.object_type = "service"
     s.service_name = "jupyter-alice"
-    s.object_id = "svc1"
+    s.object_id = "stale-id"  # get_object must set or clear it
     s._log_name = "alice"
     s.log = logging.getLogger("spawner_check")
     return s, engine
@@ -183,6 +184,12 @@ def cases(ns):
     def no_service_nothing_to_remove():
         s, engine = stand_in(ns, {"inspect_service": [api_error(404)]})
         asyncio.run(s.remove_leftover_service())
+        assert engine.count("remove_service") == 0
+
+    def a_manager_that_never_answers_leaves_the_hook_logging_not_raising():
+        s, engine = stand_in(ns, {"inspect_service": [api_error(500)]})
+        asyncio.run(s.remove_leftover_service())
+        assert engine.count("inspect_service") == retries + 1
         assert engine.count("remove_service") == 0
 
     def the_hook_calls_the_spawner():

@@ -125,21 +125,16 @@ class HubgateSwarmSpawner(SwarmSpawner):
 
     async def remove_leftover_service(self):
         try:
-            service = await self.docker("inspect_service", self.service_name)
-        except APIError as e:
-            if e.response is not None and e.response.status_code == 404:
+            if await self.get_object() is None:
                 return
-            self.log.error("%s: cannot check for a leftover service: %s", self._log_name, e)
-            return
-        self.log.warning(
-            "%s stopped, but its service %s is still there: removing it",
-            self._log_name,
-            self.service_name,
-        )
-        try:
-            await self.docker("remove_service", service["ID"])
+            self.log.warning(
+                "%s stopped, but its service %s is still there: removing it",
+                self._log_name,
+                self.service_name,
+            )
+            await self.remove_object()
         except APIError as e:
-            self.log.error("%s: cannot remove service %s: %s", self._log_name, self.service_name, e)
+            self.log.error("%s: cannot remove a leftover service %s: %s", self._log_name, self.service_name, e)
 
 
 def remove_leftover_service(spawner):
