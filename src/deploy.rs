@@ -28,7 +28,9 @@ pub(crate) fn run(command: DeployCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(command)) {
+    // Read once: every engine call and the probe use the same host.
+    let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+    match runtime.block_on(dispatch(command, host.as_deref())) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -37,18 +39,18 @@ pub(crate) fn run(command: DeployCommand) -> ExitCode {
     }
 }
 
-async fn dispatch(command: DeployCommand) -> anyhow::Result<ExitCode> {
+async fn dispatch(command: DeployCommand, host: Option<&str>) -> anyhow::Result<ExitCode> {
     match command {
-        DeployCommand::Init { advertise_addr } => init(advertise_addr).await,
+        DeployCommand::Init { advertise_addr } => init(host, advertise_addr).await,
         DeployCommand::JoinToken => {
-            let tokens = connect().await?.join_tokens().await?;
+            let tokens = connect(host).await?.join_tokens().await?;
             println!("To add a worker:  {}", tokens.command(false));
             println!("To add a manager: {}", tokens.command(true));
             Ok(ExitCode::SUCCESS)
         }
         DeployCommand::Plan(a) => {
-            let (_, want) = load(&a.file)?;
-            let engine = manager().await?;
+            let (_, want) = load(&a.file, host)?;
+            let engine = manager(host).await?;
             let plan = diff(&want, &engine.observe(&want).await?);
             print!("{plan}");
             Ok(if plan.problems.is_empty() {
@@ -57,31 +59,30 @@ async fn dispatch(command: DeployCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        DeployCommand::Apply(a) => apply(&a).await,
+        DeployCommand::Apply(a) => apply(&a, host).await,
         DeployCommand::Status(a) => {
-            let (file, _) = load(&a.file)?;
-            print!("{}", manager().await?.status(&file.name).await?);
+            let (file, _) = load(&a.file, host)?;
+            print!("{}", manager(host).await?.status(&file.name).await?);
             Ok(ExitCode::SUCCESS)
         }
-        DeployCommand::Destroy(a) => destroy(&a).await,
+        DeployCommand::Destroy(a) => destroy(&a, host).await,
     }
 }
 
-/// The engine `DOCKER_HOST` names (default: the local socket).
-async fn connect() -> anyhow::Result<Engine> {
-    let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-    Ok(Engine::connect(host.as_deref()).await?)
+/// The engine `host` (`DOCKER_HOST`) names (default: the local socket).
+async fn connect(host: Option<&str>) -> anyhow::Result<Engine> {
+    Ok(Engine::connect(host).await?)
 }
 
-async fn manager() -> anyhow::Result<Engine> {
-    let engine = connect().await?;
+async fn manager(host: Option<&str>) -> anyhow::Result<Engine> {
+    let engine = connect(host).await?;
     engine.require_manager().await?;
     Ok(engine)
 }
 
 /// Reads, checks and expands a deployment file (errors name the file, the
 /// line and the field).
-fn load(path: &Path) -> anyhow::Result<(DeployFile, Desired)> {
+fn load(path: &Path, host: Option<&str>) -> anyhow::Result<(DeployFile, Desired)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the deployment file {}", path.display()))?;
     let file =
@@ -116,27 +117,49 @@ fn load(path: &Path) -> anyhow::Result<(DeployFile, Desired)> {
         tls_cert: read("tls.cert_file", &tls.cert_file)?,
         tls_key: read("tls.key_file", &tls.key_file)?,
         acme_ca: read("tls.acme_ca_file", &tls.acme_ca_file)?,
-        docker_gid: file.proxy.docker_gid.unwrap_or_else(local_socket_gid),
+        docker_gid: file
+            .proxy
+            .docker_gid
+            .unwrap_or_else(|| local_socket_gid(host)),
     };
     let want = desired(&file, &inputs)?;
     Ok((file, want))
 }
 
-/// The group of the local Docker socket when `DOCKER_HOST` is unset or a
-/// local socket; else 0.
-fn local_socket_gid() -> u32 {
+/// The group of the local Docker socket when `host` is unset or a local
+/// socket; else 0.
+fn local_socket_gid(host: Option<&str>) -> u32 {
     use std::os::unix::fs::MetadataExt as _;
-    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
-    let path = host.strip_prefix("unix://").unwrap_or(if host.is_empty() {
-        "/var/run/docker.sock"
-    } else {
-        ""
-    });
+    let path = match host {
+        None => "/var/run/docker.sock",
+        Some(h) => h.strip_prefix("unix://").unwrap_or(""),
+    };
     std::fs::metadata(path).map_or(0, |m| m.gid())
 }
 
-async fn init(advertise: Option<IpAddr>) -> anyhow::Result<ExitCode> {
-    let engine = connect().await?;
+/// Where `apply` checks hubgate answers by default: the machine the engine
+/// runs on (`DOCKER_HOST`'s host for `tcp://` and `ssh://`; loopback for a
+/// local socket) at `port`. None when that host cannot be resolved.
+fn default_probe(host: Option<&str>, port: u16) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    let Some(rest) = host.and_then(|h| {
+        ["tcp://", "http://", "https://", "ssh://"]
+            .iter()
+            .find_map(|scheme| h.strip_prefix(scheme))
+    }) else {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let name = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    (name, port).to_socket_addrs().ok()?.next()
+}
+
+async fn init(host: Option<&str>, advertise: Option<IpAddr>) -> anyhow::Result<ExitCode> {
+    let engine = connect(host).await?;
     let (addr, why) = match advertise {
         Some(ip) => (ip, format!("{ip} was given with --advertise-addr")),
         None => choose_advertise(&primary_address().into_iter().collect::<Vec<_>>()),
@@ -161,10 +184,10 @@ fn primary_address() -> Option<IpAddr> {
     s.local_addr().ok().map(|a| a.ip())
 }
 
-async fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
+async fn apply(a: &ApplyArgs, host: Option<&str>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let (file, want) = load(&a.file)?;
-    let engine = manager().await?;
+    let (file, want) = load(&a.file, host)?;
+    let engine = manager(host).await?;
     let plan = diff(&want, &engine.observe(&want).await?);
     print!("{plan}");
     std::io::stdout().flush()?;
@@ -192,9 +215,15 @@ async fn apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     let limit = Duration::from_secs(a.timeout);
     engine.converge(&want, limit, &mut progress).await?;
-    let probe = a
+    let Some(probe) = a
         .probe
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], file.proxy.http_port)));
+        .or_else(|| default_probe(host, file.proxy.http_port))
+    else {
+        println!(
+            "The services run; not probing hubgate: the engine's host in DOCKER_HOST does not resolve here (--probe IP:PORT names where to check)."
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
     let path = if file.tls.is_some() {
         "/_chp_healthz"
     } else {
@@ -262,9 +291,9 @@ fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))
 }
 
-async fn destroy(a: &DestroyArgs) -> anyhow::Result<ExitCode> {
-    let (file, _) = load(&a.file)?;
-    let engine = manager().await?;
+async fn destroy(a: &DestroyArgs, host: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (file, _) = load(&a.file, host)?;
+    let engine = manager(host).await?;
     if !a.yes {
         print!(
             "Remove the deployment {:?}: its services, user servers, configs, secrets and network{}? Type its name to go on: ",
@@ -285,6 +314,13 @@ async fn destroy(a: &DestroyArgs) -> anyhow::Result<ExitCode> {
     }
     let mut progress = |line: String| println!("  {line}");
     let removed = engine.destroy(&file.name, a.purge, &mut progress).await?;
+    if removed == hubgate_deploy::engine::Removed::default() {
+        println!(
+            "Nothing to remove: this swarm has no object of the deployment {:?}.",
+            file.name
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if !removed.kept_volumes.is_empty() {
         println!(
             "Kept {} data volume(s) ({}); `destroy --purge` removes them.",
@@ -293,4 +329,35 @@ async fn destroy(a: &DestroyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_goes_to_the_engines_machine() {
+        let at = |host: Option<&str>| default_probe(host, 8000).map(|a| a.to_string());
+        assert_eq!(at(None).as_deref(), Some("127.0.0.1:8000"));
+        assert_eq!(
+            at(Some("unix:///run/x.sock")).as_deref(),
+            Some("127.0.0.1:8000")
+        );
+        assert_eq!(
+            at(Some("tcp://10.1.2.3:2375")).as_deref(),
+            Some("10.1.2.3:8000")
+        );
+        assert_eq!(
+            at(Some("ssh://root@10.1.2.4")).as_deref(),
+            Some("10.1.2.4:8000")
+        );
+        assert_eq!(
+            at(Some("ssh://root@10.1.2.4:22/x")).as_deref(),
+            Some("10.1.2.4:8000")
+        );
+        assert_eq!(
+            at(Some("tcp://[fd00::5]:2376")).as_deref(),
+            Some("[fd00::5]:8000")
+        );
+    }
 }

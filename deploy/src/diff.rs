@@ -46,6 +46,10 @@ pub struct Observed {
     /// Services labelled by this deployment.
     pub services: Vec<ServiceWant>,
     pub volumes: Vec<VolumeSeen>,
+    /// Ports other services publish, as (port, service name).
+    pub foreign_ports: Vec<(u16, String)>,
+    /// The text of the hub configuration the hub service runs with.
+    pub hub_config: Option<String>,
 }
 
 /// One field of a service that changes.
@@ -90,6 +94,9 @@ pub enum Step {
 pub struct Plan {
     pub steps: Vec<Step>,
     pub problems: Vec<String>,
+    /// The hub configuration's settings that change: lines of the running
+    /// one that go (`-`) and of the new one that come (`+`).
+    pub hub_settings: Vec<(char, String)>,
 }
 
 impl Plan {
@@ -133,6 +140,31 @@ pub fn service_changes(seen: &ServiceWant, want: &ServiceWant) -> Vec<FieldChang
         .collect()
 }
 
+/// The role of the hub configuration's Docker config.
+pub const HUB_CONFIG_ROLE: &str = "hub-config";
+
+/// The settings lines (not comments or blank lines) that differ between
+/// two hub configurations: those only in `old` as `-`, only in `new` as `+`.
+fn settings_changed(old: &str, new: &str) -> Vec<(char, String)> {
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let (old, new) = (settings(old), settings(new));
+    let gone = old
+        .iter()
+        .filter(|l| !new.contains(l))
+        .map(|l| ('-', l.clone()));
+    let come = new
+        .iter()
+        .filter(|l| !old.contains(l))
+        .map(|l| ('+', l.clone()));
+    gone.chain(come).collect()
+}
+
 /// The plan that takes `seen` to `want`.
 pub fn diff(want: &Desired, seen: &Observed) -> Plan {
     let mut plan = Plan::default();
@@ -170,6 +202,11 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
     for c in &want.configs {
         if !have_configs.contains(c.name.as_str()) {
             plan.steps.push(Step::CreateConfig(c.clone()));
+            if let (HUB_CONFIG_ROLE, SecretData::Bytes(new), Some(old)) =
+                (c.role.as_str(), &c.data, &seen.hub_config)
+            {
+                plan.hub_settings = settings_changed(old, &String::from_utf8_lossy(new));
+            }
         }
     }
     let have_secrets: HashSet<&str> = seen.secrets.iter().map(String::as_str).collect();
@@ -190,6 +227,13 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
     }
 
     for s in &want.services {
+        for (port, _) in &s.ports {
+            for (_, other) in seen.foreign_ports.iter().filter(|(p, _)| p == port) {
+                plan.problems.push(format!(
+                    "proxy.http_port/https_port: port {port} is published by the service {other} already: choose another port, or remove that service"
+                ));
+            }
+        }
         match seen.services.iter().find(|o| o.name == s.name) {
             Some(_) if replace_network => plan.steps.push(Step::CreateService(s.clone())),
             Some(o) => {
@@ -306,7 +350,15 @@ impl fmt::Display for Plan {
                     want.name,
                     why.join(", ")
                 )?,
-                Step::CreateConfig(c) => writeln!(f, "+ config {c}")?,
+                Step::CreateConfig(c) => {
+                    writeln!(f, "+ config {c}")?;
+                    if c.role == HUB_CONFIG_ROLE && !self.hub_settings.is_empty() {
+                        writeln!(f, "    hub settings that change:")?;
+                        for (sign, line) in &self.hub_settings {
+                            writeln!(f, "      {sign} {line}")?;
+                        }
+                    }
+                }
                 Step::CreateSecret(s) => writeln!(
                     f,
                     "+ secret {s}{}",

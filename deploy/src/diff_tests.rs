@@ -21,6 +21,8 @@ fn observed(want: &Desired) -> Observed {
         all_secrets: want.secrets.iter().map(|s| s.name.clone()).collect(),
         services: want.services.clone(),
         volumes: vec![],
+        foreign_ports: vec![],
+        hub_config: None,
     }
 }
 
@@ -240,4 +242,38 @@ fn objects_the_file_no_longer_names_are_removed() {
             "remove network jhub-old-net",
         ]
     );
+}
+
+#[test]
+fn a_port_another_service_publishes_is_a_problem() {
+    let want = production();
+    let mut seen = observed(&want);
+    seen.foreign_ports = vec![(443, "web".into()), (8080, "other".into())];
+    let plan = diff(&want, &seen);
+    assert_eq!(plan.problems.len(), 1, "{plan}");
+    assert!(
+        plan.problems[0].contains("port 443 is published by the service web")
+            && plan.problems[0].contains("proxy.http_port/https_port"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn a_hub_config_change_names_the_settings() {
+    let want = edited("idle_timeout = \"2h\"", "idle_timeout = \"3h\"");
+    let mut seen = observed(&production());
+    let SecretData::Bytes(old) = &production().configs[0].data else {
+        panic!("the hub config has bytes")
+    };
+    seen.hub_config = Some(String::from_utf8(old.clone()).unwrap());
+    let text = diff(&want, &seen).to_string();
+    assert!(text.contains("hub settings that change:"), "{text}");
+    assert!(
+        text.contains("--timeout=7200") && text.contains("--timeout=10800"),
+        "{text}"
+    );
+    let changed = text
+        .lines()
+        .filter(|l| l.starts_with("      - ") || l.starts_with("      + "));
+    assert_eq!(changed.count(), 2, "{text}");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
-use crate::harness::{Backend, Hubgate, TOKEN, api_call, free_port, get, wait_for};
+use crate::harness::{Backend, Hubgate, TOKEN, api_call, free_port, get, send, wait_for};
 
 async fn discovery(hg: &Hubgate) -> serde_json::Value {
     let (status, body) = api_call(
@@ -151,4 +151,88 @@ async fn an_unreachable_docker_engine_is_reported_and_nothing_else_stops() {
         "{d}"
     );
     assert!(source["next_retry_ms"].as_u64().is_some());
+}
+
+/// The day-two defect: a server starting or gone, or the hub restarting,
+/// is a swarm service with no running task. hubgate knows it, so the 503
+/// comes at once, says so, and carries `Retry-After`; the error page comes
+/// from the hub's task address (not its name), or from hubgate itself when
+/// the hub has no task either. No DNS lookup of a name with no address
+/// (10 s per request on a node whose upstream DNS does not answer).
+#[tokio::test]
+async fn a_known_service_with_no_task_answers_503_at_once() {
+    let hub = Backend::http("hub-error-page").status(503).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let error_target = format!("http://jhub-hub:{}/hub/error", hub.addr.port());
+    // A hubgate whose discovery knows the hub (tasks `hub_tasks`) and
+    // carol's server (no task), with JupyterHub's route to carol's server.
+    let start = |hub_tasks: &'static [&'static str]| {
+        let file = dir.path().join(format!("layer-{}.json", hub_tasks.len()));
+        let layer = serde_json::json!({"services": {"jhub-hub": hub_tasks, "jupyter-carol": []}});
+        std::fs::write(&file, layer.to_string()).unwrap();
+        let error_target = error_target.clone();
+        async move {
+            let hg = Hubgate::spawn(&[
+                "--discovery-file",
+                file.to_str().unwrap(),
+                "--error-target",
+                &error_target,
+            ])
+            .await;
+            let (status, body) = api_call(
+                hg.api_addr(),
+                Method::POST,
+                "/api/routes/user/carol",
+                r#"{"target": "http://jupyter-carol:8888"}"#,
+                Some(TOKEN),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            hg
+        }
+    };
+    let ask = |hg: &Hubgate| {
+        let addr = hg.addr();
+        async move {
+            let started = std::time::Instant::now();
+            let req = http::Request::get("/user/carol/lab")
+                .header("host", "localhost")
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            let resp = send(addr, req).await;
+            (resp, started.elapsed())
+        }
+    };
+
+    let hg = start(&["127.0.0.1"]).await;
+    let (resp, took) = ask(&hg).await;
+    eprintln!("503 for a service with no task, the hub's page: {took:?}");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert_eq!(
+        resp.body().as_ref(),
+        b"backend hub-error-page",
+        "the hub's page, fetched at its task's address"
+    );
+    let asked = hub.last().await.uri;
+    assert!(asked.starts_with("/hub/error/503?url="), "{asked}");
+    drop(hg);
+
+    // The hub restarting: no task of its own either.
+    let hg = start(&[]).await;
+    let hits = hub.hits();
+    let (resp, took) = ask(&hg).await;
+    eprintln!("503 for a service with no task, the built-in page: {took:?}");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    let text = String::from_utf8_lossy(resp.body());
+    assert!(text.contains("not running, or is starting"), "{text}");
+    assert_eq!(
+        hub.hits(),
+        hits,
+        "no error page asked of a hub with no task"
+    );
+    // Far below the 10 s a lookup of a name with no task takes where the
+    // upstream DNS does not answer (the bound catches a lookup, not speed).
+    assert!(took < Duration::from_secs(2), "{took:?}");
 }

@@ -1,5 +1,5 @@
 # The spawner of a deployment's hub: rendered into its
-# jupyterhub_config.py after the config's `import asyncio, socket` and the
+# jupyterhub_config.py after the config's `import asyncio` and the
 # deployment's values (VOLUME_OPTIONS, VOLUME_LABELS, NOTEBOOK_DIR).
 # tests/jupyterhub/spawner_check.py runs it against scripted engine answers.
 from docker.errors import APIError
@@ -113,15 +113,10 @@ class HubgateSwarmSpawner(SwarmSpawner):
             await asyncio.sleep(0.2)
         else:
             self.log.warning("%s: a task of %s still runs after 30 s", self._log_name, self.service_name)
-        # And for the swarm's DNS to forget the old task's address, which the
-        # next start would otherwise try (and time out on) first.
-        loop = asyncio.get_running_loop()
-        for _ in range(50):
-            try:
-                await loop.getaddrinfo(self.service_name, None)
-            except socket.gaierror:
-                break
-            await asyncio.sleep(0.2)
+        # No wait for the swarm's DNS to forget the name: with no task the
+        # lookup is forwarded upstream (10 s where that does not answer),
+        # hubgate routes by task address, and the hub's own connections to
+        # a new server give up on a stale address after 3 s.
 
     async def remove_leftover_service(self):
         try:

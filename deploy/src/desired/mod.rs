@@ -181,7 +181,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
     let opts: Vec<(String, String)> = user_volume_opts.clone().into_iter().collect();
     let hub_config = hub_config::render(f, &opts);
 
-    let config = blob(f, "hub-config", hub_config.as_bytes());
+    let config = blob(f, crate::diff::HUB_CONFIG_ROLE, hub_config.as_bytes());
     let mut configs = vec![config.clone()];
     let token = BlobWant {
         name: format!("{}-proxy-token", f.name),

@@ -16,7 +16,7 @@ use bollard::Docker;
 pub use apply::Progress;
 pub use destroy::Removed;
 pub use status::{NodeRow, ProxyRow, ServiceRow, Status, TaskRow};
-pub use swarm::{Initialised, JoinTokens, choose_advertise};
+pub use swarm::{Initialised, JoinTokens, SwarmRole, choose_advertise};
 
 use crate::DeployError;
 use crate::spec::DEPLOY_LABEL;
@@ -61,29 +61,6 @@ impl Engine {
     /// The negotiated API version.
     pub fn api_version(&self) -> String {
         self.docker.client_version().to_string()
-    }
-
-    /// Fails unless this engine is a swarm manager.
-    pub async fn require_manager(&self) -> Result<(), DeployError> {
-        let info = self
-            .docker
-            .info()
-            .await
-            .map_err(DeployError::engine("docker info"))?;
-        let swarm = info.swarm.unwrap_or_default();
-        if swarm.control_available == Some(true) {
-            return Ok(());
-        }
-        let state = swarm
-            .local_node_state
-            .map_or_else(|| "no swarm".to_owned(), |s| format!("swarm state {s}"));
-        Err(DeployError::NotManager {
-            state: if state.ends_with("active") {
-                "a worker".to_owned()
-            } else {
-                state
-            },
-        })
     }
 }
 

@@ -11,7 +11,7 @@ use bollard::query_parameters::{
 use super::{Engine, deployment_filter};
 use crate::DeployError;
 use crate::desired::Desired;
-use crate::diff::{NetworkSeen, Observed, VolumeSeen};
+use crate::diff::{HUB_CONFIG_ROLE, NetworkSeen, Observed, VolumeSeen};
 use crate::spec::{DEPLOY_LABEL, ROLE_LABEL, from_spec};
 
 impl Engine {
@@ -82,6 +82,29 @@ impl Engine {
         Ok(secrets.into_iter().filter_map(|s| s.spec?.name).collect())
     }
 
+    /// The text of the deployment's newest hub configuration (the one its
+    /// hub runs with), if it can be read.
+    async fn hub_config_text(&self, filter: &HashMap<String, Vec<String>>) -> Option<String> {
+        use base64::Engine as _;
+        let options = ListConfigsOptionsBuilder::new().filters(filter).build();
+        let configs = self.docker.list_configs(Some(options)).await.ok()?;
+        let newest = configs
+            .into_iter()
+            .filter(|c| {
+                c.spec
+                    .as_ref()
+                    .and_then(|s| s.labels.as_ref())
+                    .and_then(|l| l.get(ROLE_LABEL))
+                    .is_some_and(|r| r == HUB_CONFIG_ROLE)
+            })
+            .max_by(|a, b| a.created_at.cmp(&b.created_at))?;
+        let data = newest.spec?.data?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
     /// What the engine has of deployment `want.name`.
     pub async fn observe(&self, want: &Desired) -> Result<Observed, DeployError> {
         let filter = deployment_filter(&want.name);
@@ -93,6 +116,22 @@ impl Engine {
             .list_services(None::<ListServicesOptions>)
             .await
             .map_err(DeployError::engine("list services"))?;
+        seen.foreign_ports = all_services
+            .iter()
+            .filter_map(|s| {
+                let spec = s.spec.as_ref()?;
+                let mine =
+                    spec.labels.as_ref().and_then(|l| l.get(DEPLOY_LABEL)) == Some(&want.name);
+                (!mine).then_some(s)
+            })
+            .flat_map(|s| {
+                let name = s.spec.as_ref().and_then(|s| s.name.clone());
+                let ports = s.endpoint.as_ref().and_then(|e| e.ports.clone());
+                ports.into_iter().flatten().filter_map(move |p| {
+                    Some((u16::try_from(p.published_port?).ok()?, name.clone()?))
+                })
+            })
+            .collect();
         let net_filter = HashMap::from([("name".to_owned(), vec![want.network.name.clone()])]);
         let named = self
             .docker
@@ -114,7 +153,8 @@ impl Engine {
                 .iter()
                 .filter_map(|s| {
                     let spec = s.spec.as_ref()?;
-                    let mine = spec.labels.as_ref()?.get(DEPLOY_LABEL) == Some(&want.name);
+                    let mine =
+                        spec.labels.as_ref().and_then(|l| l.get(DEPLOY_LABEL)) == Some(&want.name);
                     let nets = spec.task_template.as_ref()?.networks.as_ref()?;
                     let attached = nets
                         .iter()
@@ -149,6 +189,7 @@ impl Engine {
             .collect();
 
         seen.configs = self.config_names(Some(&filter)).await?;
+        seen.hub_config = self.hub_config_text(&filter).await;
         seen.secrets = self.secret_names(Some(&filter)).await?;
         seen.all_secrets = self.secret_names(None).await?.into_iter().collect();
 

@@ -76,27 +76,62 @@ pub fn choose_advertise(candidates: &[IpAddr]) -> (IpAddr, String) {
     )
 }
 
+/// What part an engine has in a swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwarmRole {
+    Manager,
+    Worker,
+    /// Not in a swarm: the engine's swarm state (`inactive`, `pending`,
+    /// `error`, `locked`), or none reported.
+    NotInSwarm(String),
+}
+
+impl SwarmRole {
+    /// The role `docker info`'s swarm part describes.
+    pub fn of(swarm: &bollard::models::SwarmInfo) -> Self {
+        if swarm.control_available == Some(true) {
+            return Self::Manager;
+        }
+        match swarm.local_node_state.map(|s| s.to_string()) {
+            Some(s) if s == "active" => Self::Worker,
+            Some(s) if !s.is_empty() => Self::NotInSwarm(s),
+            _ => Self::NotInSwarm("no swarm".to_owned()),
+        }
+    }
+}
+
 impl Engine {
-    /// Makes this engine a swarm manager unless it is one.
-    pub async fn init_swarm(&self, advertise: IpAddr) -> Result<Initialised, DeployError> {
+    /// This engine's part in a swarm.
+    pub async fn swarm_role(&self) -> Result<SwarmRole, DeployError> {
         let info = self
             .docker
             .info()
             .await
             .map_err(DeployError::engine("docker info"))?;
-        let swarm = info.swarm.unwrap_or_default();
-        if swarm.control_available == Some(true) {
-            return Ok(Initialised::Already);
-        }
-        if swarm
-            .local_node_state
-            .is_some_and(|s| s.to_string() == "active")
-        {
-            return Err(DeployError::NotManager {
-                state:
-                    "a worker of another swarm: promote it from a manager, or run init on a manager"
+        Ok(SwarmRole::of(&info.swarm.unwrap_or_default()))
+    }
+
+    /// Fails unless this engine is a swarm manager.
+    pub async fn require_manager(&self) -> Result<(), DeployError> {
+        let state = match self.swarm_role().await? {
+            SwarmRole::Manager => return Ok(()),
+            SwarmRole::Worker => "a worker".to_owned(),
+            SwarmRole::NotInSwarm(s) => format!("swarm state {s}"),
+        };
+        Err(DeployError::NotManager { state })
+    }
+
+    /// Makes this engine a swarm manager unless it is one.
+    pub async fn init_swarm(&self, advertise: IpAddr) -> Result<Initialised, DeployError> {
+        match self.swarm_role().await? {
+            SwarmRole::Manager => return Ok(Initialised::Already),
+            SwarmRole::Worker => {
+                return Err(DeployError::NotManager {
+                    state: "a worker of another swarm: promote it from a manager, or run init on a manager"
                         .to_owned(),
-            });
+                });
+            }
+            SwarmRole::NotInSwarm(_) => {}
         }
         let request = SwarmInitRequest {
             listen_addr: Some("0.0.0.0:2377".to_owned()),
@@ -146,6 +181,32 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_inactive_engine_is_not_called_a_worker() {
+        use bollard::models::{LocalNodeState, SwarmInfo};
+        let info = |state, control| SwarmInfo {
+            local_node_state: state,
+            control_available: control,
+            ..Default::default()
+        };
+        assert_eq!(
+            SwarmRole::of(&info(Some(LocalNodeState::INACTIVE), Some(false))),
+            SwarmRole::NotInSwarm("inactive".into())
+        );
+        assert_eq!(
+            SwarmRole::of(&info(Some(LocalNodeState::ACTIVE), Some(false))),
+            SwarmRole::Worker
+        );
+        assert_eq!(
+            SwarmRole::of(&info(Some(LocalNodeState::ACTIVE), Some(true))),
+            SwarmRole::Manager
+        );
+        assert_eq!(
+            SwarmRole::of(&info(None, None)),
+            SwarmRole::NotInSwarm("no swarm".into())
+        );
+    }
 
     #[test]
     fn a_private_address_is_preferred_and_explained() {

@@ -73,6 +73,10 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
         (None, Some(dir)) => absolute("storage.local", dir)?,
     }
     auth(f)?;
+    port("proxy.http_port", f.proxy.http_port)?;
+    if f.tls.is_some() {
+        port("proxy.https_port", f.proxy.https_port)?;
+    }
     if f.proxy.http_port == f.proxy.https_port {
         return fail("proxy.https_port", "must differ from proxy.http_port");
     }
@@ -149,6 +153,24 @@ fn auth(f: &DeployFile) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The ports the swarm itself uses on every node (Docker's "open these
+/// ports" list): a service publishing one cannot start, or breaks the node.
+pub(super) const SWARM_PORTS: [(u16, &str); 3] = [
+    (2377, "the swarm's cluster management"),
+    (7946, "the swarm's node gossip"),
+    (4789, "the swarm's overlay traffic (VXLAN)"),
+];
+
+fn port(field: &str, port: u16) -> Result<(), Failure> {
+    match SWARM_PORTS.iter().find(|(p, _)| *p == port) {
+        Some((_, what)) => fail(
+            field,
+            format!("{port} is {what} port on every node: choose another"),
+        ),
+        None => Ok(()),
+    }
 }
 
 fn object_name(field: &str, name: &str) -> Result<(), Failure> {
@@ -241,6 +263,35 @@ fn resources(field: &str, r: &Resources) -> Result<(), Failure> {
 /// The 1-based line of byte `offset`.
 pub(super) fn line_at(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The dotted path of the field whose value holds byte `offset` (the
+/// innermost one), when the file parses as TOML.
+pub(super) fn field_at(text: &str, offset: usize) -> Option<String> {
+    fn search(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+        for (k, v) in table.iter() {
+            path.push(k.get_ref().to_string());
+            let inside = v.span().contains(&offset);
+            let found = match v.get_ref() {
+                DeValue::Table(t) => search(t, offset, path) || inside,
+                DeValue::Array(items) => {
+                    items.iter().any(|item| match item.get_ref() {
+                        DeValue::Table(t) => search(t, offset, path),
+                        _ => false,
+                    }) || inside
+                }
+                _ => inside,
+            };
+            if found {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    let doc = DeTable::parse(text).ok()?;
+    let mut path = vec![];
+    search(doc.get_ref(), offset, &mut path).then(|| path.join("."))
 }
 
 /// The line a dotted field path is written on, when the file has it (else

@@ -203,9 +203,9 @@ pub struct Proxy {
     /// at most one per node.
     #[serde(default)]
     pub replicas: Replicas,
-    #[serde(default = "default_http_port")]
+    #[serde(default = "default_http_port", deserialize_with = "units::port")]
     pub http_port: u16,
-    #[serde(default = "default_https_port")]
+    #[serde(default = "default_https_port", deserialize_with = "units::port")]
     pub https_port: u16,
     /// Largest request body (uploads), e.g. `1G`; none: no limit.
     pub max_upload: Option<Size>,
@@ -283,10 +283,10 @@ impl DeployFile {
     /// and the field.
     pub fn parse(text: &str) -> Result<Self, DeployError> {
         let file: Self = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| check::line_at(text, s.start));
+            let start = e.span().map(|s| s.start);
             DeployError::File {
-                line,
-                field: None,
+                line: start.map(|s| check::line_at(text, s)),
+                field: start.and_then(|s| check::field_at(text, s)),
                 message: e.message().to_owned(),
             }
         })?;

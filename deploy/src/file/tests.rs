@@ -65,3 +65,29 @@ fn errors_name_the_line_and_the_field() {
     let e = error("hosts = [\n");
     assert!(e.starts_with("line "), "{e}");
 }
+
+#[test]
+fn port_mistakes_are_refused_naming_the_field() {
+    let local = include_str!("../../../examples/local.toml");
+    let port = |p: &str| error(&local.replace("http_port = 8000", &format!("http_port = {p}")));
+    for bad in ["0", "80000", "-1"] {
+        let e = port(bad);
+        assert!(
+            e.contains("field proxy.http_port") && e.contains("a port number, 1-65535"),
+            "{bad}: {e}"
+        );
+    }
+    for (swarm, what) in [
+        ("2377", "cluster management"),
+        ("7946", "gossip"),
+        ("4789", "VXLAN"),
+    ] {
+        let e = port(swarm);
+        assert!(
+            e.contains("field proxy.http_port") && e.contains(what),
+            "{swarm}: {e}"
+        );
+    }
+    let e = error(&PRODUCTION.replace("https_port = 443", "https_port = 2377"));
+    assert!(e.contains("field proxy.https_port"), "{e}");
+}

@@ -54,6 +54,15 @@ impl Duration {
     }
 }
 
+/// A TCP port number as the file writes it: 1 to 65535.
+pub(super) fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = i64::deserialize(d)?;
+    u16::try_from(n)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| serde::de::Error::custom(format!("a port number, 1-65535, not {n}")))
+}
+
 fn split_unit(s: &str) -> (&str, &str) {
     let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     s.split_at(end)

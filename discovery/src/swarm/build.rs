@@ -89,6 +89,17 @@ pub(crate) fn build(
             );
         }
     }
+    // A service on a shared network with no task there is known, not
+    // unknown: a target naming it answers 503 at once, never after a DNS
+    // lookup of a name with no task (which the swarm forwards upstream).
+    for s in services {
+        let shared = networks
+            .iter()
+            .any(|n| s.networks.iter().any(|a| *a == n.id || *a == n.name));
+        if shared {
+            snapshot.services.entry(s.name.clone()).or_default();
+        }
+    }
     for list in snapshot.services.values_mut() {
         list.sort();
     }
@@ -382,6 +393,20 @@ mod tests {
             !format!("{snap:?}").contains("secret"),
             "the API token never leaves"
         );
+    }
+
+    #[test]
+    fn a_service_with_no_task_is_known_with_no_address() {
+        let stopped = service(
+            "jupyter-carol",
+            &[],
+            &["JUPYTERHUB_SERVICE_PREFIX=/user/carol/"],
+        );
+        let mut elsewhere = service("other", &[], &[]);
+        elsewhere.networks = vec!["another-net".into()];
+        let (snap, _) = build(&[stopped, elsewhere], &[network(&[])], &mut HashMap::new());
+        assert_eq!(snap.services.get("jupyter-carol"), Some(&vec![]));
+        assert!(!snap.services.contains_key("other"));
     }
 
     #[test]

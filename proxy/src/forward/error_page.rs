@@ -33,8 +33,9 @@ impl ErrorPages {
         Self { by_code, fallback }
     }
 
-    /// The HTML for `status`.
-    pub(crate) fn page(&self, status: StatusCode) -> Bytes {
+    /// The HTML for `err`'s status.
+    pub(crate) fn page(&self, err: &ProxyError) -> Bytes {
+        let status = err.status();
         if let Some(page) = self
             .by_code
             .get(&status.as_u16())
@@ -44,12 +45,23 @@ impl ErrorPages {
         }
         let code = status.as_u16();
         let reason = status.canonical_reason().unwrap_or("Error");
+        let what = match err {
+            ProxyError::NoEndpoint { .. } => NOT_RUNNING,
+            _ => "hubgate could not serve this request.",
+        };
         Bytes::from(format!(
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\
-             <body><h1>{code} {reason}</h1><p>hubgate could not serve this request.</p></body></html>\n"
+             <body><h1>{code} {reason}</h1><p>{what}</p></body></html>\n"
         ))
     }
 }
+
+/// The built-in page's words for a service with no running task.
+const NOT_RUNNING: &str = "The server for this address is not running, or is starting or \
+     restarting. Try again in a few seconds.";
+
+/// `Retry-After` (seconds) on a 503 for a service with no running task.
+const RETRY_AFTER_SECS: &str = "5";
 
 /// Longest wait for the error target's page (connect and head), far below
 /// the upstream connect timeout: a dead hub must not hold every failing
@@ -83,24 +95,30 @@ impl Proxy {
         websocket: bool,
     ) -> Response<ResponseBody> {
         let status = err.status();
-        if !websocket {
-            if let Some(target) = &self.error_target {
-                if let Some(page) = self.fetch_error_page(target, status, uri).await {
-                    return page;
-                }
-            }
-        }
-        let mut resp = if websocket {
-            Response::new(ResponseBody::empty())
-        } else {
-            let mut resp = Response::new(ResponseBody::full(self.config.error_pages.page(status)));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            resp
+        let fetched = match (&self.error_target, websocket) {
+            (Some(target), false) => self.fetch_error_page(target, status, uri).await,
+            _ => None,
         };
-        *resp.status_mut() = status;
+        let mut resp = fetched.unwrap_or_else(|| {
+            let mut resp = if websocket {
+                Response::new(ResponseBody::empty())
+            } else {
+                let mut resp = Response::new(ResponseBody::full(self.config.error_pages.page(err)));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                resp
+            };
+            *resp.status_mut() = status;
+            resp
+        });
+        if matches!(err, ProxyError::NoEndpoint { .. }) {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         resp
     }
 
@@ -124,6 +142,14 @@ impl Proxy {
         if crate::clock::now_ms() < self.error_target_down_until.load(Relaxed) {
             return None; // it failed a moment ago: the built-in page at once
         }
+        // A swarm service (the hub) is reached at a task's address, as its
+        // routes are; with no task, the built-in page at once (no lookup of
+        // a name the swarm has no address for).
+        let task = match self.routes().load().service_targets(target) {
+            Some(tasks) => Some(tasks.into_iter().next()?),
+            None => None,
+        };
+        let target = task.as_ref().unwrap_or(target);
         let fetch = async {
             let mut sender = self
                 .connector
@@ -178,13 +204,14 @@ mod tests {
             HashMap::from([(404, Bytes::from_static(b"nf"))]),
             Some(Bytes::from_static(b"fb")),
         );
-        assert_eq!(pages.page(StatusCode::NOT_FOUND), "nf");
-        assert_eq!(pages.page(StatusCode::SERVICE_UNAVAILABLE), "fb");
-        let built_in = ErrorPages::default().page(StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            std::str::from_utf8(&built_in)
-                .unwrap()
-                .contains("503 Service Unavailable")
-        );
+        let no_task = ProxyError::NoEndpoint {
+            route: "/user/a/".into(),
+        };
+        assert_eq!(pages.page(&ProxyError::NoRoute), "nf");
+        assert_eq!(pages.page(&no_task), "fb");
+        let built_in = ErrorPages::default().page(&no_task);
+        let text = std::str::from_utf8(&built_in).unwrap();
+        assert!(text.contains("503 Service Unavailable"), "{text}");
+        assert!(text.contains("not running, or is starting"), "{text}");
     }
 }

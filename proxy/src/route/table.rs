@@ -261,17 +261,27 @@ impl RouteTable {
         route.rebalanced(balancer)
     }
 
-    fn service_balancer(&self, target: &Target, previous: Option<&Route>) -> Option<Arc<Balancer>> {
+    /// The task addresses of the swarm service `target`'s host names, as
+    /// `http` targets with `target`'s port (and path); `None` when the host
+    /// is not a service discovery knows. Empty: a service with no task.
+    pub(crate) fn service_targets(&self, target: &Target) -> Option<Vec<Target>> {
         let Endpoint::Tcp { host, port } = &target.endpoint else {
             return None;
         };
         let addrs = self.services.get(&**host)?;
-        let targets = addrs
-            .iter()
-            .filter_map(|ip| {
-                Target::parse(&format!("http://{}", std::net::SocketAddr::new(*ip, *port))).ok()
-            })
-            .collect();
+        Some(
+            addrs
+                .iter()
+                .filter_map(|ip| {
+                    let addr = std::net::SocketAddr::new(*ip, *port);
+                    Target::parse(&format!("http://{addr}{}", target.path)).ok()
+                })
+                .collect(),
+        )
+    }
+
+    fn service_balancer(&self, target: &Target, previous: Option<&Route>) -> Option<Arc<Balancer>> {
+        let targets = self.service_targets(target)?;
         let previous = previous.and_then(|p| p.balancer.as_deref());
         Some(Arc::new(Balancer::new(
             targets,
