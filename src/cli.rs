@@ -77,6 +77,26 @@ pub(crate) enum DeployCommand {
     Status(DeployFileArgs),
     /// Remove what `apply` made; users' volumes stay unless --purge.
     Destroy(DestroyArgs),
+    /// Remove a deployment's volumes on this engine that the rule does not
+    /// keep (what `apply` and `destroy` run on every node as a job).
+    #[command(hide = true)]
+    PruneVolumes(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// The deployment's name.
+    #[arg(long)]
+    pub(crate) deployment: String,
+    /// A volume to keep (repeatable).
+    #[arg(long)]
+    pub(crate) keep: Vec<String>,
+    /// Keep user volumes of this storage (its hash).
+    #[arg(long)]
+    pub(crate) keep_storage: Option<String>,
+    /// Keep volumes of this role (repeatable).
+    #[arg(long)]
+    pub(crate) keep_role: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use hubgate_deploy::diff::diff;
 use hubgate_deploy::engine::{Engine, Initialised, choose_advertise};
 use hubgate_deploy::file::DeployFile;
 
-use crate::cli::{ApplyArgs, DeployCommand, DestroyArgs};
+use crate::cli::{ApplyArgs, DeployCommand, DestroyArgs, PruneArgs};
 
 pub(crate) fn run(command: DeployCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -66,6 +66,7 @@ async fn dispatch(command: DeployCommand, host: Option<&str>) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         DeployCommand::Destroy(a) => destroy(&a, host).await,
+        DeployCommand::PruneVolumes(a) => prune_volumes(a, host).await,
     }
 }
 
@@ -313,7 +314,9 @@ async fn destroy(a: &DestroyArgs, host: Option<&str>) -> anyhow::Result<ExitCode
         }
     }
     let mut progress = |line: String| println!("  {line}");
-    let removed = engine.destroy(&file.name, a.purge, &mut progress).await?;
+    let removed = engine
+        .destroy(&file.name, &file.proxy.image, a.purge, &mut progress)
+        .await?;
     if removed == hubgate_deploy::engine::Removed::default() {
         println!(
             "Nothing to remove: this swarm has no object of the deployment {:?}.",
@@ -329,6 +332,29 @@ async fn destroy(a: &DestroyArgs, host: Option<&str>) -> anyhow::Result<ExitCode
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The job `apply` and `destroy` run on every node: this engine's volumes
+/// of the deployment that the rule does not keep go. Exits 1 when some are
+/// still in use.
+async fn prune_volumes(a: PruneArgs, host: Option<&str>) -> anyhow::Result<ExitCode> {
+    let keep = hubgate_deploy::volumes::Keep {
+        names: a.keep,
+        user_storage: a.keep_storage,
+        roles: a.keep_role,
+    };
+    let pruned = connect(host)
+        .await?
+        .prune_local(&a.deployment, &keep)
+        .await?;
+    for v in &pruned.removed {
+        println!("removed volume {v}");
+    }
+    if pruned.in_use.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("in use, kept: {}", pruned.in_use.join(", "));
+    Ok(ExitCode::FAILURE)
 }
 
 #[cfg(test)]

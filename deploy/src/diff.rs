@@ -1,11 +1,14 @@
 //! Desired against observed: the steps that make the engine match the
 //! file, in the order `apply` runs them. Pure; `plan` prints the result.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use crate::desired::Desired;
-use crate::spec::{BlobWant, NetworkWant, SecretData, ServiceWant};
+use crate::spec::{
+    BlobWant, NetworkWant, ROLE_LABEL, SecretData, ServiceWant, UPDATE_MONITOR_SECS,
+};
+use crate::volumes::Keep;
 
 /// The network as the engine has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +29,7 @@ pub struct NetworkSeen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeSeen {
     pub name: String,
-    pub role: String,
+    pub labels: HashMap<String, String>,
     pub options: BTreeMap<String, String>,
 }
 
@@ -80,11 +83,11 @@ pub enum Step {
     RemoveService(String),
     RemoveConfig(String),
     RemoveSecret(String),
-    /// A volume whose options are no longer the file's: only its Docker
-    /// object goes (NFS or bind: the files stay where they are).
-    RemoveVolume {
-        name: String,
-        why: String,
+    /// Remove the deployment's volumes that `keep` does not keep, on every
+    /// node (a one-off job: volumes are per node).
+    PruneVolumes {
+        keep: Keep,
+        why: Vec<String>,
     },
     RemoveNetwork(String),
 }
@@ -165,6 +168,32 @@ fn settings_changed(old: &str, new: &str) -> Vec<(char, String)> {
     gone.chain(come).collect()
 }
 
+/// The hub's storage mount: its volume's name, and the device it mounts
+/// with the mount options.
+fn storage_device(services: &[ServiceWant]) -> Option<(String, String)> {
+    services.iter().flat_map(|s| &s.mounts).find_map(|m| {
+        (m.labels.get(ROLE_LABEL).map(String::as_str) == Some("storage")).then(|| {
+            let opt = |k: &str| m.driver_opts.get(k).map_or("", String::as_str);
+            (
+                m.source.clone(),
+                format!("{} ({})", opt("device"), opt("o")),
+            )
+        })
+    })
+}
+
+/// Whether `want` publishes ports and none that `seen` publishes. Its new
+/// tasks can then start beside the old ones (host-mode ports in use cannot
+/// be bound twice): a new port that cannot work fails only the new tasks,
+/// the swarm rolls them back, and the old ones serve throughout.
+fn ports_all_new(seen: &ServiceWant, want: &ServiceWant) -> bool {
+    !want.ports.is_empty()
+        && want
+            .ports
+            .iter()
+            .all(|(p, _)| seen.ports.iter().all(|(q, _)| q != p))
+}
+
 /// The plan that takes `seen` to `want`.
 pub fn diff(want: &Desired, seen: &Observed) -> Plan {
     let mut plan = Plan::default();
@@ -239,10 +268,9 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
             Some(o) => {
                 let changes = service_changes(o, s);
                 if !changes.is_empty() {
-                    plan.steps.push(Step::UpdateService {
-                        want: s.clone(),
-                        changes,
-                    });
+                    let mut want = s.clone();
+                    want.start_first = ports_all_new(o, s);
+                    plan.steps.push(Step::UpdateService { want, changes });
                 }
             }
             None => plan.steps.push(Step::CreateService(s.clone())),
@@ -268,37 +296,35 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
         }
     }
 
-    let mounted: HashSet<&str> = want
-        .services
+    // Volumes are per node: the rule runs on every node, planned when the
+    // storage moved or this engine shows a volume the rule removes.
+    let stale: Vec<&str> = seen
+        .volumes
         .iter()
-        .flat_map(|s| s.mounts.iter().map(|m| m.source.as_str()))
+        .filter(|v| !want.keep.keeps(&v.name, &v.labels))
+        .map(|v| v.name.as_str())
         .collect();
-    for v in &seen.volumes {
-        let why = match v.role.as_str() {
-            "user" => {
-                let user = v.name.strip_prefix("jupyterhub-user-").unwrap_or(&v.name);
-                let wanted: BTreeMap<String, String> = want
-                    .user_volume_opts
-                    .iter()
-                    .map(|(k, o)| (k.clone(), o.replace("{username}", user)))
-                    .collect();
-                (wanted != v.options).then(|| {
-                    format!(
-                        "its options are the old storage's ({}); the next server start makes it with the new ones",
-                        v.options.get("device").map_or("?", String::as_str)
-                    )
-                })
-            }
-            "storage" | "certs" => (!mounted.contains(v.name.as_str()))
-                .then(|| "the storage moved: a volume with the new options replaces it".to_owned()),
-            _ => None,
-        };
-        if let Some(why) = why {
-            plan.steps.push(Step::RemoveVolume {
-                name: v.name.clone(),
-                why,
-            });
+    let moved = match (
+        storage_device(&seen.services),
+        storage_device(&want.services),
+    ) {
+        (Some(old), Some(new)) if old.0 != new.0 => Some((old.1, new.1)),
+        _ => None,
+    };
+    if moved.is_some() || !stale.is_empty() {
+        let mut why = vec![];
+        if let Some((from, to)) = moved {
+            why.push(format!(
+                "the storage moved from {from} to {to}: every server started from now on, on any node, mounts a new volume with the new options; running servers keep the old storage until they stop"
+            ));
         }
+        if !stale.is_empty() {
+            why.push(format!("stale on this node: {}", stale.join(", ")));
+        }
+        plan.steps.push(Step::PruneVolumes {
+            keep: want.keep.clone(),
+            why,
+        });
     }
     for n in &seen.old_networks {
         if *n != want.network.name {
@@ -374,13 +400,37 @@ impl fmt::Display for Plan {
                     for c in changes {
                         write_change(f, c)?;
                     }
+                    if want.start_first {
+                        writeln!(
+                            f,
+                            "    (new tasks start before the old ones stop: the old keep serving until the new run)"
+                        )?;
+                    }
                 }
                 Step::RemoveService(s) => writeln!(f, "- service {s}")?,
                 Step::RemoveConfig(c) => writeln!(f, "- config {c}")?,
                 Step::RemoveSecret(s) => writeln!(f, "- secret {s}")?,
-                Step::RemoveVolume { name, why } => writeln!(f, "- volume {name} ({why})")?,
+                Step::PruneVolumes { why, .. } => {
+                    writeln!(
+                        f,
+                        "- volumes on every node that are not the current storage's (a one-off job of hubgate's image on each node; one in use by a running server stays)"
+                    )?;
+                    for w in why {
+                        writeln!(f, "    {w}")?;
+                    }
+                }
                 Step::RemoveNetwork(n) => writeln!(f, "- network {n}")?,
             }
+        }
+        if self
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::UpdateService { .. }))
+        {
+            writeln!(
+                f,
+                "  then: wait for the services; a service whose new tasks fail within {UPDATE_MONITOR_SECS} s is rolled back by the swarm to its last working spec (apply says so and fails)"
+            )?;
         }
         let count = |p: fn(&Step) -> bool| self.steps.iter().filter(|s| p(s)).count();
         writeln!(
@@ -399,7 +449,7 @@ impl fmt::Display for Plan {
                 Step::RemoveService(_)
                     | Step::RemoveConfig(_)
                     | Step::RemoveSecret(_)
-                    | Step::RemoveVolume { .. }
+                    | Step::PruneVolumes { .. }
                     | Step::RemoveNetwork(_)
             )),
         )

@@ -2,6 +2,7 @@ use super::*;
 use crate::desired::desired;
 use crate::desired::tests::{PRODUCTION, inputs, production};
 use crate::file::DeployFile;
+use crate::spec::ROLE_LABEL;
 
 /// What the engine reports right after `want` was applied.
 fn observed(want: &Desired) -> Observed {
@@ -49,7 +50,7 @@ fn summary(plan: &Plan) -> Vec<String> {
             Step::RemoveService(n) => format!("remove service {n}"),
             Step::RemoveConfig(_) => "remove config".to_owned(),
             Step::RemoveSecret(n) => format!("remove secret {n}"),
-            Step::RemoveVolume { name, .. } => format!("remove volume {name}"),
+            Step::PruneVolumes { .. } => "prune volumes".to_owned(),
             Step::RemoveNetwork(n) => format!("remove network {n}"),
         })
         .collect()
@@ -64,6 +65,7 @@ fn a_fresh_swarm_gets_everything() {
         [
             "create network jhub",
             "create config hub-config",
+            "create config singleuser-config",
             "create secret proxy-token",
             "create secret oauth-client-secret",
             "create service jhub-hub",
@@ -73,7 +75,7 @@ fn a_fresh_swarm_gets_everything() {
     assert!(plan.problems.is_empty());
     assert!(
         plan.to_string()
-            .ends_with("6 to create, 0 to change, 0 to remove.\n")
+            .ends_with("7 to create, 0 to change, 0 to remove.\n")
     );
 }
 
@@ -111,32 +113,35 @@ fn a_new_host_name_touches_the_hub_config_and_hubgate_only() {
 }
 
 #[test]
-fn a_new_nfs_server_moves_every_mount_and_drops_stale_user_volumes() {
+fn a_new_nfs_server_moves_every_mount_and_prunes_volumes_on_every_node() {
     let old = production();
     let new = edited("server = \"10.0.0.10\"", "server = \"10.0.0.20\"");
+    assert_ne!(old.user_volume, new.user_volume, "new user volumes' names");
     let mut seen = observed(&old);
-    let old_user_opts = |user: &str| -> BTreeMap<String, String> {
-        old.user_volume_opts
-            .iter()
-            .map(|(k, v)| (k.clone(), v.replace("{username}", user)))
-            .collect()
+    let labels = |role: &str, storage: Option<&str>| {
+        let mut l = HashMap::from([(ROLE_LABEL.to_owned(), role.to_owned())]);
+        if let Some(s) = storage {
+            l.insert(crate::spec::STORAGE_LABEL.to_owned(), s.to_owned());
+        }
+        l
     };
+    let volume = |name: String, labels| VolumeSeen {
+        name,
+        labels,
+        options: BTreeMap::new(),
+    };
+    let old_storage = old.keep.user_storage.clone().unwrap();
     seen.volumes = vec![
-        VolumeSeen {
-            name: "jupyterhub-user-alice".into(),
-            role: "user".into(),
-            options: old_user_opts("alice"),
-        },
-        VolumeSeen {
-            name: old.services[0].mounts[2].source.clone(),
-            role: "storage".into(),
-            options: BTreeMap::new(),
-        },
-        VolumeSeen {
-            name: "jhub-hub-data".into(),
-            role: "hub-data".into(),
-            options: BTreeMap::new(),
-        },
+        volume(
+            old.user_volume.replace("{username}", "alice"),
+            labels("user", Some(&old_storage)),
+        ),
+        volume("jupyterhub-user-carol".into(), labels("user", None)),
+        volume(
+            old.services[0].mounts[2].source.clone(),
+            labels("storage", None),
+        ),
+        volume("jhub-hub-data".into(), labels("hub-data", None)),
     ];
     let plan = diff(&new, &seen);
     assert_eq!(
@@ -146,26 +151,34 @@ fn a_new_nfs_server_moves_every_mount_and_drops_stale_user_volumes() {
             "update service jhub-hub (mounts, configs)",
             "update service jhub-hubgate (mounts)",
             "remove config",
-            "remove volume jupyterhub-user-alice",
-            format!("remove volume {}", old.services[0].mounts[2].source).as_str(),
+            "prune volumes",
         ]
     );
-    // A user volume that already has the new options stays.
-    let new_opts: BTreeMap<String, String> = new
-        .user_volume_opts
-        .iter()
-        .map(|(k, v)| (k.clone(), v.replace("{username}", "bob")))
-        .collect();
-    seen.volumes = vec![VolumeSeen {
-        name: "jupyterhub-user-bob".into(),
-        role: "user".into(),
-        options: new_opts,
-    }];
+    let text = plan.to_string();
     assert!(
-        !summary(&diff(&new, &seen))
-            .iter()
-            .any(|s| s.contains("bob"))
+        text.contains("the storage moved from :/srv/jupyterhub (addr=10.0.0.10,")
+            && text.contains("to :/srv/jupyterhub (addr=10.0.0.20,"),
+        "{text}"
     );
+    assert!(text.contains("on any node"), "{text}");
+    let stale = text
+        .lines()
+        .find(|l| l.contains("stale on this node"))
+        .unwrap();
+    assert!(
+        stale.contains("jupyterhub-user-carol")
+            && stale.contains(&old.user_volume.replace("{username}", "alice"))
+            && stale.contains(&old.services[0].mounts[2].source)
+            && !stale.contains("hub-data"),
+        "{stale}"
+    );
+    // Applied: only volumes of the new storage here, nothing to prune.
+    let mut after = observed(&new);
+    after.volumes = vec![volume(
+        new.user_volume.replace("{username}", "bob"),
+        labels("user", new.keep.user_storage.as_deref()),
+    )];
+    assert!(diff(&new, &after).is_empty(), "{}", diff(&new, &after));
 }
 
 #[test]
@@ -276,4 +289,33 @@ fn a_hub_config_change_names_the_settings() {
         .lines()
         .filter(|l| l.starts_with("      - ") || l.starts_with("      + "));
     assert_eq!(changed.count(), 2, "{text}");
+}
+
+#[test]
+fn new_ports_start_beside_the_old_and_say_so() {
+    let seen = observed(&production());
+    let moved = edited("https_port = 443", "https_port = 8443");
+    let plan = diff(&moved, &seen);
+    // 80 stays published: the new task could not bind it beside the old.
+    let update = |plan: &Plan| {
+        plan.steps.iter().find_map(|s| match s {
+            Step::UpdateService { want, .. } if want.name.ends_with("-hubgate") => {
+                Some(want.start_first)
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(update(&plan), Some(false), "{plan}");
+    let moved = edited(
+        "http_port = 80\nhttps_port = 443",
+        "http_port = 8080\nhttps_port = 8443",
+    );
+    let plan = diff(&moved, &seen);
+    assert_eq!(update(&plan), Some(true), "{plan}");
+    let text = plan.to_string();
+    assert!(
+        text.contains("new tasks start before the old ones stop"),
+        "{text}"
+    );
+    assert!(text.contains("rolled back by the swarm"), "{text}");
 }

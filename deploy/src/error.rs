@@ -47,6 +47,11 @@ pub enum DeployError {
     /// The system's random source failed (for the proxy token).
     #[error("no random bytes for the proxy token from the system")]
     Random,
+    /// The swarm rolled a service's update back: it runs as before.
+    #[error(
+        "the update of {service} failed ({reason}); the swarm rolled it back to its last working spec, which keeps serving: fix the deployment file and apply again"
+    )]
+    RolledBack { service: String, reason: String },
     /// Services did not converge in time.
     #[error("{0}")]
     NotConverged(String),

@@ -9,7 +9,9 @@
 //!   steps, pure and unit-tested;
 //! - [`engine`]: what touches Docker (bollard): reading the observed state,
 //!   running a plan, waiting for convergence, swarm init and join tokens,
-//!   status, destroy.
+//!   status, destroy;
+//! - [`volumes`]: which of a deployment's per-node volumes a node keeps
+//!   (run on every node by a one-off job).
 //!
 //! The library reads no file and no environment variable: the binary
 //! reads the deployment file and the files it names and passes their bytes
@@ -21,5 +23,6 @@ pub mod engine;
 mod error;
 pub mod file;
 pub mod spec;
+pub mod volumes;
 
 pub use error::DeployError;

@@ -23,9 +23,13 @@ def load(path):
     ns = {
         "asyncio": asyncio,
         "socket": socket,
+        "USER_VOLUME": "check-user-0123abcd-{username}",
         "VOLUME_OPTIONS": {"type": "none", "o": "bind", "device": "/srv/users/{username}"},
         "VOLUME_LABELS": {"hubgate.deploy": "check"},
         "NOTEBOOK_DIR": "/home/jovyan/work",
+        "SINGLEUSER_CONFIG": "check-singleuser-config-0123",
+        "SINGLEUSER_CONFIG_DIR": "/etc/hubgate/jupyter",
+        "USER_UID": 1000,
     }
     with open(path) as f:
         exec(compile(f.read(), path, "exec"), ns)
@@ -196,6 +200,14 @@ def cases(ns):
         s, engine = stand_in(ns, {"inspect_service": [api_error(404)]})
         asyncio.run(ns["remove_leftover_service"](s))
         assert engine.count("inspect_service") == 1
+
+    def a_volume_named_by_its_storage():
+        # A storage that moves gets new names: Docker reuses a volume by
+        # name, old options and all, on a node that has one.
+        s = types.SimpleNamespace(escaped_name="alice")
+        mount = ns["HubgateSwarmSpawner"].mounts.fget(s)[0]
+        assert mount["Source"] == "check-user-0123abcd-alice", mount
+        assert mount["VolumeOptions"]["DriverConfig"]["Options"]["device"] == "/srv/users/alice"
 
     return [v for v in locals().values() if callable(v)]
 

@@ -13,6 +13,11 @@ deployment); the session (cookies, the user's API token) is kept in
   unrouted   no --public URL reaches it any more (the hub answers instead)
   known      the hub still counts the server as running and ready
   stop       stop the server
+  browse     a fresh browser: log in, open the running server's /lab (the
+             OAuth round trip between the server and the hub); retried for
+             --timeout, prints how long it took
+  activity   the server's own activity report reaches the hub (needs a
+             short JUPYTERHUB_ACTIVITY_INTERVAL in the server's environment)
   oauth      expect /hub/oauth_login to redirect to GitHub with the
              configured client id and callback (--client-id, --callback)
 """
@@ -187,6 +192,47 @@ def stop(s):
     step("server stopped")
 
 
+def browse(s):
+    user = s.args.user
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < s.args.timeout:
+        s.http.cookies.clear()
+        try:
+            s.http.get(f"{s.public}/hub/login", timeout=10)
+            r = s.http.post(
+                f"{s.public}/hub/login",
+                data={"username": user, "password": "any", "_xsrf": s.xsrf()["X-XSRFToken"]},
+                allow_redirects=False,
+                timeout=30,
+            )
+            if r.status_code == 302:
+                r = s.http.get(f"{s.public}/user/{user}/lab", timeout=30)
+                if r.status_code == 200 and r.url.endswith(f"/user/{user}/lab"):
+                    step(f"a fresh login opened {r.url} after {time.monotonic() - started:.1f} s")
+                    return
+            last = f"{r.status_code} at {r.url}"
+        except requests.RequestException as e:
+            last = str(e)
+        time.sleep(0.5)
+    fail(f"no fresh login reached the server's /lab in {s.args.timeout:.0f} s (last: {last})")
+
+
+def activity(s):
+    user = s.args.user
+
+    def last_activity():
+        return s.hub_api("GET", f"/users/{user}").json()["servers"][""]["last_activity"]
+
+    before = last_activity()
+    time.sleep(1.1)  # the hub's timestamps have whole seconds at worst
+    r = s.server_api(s.public, "GET", "/kernels")
+    if r.status_code != 200:
+        fail(f"listing kernels answered {r.status_code}")
+    wait("the server's activity report to reach the hub", lambda: last_activity() != before, s.args.timeout)
+    step(f"the hub saw the server's activity ({before} -> {last_activity()})")
+
+
 def oauth(s):
     r = wait("the hub's OAuth login", lambda: (lambda r: r if r.status_code == 302 else None)(
         s.http.get(f"{s.public}/hub/oauth_login", allow_redirects=False, timeout=10)), 120)
@@ -205,7 +251,7 @@ def oauth(s):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("action", choices=["login", "spawn", "kernel", "write", "read", "routed",
-                                      "unrouted", "known", "stop", "oauth"])
+                                      "unrouted", "known", "stop", "oauth", "browse", "activity"])
     p.add_argument("--public", action="append", required=True)
     p.add_argument("--state", required=True)
     p.add_argument("--user", default="alice")

@@ -86,9 +86,10 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     let d = production_like(&name);
     let label = format!("hubgate.deploy={name}");
     let applied = d.ok(&["apply", "--no-wait", "--skip-nfs-check", "FILE"]);
-    // Network, hub config, proxy token, client secret, hub, hubgate.
+    // Network, hub config, the servers' config, proxy token, client
+    // secret, hub, hubgate.
     assert!(
-        applied.contains("6 to create, 0 to change, 0 to remove."),
+        applied.contains("7 to create, 0 to change, 0 to remove."),
         "{applied}"
     );
 
@@ -98,8 +99,12 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert_eq!(net["Attachable"], true);
     // The hub's configuration, a Docker config, with the callback URL.
     let configs = names("config", &label);
-    assert_eq!(configs.len(), 1, "{configs:?}");
-    let data = inspect("config", &configs[0])["Spec"]["Data"]
+    assert_eq!(configs.len(), 2, "{configs:?}");
+    let hub_config = configs
+        .iter()
+        .find(|c| c.starts_with(&format!("{name}-hub-config-")))
+        .unwrap();
+    let data = inspect("config", hub_config)["Spec"]["Data"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -232,6 +237,8 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     for field in [
         "mounts:",
         "configs:",
+        "hub settings that change:",
+        "+ c.GitHubOAuthenticator.oauth_callback_url = \"https://jupyter.test.example:",
         "cpu limit: 1 -> 0.5",
         "+ \"--acme-domain=jupyter.test.example\"",
     ] {
@@ -257,7 +264,11 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
         hub["TaskTemplate"]["Resources"]["Limits"]["NanoCPUs"],
         500_000_000
     );
-    assert_eq!(names("config", &label).len(), 1, "the old config is gone");
+    assert_eq!(
+        names("config", &label).len(),
+        2,
+        "the old hub config is gone"
+    );
     assert!(
         d.ok(&["apply", "--no-wait", "--skip-nfs-check", "FILE"])
             .contains("No changes")
@@ -313,6 +324,14 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     let port = free_port();
     let storage = tempfile::tempdir().unwrap();
     let d = Deployment::new(&name, &local_file(&name, port, storage.path(), ""));
+    // Servers report their activity to the hub every 5 s (not 300).
+    let hub_image = format!("image = \"{}\"", deploy_images().hub);
+    d.edit(
+        &hub_image,
+        &format!(
+            "{hub_image}\nextra_config = 'c.Spawner.environment = {{\"JUPYTERHUB_ACTIVITY_INTERVAL\": \"5\"}}'"
+        ),
+    );
     let user = User::new(
         &format!("u{name}"),
         vec![format!("http://127.0.0.1:{port}")],
@@ -336,12 +355,33 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     let server = format!("jupyter-{}", user.name);
     let spec = service_spec(&server);
     let mount = &spec["TaskTemplate"]["ContainerSpec"]["Mounts"][0];
-    assert_eq!(mount["Source"], format!("jupyterhub-user-{}", user.name));
+    let source = mount["Source"].as_str().unwrap();
+    // Named by the deployment, the storage (a hash of its options) and
+    // the user: a storage that moves gets new volumes.
+    assert!(
+        source.starts_with(&format!("{name}-user-"))
+            && source.ends_with(&format!("-{}", user.name)),
+        "{source}"
+    );
     assert_eq!(
         mount["VolumeOptions"]["DriverConfig"]["Options"]["o"],
         "bind"
     );
-    let volume = inspect("volume", &format!("jupyterhub-user-{}", user.name));
+    // The deployment's jupyter_server configuration (a Docker config) and
+    // the path that names its directory: what keeps the server from
+    // calling a restarted hub at its old address.
+    let container = &spec["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(
+        container["Configs"][0]["File"]["Name"],
+        "/etc/hubgate/jupyter/jupyter_server_config.py"
+    );
+    assert!(
+        container["Env"]
+            .to_string()
+            .contains("JUPYTER_CONFIG_PATH=/etc/hubgate/jupyter"),
+        "{container}"
+    );
+    let volume = inspect("volume", source);
     assert_eq!(
         volume["Options"]["device"],
         storage.path().join(&user.name).display().to_string()
@@ -357,6 +397,19 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     user.step("unrouted", &[]);
     user.step("spawn", &[]);
     user.step("read", &[]);
+
+    // The hub restarts (one edit of a hub setting) while the server runs:
+    // a fresh login to the server works as soon as the hub answers, and
+    // the server's activity reports reach the new hub (its address
+    // changed; a resolver that kept the old one broke both for 10 min).
+    d.edit(&hub_image, &format!("{hub_image}\nidle_timeout = \"1h\""));
+    let out = d.apply();
+    assert!(
+        out.contains(&format!("updated service {name}-hub")),
+        "{out}"
+    );
+    user.step("browse", &["--timeout", "60"]);
+    user.step("activity", &["--timeout", "30"]);
 
     // Stopped: the service and its route go.
     user.step("stop", &[]);
@@ -393,6 +446,53 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     eprintln!(
         "hubgate update on one node: port unserved for {:.2} s",
         gaps[0].as_secs_f64()
+    );
+
+    // A port that cannot work: another process (not Docker's) holds it.
+    // The new task fails, apply says why at once, the swarm rolls back,
+    // and the old task serves throughout.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    d.edit(
+        &format!("http_port = {port}"),
+        &format!("http_port = {busy}"),
+    );
+    let plan = d.plan();
+    assert!(
+        plan.contains("new tasks start before the old ones stop"),
+        "{plan}"
+    );
+    let (gaps, _) = port_gaps(&[addr], || {
+        let started = Instant::now();
+        let out = d.fails(&["apply", "FILE"]);
+        eprintln!(
+            "a port in use: apply failed after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            out.contains(&format!("a task of {name}-hubgate failed")),
+            "{out}"
+        );
+        assert!(out.contains("address already in use"), "{out}");
+        assert!(
+            out.contains("rolled it back to its last working spec"),
+            "{out}"
+        );
+    });
+    assert_eq!(
+        gaps[0],
+        std::time::Duration::ZERO,
+        "the old task kept serving"
+    );
+    drop(taken);
+    let spec = service_spec(&format!("{name}-hubgate"));
+    assert_eq!(
+        spec["EndpointSpec"]["Ports"][0]["PublishedPort"], port,
+        "rolled back to the working port"
+    );
+    d.edit(
+        &format!("http_port = {busy}"),
+        &format!("http_port = {port}"),
     );
 }
 
@@ -509,6 +609,41 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let e = d.fails(&["apply", "FILE"]);
     assert!(
         e.contains("the NFS server does not answer on 2049/tcp"),
+        "{e}"
+    );
+
+    // Port mistakes: refused by plan, naming the field.
+    for (bad, why) in [
+        ("0", "a port number, 1-65535"),
+        ("80000", "a port number, 1-65535"),
+        ("2377", "the swarm's cluster management port"),
+    ] {
+        d.edit(
+            &format!("http_port = {port}"),
+            &format!("http_port = {bad}"),
+        );
+        let e = d.fails(&["plan", "FILE"]);
+        assert!(
+            e.contains("field proxy.http_port") && e.contains(why),
+            "{e}"
+        );
+        d.edit(
+            &format!("http_port = {bad}"),
+            &format!("http_port = {port}"),
+        );
+    }
+    // A port another service publishes already.
+    let other = unique("publisher");
+    let publish = format!("mode=host,published={port},target=8080");
+    let _publisher = crate::cluster::Service::create(
+        &other,
+        &["--publish", &publish, &crate::cluster::images().backend],
+    );
+    let e = d.fails(&["plan", "FILE"]);
+    assert!(
+        e.contains(&format!(
+            "port {port} is published by the service {other} already"
+        )) && e.contains("proxy.http_port"),
         "{e}"
     );
 

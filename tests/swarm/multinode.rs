@@ -153,6 +153,8 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     cluster.load(&images.hub, &[0]);
     cluster.load(&images.hubgate, &[0, 1]);
     cluster.load(&images.singleuser, &[3, 4]);
+    // hubgate's image runs the one-off volume jobs on every node.
+    cluster.load(&images.hubgate, &[3, 4]);
     eprintln!("images loaded in {:.1} s", loading.elapsed().as_secs_f64());
     let _logs = LogsOnPanic(&cluster);
     let e = d.fails(&["apply", "--probe", &probe, "FILE"]);
@@ -334,6 +336,71 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     surviving.step("stop", &[]);
     assert_service_gone(m1, &server);
     surviving.step("unrouted", &[]);
+
+    // The storage moves (the seed's "IP change"): one edit, one apply. The
+    // worker that ran the server keeps a volume of the old storage; a
+    // server started there afterwards writes into the new storage only.
+    let survivor = &cluster.nodes[other_worker];
+    let volumes = |node: &Node| {
+        node.docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=hubgate.deploy={name}"),
+        ])
+    };
+    let old_volumes = volumes(survivor);
+    assert!(old_volumes.contains(&user.name), "{old_volumes}");
+    let moved = tempfile::tempdir().unwrap();
+    d.edit(
+        &format!("local = \"{}\"", storage.path().display()),
+        &format!("local = \"{}\"", moved.path().display()),
+    );
+    let plan = d.plan();
+    eprintln!("{plan}");
+    assert!(
+        plan.contains("volumes on every node")
+            && plan.contains(&format!(
+                "the storage moved from {}",
+                storage.path().display()
+            ))
+            && plan.contains("on any node"),
+        "{plan}"
+    );
+    d.ok(&["apply", "--probe", &probe, "FILE"]);
+    let left = volumes(survivor);
+    assert!(
+        !left.lines().any(|v| old_volumes.lines().any(|o| o == v)),
+        "the old storage's volumes are still on {}: {left}",
+        survivor.hostname
+    );
+    surviving.step("spawn", &[]);
+    surviving.step(
+        "write",
+        &["--name", "moved.txt", "--text", "on the new storage"],
+    );
+    assert_eq!(task_node(m1, &server).unwrap(), survivor.hostname);
+    let written = |root: &std::path::Path| root.join(&user.name).join("moved.txt").exists();
+    assert!(written(moved.path()), "not in the new storage");
+    assert!(!written(storage.path()), "written into the old storage");
+    eprintln!(
+        "after the storage moved, the server on {} wrote into the new storage only",
+        survivor.hostname
+    );
+    surviving.step("stop", &[]);
+
+    // destroy --purge: no volume of the deployment left on any live node.
+    let out = d.ok(&["destroy", "--yes", "--purge", "FILE"]);
+    eprintln!("{out}");
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        if i == 1 || i == lost_worker {
+            continue; // its daemon is stopped: it holds nothing running
+        }
+        let left = volumes(node);
+        assert!(left.trim().is_empty(), "{} keeps {left}", node.hostname);
+    }
+    eprintln!("destroy --purge left no deployment volume on the live nodes");
     drop(d);
 }
 

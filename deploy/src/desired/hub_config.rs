@@ -2,11 +2,15 @@
 //! (hubgate's API with the token from its secret), SwarmSpawner on the
 //! overlay network with per-user volumes, the authenticator, culling.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::file::{AuthKind, DeployFile, Resources};
 
-use super::{HUB_DATA_DIR, HUB_PORT, OAUTH_SECRET_PATH, PROXY_TOKEN_PATH, STORAGE_DIR, names};
+use super::{
+    HUB_DATA_DIR, HUB_PORT, OAUTH_SECRET_PATH, PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR,
+    STORAGE_DIR, names,
+};
 
 /// The proxy class that sends the hub's route changes to every hubgate
 /// replica (a Python class; the constants it names are rendered above it).
@@ -30,9 +34,17 @@ fn py_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-/// The generated file, for `volume_opts` (the per-user volume's driver
-/// options, `{username}` standing for the escaped user name).
-pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String {
+/// The per-user volumes: `{username}` stands for the escaped user name.
+pub(super) struct Volumes<'a> {
+    pub(super) name: &'a str,
+    pub(super) options: &'a BTreeMap<String, String>,
+    /// The hash of the storage's options (the storage label).
+    pub(super) storage_id: &'a str,
+}
+
+/// The generated file, for the per-user `volumes` and the Docker config
+/// holding the user servers' jupyter_server configuration.
+pub(super) fn render(f: &DeployFile, volumes: &Volumes<'_>, singleuser_config: &str) -> String {
     let n = names(f);
     let mut s = String::new();
     let mut line = |text: &str| {
@@ -117,14 +129,27 @@ pub(super) fn render(f: &DeployFile, volume_opts: &[(String, String)]) -> String
         py(&f.singleuser.notebook_dir)
     ));
     line(&format!("USER_UID = {}", f.singleuser.uid));
-    let opts: Vec<String> = volume_opts
+    let opts: Vec<String> = volumes
+        .options
         .iter()
         .map(|(k, v)| format!("{}: {}", py(k), py(v)))
         .collect();
+    line(&format!("USER_VOLUME = {}", py(volumes.name)));
     line(&format!("VOLUME_OPTIONS = {{{}}}", opts.join(", ")));
     line(&format!(
-        "VOLUME_LABELS = {{\"hubgate.deploy\": {}, \"hubgate.deploy.role\": \"user\"}}",
-        py(&f.name)
+        "VOLUME_LABELS = {{{}: {}, {}: {}, {}: {}}}",
+        py(crate::spec::DEPLOY_LABEL),
+        py(&f.name),
+        py(crate::spec::ROLE_LABEL),
+        py(crate::volumes::USER_ROLE),
+        py(crate::spec::STORAGE_LABEL),
+        py(volumes.storage_id)
+    ));
+    line("# The user servers' jupyter_server configuration (a Docker config).");
+    line(&format!("SINGLEUSER_CONFIG = {}", py(singleuser_config)));
+    line(&format!(
+        "SINGLEUSER_CONFIG_DIR = {}",
+        py(SINGLEUSER_CONFIG_DIR)
     ));
     line("");
     line("");

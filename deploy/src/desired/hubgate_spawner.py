@@ -1,9 +1,10 @@
 # The spawner of a deployment's hub: rendered into its
 # jupyterhub_config.py after the config's `import asyncio` and the
-# deployment's values (VOLUME_OPTIONS, VOLUME_LABELS, NOTEBOOK_DIR).
+# deployment's values (USER_VOLUME, VOLUME_OPTIONS, VOLUME_LABELS, NOTEBOOK_DIR,
+# SINGLEUSER_CONFIG, SINGLEUSER_CONFIG_DIR, USER_UID).
 # tests/jupyterhub/spawner_check.py runs it against scripted engine answers.
 from docker.errors import APIError
-from docker.types import DriverConfig, Mount, ServiceMode
+from docker.types import ConfigReference, DriverConfig, Mount, ServiceMode
 from dockerspawner import SwarmSpawner
 
 # Task states on the way to running, and running.
@@ -33,7 +34,28 @@ class HubgateSwarmSpawner(SwarmSpawner):
     - Whatever a stop found, the hub's stop ends with the service removed
       (`remove_leftover_service`, the post-stop hook): a server the hub
       forgot never keeps running, reachable, beside it.
+    - Every server gets the deployment's jupyter_server configuration (a
+      Docker config, SINGLEUSER_CONFIG) in a directory its
+      JUPYTER_CONFIG_PATH names: it keeps the server from calling a
+      restarted hub at its old address.
     """
+
+    def get_env(self):
+        env = super().get_env()
+        env["JUPYTER_CONFIG_PATH"] = SINGLEUSER_CONFIG_DIR
+        return env
+
+    async def create_object(self):
+        config = await self.docker("inspect_config", SINGLEUSER_CONFIG)
+        reference = ConfigReference(
+            config["ID"],
+            SINGLEUSER_CONFIG,
+            filename=f"{SINGLEUSER_CONFIG_DIR}/jupyter_server_config.py",
+            uid=str(USER_UID),
+            gid=str(USER_UID),
+        )
+        self.extra_container_spec = {**self.extra_container_spec, "configs": [reference]}
+        return await super().create_object()
 
     @property
     def mounts(self):
@@ -42,7 +64,7 @@ class HubgateSwarmSpawner(SwarmSpawner):
         return [
             Mount(
                 target=NOTEBOOK_DIR,
-                source=f"jupyterhub-user-{user}",
+                source=USER_VOLUME.format(username=user),
                 type="volume",
                 driver_config=DriverConfig("local", options),
                 labels=VOLUME_LABELS,

@@ -12,6 +12,7 @@ use crate::spec::{
     BlobWant, DEPLOY_LABEL, FileRef, Mode, MountWant, NetworkWant, ROLE_LABEL, ResourcesWant,
     SecretData, ServiceWant,
 };
+use crate::volumes::{HUB_DATA_ROLE, Keep};
 
 /// The hub's port on the overlay network.
 pub const HUB_PORT: u16 = 8081;
@@ -27,6 +28,13 @@ const TLS_CERT_PATH: &str = "/run/secrets/tls-cert";
 const TLS_KEY_PATH: &str = "/run/secrets/tls-key";
 const ACME_CA_PATH: &str = "/etc/hubgate/acme-ca.pem";
 const STORAGE_DIR: &str = "/srv/hubgate-storage";
+/// Where user servers find the deployment's jupyter_server configuration
+/// (named in their `JUPYTER_CONFIG_PATH`).
+const SINGLEUSER_CONFIG_DIR: &str = "/etc/hubgate/jupyter";
+/// The role of the user servers' jupyter_server configuration.
+pub const SINGLEUSER_CONFIG_ROLE: &str = "singleuser-config";
+/// The user servers' jupyter_server configuration (no deployment values).
+const SINGLEUSER_CONFIG: &str = include_str!("singleuser_config.py");
 const HUB_DATA_DIR: &str = "/srv/jupyterhub/data";
 const HUB_CONFIG_PATH: &str = "/srv/jupyterhub/jupyterhub_config.py";
 const CERTS_DIR: &str = "/var/lib/hubgate";
@@ -66,6 +74,15 @@ pub struct Desired {
     pub local_dirs: Vec<LocalDir>,
     /// Driver options of the per-user volumes (`{username}` in place).
     pub user_volume_opts: BTreeMap<String, String>,
+    /// The user volumes' name, `{username}` in place: it carries a hash of
+    /// the storage's options, so a storage that moved gets new volumes on
+    /// every node (Docker would reuse an old one by name, old options and
+    /// all).
+    pub user_volume: String,
+    /// The volumes every node keeps; the others go (`volumes`).
+    pub keep: Keep,
+    /// The image of the one-off jobs that run on every node (hubgate's).
+    pub tool_image: String,
 }
 
 /// Object names of a deployment.
@@ -121,21 +138,19 @@ fn labels(f: &DeployFile, role: &str) -> BTreeMap<String, String> {
     .into()
 }
 
+/// Eight hex digits of a hash of volume driver options.
+fn options_hash(opts: &BTreeMap<String, String>) -> String {
+    let key: Vec<String> = opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    short_hash(key.join("\n").as_bytes())[..8].to_owned()
+}
+
 /// A volume carrying its storage options; named by them, since Docker
 /// keeps a volume's first options for as long as it exists.
 fn storage_mount(f: &DeployFile, role: &str, sub: &str, target: &str) -> MountWant {
     let driver_opts = storage_opts(f, sub);
-    let key: Vec<String> = driver_opts
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
     MountWant {
         bind: false,
-        source: format!(
-            "{}-{role}-{}",
-            f.name,
-            &short_hash(key.join("\n").as_bytes())[..8]
-        ),
+        source: format!("{}-{role}-{}", f.name, options_hash(&driver_opts)),
         target: target.to_owned(),
         read_only: false,
         driver_opts,
@@ -178,11 +193,21 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
     let missing = |what: &str| crate::DeployError::MissingInput(what.to_owned());
     let n = names(f);
     let user_volume_opts = storage_opts(f, "{username}");
-    let opts: Vec<(String, String)> = user_volume_opts.clone().into_iter().collect();
-    let hub_config = hub_config::render(f, &opts);
+    let storage_id = options_hash(&user_volume_opts);
+    let user_volume = format!("{}-user-{storage_id}-{{username}}", f.name);
+    let singleuser_config = blob(f, SINGLEUSER_CONFIG_ROLE, SINGLEUSER_CONFIG.as_bytes());
+    let hub_config = hub_config::render(
+        f,
+        &hub_config::Volumes {
+            name: &user_volume,
+            options: &user_volume_opts,
+            storage_id: &storage_id,
+        },
+        &singleuser_config.name,
+    );
 
     let config = blob(f, crate::diff::HUB_CONFIG_ROLE, hub_config.as_bytes());
-    let mut configs = vec![config.clone()];
+    let mut configs = vec![config.clone(), singleuser_config];
     let token = BlobWant {
         name: format!("{}-proxy-token", f.name),
         data: SecretData::Generated,
@@ -231,7 +256,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
         target: HUB_DATA_DIR.to_owned(),
         read_only: false,
         driver_opts: BTreeMap::new(),
-        labels: labels(f, "hub-data"),
+        labels: labels(f, HUB_DATA_ROLE),
     };
     let hub = ServiceWant {
         name: n.hub.clone(),
@@ -366,6 +391,20 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
         stop_grace_secs: 5,
     };
 
+    let services = vec![hub, hubgate];
+    let keep = Keep {
+        names: services
+            .iter()
+            .flat_map(|s| {
+                s.mounts
+                    .iter()
+                    .filter(|m| !m.bind)
+                    .map(|m| m.source.clone())
+            })
+            .collect(),
+        user_storage: Some(storage_id),
+        roles: vec![],
+    };
     Ok(Desired {
         name: f.name.clone(),
         network: NetworkWant {
@@ -375,9 +414,12 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
         },
         configs,
         secrets,
-        services: vec![hub, hubgate],
+        services,
         local_dirs,
         user_volume_opts,
+        user_volume,
+        keep,
+        tool_image: f.proxy.image.clone(),
     })
 }
 

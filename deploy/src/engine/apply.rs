@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bollard::models::{ConfigSpec, Ipam, IpamConfig, NetworkCreateRequest, SecretSpec};
 use bollard::query_parameters::{
-    CreateImageOptionsBuilder, InspectServiceOptions, RemoveVolumeOptionsBuilder,
-    UpdateServiceOptions,
+    CreateImageOptionsBuilder, InspectServiceOptions, UpdateServiceOptions,
 };
 use futures_util::StreamExt as _;
 
@@ -19,10 +18,15 @@ use crate::spec::{
     BlobWant, DEPLOY_LABEL, NetworkWant, ROLE_LABEL, SecretData, ServiceWant, to_spec,
 };
 
+/// Whether the engine refused to remove an object a service still uses.
+fn is_in_use(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { message, .. } if message.contains("in use"))
+}
+
 /// Where `apply` reports what it does, a line at a time.
 pub type Progress<'a> = &'a mut dyn FnMut(String);
 
-fn is_status(e: &bollard::errors::Error, code: u16) -> bool {
+pub(crate) fn is_status(e: &bollard::errors::Error, code: u16) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code, .. } if *status_code == code)
 }
 
@@ -121,13 +125,15 @@ impl Engine {
                     self.remove_service(name).await?;
                     progress(format!("removed service {name}"));
                 }
-                Step::RemoveConfig(name) => {
-                    self.docker
-                        .delete_config(name)
-                        .await
-                        .map_err(DeployError::engine(format!("remove config {name}")))?;
-                    progress(format!("removed config {name}"));
-                }
+                Step::RemoveConfig(name) => match self.docker.delete_config(name).await {
+                    Ok(()) => progress(format!("removed config {name}")),
+                    // Running user servers keep the configuration they
+                    // started with.
+                    Err(e) if is_in_use(&e) => progress(format!(
+                        "config {name} is in use by running servers: kept until they stop (apply again then)"
+                    )),
+                    Err(e) => return Err(DeployError::engine(format!("remove config {name}"))(e)),
+                },
                 Step::RemoveSecret(name) => {
                     self.docker
                         .delete_secret(name)
@@ -135,19 +141,9 @@ impl Engine {
                         .map_err(DeployError::engine(format!("remove secret {name}")))?;
                     progress(format!("removed secret {name}"));
                 }
-                Step::RemoveVolume { name, .. } => {
-                    let options = RemoveVolumeOptionsBuilder::new().force(false).build();
-                    match self.docker.remove_volume(name, Some(options)).await {
-                        Ok(()) => progress(format!(
-                            "removed volume {name} (its files stay on the storage)"
-                        )),
-                        Err(e) if is_status(&e, 409) => progress(format!(
-                            "volume {name} is in use by a running server: kept until it stops (apply again then)"
-                        )),
-                        Err(e) => {
-                            return Err(DeployError::engine(format!("remove volume {name}"))(e));
-                        }
-                    }
+                Step::PruneVolumes { keep, .. } => {
+                    self.prune_everywhere(&want.name, &want.tool_image, keep, progress)
+                        .await?;
                 }
                 Step::RemoveNetwork(name) => match self.docker.remove_network(name).await {
                     Ok(()) => progress(format!("removed network {name}")),

@@ -1,21 +1,26 @@
-//! Waiting for a deployment's services to run what they were asked to,
-//! and naming the node when a task cannot start for want of its image.
+//! Waiting for a deployment's services to run what they were asked to:
+//! each failed task reported with the engine's reason as it happens, a
+//! node that lacks an image named, a rolled-back update an error.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bollard::models::{ServiceUpdateStatusStateEnum, Task, TaskState};
-use bollard::query_parameters::{InspectServiceOptions, ListNodesOptions, ListTasksOptionsBuilder};
+use bollard::models::{Service, ServiceUpdateStatusStateEnum, Task, TaskState};
+use bollard::query_parameters::{InspectServiceOptions, ListTasksOptionsBuilder};
 
 use super::{Engine, Progress};
 use crate::DeployError;
 use crate::desired::Desired;
-use crate::spec::Mode;
+use crate::diff::service_changes;
+use crate::spec::{Mode, ServiceWant, from_spec};
 
 impl Engine {
     /// Waits until every service runs as many tasks as it should, on its
-    /// current spec, reporting each change of counts; a task the engine
-    /// keeps rejecting (an image missing on its node) fails, naming the node.
+    /// current spec, reporting each change of counts and each task that
+    /// fails (with the engine's reason) as soon as it is seen. Fails when a
+    /// node keeps rejecting a task for want of its image, and when the
+    /// swarm rolls an update back (a new task failed within the monitor
+    /// period): the service then runs its last working spec.
     pub async fn converge(
         &self,
         want: &Desired,
@@ -23,28 +28,12 @@ impl Engine {
         progress: Progress<'_>,
     ) -> Result<(), DeployError> {
         let deadline = Instant::now() + limit;
+        let networks = self.network_names().await?;
         let mut last = String::new();
-        let mut missing: HashMap<&str, MissingImage> = HashMap::new();
+        let mut watches: HashMap<&str, TaskWatch> = HashMap::new();
         loop {
-            let nodes = self
-                .docker
-                .list_nodes(None::<ListNodesOptions>)
-                .await
-                .map_err(DeployError::engine("list nodes"))?;
-            let host_of: HashMap<String, String> = nodes
-                .iter()
-                .filter_map(|n| Some((n.id.clone()?, n.description.as_ref()?.hostname.clone()?)))
-                .collect();
-            let ready_managers = nodes
-                .iter()
-                .filter(|n| {
-                    n.manager_status.is_some()
-                        && n.status.as_ref().and_then(|s| s.state)
-                            == Some(bollard::models::NodeState::READY)
-                        && n.spec.as_ref().and_then(|s| s.availability)
-                            == Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE)
-                })
-                .count() as u64;
+            let nodes = self.nodes().await?;
+            let (host_of, ready_managers) = (nodes.host_of, nodes.ready_managers);
             let mut done = true;
             let mut report = vec![];
             for s in &want.services {
@@ -68,12 +57,22 @@ impl Engine {
                             && t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING)
                     })
                     .count() as u64;
-                if let Some((node, err)) = missing.entry(&s.name).or_default().observe(&tasks) {
-                    let node = host_of.get(&node).cloned().unwrap_or(node);
+                let watch = watches.entry(&s.name).or_default();
+                let seen = watch.observe(&tasks);
+                let node = |id: &str| host_of.get(id).cloned().unwrap_or_else(|| id.to_owned());
+                for (id, err) in &seen.failed {
+                    progress(format!(
+                        "a task of {} failed on {}: {err}",
+                        s.name,
+                        node(id)
+                    ));
+                }
+                if let Some((id, err)) = seen.missing_image {
                     return Err(DeployError::MissingImage {
                         image: s.image.clone(),
                         reason: format!(
-                            "node {node} lacks it (task of {} rejected: {err}); load it there with `images/build --load HOST` or `docker save | docker -H HOST load`",
+                            "node {} lacks it (task of {} rejected: {err}); load it there with `images/build --load HOST` or `docker save | docker -H HOST load`",
+                            node(&id),
                             s.name
                         ),
                     });
@@ -83,16 +82,30 @@ impl Engine {
                     .inspect_service(&s.name, None::<InspectServiceOptions>)
                     .await
                     .map_err(DeployError::engine(format!("inspect service {}", s.name)))?;
-                let updating = service
-                    .update_status
-                    .and_then(|u| u.state)
-                    .is_some_and(|st| {
-                        matches!(
-                            st,
-                            ServiceUpdateStatusStateEnum::UPDATING
-                                | ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
-                        )
-                    });
+                let update = Update::of(&service, s, &networks);
+                let updating = update != Update::Settled;
+                match update {
+                    Update::RollingBack(reason) if !watch.rollback_said => {
+                        watch.rollback_said = true;
+                        progress(format!(
+                            "the update of {} failed ({reason}): the swarm is rolling it back to its last working spec",
+                            s.name
+                        ));
+                    }
+                    Update::RolledBack(reason) => {
+                        return Err(DeployError::RolledBack {
+                            service: s.name.clone(),
+                            reason: watch.last_error.clone().unwrap_or(reason),
+                        });
+                    }
+                    Update::Paused(reason) => {
+                        return Err(DeployError::NotConverged(format!(
+                            "the update of {} is paused: {reason} (docker service ps {} shows why)",
+                            s.name, s.name
+                        )));
+                    }
+                    _ => {}
+                }
                 if running < expected || updating {
                     done = false;
                 }
@@ -111,9 +124,18 @@ impl Engine {
                 return Ok(());
             }
             if Instant::now() > deadline {
+                let errors: Vec<String> = watches
+                    .iter()
+                    .filter_map(|(s, w)| Some(format!("{s}: {}", w.last_error.as_ref()?)))
+                    .collect();
                 return Err(DeployError::NotConverged(format!(
-                    "services not running after {} s: {last} (docker service ps shows why)",
-                    limit.as_secs()
+                    "services not running after {} s: {last}{}",
+                    limit.as_secs(),
+                    if errors.is_empty() {
+                        " (docker service ps shows why)".to_owned()
+                    } else {
+                        format!("; last task errors: {}", errors.join("; "))
+                    }
                 )));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -121,54 +143,110 @@ impl Engine {
     }
 }
 
-/// Tasks the engine rejected for a missing image, by node. Tasks rejected
-/// before `converge` began (the image may have been loaded since) do not
-/// count; the swarm retries a rejected task within seconds, so two new
-/// rejections on one node are a verdict.
-#[derive(Default)]
-struct MissingImage {
-    /// Task IDs already rejected at the first look.
-    before: Option<HashSet<String>>,
-    /// New rejections per node.
-    fresh: HashMap<String, HashSet<String>>,
+/// Where a service's update stands, as far as `converge` cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Update {
+    /// No update in progress (or one that completed).
+    Settled,
+    Updating,
+    /// The swarm is rolling back an update that is not the one wanted.
+    RollingBack(String),
+    /// It rolled back: the service runs its previous spec, not `want`.
+    RolledBack(String),
+    /// An update or a rollback paused.
+    Paused(String),
 }
 
-impl MissingImage {
-    /// Takes a look at a service's tasks; the node and error once a node's
-    /// tasks keep being rejected.
-    fn observe(&mut self, tasks: &[Task]) -> Option<(String, String)> {
-        let rejected: Vec<(String, String, String)> = tasks
+impl Update {
+    fn of(service: &Service, want: &ServiceWant, networks: &HashMap<String, String>) -> Self {
+        let Some(status) = &service.update_status else {
+            return Self::Settled;
+        };
+        let message = status.message.clone().unwrap_or_default();
+        // A rollback status stays until the next update: it is this
+        // update's only while the spec is not the one wanted.
+        let wanted = service
+            .spec
+            .as_ref()
+            .is_some_and(|spec| service_changes(&from_spec(spec, networks), want).is_empty());
+        use ServiceUpdateStatusStateEnum as S;
+        match status.state {
+            Some(S::UPDATING) => Self::Updating,
+            Some(S::ROLLBACK_STARTED) if !wanted => Self::RollingBack(message),
+            Some(S::ROLLBACK_COMPLETED) if !wanted => Self::RolledBack(message),
+            Some(S::PAUSED | S::ROLLBACK_PAUSED) => Self::Paused(message),
+            Some(S::ROLLBACK_STARTED) => Self::Updating,
+            _ => Self::Settled,
+        }
+    }
+}
+
+/// What one look at a service's tasks found that is new.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Seen {
+    /// Tasks that failed or were rejected since the last look: (node, error).
+    failed: Vec<(String, String)>,
+    /// A node whose tasks keep being rejected for want of the image.
+    missing_image: Option<(String, String)>,
+}
+
+/// A service's failed tasks across looks. Tasks that had failed before
+/// `converge` began (the image may have been loaded since, the port freed)
+/// do not count; the swarm retries a rejected task within seconds, so two
+/// new rejections for a missing image on one node are a verdict.
+#[derive(Default)]
+struct TaskWatch {
+    /// Task IDs already failed at the first look.
+    before: Option<HashSet<String>>,
+    /// Failed tasks reported so far.
+    reported: HashSet<String>,
+    /// New rejections for a missing image, per node.
+    missing: HashMap<String, HashSet<String>>,
+    /// The last task error reported.
+    last_error: Option<String>,
+    /// The rollback was reported.
+    rollback_said: bool,
+}
+
+impl TaskWatch {
+    fn observe(&mut self, tasks: &[Task]) -> Seen {
+        let failed: Vec<(String, String, String)> = tasks
             .iter()
             .filter_map(|t| {
                 let status = t.status.as_ref()?;
-                let err = status.err.clone().unwrap_or_default();
-                (matches!(status.state, Some(TaskState::REJECTED | TaskState::FAILED))
-                    && err.contains("No such image"))
-                .then(|| {
+                matches!(status.state, Some(TaskState::REJECTED | TaskState::FAILED)).then(|| {
                     (
                         t.id.clone().unwrap_or_default(),
                         t.node_id.clone().unwrap_or_default(),
-                        err,
+                        status
+                            .err
+                            .clone()
+                            .or_else(|| status.message.clone())
+                            .unwrap_or_default(),
                     )
                 })
             })
             .collect();
         let Some(before) = &self.before else {
-            self.before = Some(rejected.into_iter().map(|(id, _, _)| id).collect());
-            return None;
+            self.before = Some(failed.into_iter().map(|(id, _, _)| id).collect());
+            return Seen::default();
         };
-        let mut verdict = None;
-        for (id, node, err) in rejected {
-            if before.contains(&id) {
+        let mut seen = Seen::default();
+        for (id, node, err) in failed {
+            if before.contains(&id) || !self.reported.insert(id.clone()) {
                 continue;
             }
-            let seen = self.fresh.entry(node.clone()).or_default();
-            seen.insert(id);
-            if seen.len() >= 2 {
-                verdict = Some((node, err));
+            if err.contains("No such image") {
+                let on_node = self.missing.entry(node.clone()).or_default();
+                on_node.insert(id);
+                if on_node.len() >= 2 {
+                    seen.missing_image = Some((node.clone(), err.clone()));
+                }
             }
+            self.last_error = Some(err.clone());
+            seen.failed.push((node, err));
         }
-        verdict
+        seen
     }
 }
 
@@ -191,27 +269,34 @@ mod tests {
     }
 
     #[test]
-    fn repeated_new_rejections_on_a_node_are_a_verdict() {
+    fn new_failures_are_reported_once_and_missing_images_judged() {
         let old = task("o", "n3", TaskState::REJECTED, "No such image: local/x:1");
-        let mut m = MissingImage::default();
-        // Rejected before the look began: not counted (the image may be
+        let mut w = TaskWatch::default();
+        // Failed before the look began: not counted (the image may be
         // there now); a task that runs is fine.
+        let first = w.observe(&[old.clone(), task("a", "n1", TaskState::RUNNING, "")]);
+        assert_eq!(first, Seen::default());
+        let r1 = task("r1", "n3", TaskState::REJECTED, "No such image: local/x:1");
+        let seen = w.observe(&[old.clone(), r1.clone()]);
         assert_eq!(
-            m.observe(&[old.clone(), task("a", "n1", TaskState::RUNNING, "")]),
-            None
+            seen.failed,
+            [("n3".into(), "No such image: local/x:1".into())]
         );
-        let first = task("r1", "n3", TaskState::REJECTED, "No such image: local/x:1");
-        assert_eq!(m.observe(&[old.clone(), first.clone()]), None);
-        let second = task("r2", "n3", TaskState::REJECTED, "No such image: local/x:1");
+        assert_eq!(seen.missing_image, None);
+        let r2 = task("r2", "n3", TaskState::REJECTED, "No such image: local/x:1");
+        let seen = w.observe(&[old, r1, r2]);
+        assert_eq!(seen.failed.len(), 1, "r1 was reported already");
         assert_eq!(
-            m.observe(&[old, first, second]),
+            seen.missing_image,
             Some(("n3".into(), "No such image: local/x:1".into()))
         );
-        let mut other = MissingImage::default();
-        other.observe(&[]);
-        assert_eq!(
-            other.observe(&[task("f", "n2", TaskState::FAILED, "exit 1")]),
-            None
-        );
+
+        let mut port = TaskWatch::default();
+        port.observe(&[]);
+        let bind = "starting container failed: bind: address already in use";
+        let seen = port.observe(&[task("f", "n2", TaskState::FAILED, bind)]);
+        assert_eq!(seen.failed, [("n2".into(), bind.into())]);
+        assert_eq!(seen.missing_image, None);
+        assert_eq!(port.last_error.as_deref(), Some(bind));
     }
 }

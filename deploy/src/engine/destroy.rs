@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
-    ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder,
+    ListVolumesOptionsBuilder,
 };
 
 use super::{Engine, Progress, deployment_filter};
 use crate::DeployError;
-use crate::spec::{ROLE_LABEL, SPAWNED_LABEL};
+use crate::spec::SPAWNED_LABEL;
+use crate::volumes::{HUB_DATA_ROLE, Keep, USER_ROLE};
 
 /// What `destroy` removed and kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,15 +26,14 @@ pub struct Removed {
     pub kept_volumes: Vec<String>,
 }
 
-/// Volume roles that hold data (users' files, the hub's database).
-const DATA_ROLES: [&str; 2] = ["user", "hub-data"];
-
 impl Engine {
-    /// Removes deployment `name`'s objects from the swarm (volumes: on this
-    /// engine), keeping data volumes unless `purge`.
+    /// Removes deployment `name`'s objects from the swarm, volumes on
+    /// every node by a job of `tool_image` (hubgate's), keeping data
+    /// volumes unless `purge`.
     pub async fn destroy(
         &self,
         name: &str,
+        tool_image: &str,
         purge: bool,
         progress: Progress<'_>,
     ) -> Result<Removed, DeployError> {
@@ -83,28 +83,44 @@ impl Engine {
             progress(format!("removed network {n}"));
             removed.networks.push(n);
         }
+        // Volumes are per node: a job removes them on every node.
+        let before = self.volume_names(&filter).await?;
+        let keep = Keep {
+            roles: if purge {
+                vec![]
+            } else {
+                vec![USER_ROLE.to_owned(), HUB_DATA_ROLE.to_owned()]
+            },
+            ..Keep::default()
+        };
+        if purge || !before.is_empty() || !removed.services.is_empty() {
+            self.prune_everywhere(name, tool_image, &keep, progress)
+                .await?;
+        }
+        let after = self.volume_names(&filter).await?;
+        removed.volumes = before.into_iter().filter(|v| !after.contains(v)).collect();
+        removed.kept_volumes = after;
+        Ok(removed)
+    }
+
+    /// The names of this engine's volumes `filter` selects.
+    async fn volume_names(
+        &self,
+        filter: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<String>, DeployError> {
         let volumes = self
             .docker
             .list_volumes(Some(
-                ListVolumesOptionsBuilder::new().filters(&filter).build(),
+                ListVolumesOptionsBuilder::new().filters(filter).build(),
             ))
             .await
             .map_err(DeployError::engine("list volumes"))?;
-        for v in volumes.volumes.unwrap_or_default() {
-            let role = v.labels.get(ROLE_LABEL).map_or("", String::as_str);
-            if !purge && DATA_ROLES.contains(&role) {
-                removed.kept_volumes.push(v.name);
-                continue;
-            }
-            let options = RemoveVolumeOptionsBuilder::new().force(false).build();
-            self.docker
-                .remove_volume(&v.name, Some(options))
-                .await
-                .map_err(DeployError::engine(format!("remove volume {}", v.name)))?;
-            progress(format!("removed volume {}", v.name));
-            removed.volumes.push(v.name);
-        }
-        Ok(removed)
+        Ok(volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
     }
 
     /// Waits (up to a minute) until no container of `services` is left on

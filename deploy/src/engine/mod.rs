@@ -8,6 +8,7 @@ mod destroy;
 mod observe;
 mod status;
 mod swarm;
+mod volumes;
 
 use std::collections::HashMap;
 
@@ -17,12 +18,25 @@ pub use apply::Progress;
 pub use destroy::Removed;
 pub use status::{NodeRow, ProxyRow, ServiceRow, Status, TaskRow};
 pub use swarm::{Initialised, JoinTokens, SwarmRole, choose_advertise};
+pub use volumes::Pruned;
 
 use crate::DeployError;
 use crate::spec::DEPLOY_LABEL;
 
 /// Timeout of one engine call, in seconds.
 const TIMEOUT_SECS: u64 = 60;
+/// The Docker socket on every node.
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// The swarm's nodes as `converge` and the jobs need them.
+pub(crate) struct Nodes {
+    /// Node IDs to host names.
+    pub(crate) host_of: HashMap<String, String>,
+    /// Managers that are ready and active.
+    pub(crate) ready_managers: u64,
+    /// IDs of the nodes that are ready and active.
+    pub(crate) ready: std::collections::HashSet<String>,
+}
 
 /// A version-negotiated connection to one engine.
 pub struct Engine {
@@ -61,6 +75,39 @@ impl Engine {
     /// The negotiated API version.
     pub fn api_version(&self) -> String {
         self.docker.client_version().to_string()
+    }
+}
+
+impl Engine {
+    /// The swarm's nodes: names, and how many can run tasks.
+    pub(crate) async fn nodes(&self) -> Result<Nodes, DeployError> {
+        use bollard::models::{NodeSpecAvailabilityEnum, NodeState};
+        let nodes = self
+            .docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await
+            .map_err(DeployError::engine("list nodes"))?;
+        let usable = |n: &&bollard::models::Node| {
+            n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY)
+                && n.spec.as_ref().and_then(|s| s.availability)
+                    == Some(NodeSpecAvailabilityEnum::ACTIVE)
+        };
+        Ok(Nodes {
+            host_of: nodes
+                .iter()
+                .filter_map(|n| Some((n.id.clone()?, n.description.as_ref()?.hostname.clone()?)))
+                .collect(),
+            ready_managers: nodes
+                .iter()
+                .filter(usable)
+                .filter(|n| n.manager_status.is_some())
+                .count() as u64,
+            ready: nodes
+                .iter()
+                .filter(usable)
+                .filter_map(|n| n.id.clone())
+                .collect(),
+        })
     }
 }
 

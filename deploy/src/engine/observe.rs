@@ -218,7 +218,7 @@ impl Engine {
             .unwrap_or_default()
             .into_iter()
             .map(|v| VolumeSeen {
-                role: v.labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
+                labels: v.labels,
                 options: v.options.into_iter().collect::<BTreeMap<_, _>>(),
                 name: v.name,
             })

@@ -13,8 +13,16 @@ pub use render::{from_spec, to_spec};
 pub const DEPLOY_LABEL: &str = "hubgate.deploy";
 /// The label naming an object's part in the deployment.
 pub const ROLE_LABEL: &str = "hubgate.deploy.role";
+/// The label on user volumes naming the storage they mount (a hash of the
+/// storage's options).
+pub const STORAGE_LABEL: &str = "hubgate.deploy.storage";
 /// The label on user servers the hub spawned for a deployment.
 pub const SPAWNED_LABEL: &str = "hubgate.deploy.spawned";
+
+/// How long the swarm watches an updated task before it counts the update
+/// a success: a task that fails within it (a port already taken, a hub
+/// whose new configuration does not start) rolls the service back.
+pub const UPDATE_MONITOR_SECS: u64 = 10;
 
 /// How many tasks a service runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +88,8 @@ pub struct ServiceWant {
     /// Network names.
     pub networks: Vec<String>,
     pub resources: ResourcesWant,
-    /// Start the new task before stopping the old one on an update.
+    /// Start the new task before stopping the old one on this update: the
+    /// plan's choice for one update (see `diff`), not compared.
     pub start_first: bool,
     /// Seconds between updating two tasks.
     pub update_delay_secs: u64,
@@ -159,15 +168,6 @@ impl ServiceWant {
             ("memory limit", mem(self.resources.memory_limit)),
             ("cpu reservation", cpu(self.resources.cpu_reservation)),
             ("memory reservation", mem(self.resources.memory_reservation)),
-            (
-                "update order",
-                if self.start_first {
-                    "start-first"
-                } else {
-                    "stop-first"
-                }
-                .to_owned(),
-            ),
             ("update delay", format!("{} s", self.update_delay_secs)),
             ("stop grace period", format!("{} s", self.stop_grace_secs)),
         ]

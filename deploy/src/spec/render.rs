@@ -7,7 +7,8 @@ use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountType, MountVolumeOptions,
     MountVolumeOptionsDriverConfig, NetworkAttachmentConfig, ResourceObject, ServiceSpec,
-    ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecUpdateConfig,
+    ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
     TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile,
     TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources,
@@ -17,6 +18,7 @@ use bollard::models::{
 use super::{FileRef, Mode, MountWant, ResourcesWant, ServiceWant};
 
 const SECOND_NS: i64 = 1_000_000_000;
+use super::UPDATE_MONITOR_SECS;
 
 fn hash_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -151,12 +153,19 @@ pub fn to_spec(want: &ServiceWant, ids: &HashMap<String, String>) -> ServiceSpec
         update_config: Some(ServiceSpecUpdateConfig {
             parallelism: Some(1),
             delay: Some(want.update_delay_secs as i64 * SECOND_NS),
-            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::PAUSE),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            monitor: Some(UPDATE_MONITOR_SECS as i64 * SECOND_NS),
+            max_failure_ratio: Some(0.0),
             order: Some(if want.start_first {
                 ServiceSpecUpdateConfigOrderEnum::START_FIRST
             } else {
                 ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
             }),
+        }),
+        rollback_config: Some(ServiceSpecRollbackConfig {
+            parallelism: Some(0),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            monitor: Some(UPDATE_MONITOR_SECS as i64 * SECOND_NS),
             ..Default::default()
         }),
         endpoint_spec: Some(EndpointSpec {
