@@ -66,6 +66,10 @@ pub(crate) enum DeployCommand {
         /// from this machine's addresses, private first, and explained).
         #[arg(long)]
         advertise_addr: Option<IpAddr>,
+        /// A swarm of this one machine (a trial): no join commands, no
+        /// firewall advice; `hubgate deploy join-token` prints them later.
+        #[arg(long)]
+        single: bool,
     },
     /// Print the commands that join a worker and a manager.
     JoinToken,

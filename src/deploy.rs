@@ -41,7 +41,10 @@ pub(crate) fn run(command: DeployCommand) -> ExitCode {
 
 async fn dispatch(command: DeployCommand, host: Option<&str>) -> anyhow::Result<ExitCode> {
     match command {
-        DeployCommand::Init { advertise_addr } => init(host, advertise_addr).await,
+        DeployCommand::Init {
+            advertise_addr,
+            single,
+        } => init(host, advertise_addr, single).await,
         DeployCommand::JoinToken => {
             let tokens = connect(host).await?.join_tokens().await?;
             println!("To add a worker:  {}", tokens.command(false));
@@ -115,6 +118,17 @@ fn load(path: &Path, host: Option<&str>) -> anyhow::Result<(DeployFile, Desired)
         });
     let inputs = Inputs {
         oauth_client_secret: read("auth.client_secret_file", &file.auth.client_secret_file)?,
+        password: match read("auth.password_file", &file.auth.password_file)? {
+            Some(bytes) => {
+                let password = String::from_utf8_lossy(&bytes).trim().to_owned();
+                anyhow::ensure!(
+                    !password.is_empty(),
+                    "auth.password_file: the password is empty"
+                );
+                Some(password.into_bytes())
+            }
+            None => None,
+        },
         tls_cert: read("tls.cert_file", &tls.cert_file)?,
         tls_key: read("tls.key_file", &tls.key_file)?,
         acme_ca: read("tls.acme_ca_file", &tls.acme_ca_file)?,
@@ -159,7 +173,11 @@ fn default_probe(host: Option<&str>, port: u16) -> Option<SocketAddr> {
     (name, port).to_socket_addrs().ok()?.next()
 }
 
-async fn init(host: Option<&str>, advertise: Option<IpAddr>) -> anyhow::Result<ExitCode> {
+async fn init(
+    host: Option<&str>,
+    advertise: Option<IpAddr>,
+    single: bool,
+) -> anyhow::Result<ExitCode> {
     let engine = connect(host).await?;
     let (addr, why) = match advertise {
         Some(ip) => (ip, format!("{ip} was given with --advertise-addr")),
@@ -167,9 +185,18 @@ async fn init(host: Option<&str>, advertise: Option<IpAddr>) -> anyhow::Result<E
     };
     match engine.init_swarm(addr).await? {
         Initialised::Already => println!("This engine is a swarm manager already."),
+        Initialised::New { addr } if single => {
+            println!(
+                "This machine is now a one-node swarm (advertising {addr}); `docker swarm leave --force` undoes it."
+            );
+        }
         Initialised::New { addr } => {
             println!("Initialised a swarm advertising {addr}: {why}.");
         }
+    }
+    if single {
+        println!("Other nodes can join later: `hubgate deploy join-token` prints the commands.");
+        return Ok(ExitCode::SUCCESS);
     }
     let tokens = engine.join_tokens().await?;
     println!("To add a worker:  {}", tokens.command(false));
@@ -363,27 +390,16 @@ mod tests {
 
     #[test]
     fn the_probe_goes_to_the_engines_machine() {
-        let at = |host: Option<&str>| default_probe(host, 8000).map(|a| a.to_string());
-        assert_eq!(at(None).as_deref(), Some("127.0.0.1:8000"));
-        assert_eq!(
-            at(Some("unix:///run/x.sock")).as_deref(),
-            Some("127.0.0.1:8000")
-        );
-        assert_eq!(
-            at(Some("tcp://10.1.2.3:2375")).as_deref(),
-            Some("10.1.2.3:8000")
-        );
-        assert_eq!(
-            at(Some("ssh://root@10.1.2.4")).as_deref(),
-            Some("10.1.2.4:8000")
-        );
-        assert_eq!(
-            at(Some("ssh://root@10.1.2.4:22/x")).as_deref(),
-            Some("10.1.2.4:8000")
-        );
-        assert_eq!(
-            at(Some("tcp://[fd00::5]:2376")).as_deref(),
-            Some("[fd00::5]:8000")
-        );
+        for (host, probe) in [
+            (None, "127.0.0.1:8000"),
+            (Some("unix:///run/x.sock"), "127.0.0.1:8000"),
+            (Some("tcp://10.1.2.3:2375"), "10.1.2.3:8000"),
+            (Some("ssh://root@10.1.2.4"), "10.1.2.4:8000"),
+            (Some("ssh://root@10.1.2.4:22/x"), "10.1.2.4:8000"),
+            (Some("tcp://[fd00::5]:2376"), "[fd00::5]:8000"),
+        ] {
+            let at = default_probe(host, 8000).map(|a| a.to_string());
+            assert_eq!(at.as_deref(), Some(probe), "{host:?}");
+        }
     }
 }

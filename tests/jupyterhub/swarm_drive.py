@@ -4,7 +4,8 @@ One step per call, so a test can act between steps (stop a node, edit the
 deployment); the session (cookies, the user's API token) is kept in
 --state. Every wait is bounded; a failure exits non-zero with a message.
 
-  login      log in (DummyAuthenticator), make an API token
+  login      log in (DummyAuthenticator, --password), make an API token
+  refused    a login with --password is refused
   spawn      start the user's server and wait until the hub says it is ready
   kernel     start a kernel and run 1+1 over its websocket: expect 2
   write      write NAME with TEXT into the notebook directory
@@ -96,7 +97,7 @@ def login(s):
     wait("the hub's login page", lambda: s.http.get(f"{s.public}/hub/login", timeout=10).status_code == 200, 120)
     r = s.http.post(
         f"{s.public}/hub/login",
-        data={"username": user, "password": "any", "_xsrf": s.xsrf()["X-XSRFToken"]},
+        data={"username": user, "password": s.args.password, "_xsrf": s.xsrf()["X-XSRFToken"]},
         allow_redirects=False,
         timeout=30,
     )
@@ -181,6 +182,7 @@ def known(s):
 
 
 def stop(s):
+    started = time.monotonic()
     r = s.hub_api("DELETE", f"/users/{s.args.user}/server")
     if r.status_code not in (202, 204):
         fail(f"stopping the server answered {r.status_code}: {r.text[:300]}")
@@ -189,7 +191,7 @@ def stop(s):
         return not s.hub_api("GET", f"/users/{s.args.user}").json().get("servers", {})
 
     wait("the server to stop", stopped, 120)
-    step("server stopped")
+    step(f"server stopped in {time.monotonic() - started:.1f} s")
 
 
 def browse(s):
@@ -202,7 +204,7 @@ def browse(s):
             s.http.get(f"{s.public}/hub/login", timeout=10)
             r = s.http.post(
                 f"{s.public}/hub/login",
-                data={"username": user, "password": "any", "_xsrf": s.xsrf()["X-XSRFToken"]},
+                data={"username": user, "password": s.args.password, "_xsrf": s.xsrf()["X-XSRFToken"]},
                 allow_redirects=False,
                 timeout=30,
             )
@@ -233,6 +235,20 @@ def activity(s):
     step(f"the hub saw the server's activity ({before} -> {last_activity()})")
 
 
+def refused(s):
+    s.http.cookies.clear()
+    wait("the hub's login page", lambda: s.http.get(f"{s.public}/hub/login", timeout=10).status_code == 200, 120)
+    r = s.http.post(
+        f"{s.public}/hub/login",
+        data={"username": s.args.user, "password": s.args.password, "_xsrf": s.xsrf()["X-XSRFToken"]},
+        allow_redirects=False,
+        timeout=30,
+    )
+    if r.status_code == 302:
+        fail(f"the password {s.args.password!r} logged {s.args.user} in")
+    step(f"the hub refused {s.args.user} with a wrong password ({r.status_code})")
+
+
 def oauth(s):
     r = wait("the hub's OAuth login", lambda: (lambda r: r if r.status_code == 302 else None)(
         s.http.get(f"{s.public}/hub/oauth_login", allow_redirects=False, timeout=10)), 120)
@@ -251,10 +267,12 @@ def oauth(s):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("action", choices=["login", "spawn", "kernel", "write", "read", "routed",
-                                      "unrouted", "known", "stop", "oauth", "browse", "activity"])
+                                      "unrouted", "known", "stop", "oauth", "browse", "activity",
+                                      "refused"])
     p.add_argument("--public", action="append", required=True)
     p.add_argument("--state", required=True)
     p.add_argument("--user", default="alice")
+    p.add_argument("--password", default="any")
     p.add_argument("--name", default="kept.txt")
     p.add_argument("--text", default="written before the restart")
     p.add_argument("--timeout", type=float, default=60)

@@ -222,7 +222,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     let plan = d.plan();
     eprintln!("{plan}");
     let lines: Vec<&str> = plan.lines().filter(|l| !l.starts_with(' ')).collect();
-    assert_eq!(lines.len(), 5, "{plan}");
+    assert_eq!(lines.len(), 6, "{plan}");
     assert!(
         lines[0].starts_with(&format!("+ config {name}-hub-config-")),
         "{plan}"
@@ -233,13 +233,16 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
         lines[3].starts_with(&format!("- config {name}-hub-config-")),
         "{plan}"
     );
-    assert_eq!(lines[4], "1 to create, 2 to change, 1 to remove.");
+    assert!(lines[4].starts_with("- volumes on every node"), "{plan}");
+    assert_eq!(lines[5], "1 to create, 2 to change, 2 to remove.");
     for field in [
         "mounts:",
         "configs:",
         "hub settings that change:",
         "+ c.GitHubOAuthenticator.oauth_callback_url = \"https://jupyter.test.example:",
         "cpu limit: 1 -> 0.5",
+        "the storage moved from :/srv/users (addr=192.0.2.10,",
+        "a service whose new tasks fail within 10 s is rolled back",
         "+ \"--acme-domain=jupyter.test.example\"",
     ] {
         assert!(plan.contains(field), "{field} missing in\n{plan}");
@@ -408,7 +411,10 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
         out.contains(&format!("updated service {name}-hub")),
         "{out}"
     );
-    user.step("browse", &["--timeout", "60"]);
+    // The browser goes to the hub's public URL (`hosts`: localhost), where
+    // the server sends it for the hub's OAuth: cookies are per host name.
+    let browser = User::new(&user.name, vec![format!("http://localhost:{port}")]);
+    browser.step("browse", &["--timeout", "60"]);
     user.step("activity", &["--timeout", "30"]);
 
     // Stopped: the service and its route go.

@@ -133,7 +133,8 @@ impl Deployment {
         stdout
     }
 
-    /// Runs `hubgate deploy ARGS`, asserts it fails, returns its stderr.
+    /// Runs `hubgate deploy ARGS`, asserts it fails, returns its output
+    /// (stdout, where a plan's problems are, then stderr).
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
@@ -142,7 +143,7 @@ impl Deployment {
             args.join(" "),
             String::from_utf8_lossy(&out.stdout)
         );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        output_text(&out)
     }
 
     pub fn apply(&self) -> String {
@@ -168,6 +169,15 @@ impl Drop for Deployment {
             );
         }
     }
+}
+
+/// A command's stdout, then its stderr.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// `docker <kind> inspect <name>`, parsed.
@@ -222,11 +232,7 @@ impl User {
             cmd.arg("--public").arg(p);
         }
         let out = cmd.output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = output_text(&out);
         eprint!("{text}");
         assert!(out.status.success(), "{action} failed:\n{text}");
         text

@@ -21,3 +21,4 @@ mod multinode;
 mod nodes;
 mod outage;
 mod stack;
+mod trial;

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use crate::file::{AuthKind, DeployFile, Resources};
 
 use super::{
-    HUB_DATA_DIR, HUB_PORT, OAUTH_SECRET_PATH, PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR,
-    STORAGE_DIR, names,
+    HUB_DATA_DIR, HUB_PORT, OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH,
+    SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
 };
 
 /// The proxy class that sends the hub's route changes to every hubgate
@@ -242,6 +242,15 @@ fn auth(line: &mut impl FnMut(&str), f: &DeployFile) {
     let a = &f.auth;
     let mut text = String::new();
     match a.kind {
+        AuthKind::Dummy if a.password_file.is_some() => {
+            let _ = writeln!(text, "# Any name, one shared password: for trials only.");
+            let _ = writeln!(text, "c.JupyterHub.authenticator_class = \"dummy\"");
+            let _ = writeln!(
+                text,
+                "c.DummyAuthenticator.password = read_secret({})",
+                py(PASSWORD_PATH)
+            );
+        }
         AuthKind::Dummy => {
             let _ = writeln!(text, "# Any name and any password: for trials only.");
             let _ = writeln!(text, "c.JupyterHub.authenticator_class = \"dummy\"");

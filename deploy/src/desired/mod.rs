@@ -24,6 +24,7 @@ const HTTP_PORT: u16 = 80;
 const HTTPS_PORT: u16 = 443;
 const PROXY_TOKEN_PATH: &str = "/run/secrets/proxy-token";
 const OAUTH_SECRET_PATH: &str = "/run/secrets/oauth-client-secret";
+const PASSWORD_PATH: &str = "/run/secrets/dummy-password";
 const TLS_CERT_PATH: &str = "/run/secrets/tls-cert";
 const TLS_KEY_PATH: &str = "/run/secrets/tls-key";
 const ACME_CA_PATH: &str = "/etc/hubgate/acme-ca.pem";
@@ -48,6 +49,8 @@ pub const CERTS_SUBDIR: &str = ".hubgate/certs";
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     pub oauth_client_secret: Option<Vec<u8>>,
+    /// The dummy authenticator's shared password (`auth.password_file`).
+    pub password: Option<Vec<u8>>,
     pub tls_cert: Option<Vec<u8>>,
     pub tls_key: Option<Vec<u8>>,
     pub acme_ca: Option<Vec<u8>>,
@@ -221,15 +224,30 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
 
     // The hub.
     let mut hub_secrets = vec![file_ref(&token, PROXY_TOKEN_PATH)];
-    if f.auth.client_secret_file.is_some() {
-        let bytes = inputs
-            .oauth_client_secret
-            .as_deref()
-            .ok_or_else(|| missing("auth.client_secret_file"))?;
-        let secret = blob(f, "oauth-client-secret", bytes);
-        hub_secrets.push(file_ref(&secret, OAUTH_SECRET_PATH));
+    // A secret made of a file's bytes, read by the hub at `path`.
+    let mut from_file = |field: &str, bytes: Option<&[u8]>, role: &str, path: &str| {
+        let secret = blob(f, role, bytes.ok_or_else(|| missing(field))?);
+        hub_secrets.push(file_ref(&secret, path));
         secrets.push(secret);
-    } else if let Some(name) = &f.auth.client_secret_secret {
+        Ok::<_, crate::DeployError>(())
+    };
+    if f.auth.client_secret_file.is_some() {
+        from_file(
+            "auth.client_secret_file",
+            inputs.oauth_client_secret.as_deref(),
+            "oauth-client-secret",
+            OAUTH_SECRET_PATH,
+        )?;
+    }
+    if f.auth.password_file.is_some() {
+        from_file(
+            "auth.password_file",
+            inputs.password.as_deref(),
+            "dummy-password",
+            PASSWORD_PATH,
+        )?;
+    }
+    if let Some(name) = &f.auth.client_secret_secret {
         let secret = BlobWant {
             name: name.clone(),
             data: SecretData::External,

@@ -145,3 +145,45 @@ fn immutable_objects_are_named_by_their_content() {
     assert_ne!(a.configs[0].name, b.configs[0].name);
     assert_eq!(a.secrets, b.secrets, "secrets are unchanged");
 }
+
+#[test]
+fn a_trial_password_is_a_secret_the_hub_reads() {
+    let text = LOCAL.replace(
+        "kind = \"dummy\"",
+        "kind = \"dummy\"\npassword_file = \"/x/password\"",
+    );
+    let f = DeployFile::parse(&text).unwrap();
+    assert!(matches!(
+        desired(&f, &Inputs::default()),
+        Err(crate::DeployError::MissingInput(_))
+    ));
+    let with = Inputs {
+        password: Some(b"correct horse".to_vec()),
+        ..Default::default()
+    };
+    let d = desired(&f, &with).unwrap();
+    let secret = d
+        .secrets
+        .iter()
+        .find(|s| s.role == "dummy-password")
+        .unwrap();
+    assert_eq!(secret.data, SecretData::Bytes(b"correct horse".to_vec()));
+    let hub = service(&d, "trial-hub");
+    assert!(
+        hub.secrets
+            .iter()
+            .any(|s| s.target == "/run/secrets/dummy-password")
+    );
+    let py = config_text(&d);
+    assert!(
+        py.contains("c.DummyAuthenticator.password = read_secret(\"/run/secrets/dummy-password\")"),
+        "{py}"
+    );
+    assert!(!py.contains("correct horse"));
+    let github = PRODUCTION.replace(
+        "kind = \"github\"",
+        "kind = \"github\"\npassword_file = \"p\"",
+    );
+    let e = DeployFile::parse(&github).unwrap_err().to_string();
+    assert!(e.contains("field auth.password_file"), "{e}");
+}

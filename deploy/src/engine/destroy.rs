@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
-    ListVolumesOptionsBuilder,
 };
 
 use super::{Engine, Progress, deployment_filter};
@@ -84,7 +83,10 @@ impl Engine {
             removed.networks.push(n);
         }
         // Volumes are per node: a job removes them on every node.
-        let before = self.volume_names(&filter).await?;
+        let names = |v: Vec<crate::diff::VolumeSeen>| -> Vec<String> {
+            v.into_iter().map(|v| v.name).collect()
+        };
+        let before = names(self.volumes_of(name).await?);
         let keep = Keep {
             roles: if purge {
                 vec![]
@@ -97,30 +99,10 @@ impl Engine {
             self.prune_everywhere(name, tool_image, &keep, progress)
                 .await?;
         }
-        let after = self.volume_names(&filter).await?;
+        let after = names(self.volumes_of(name).await?);
         removed.volumes = before.into_iter().filter(|v| !after.contains(v)).collect();
         removed.kept_volumes = after;
         Ok(removed)
-    }
-
-    /// The names of this engine's volumes `filter` selects.
-    async fn volume_names(
-        &self,
-        filter: &HashMap<String, Vec<String>>,
-    ) -> Result<Vec<String>, DeployError> {
-        let volumes = self
-            .docker
-            .list_volumes(Some(
-                ListVolumesOptionsBuilder::new().filters(filter).build(),
-            ))
-            .await
-            .map_err(DeployError::engine("list volumes"))?;
-        Ok(volumes
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect())
     }
 
     /// Waits (up to a minute) until no container of `services` is left on

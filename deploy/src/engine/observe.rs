@@ -1,17 +1,16 @@
 //! Reading a deployment's objects back from the engine.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bollard::query_parameters::{
     ListConfigsOptionsBuilder, ListNetworksOptionsBuilder, ListSecretsOptions,
     ListSecretsOptionsBuilder, ListServicesOptions, ListServicesOptionsBuilder,
-    ListVolumesOptionsBuilder,
 };
 
 use super::{Engine, deployment_filter};
 use crate::DeployError;
 use crate::desired::Desired;
-use crate::diff::{HUB_CONFIG_ROLE, NetworkSeen, Observed, VolumeSeen};
+use crate::diff::{HUB_CONFIG_ROLE, NetworkSeen, Observed};
 use crate::spec::{DEPLOY_LABEL, ROLE_LABEL, from_spec};
 
 impl Engine {
@@ -206,23 +205,7 @@ impl Engine {
             .map(|spec| from_spec(spec, &networks))
             .collect();
 
-        let volumes = self
-            .docker
-            .list_volumes(Some(
-                ListVolumesOptionsBuilder::new().filters(&filter).build(),
-            ))
-            .await
-            .map_err(DeployError::engine("list volumes"))?;
-        seen.volumes = volumes
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| VolumeSeen {
-                labels: v.labels,
-                options: v.options.into_iter().collect::<BTreeMap<_, _>>(),
-                name: v.name,
-            })
-            .collect();
+        seen.volumes = self.volumes_of(&want.name).await?;
         Ok(seen)
     }
 }

@@ -10,11 +10,13 @@ use bollard::models::{
     TaskSpecContainerSpec, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
-    ListTasksOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder,
+    ListContainersOptionsBuilder, ListTasksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptions, RemoveVolumeOptionsBuilder,
 };
 
 use super::{Engine, Progress, deployment_filter};
 use crate::DeployError;
+use crate::diff::VolumeSeen;
 use crate::spec::{DEPLOY_LABEL, ROLE_LABEL};
 use crate::volumes::Keep;
 
@@ -32,10 +34,8 @@ pub struct Pruned {
 }
 
 impl Engine {
-    /// Removes deployment `name`'s volumes on this engine that `keep` does
-    /// not keep; one a container still uses is asked again for a while
-    /// (its server may be stopping).
-    pub async fn prune_local(&self, name: &str, keep: &Keep) -> Result<Pruned, DeployError> {
+    /// Deployment `name`'s volumes on this engine.
+    pub(crate) async fn volumes_of(&self, name: &str) -> Result<Vec<VolumeSeen>, DeployError> {
         let filter = deployment_filter(name);
         let listed = self
             .docker
@@ -44,9 +44,26 @@ impl Engine {
             ))
             .await
             .map_err(DeployError::engine("list volumes"))?;
-        let mut left: Vec<String> = listed
+        Ok(listed
             .volumes
             .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeSeen {
+                labels: v.labels,
+                options: v.options.into_iter().collect(),
+                name: v.name,
+            })
+            .collect())
+    }
+
+    /// Removes deployment `name`'s volumes on this engine that `keep` does
+    /// not keep; one a container still uses is asked again for a while
+    /// (its server may be stopping).
+    pub async fn prune_local(&self, name: &str, keep: &Keep) -> Result<Pruned, DeployError> {
+        self.remove_ended_jobs(&job_name(name)).await;
+        let mut left: Vec<String> = self
+            .volumes_of(name)
+            .await?
             .into_iter()
             .filter(|v| !keep.keeps(&v.name, &v.labels))
             .map(|v| v.name)
@@ -74,6 +91,32 @@ impl Engine {
         Ok(pruned)
     }
 
+    /// Removes the ended containers of earlier runs of `job` on this
+    /// engine: the swarm leaves a finished job task's container behind, so
+    /// each node keeps the last one only.
+    async fn remove_ended_jobs(&self, job: &str) {
+        let filters = HashMap::from([
+            (
+                "label".to_owned(),
+                vec![format!("com.docker.swarm.service.name={job}")],
+            ),
+            ("status".to_owned(), vec!["exited".to_owned()]),
+        ]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(ended) = self.docker.list_containers(Some(options)).await else {
+            return;
+        };
+        for id in ended.into_iter().filter_map(|c| c.id) {
+            let _ = self
+                .docker
+                .remove_container(&id, None::<RemoveContainerOptions>)
+                .await;
+        }
+    }
+
     /// Runs `hubgate deploy prune-volumes` (from `image`, hubgate's) once
     /// on every node, reporting each node's outcome; the job's service is
     /// removed afterwards. A node whose job fails keeps its volumes (and
@@ -85,7 +128,7 @@ impl Engine {
         keep: &Keep,
         progress: Progress<'_>,
     ) -> Result<(), DeployError> {
-        let job = format!("{name}-volume-prune");
+        let job = job_name(name);
         self.remove_service(&job).await?;
         let mut args = vec![
             "deploy".to_owned(),
@@ -161,6 +204,11 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// The volume job's service name.
+fn job_name(deployment: &str) -> String {
+    format!("{deployment}-volume-prune")
 }
 
 /// A `global-job` service: one task on every node, running hubgate with

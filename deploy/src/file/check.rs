@@ -132,6 +132,9 @@ fn auth(f: &DeployFile) -> Result<(), Failure> {
             }
         }
         AuthKind::Github => {
+            if a.password_file.is_some() {
+                return fail("auth.password_file", "only with kind = \"dummy\"");
+            }
             if a.client_id.as_deref().is_none_or(str::is_empty) {
                 return fail("auth.client_id", "GitHub OAuth needs the app's client_id");
             }

@@ -182,6 +182,9 @@ pub struct Auth {
     /// Let every authenticated user in.
     #[serde(default)]
     pub allow_all: bool,
+    /// kind = "dummy": a file holding the one password every name logs in
+    /// with (made a Docker secret by `apply`); none: any password.
+    pub password_file: Option<String>,
 }
 
 /// The authenticators the file knows.
