@@ -196,6 +196,50 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     assert_api_routes(&cluster, &[0, 1, 2], &hubgate, &route, Some(&target));
     eprintln!("every replica holds the hub's route {route} -> {target}");
 
+    // The hub with no running task (scaled to 0 here; a restart or a
+    // failover in life): a manager answers /hub/ with a 503 at once, from
+    // hubgate's own page, though the nodes' upstream DNS does not answer
+    // (a lookup of a name with no task waits 10 s there).
+    let hub_service = format!("{name}-hub");
+    let scale = |n: u32| {
+        cluster.nodes[0].docker(&[
+            "service",
+            "scale",
+            "--detach",
+            &format!("{hub_service}={n}"),
+        ]);
+    };
+    let node1: std::net::SocketAddr = probe.parse().unwrap();
+    scale(0);
+    crate::cluster::wait_for(
+        "hubgate to see the hub with no task",
+        Duration::from_secs(30),
+        || {
+            let a = crate::cluster::http_get(node1, "/hub/login", &[]).ok()?;
+            (a.status == 503).then_some(())
+        },
+    );
+    let asked = Instant::now();
+    let answer = crate::cluster::http_get(node1, "/hub/login", &[]).unwrap();
+    let took = asked.elapsed();
+    eprintln!(
+        "the hub with no task: {} through node1 in {:.1} ms",
+        answer.status,
+        took.as_secs_f64() * 1e3
+    );
+    assert_eq!(answer.status, 503);
+    assert!(
+        answer.body.contains("not running, or is starting"),
+        "{}",
+        answer.body
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}: a DNS lookup");
+    scale(1);
+    crate::cluster::wait_for("the hub back", Duration::from_secs(90), || {
+        let a = crate::cluster::http_get(node1, "/hub/health", &[]).ok()?;
+        (a.status == 200).then_some(())
+    });
+
     // The hub's stop no longer waits for the swarm's DNS to forget the
     // name (on these nodes it forwards a name with no task upstream and
     // waits 10 s: stops took 14 s). What is left: the swarm's own 2 s

@@ -178,11 +178,14 @@ pub(crate) fn build(
                     ),
                     None => (None, format!("not on a network shared with hubgate ({on})")),
                 };
+                // Not routed: on a swarm shared by several deployments,
+                // another hubgate may be the one that reaches it, and a
+                // route here would claim its paths (a hub's `/` above all).
                 problems.push(problem(
                     label,
-                    format!("{message}; unreachable, its routes answer 503"),
+                    format!("{message}; unreachable from here, so not routed"),
                 ));
-                Vec::new()
+                continue;
             }
             Some(net) if labels.vip => {
                 let vip: Vec<IpAddr> = s
@@ -466,7 +469,7 @@ mod tests {
     }
 
     #[test]
-    fn a_service_on_no_shared_network_is_unreachable() {
+    fn a_service_on_no_shared_network_is_reported_not_routed() {
         let mut s = service(
             "lost",
             &[
@@ -478,9 +481,10 @@ mod tests {
         );
         s.networks = vec!["elsewhere".into()];
         let (snap, problems) = build(&[s], &[network(&[])], &mut HashMap::new());
-        assert!(snap.routes[0].endpoints.is_empty());
+        assert!(snap.routes.is_empty(), "its paths are not claimed here");
         assert!(
-            problems[0].message.contains("not on a network shared"),
+            problems[0].message.contains("not on a network shared")
+                && problems[0].message.contains("not routed"),
             "{problems:?}"
         );
     }
