@@ -168,6 +168,37 @@ fn settings_changed(old: &str, new: &str) -> Vec<(char, String)> {
     gone.chain(come).collect()
 }
 
+/// The volume job, when the storage moved or this engine shows a volume
+/// the rule removes (volumes are per node: the rule runs on every node).
+fn volume_step(want: &Desired, seen: &Observed) -> Option<Step> {
+    let stale: Vec<&str> = seen
+        .volumes
+        .iter()
+        .filter(|v| !want.keep.keeps(&v.name, &v.labels))
+        .map(|v| v.name.as_str())
+        .collect();
+    let moved = match (
+        storage_device(&seen.services),
+        storage_device(&want.services),
+    ) {
+        (Some(old), Some(new)) if old.0 != new.0 => Some((old.1, new.1)),
+        _ => None,
+    };
+    let mut why = vec![];
+    if let Some((from, to)) = moved {
+        why.push(format!(
+            "the storage moved from {from} to {to}: every server started from now on, on any node, mounts a new volume with the new options; running servers keep the old storage until they stop"
+        ));
+    }
+    if !stale.is_empty() {
+        why.push(format!("stale on this node: {}", stale.join(", ")));
+    }
+    (!why.is_empty()).then(|| Step::PruneVolumes {
+        keep: want.keep.clone(),
+        why,
+    })
+}
+
 /// The hub's storage mount: its volume's name, and the device it mounts
 /// with the mount options.
 fn storage_device(services: &[ServiceWant]) -> Option<(String, String)> {
@@ -296,36 +327,7 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
         }
     }
 
-    // Volumes are per node: the rule runs on every node, planned when the
-    // storage moved or this engine shows a volume the rule removes.
-    let stale: Vec<&str> = seen
-        .volumes
-        .iter()
-        .filter(|v| !want.keep.keeps(&v.name, &v.labels))
-        .map(|v| v.name.as_str())
-        .collect();
-    let moved = match (
-        storage_device(&seen.services),
-        storage_device(&want.services),
-    ) {
-        (Some(old), Some(new)) if old.0 != new.0 => Some((old.1, new.1)),
-        _ => None,
-    };
-    if moved.is_some() || !stale.is_empty() {
-        let mut why = vec![];
-        if let Some((from, to)) = moved {
-            why.push(format!(
-                "the storage moved from {from} to {to}: every server started from now on, on any node, mounts a new volume with the new options; running servers keep the old storage until they stop"
-            ));
-        }
-        if !stale.is_empty() {
-            why.push(format!("stale on this node: {}", stale.join(", ")));
-        }
-        plan.steps.push(Step::PruneVolumes {
-            keep: want.keep.clone(),
-            why,
-        });
-    }
+    plan.steps.extend(volume_step(want, seen));
     for n in &seen.old_networks {
         if *n != want.network.name {
             plan.steps.push(Step::RemoveNetwork(n.clone()));

@@ -12,12 +12,14 @@
 )]
 
 mod cluster;
+mod day_two;
 mod deployment;
 
 mod deploy;
 mod discovery;
 mod jupyterhub;
 mod multinode;
+mod multinode_checks;
 mod nodes;
 mod outage;
 mod stack;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bollard::models::{Service, ServiceUpdateStatusStateEnum, Task, TaskState};
 use bollard::query_parameters::{InspectServiceOptions, ListTasksOptionsBuilder};
 
-use super::{Engine, Progress};
+use super::{Engine, Nodes, Progress};
 use crate::DeployError;
 use crate::desired::Desired;
 use crate::diff::service_changes;
@@ -33,86 +33,18 @@ impl Engine {
         let mut watches: HashMap<&str, TaskWatch> = HashMap::new();
         loop {
             let nodes = self.nodes().await?;
-            let (host_of, ready_managers) = (nodes.host_of, nodes.ready_managers);
             let mut done = true;
             let mut report = vec![];
             for s in &want.services {
-                let expected = match s.mode {
-                    Mode::Replicated(n) => n,
-                    // Global services here are constrained to managers.
-                    Mode::Global => ready_managers,
-                };
-                let filters = HashMap::from([("service".to_owned(), vec![s.name.clone()])]);
-                let tasks = self
-                    .docker
-                    .list_tasks(Some(
-                        ListTasksOptionsBuilder::new().filters(&filters).build(),
-                    ))
-                    .await
-                    .map_err(DeployError::engine(format!("list tasks of {}", s.name)))?;
-                let running = tasks
-                    .iter()
-                    .filter(|t| {
-                        t.desired_state == Some(TaskState::RUNNING)
-                            && t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING)
-                    })
-                    .count() as u64;
                 let watch = watches.entry(&s.name).or_default();
-                let seen = watch.observe(&tasks);
-                let node = |id: &str| host_of.get(id).cloned().unwrap_or_else(|| id.to_owned());
-                for (id, err) in &seen.failed {
-                    progress(format!(
-                        "a task of {} failed on {}: {err}",
-                        s.name,
-                        node(id)
-                    ));
-                }
-                if let Some((id, err)) = seen.missing_image {
-                    return Err(DeployError::MissingImage {
-                        image: s.image.clone(),
-                        reason: format!(
-                            "node {} lacks it (task of {} rejected: {err}); load it there with `images/build --load HOST` or `docker save | docker -H HOST load`",
-                            node(&id),
-                            s.name
-                        ),
-                    });
-                }
-                let service = self
-                    .docker
-                    .inspect_service(&s.name, None::<InspectServiceOptions>)
-                    .await
-                    .map_err(DeployError::engine(format!("inspect service {}", s.name)))?;
-                let update = Update::of(&service, s, &networks);
-                let updating = update != Update::Settled;
-                match update {
-                    Update::RollingBack(reason) if !watch.rollback_said => {
-                        watch.rollback_said = true;
-                        progress(format!(
-                            "the update of {} failed ({reason}): the swarm is rolling it back to its last working spec",
-                            s.name
-                        ));
-                    }
-                    Update::RolledBack(reason) => {
-                        return Err(DeployError::RolledBack {
-                            service: s.name.clone(),
-                            reason: watch.last_error.clone().unwrap_or(reason),
-                        });
-                    }
-                    Update::Paused(reason) => {
-                        return Err(DeployError::NotConverged(format!(
-                            "the update of {} is paused: {reason} (docker service ps {} shows why)",
-                            s.name, s.name
-                        )));
-                    }
-                    _ => {}
-                }
-                if running < expected || updating {
-                    done = false;
-                }
+                let look = self.look(s, watch, &nodes, &networks, progress).await?;
+                done &= look.running >= look.expected && !look.updating;
                 report.push(format!(
-                    "{} {running}/{expected} running{}",
+                    "{} {}/{} running{}",
                     s.name,
-                    if updating { " (updating)" } else { "" }
+                    look.running,
+                    look.expected,
+                    if look.updating { " (updating)" } else { "" }
                 ));
             }
             let line = report.join(", ");
@@ -141,6 +73,105 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+
+    /// One look at service `s`: its task counts and update state; reports
+    /// new task failures and a rollback that started, and fails for a node
+    /// that lacks the image, a rolled-back update, a paused one.
+    async fn look(
+        &self,
+        s: &ServiceWant,
+        watch: &mut TaskWatch,
+        nodes: &Nodes,
+        networks: &HashMap<String, String>,
+        progress: Progress<'_>,
+    ) -> Result<Look, DeployError> {
+        let expected = match s.mode {
+            Mode::Replicated(n) => n,
+            // Global services here are constrained to managers.
+            Mode::Global => nodes.ready_managers,
+        };
+        let filters = HashMap::from([("service".to_owned(), vec![s.name.clone()])]);
+        let tasks = self
+            .docker
+            .list_tasks(Some(
+                ListTasksOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(DeployError::engine(format!("list tasks of {}", s.name)))?;
+        let running = tasks
+            .iter()
+            .filter(|t| {
+                t.desired_state == Some(TaskState::RUNNING)
+                    && t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING)
+            })
+            .count() as u64;
+        let seen = watch.observe(&tasks);
+        let node = |id: &str| {
+            nodes
+                .host_of
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| id.to_owned())
+        };
+        for (id, err) in &seen.failed {
+            progress(format!(
+                "a task of {} failed on {}: {err}",
+                s.name,
+                node(id)
+            ));
+        }
+        if let Some((id, err)) = seen.missing_image {
+            return Err(DeployError::MissingImage {
+                image: s.image.clone(),
+                reason: format!(
+                    "node {} lacks it (task of {} rejected: {err}); load it there with `images/build --load HOST` or `docker save | docker -H HOST load`",
+                    node(&id),
+                    s.name
+                ),
+            });
+        }
+        let service = self
+            .docker
+            .inspect_service(&s.name, None::<InspectServiceOptions>)
+            .await
+            .map_err(DeployError::engine(format!("inspect service {}", s.name)))?;
+        let update = Update::of(&service, s, networks);
+        let updating = update != Update::Settled;
+        match update {
+            Update::RollingBack(reason) if !watch.rollback_said => {
+                watch.rollback_said = true;
+                progress(format!(
+                    "the update of {} failed ({reason}): the swarm is rolling it back to its last working spec",
+                    s.name
+                ));
+            }
+            Update::RolledBack(reason) => {
+                return Err(DeployError::RolledBack {
+                    service: s.name.clone(),
+                    reason: watch.last_error.clone().unwrap_or(reason),
+                });
+            }
+            Update::Paused(reason) => {
+                return Err(DeployError::NotConverged(format!(
+                    "the update of {} is paused: {reason} (docker service ps {} shows why)",
+                    s.name, s.name
+                )));
+            }
+            _ => {}
+        }
+        Ok(Look {
+            expected,
+            running,
+            updating,
+        })
+    }
+}
+
+/// A service's tasks and update, as one look found them.
+struct Look {
+    expected: u64,
+    running: u64,
+    updating: bool,
 }
 
 /// Where a service's update stands, as far as `converge` cares.

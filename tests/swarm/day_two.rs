@@ -1,0 +1,192 @@
+//! A real JupyterHub deployed by `hubgate deploy apply` on this machine's
+//! swarm, then the operator's second day: a kernel and a kept file, a hub
+//! restart under a running server (a fresh login and the server's activity
+//! reach the new hub at once), hubgate's update, and a port another
+//! process holds (the update rolls back while the old port keeps serving).
+
+use std::time::Instant;
+
+use crate::cluster::{docker_ok, free_port, unique};
+use crate::deploy::service_spec;
+use crate::deployment::{Deployment, User, deploy_images, inspect, local_file, port_gaps};
+
+#[test]
+fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
+    let name = unique("hub").replace('-', "");
+    let port = free_port();
+    let storage = tempfile::tempdir().unwrap();
+    let d = Deployment::new(&name, &local_file(&name, port, storage.path(), ""));
+    // Servers report their activity to the hub every 5 s (not 300).
+    let hub_image = format!("image = \"{}\"", deploy_images().hub);
+    d.edit(
+        &hub_image,
+        &format!(
+            "{hub_image}\nextra_config = 'c.Spawner.environment = {{\"JUPYTERHUB_ACTIVITY_INTERVAL\": \"5\"}}'"
+        ),
+    );
+    let user = User::new(
+        &format!("u{name}"),
+        vec![format!("http://127.0.0.1:{port}")],
+    );
+
+    let started = Instant::now();
+    let out = d.apply();
+    eprintln!("{out}");
+    assert!(out.contains("Ready in"), "{out}");
+    user.step("login", &[]);
+    user.step("spawn", &[]);
+    user.step("kernel", &[]);
+    let first_kernel = started.elapsed();
+    eprintln!(
+        "apply on a fresh swarm -> first kernel reply: {:.1} s",
+        first_kernel.as_secs_f64()
+    );
+
+    // The user's server is a swarm service; their volume carries the
+    // storage options in the mount (bind here, NFS in production).
+    let server = format!("jupyter-{}", user.name);
+    let spec = service_spec(&server);
+    let mount = &spec["TaskTemplate"]["ContainerSpec"]["Mounts"][0];
+    let source = mount["Source"].as_str().unwrap();
+    // Named by the deployment, the storage (a hash of its options) and
+    // the user: a storage that moves gets new volumes.
+    assert!(
+        source.starts_with(&format!("{name}-user-"))
+            && source.ends_with(&format!("-{}", user.name)),
+        "{source}"
+    );
+    assert_eq!(
+        mount["VolumeOptions"]["DriverConfig"]["Options"]["o"],
+        "bind"
+    );
+    // The deployment's jupyter_server configuration (a Docker config) and
+    // the path that names its directory: what keeps the server from
+    // calling a restarted hub at its old address.
+    let container = &spec["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(
+        container["Configs"][0]["File"]["Name"],
+        "/etc/hubgate/jupyter/jupyter_server_config.py"
+    );
+    assert!(
+        container["Env"]
+            .to_string()
+            .contains("JUPYTER_CONFIG_PATH=/etc/hubgate/jupyter"),
+        "{container}"
+    );
+    let volume = inspect("volume", source);
+    assert_eq!(
+        volume["Options"]["device"],
+        storage.path().join(&user.name).display().to_string()
+    );
+    eprintln!(
+        "NFS: production puts type=nfs options in this same mount; this kernel has no NFS client, so the bind-type stand-in carries the files here"
+    );
+
+    // A file outlives the server.
+    user.step("write", &[]);
+    assert!(storage.path().join(&user.name).join("kept.txt").exists());
+    user.step("stop", &[]);
+    user.step("unrouted", &[]);
+    user.step("spawn", &[]);
+    user.step("read", &[]);
+
+    // The hub restarts (one edit of a hub setting) while the server runs:
+    // a fresh login to the server works as soon as the hub answers, and
+    // the server's activity reports reach the new hub (its address
+    // changed; a resolver that kept the old one broke both for 10 min).
+    d.edit(&hub_image, &format!("{hub_image}\nidle_timeout = \"1h\""));
+    let out = d.apply();
+    assert!(
+        out.contains(&format!("updated service {name}-hub")),
+        "{out}"
+    );
+    // The browser goes to the hub's public URL (`hosts`: localhost), where
+    // the server sends it for the hub's OAuth: cookies are per host name.
+    let browser = User::new(&user.name, vec![format!("http://localhost:{port}")]);
+    browser.step("browse", &["--timeout", "60"]);
+    user.step("activity", &["--timeout", "30"]);
+
+    // Stopped: the service and its route go.
+    user.step("stop", &[]);
+    user.step("unrouted", &[]);
+    assert!(!docker_ok(&["service", "inspect", &server]));
+
+    // The proxy's routes, from inside its container.
+    let status = d.ok(&["status", "FILE"]);
+    eprintln!("{status}");
+    assert!(
+        status.contains(&format!("{name}-hub ")) && status.contains("running"),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("http://{name}-hub:8081")),
+        "{status}"
+    );
+    assert!(d.apply().contains("No changes"));
+
+    // hubgate's update: stop-first on the one node, so its port is unserved
+    // between the old task's exit and the new one's start.
+    d.edit(
+        &format!("http_port = {port}"),
+        &format!("http_port = {port}\nmax_upload = \"2G\""),
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (gaps, _) = port_gaps(&[addr], || {
+        let out = d.apply();
+        assert!(
+            out.contains("updated service") && out.contains("(args)"),
+            "{out}"
+        );
+    });
+    eprintln!(
+        "hubgate update on one node: port unserved for {:.2} s",
+        gaps[0].as_secs_f64()
+    );
+
+    // A port that cannot work: another process (not Docker's) holds it.
+    // The new task fails, apply says why at once, the swarm rolls back,
+    // and the old task serves throughout.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    d.edit(
+        &format!("http_port = {port}"),
+        &format!("http_port = {busy}"),
+    );
+    let plan = d.plan();
+    assert!(
+        plan.contains("new tasks start before the old ones stop"),
+        "{plan}"
+    );
+    let (gaps, _) = port_gaps(&[addr], || {
+        let started = Instant::now();
+        let out = d.fails(&["apply", "FILE"]);
+        eprintln!(
+            "a port in use: apply failed after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            out.contains(&format!("a task of {name}-hubgate failed")),
+            "{out}"
+        );
+        assert!(out.contains("address already in use"), "{out}");
+        assert!(
+            out.contains("rolled it back to its last working spec"),
+            "{out}"
+        );
+    });
+    assert_eq!(
+        gaps[0],
+        std::time::Duration::ZERO,
+        "the old task kept serving"
+    );
+    drop(taken);
+    let spec = service_spec(&format!("{name}-hubgate"));
+    assert_eq!(
+        spec["EndpointSpec"]["Ports"][0]["PublishedPort"], port,
+        "rolled back to the working port"
+    );
+    d.edit(
+        &format!("http_port = {busy}"),
+        &format!("http_port = {port}"),
+    );
+}

@@ -1,0 +1,256 @@
+//! What the multi-node test reads off the nodes: where a task runs, each
+//! hubgate replica's API, a container's shutdown from the node's events,
+//! the logs on failure; and the swarm with hubgate's image formed.
+
+use crate::deployment::User;
+use crate::nodes::{Cluster, Node};
+
+/// The node a service's running task is on.
+pub(crate) fn task_node(manager: &Node, service: &str) -> Option<String> {
+    let out = manager.try_docker(&[
+        "service",
+        "ps",
+        service,
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("Running"))
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+}
+
+/// Once the hub says a server stopped, its service is gone from the swarm
+/// (else a server the hub forgot would run on, reachable through hubgate).
+pub(crate) fn assert_service_gone(manager: &Node, service: &str) {
+    let left = manager.docker(&[
+        "service",
+        "ls",
+        "--filter",
+        &format!("name={service}"),
+        "--format",
+        "{{.Name}} {{.Replicas}}",
+    ]);
+    assert!(
+        !left
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(service)),
+        "the hub stopped the server, but its service is still there: {left}"
+    );
+}
+
+/// `GET path` of the REST API of each of `service`'s containers on `node`.
+pub(crate) fn replica_api(node: &Node, service: &str, path: &str) -> Vec<serde_json::Value> {
+    let ids = node.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+    ]);
+    ids.lines()
+        .map(|id| {
+            let json = node.docker(&["exec", id, "hubgate", "api", path]);
+            serde_json::from_str(&json).unwrap()
+        })
+        .collect()
+}
+
+/// The endpoints every hubgate replica on `node` has for `path`.
+pub(crate) fn discovered(node: &Node, service: &str, path: &str) -> Vec<Vec<String>> {
+    replica_api(node, service, "/api/discovery")
+        .iter()
+        .map(|v| {
+            v["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["path"] == path)
+                .flat_map(|r| r["endpoints"].as_array().unwrap().iter())
+                .map(|e| e["url"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// The target of API route `path` in each of `service`'s containers on
+/// `node` (`None`: that replica has no such route).
+pub(crate) fn api_targets(node: &Node, service: &str, path: &str) -> Vec<Option<String>> {
+    replica_api(node, service, "/api/routes")
+        .iter()
+        .map(|v| v[path]["target"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Every replica on the managers `managers` holds the hub's route for
+/// `path` (`Some(target)`) or none does (`None`).
+pub(crate) fn assert_api_routes(
+    cluster: &Cluster,
+    managers: &[usize],
+    service: &str,
+    path: &str,
+    want: Option<&str>,
+) {
+    for &m in managers {
+        let targets = api_targets(&cluster.nodes[m], service, path);
+        assert!(!targets.is_empty(), "no {service} replica on node{}", m + 1);
+        for t in targets {
+            assert_eq!(
+                t.as_deref(),
+                want,
+                "the API route {path} on node{}'s replica (the hub's change missed it)",
+                m + 1
+            );
+        }
+    }
+}
+
+/// Seconds from the kill signal to the exit of `service`'s container on
+/// `node`, from the node's events since `since`.
+pub(crate) fn own_shutdown(node: &Node, service: &str, since: std::time::SystemTime) -> f64 {
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let since = secs(since).saturating_sub(1);
+    // A time to end the stream at (docker events waits until then).
+    let until = secs(std::time::SystemTime::now()) + 1;
+    let events = node.docker(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "type=container",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+        "--format",
+        "{{.Action}} {{.TimeNano}}",
+    ]);
+    let at = |action: &str| -> Option<u128> {
+        events
+            .lines()
+            .find(|l| l.starts_with(action))
+            .and_then(|l| l.split(' ').nth(1)?.parse().ok())
+    };
+    match (at("kill"), at("die")) {
+        (Some(kill), Some(die)) => (die.saturating_sub(kill)) as f64 / 1e9,
+        _ => panic!(
+            "no kill and die events of {service} on {}: {events}",
+            node.hostname
+        ),
+    }
+}
+
+pub(crate) fn user_state(u: &User) -> &std::path::Path {
+    u.state_path()
+}
+
+/// Prints the last lines of every container's log on the managers when the
+/// test fails.
+pub(crate) struct LogsOnPanic<'a>(pub(crate) &'a Cluster);
+
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let text = |o: std::process::Output| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        };
+        for node in self.0.nodes.iter().filter(|n| n.is_up()) {
+            let listing =
+                node.try_docker(&["ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}"]);
+            let listing = text(listing);
+            eprintln!("=== {} containers:\n{listing}", node.hostname);
+            for line in listing.lines() {
+                let Some((id, rest)) = line.split_once(' ') else {
+                    continue;
+                };
+                eprintln!(
+                    "--- {} {rest}:\n{}",
+                    node.hostname,
+                    text(node.try_docker(&["logs", "--tail", "40", id]))
+                );
+                if rest.contains("-hub.") {
+                    // The hub's whole story of spawns, stops and routes,
+                    // without its access log.
+                    let all = text(node.try_docker(&["logs", "-t", id]));
+                    let story: Vec<&str> = all
+                        .lines()
+                        .filter(|l| {
+                            ["spawner", "base:", "user:", "proxy:", "[W ", "[E ", "Error"]
+                                .iter()
+                                .any(|k| l.contains(k))
+                                && !l.contains("_xsrf_utils")
+                        })
+                        .collect();
+                    eprintln!(
+                        "--- {} {rest}: spawner and proxy lines\n{}",
+                        node.hostname,
+                        story.join("\n")
+                    );
+                }
+                if rest.contains("-hubgate.") && rest.contains(" Up ") {
+                    for api in ["/api/routes", "/api/discovery"] {
+                        eprintln!(
+                            "--- {} {rest} {api}:\n{}",
+                            node.hostname,
+                            text(node.try_docker(&["exec", id, "hubgate", "api", api]))
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Makes the swarm with `hubgate deploy init` on node1 and the join commands
+/// `hubgate deploy join-token` prints, run on the others.
+pub(crate) fn form_with_hubgate(cluster: &Cluster, managers: usize) {
+    let deploy = |node: &Node, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+            .arg("deploy")
+            .args(args)
+            .env("DOCKER_HOST", &node.host)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let first = &cluster.nodes[0];
+    let init = deploy(first, &["init", "--advertise-addr", &first.ip]);
+    assert!(
+        init.contains(&format!("Initialised a swarm advertising {}", first.ip)),
+        "{init}"
+    );
+    let again = deploy(first, &["init", "--advertise-addr", &first.ip]);
+    assert!(again.contains("a swarm manager already"), "{again}");
+    let tokens = deploy(first, &["join-token"]);
+    let command = |role: &str| -> Vec<String> {
+        let line = tokens
+            .lines()
+            .find(|l| l.starts_with(&format!("To add a {role}")))
+            .unwrap();
+        let cmd = line.split_once(':').unwrap().1.trim();
+        assert!(cmd.starts_with("docker swarm join --token "), "{line}");
+        cmd.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    for (i, node) in cluster.nodes.iter().enumerate().skip(1) {
+        let mut args = command(if i < managers { "manager" } else { "worker" });
+        args.insert(2, "--advertise-addr".into());
+        args.insert(3, node.ip.clone());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        node.docker(&args);
+    }
+    eprintln!("swarm made by hubgate deploy init and join-token:\n{init}");
+}
