@@ -262,8 +262,9 @@ impl RouteTable {
     }
 
     /// The task addresses of the swarm service `target`'s host names, as
-    /// `http` targets with `target`'s port (and path); `None` when the host
-    /// is not a service discovery knows. Empty: a service with no task.
+    /// `http` targets with `target`'s port (what to connect to: the path
+    /// stays the route's); `None` when the host is not a service discovery
+    /// knows. Empty: a service with no task.
     pub(crate) fn service_targets(&self, target: &Target) -> Option<Vec<Target>> {
         let Endpoint::Tcp { host, port } = &target.endpoint else {
             return None;
@@ -274,7 +275,7 @@ impl RouteTable {
                 .iter()
                 .filter_map(|ip| {
                     let addr = std::net::SocketAddr::new(*ip, *port);
-                    Target::parse(&format!("http://{addr}{}", target.path)).ok()
+                    Target::parse(&format!("http://{addr}")).ok()
                 })
                 .collect(),
         )
