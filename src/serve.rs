@@ -330,45 +330,82 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let discovery = discover::start(wanted, routes.clone(), certs.clone(), &background)?;
         let api = Api::new(routes.clone(), token.clone(), proxy.metrics().clone())
             .with_page("/api/discovery", discovery.page(routes.clone()))
-            .with_page("/api/certs", acme::page(certs.clone(), tls.static_cert.clone()));
+            .with_page(
+                "/api/certs",
+                acme::page(certs.clone(), tls.static_cert.clone()),
+            );
         if let (Some(manager), Some(resolver)) = (&certs, &tls.resolver) {
-            acme::start(manager.clone(), resolver.clone(), tls.static_set.clone(), &background);
+            let static_set = tls.static_set.clone();
+            acme::start(manager.clone(), resolver.clone(), static_set, &background);
         }
         let api = Arc::new(api);
         let api_listener = bind(&api_bind).await?;
-        let api_config = ServeConfig { tls: api_tls(&args)?, ..ServeConfig::default() };
-        tokio::spawn(server::serve(api_listener, api_config, api, shutdown.clone()));
+        let api_config = ServeConfig {
+            tls: api_tls(&args)?,
+            ..ServeConfig::default()
+        };
+        tokio::spawn(server::serve(
+            api_listener,
+            api_config,
+            api,
+            shutdown.clone(),
+        ));
         if let Some(b) = &metrics_bind {
             let extra = Some(acme::metrics(certs.clone(), tls.static_cert.clone()));
-            let endpoint = Arc::new(MetricsEndpoint { metrics: proxy.metrics().clone(), routes: routes.clone(), extra });
-            tokio::spawn(server::serve(bind(b).await?, ServeConfig::default(), endpoint, shutdown.clone()));
+            let endpoint = Arc::new(MetricsEndpoint {
+                metrics: proxy.metrics().clone(),
+                routes: routes.clone(),
+                extra,
+            });
+            let listener = bind(b).await?;
+            let config = ServeConfig::default();
+            tokio::spawn(server::serve(listener, config, endpoint, shutdown.clone()));
         }
         if let Some(port) = args.redirect_port {
             let http01 = certs.as_ref().map(acme::http01);
-            let redirect = Arc::new(Redirect { https_port: args.redirect_to.unwrap_or(args.port), http01 });
+            let redirect = Arc::new(Redirect {
+                https_port: args.redirect_to.unwrap_or(args.port),
+                http01,
+            });
             let listener = bind(&Bind::Tcp(address(&args.ip, port))).await?;
-            let config = ServeConfig { limits: limits(&args), ..ServeConfig::default() };
+            let config = ServeConfig {
+                limits: limits(&args),
+                ..ServeConfig::default()
+            };
             tokio::spawn(server::serve(listener, config, redirect, shutdown.clone()));
         }
-        let saver = args.routes_file.clone().map(|p| tokio::spawn(routes_file::keep_saved(p, routes.clone())));
+        let saver = args
+            .routes_file
+            .clone()
+            .map(|p| tokio::spawn(routes_file::keep_saved(p, routes.clone())));
         if let Some(pid_file) = &args.pid_file {
             std::fs::write(pid_file, format!("{}\n", std::process::id()))
                 .with_context(|| format!("cannot write --pid-file {}", pid_file.display()))?;
         }
 
         let tcp_keepalive = proxy_config_keepalive(&args);
-        let serve_config = ServeConfig { tls: tls.config.clone(), limits: limits(&args), tcp_keepalive };
+        let serve_config = ServeConfig {
+            tls: tls.config.clone(),
+            limits: limits(&args),
+            tcp_keepalive,
+        };
         let threads = spawn_workers(public, &serve_config, &proxy, &shutdown)?;
         if token.is_none() {
             tracing::warn!("REST API is not authenticated.");
         }
-        let where_ = args.socket.as_ref().map_or_else(|| address(&args.ip, args.port).to_string(), |p| p.display().to_string());
-        tracing::info!(listen = %where_, workers = threads.len(), routes = routes.load().len(), "hubgate proxying");
+        let where_ = args.socket.as_ref().map_or_else(
+            || address(&args.ip, args.port).to_string(),
+            |p| p.display().to_string(),
+        );
+        let (workers, routes_now) = (threads.len(), routes.load().len());
+        tracing::info!(listen = %where_, workers, routes = routes_now, "hubgate proxying");
 
         wait_for_signal().await?;
         tracing::info!(grace_secs = args.shutdown_grace, "shutting down");
         background.cancel();
-        shutdown.drain(Duration::from_secs(args.shutdown_grace)).await;
+        shutdown
+            .drain(Duration::from_secs(args.shutdown_grace))
+            .await;
         for t in threads {
             if t.join().is_err() {
                 tracing::error!("a worker thread panicked");
@@ -378,7 +415,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             saver.abort();
             routes_file::save(path, &routes).await;
         }
-        for path in [&args.pid_file, &args.socket, &args.api_socket, &args.metrics_socket].into_iter().flatten() {
+        let files = [
+            &args.pid_file,
+            &args.socket,
+            &args.api_socket,
+            &args.metrics_socket,
+        ];
+        for path in files.into_iter().flatten() {
             let _ = std::fs::remove_file(path);
         }
         tracing::info!("stopped");

@@ -156,7 +156,8 @@ impl SwarmSource {
                         None => return Err(DiscoveryError::StreamEnded),
                     }
                     // Take whatever else already arrived in one go.
-                    while let Some(Some(more)) = futures_util::FutureExt::now_or_never(events.next()) {
+                    use futures_util::FutureExt as _;
+                    while let Some(Some(more)) = events.next().now_or_never() {
                         note(more?);
                     }
                 }
