@@ -48,6 +48,7 @@ pub struct Observed {
     pub all_secrets: HashSet<String>,
     /// Services labelled by this deployment.
     pub services: Vec<ServiceWant>,
+    /// This engine's volumes of the deployment that no container uses.
     pub volumes: Vec<VolumeSeen>,
     /// Ports other services publish, as (port, service name).
     pub foreign_ports: Vec<(u16, String)>,
@@ -191,7 +192,10 @@ fn volume_step(want: &Desired, seen: &Observed) -> Option<Step> {
         ));
     }
     if !stale.is_empty() {
-        why.push(format!("stale on this node: {}", stale.join(", ")));
+        why.push(format!(
+            "stale and unused on this node: {}",
+            stale.join(", ")
+        ));
     }
     (!why.is_empty()).then(|| Step::PruneVolumes {
         keep: want.keep.clone(),

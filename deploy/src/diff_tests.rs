@@ -163,7 +163,7 @@ fn a_new_nfs_server_moves_every_mount_and_prunes_volumes_on_every_node() {
     assert!(text.contains("on any node"), "{text}");
     let stale = text
         .lines()
-        .find(|l| l.contains("stale on this node"))
+        .find(|l| l.contains("stale and unused on this node"))
         .unwrap();
     assert!(
         stale.contains("jupyterhub-user-carol")

@@ -275,7 +275,9 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
             .contains("No changes")
     );
 
-    // destroy keeps a user's volume, --purge removes it.
+    // A stale user volume (made before volumes carried their storage) that
+    // a running server still holds is not planned away, so apply stays
+    // idempotent; once unused, plan names it.
     let volume = format!("jupyterhub-user-{name}");
     docker(&[
         "volume",
@@ -286,6 +288,21 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
         "hubgate.deploy.role=user",
         &volume,
     ]);
+    let holder = unique("holder");
+    let mount = format!("{volume}:/data");
+    let backend = &crate::cluster::images().backend;
+    docker(&["run", "-d", "--name", &holder, "-v", &mount, backend]);
+    let held = d.run(&["plan", "FILE"]);
+    docker(&["rm", "-f", &holder]);
+    let held = String::from_utf8_lossy(&held.stdout).into_owned();
+    assert!(held.contains("No changes"), "{held}");
+    let unused = d.plan();
+    assert!(
+        unused.contains(&format!("stale and unused on this node: {volume}")),
+        "{unused}"
+    );
+
+    // destroy keeps a user's volume, --purge removes it.
     let out = d.ok(&["destroy", "--yes", "FILE"]);
     assert!(
         out.contains("data volume") && out.contains(&volume),

@@ -86,7 +86,7 @@ impl Engine {
         let names = |v: Vec<crate::diff::VolumeSeen>| -> Vec<String> {
             v.into_iter().map(|v| v.name).collect()
         };
-        let before = names(self.volumes_of(name).await?);
+        let before = names(self.volumes_of(name, false).await?);
         let keep = Keep {
             roles: if purge {
                 vec![]
@@ -99,7 +99,7 @@ impl Engine {
             self.prune_everywhere(name, tool_image, &keep, progress)
                 .await?;
         }
-        let after = names(self.volumes_of(name).await?);
+        let after = names(self.volumes_of(name, false).await?);
         removed.volumes = before.into_iter().filter(|v| !after.contains(v)).collect();
         removed.kept_volumes = after;
         Ok(removed)

@@ -205,7 +205,9 @@ impl Engine {
             .map(|spec| from_spec(spec, &networks))
             .collect();
 
-        seen.volumes = self.volumes_of(&want.name).await?;
+        // Only unused ones: a volume a running server holds cannot go yet,
+        // and planning its removal would make every apply a change.
+        seen.volumes = self.volumes_of(&want.name, true).await?;
         Ok(seen)
     }
 }

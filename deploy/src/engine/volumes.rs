@@ -34,9 +34,17 @@ pub struct Pruned {
 }
 
 impl Engine {
-    /// Deployment `name`'s volumes on this engine.
-    pub(crate) async fn volumes_of(&self, name: &str) -> Result<Vec<VolumeSeen>, DeployError> {
-        let filter = deployment_filter(name);
+    /// Deployment `name`'s volumes on this engine; with `unused`, only
+    /// those no container uses (`dangling`).
+    pub(crate) async fn volumes_of(
+        &self,
+        name: &str,
+        unused: bool,
+    ) -> Result<Vec<VolumeSeen>, DeployError> {
+        let mut filter = deployment_filter(name);
+        if unused {
+            filter.insert("dangling".to_owned(), vec!["true".to_owned()]);
+        }
         let listed = self
             .docker
             .list_volumes(Some(
@@ -62,7 +70,7 @@ impl Engine {
     pub async fn prune_local(&self, name: &str, keep: &Keep) -> Result<Pruned, DeployError> {
         self.remove_ended_jobs(&job_name(name)).await;
         let mut left: Vec<String> = self
-            .volumes_of(name)
+            .volumes_of(name, false)
             .await?
             .into_iter()
             .filter(|v| !keep.keeps(&v.name, &v.labels))
