@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
-use crate::serve::{UsageError, read};
+use crate::input::{UsageError, read};
 
 /// The names of each certificate `--acme-domain` asks for, checked.
 fn certificates(args: &ServeArgs) -> Result<Vec<Vec<String>>, UsageError> {

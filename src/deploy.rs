@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hubgate_deploy::desired::{Desired, Inputs, desired};
-use hubgate_deploy::diff::diff;
 use hubgate_deploy::engine::{Engine, Initialised, choose_advertise};
 use hubgate_deploy::file::DeployFile;
+use hubgate_deploy::model::Role;
 
 use crate::cli::{ApplyArgs, DeployCommand, DestroyArgs, PruneArgs};
 
@@ -54,7 +54,7 @@ async fn dispatch(command: DeployCommand, host: Option<&str>) -> anyhow::Result<
         DeployCommand::Plan(a) => {
             let (_, want) = load(&a.file, host)?;
             let engine = manager(host).await?;
-            let plan = diff(&want, &engine.observe(&want).await?);
+            let plan = engine.plan(&want).await?;
             print!("{plan}");
             Ok(if plan.problems.is_empty() {
                 ExitCode::SUCCESS
@@ -216,7 +216,7 @@ async fn apply(a: &ApplyArgs, host: Option<&str>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (file, want) = load(&a.file, host)?;
     let engine = manager(host).await?;
-    let plan = diff(&want, &engine.observe(&want).await?);
+    let plan = engine.plan(&want).await?;
     print!("{plan}");
     std::io::stdout().flush()?;
     if !plan.problems.is_empty() {
@@ -368,7 +368,11 @@ async fn prune_volumes(a: PruneArgs, host: Option<&str>) -> anyhow::Result<ExitC
     let keep = hubgate_deploy::volumes::Keep {
         names: a.keep,
         user_storage: a.keep_storage,
-        roles: a.keep_role,
+        roles: a
+            .keep_role
+            .iter()
+            .map(|r| Role::from_label(r).with_context(|| format!("--keep-role: no role {r}")))
+            .collect::<anyhow::Result<_>>()?,
     };
     let pruned = connect(host)
         .await?

@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod discover;
 mod healthcheck;
+mod input;
 mod logging;
 mod routes_file;
 mod serve;

@@ -21,12 +21,9 @@ use hubgate_proxy::server::{
 use hubgate_proxy::{Api, ErrorPages, Proxy, ProxyConfig, RouteStore, Target};
 
 use crate::cli::{ServeArgs, parse_ip};
+use crate::input::{UsageError, read};
 use crate::tls_flags::{api_tls, public_tls, upstream_tls};
 use crate::{acme, discover, logging, routes_file};
-
-/// A flag value that is wrong: reported in one line with exit code 2.
-#[derive(Debug)]
-pub(crate) struct UsageError(pub(crate) String);
 
 /// Checks what clap cannot: unsupported flags and values that must parse.
 pub(crate) fn validate(args: &ServeArgs) -> Result<(), UsageError> {
@@ -124,10 +121,6 @@ pub(crate) fn auth_token(
         path.display()
     );
     Ok(Some(token))
-}
-
-pub(crate) fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
 fn error_pages(dir: Option<&Path>) -> anyhow::Result<ErrorPages> {

@@ -10,7 +10,7 @@ use hubgate_proxy::tls::{self, CertResolver, CertSet, ClientAuth, UpstreamTls};
 use rustls::sign::CertifiedKey;
 
 use crate::cli::ServeArgs;
-use crate::serve::read;
+use crate::input::read;
 
 /// One listener's TLS flags: `--<prefix>ssl-cert`, `-key`, `-ca`,
 /// `-request-cert`, `-reject-unauthorized`.

@@ -1,60 +1,15 @@
 //! Desired against observed: the steps that make the engine match the
 //! file, in the order `apply` runs them. Pure; `plan` prints the result.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::desired::Desired;
-use crate::spec::{
-    BlobWant, NetworkWant, ROLE_LABEL, SecretData, ServiceWant, UPDATE_MONITOR_SECS,
+use crate::model::{
+    BlobWant, NetworkWant, ROLE_LABEL, Role, SecretData, ServiceWant, UPDATE_MONITOR_SECS,
 };
+use crate::observed::{NetworkSeen, Observed};
 use crate::volumes::Keep;
-
-/// The network as the engine has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkSeen {
-    pub name: String,
-    pub driver: String,
-    pub attachable: bool,
-    pub subnet: Option<String>,
-    pub encrypted: bool,
-    /// Made by this deployment (labelled), not found in place.
-    pub managed: bool,
-    /// Services attached to it that the deployment does not manage (user
-    /// servers, the operator's own).
-    pub foreign_services: Vec<String>,
-}
-
-/// A volume on the engine `apply` talks to, labelled by this deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeSeen {
-    pub name: String,
-    pub labels: HashMap<String, String>,
-    pub options: BTreeMap<String, String>,
-}
-
-/// What the engine reports of a deployment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Observed {
-    /// The network with the file's name, if any.
-    pub network: Option<NetworkSeen>,
-    /// Other networks labelled by this deployment (an old name).
-    pub old_networks: Vec<String>,
-    /// Configs labelled by this deployment.
-    pub configs: Vec<String>,
-    /// Secrets labelled by this deployment.
-    pub secrets: Vec<String>,
-    /// Every secret's name (external ones must exist).
-    pub all_secrets: HashSet<String>,
-    /// Services labelled by this deployment.
-    pub services: Vec<ServiceWant>,
-    /// This engine's volumes of the deployment that no container uses.
-    pub volumes: Vec<VolumeSeen>,
-    /// Ports other services publish, as (port, service name).
-    pub foreign_ports: Vec<(u16, String)>,
-    /// The text of the hub configuration the hub service runs with.
-    pub hub_config: Option<String>,
-}
 
 /// One field of a service that changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,9 +99,6 @@ pub fn service_changes(seen: &ServiceWant, want: &ServiceWant) -> Vec<FieldChang
         .collect()
 }
 
-/// The role of the hub configuration's Docker config.
-pub const HUB_CONFIG_ROLE: &str = "hub-config";
-
 /// The settings lines (not comments or blank lines) that differ between
 /// two hub configurations: those only in `old` as `-`, only in `new` as `+`.
 fn settings_changed(old: &str, new: &str) -> Vec<(char, String)> {
@@ -207,7 +159,7 @@ fn volume_step(want: &Desired, seen: &Observed) -> Option<Step> {
 /// with the mount options.
 fn storage_device(services: &[ServiceWant]) -> Option<(String, String)> {
     services.iter().flat_map(|s| &s.mounts).find_map(|m| {
-        (m.labels.get(ROLE_LABEL).map(String::as_str) == Some("storage")).then(|| {
+        (m.labels.get(ROLE_LABEL).map(String::as_str) == Some(Role::Storage.as_str())).then(|| {
             let opt = |k: &str| m.driver_opts.get(k).map_or("", String::as_str);
             (
                 m.source.clone(),
@@ -266,8 +218,8 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
     for c in &want.configs {
         if !have_configs.contains(c.name.as_str()) {
             plan.steps.push(Step::CreateConfig(c.clone()));
-            if let (HUB_CONFIG_ROLE, SecretData::Bytes(new), Some(old)) =
-                (c.role.as_str(), &c.data, &seen.hub_config)
+            if let (Role::HubConfig, SecretData::Bytes(new), Some(old)) =
+                (c.role, &c.data, &seen.hub_config)
             {
                 plan.hub_settings = settings_changed(old, &String::from_utf8_lossy(new));
             }
@@ -384,7 +336,7 @@ impl fmt::Display for Plan {
                 )?,
                 Step::CreateConfig(c) => {
                     writeln!(f, "+ config {c}")?;
-                    if c.role == HUB_CONFIG_ROLE && !self.hub_settings.is_empty() {
+                    if c.role == Role::HubConfig && !self.hub_settings.is_empty() {
                         writeln!(f, "    hub settings that change:")?;
                         for (sign, line) in &self.hub_settings {
                             writeln!(f, "      {sign} {line}")?;

@@ -2,7 +2,10 @@ use super::*;
 use crate::desired::desired;
 use crate::desired::tests::{PRODUCTION, inputs, production};
 use crate::file::DeployFile;
-use crate::spec::ROLE_LABEL;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::ROLE_LABEL;
+use crate::observed::VolumeSeen;
 
 /// What the engine reports right after `want` was applied.
 fn observed(want: &Desired) -> Observed {
@@ -121,7 +124,7 @@ fn a_new_nfs_server_moves_every_mount_and_prunes_volumes_on_every_node() {
     let labels = |role: &str, storage: Option<&str>| {
         let mut l = HashMap::from([(ROLE_LABEL.to_owned(), role.to_owned())]);
         if let Some(s) = storage {
-            l.insert(crate::spec::STORAGE_LABEL.to_owned(), s.to_owned());
+            l.insert(crate::model::STORAGE_LABEL.to_owned(), s.to_owned());
         }
         l
     };

@@ -3,12 +3,16 @@
 //!
 //! A reconciler in three parts, one way:
 //! - [`file`]: the deployment file (`deploy.toml`), parsed and checked;
-//! - [`desired`] and [`spec`]: the objects the file wants (network, Docker
-//!   configs and secrets, the hub and hubgate services), pure values;
-//! - [`diff`]: desired against [`diff::Observed`], a [`diff::Plan`] of
-//!   steps, pure and unit-tested;
-//! - [`engine`]: what touches Docker (bollard): reading the observed state,
-//!   running a plan, waiting for convergence, swarm init and join tokens,
+//! - [`model`]: the objects a deployment is made of (network, Docker
+//!   configs and secrets, services, volumes' labels and roles), plain
+//!   values that compare field by field;
+//! - [`desired`]: the objects the file wants, pure;
+//! - [`observed`]: what the engine has of a deployment;
+//! - [`diff`]: desired against observed, a [`diff::Plan`] of steps, pure
+//!   and unit-tested;
+//! - [`engine`]: what touches Docker (bollard): the model to bollard's
+//!   specs and back, reading the observed state and planning
+//!   ([`engine::Engine::plan`]), running a plan, waiting for convergence, swarm init and join tokens,
 //!   status, destroy;
 //! - [`volumes`]: which of a deployment's per-node volumes a node keeps
 //!   (run on every node by a one-off job).
@@ -22,7 +26,8 @@ pub mod diff;
 pub mod engine;
 mod error;
 pub mod file;
-pub mod spec;
+pub mod model;
+pub mod observed;
 pub mod volumes;
 
 pub use error::DeployError;

@@ -7,12 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::spec::{ROLE_LABEL, STORAGE_LABEL};
-
-/// The role of a user's volume.
-pub const USER_ROLE: &str = "user";
-/// The role of the hub's database volume.
-pub const HUB_DATA_ROLE: &str = "hub-data";
+use crate::model::{ROLE_LABEL, Role, STORAGE_LABEL};
 
 /// What a node keeps of a deployment's volumes; every other volume
 /// labelled with the deployment goes.
@@ -23,16 +18,16 @@ pub struct Keep {
     /// User volumes of this storage (the `hubgate.deploy.storage` label).
     pub user_storage: Option<String>,
     /// Roles kept whatever their storage (`destroy` without `--purge`).
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
 }
 
 impl Keep {
     /// Whether a volume named `name` with `labels` stays.
     pub fn keeps(&self, name: &str, labels: &HashMap<String, String>) -> bool {
-        let role = labels.get(ROLE_LABEL).map_or("", String::as_str);
+        let role = labels.get(ROLE_LABEL).and_then(|r| Role::from_label(r));
         self.names.iter().any(|n| n == name)
-            || self.roles.iter().any(|r| r == role)
-            || (role == USER_ROLE
+            || role.is_some_and(|role| self.roles.contains(&role))
+            || (role == Some(Role::User)
                 && self.user_storage.is_some()
                 && labels.get(STORAGE_LABEL) == self.user_storage.as_ref())
     }
@@ -57,8 +52,8 @@ impl Keep {
 mod tests {
     use super::*;
 
-    fn labels(role: &str, storage: Option<&str>) -> HashMap<String, String> {
-        let mut l = HashMap::from([(ROLE_LABEL.to_owned(), role.to_owned())]);
+    fn labels(role: Role, storage: Option<&str>) -> HashMap<String, String> {
+        let mut l = HashMap::from([(ROLE_LABEL.to_owned(), role.to_string())]);
         if let Some(s) = storage {
             l.insert(STORAGE_LABEL.to_owned(), s.to_owned());
         }
@@ -72,12 +67,12 @@ mod tests {
             user_storage: Some("bbbb".into()),
             roles: vec![],
         };
-        assert!(keep.keeps("j-user-bbbb-alice", &labels(USER_ROLE, Some("bbbb"))));
-        assert!(!keep.keeps("j-user-aaaa-alice", &labels(USER_ROLE, Some("aaaa"))));
+        assert!(keep.keeps("j-user-bbbb-alice", &labels(Role::User, Some("bbbb"))));
+        assert!(!keep.keeps("j-user-aaaa-alice", &labels(Role::User, Some("aaaa"))));
         // Made before volumes carried their storage: stale.
-        assert!(!keep.keeps("jupyterhub-user-alice", &labels(USER_ROLE, None)));
-        assert!(keep.keeps("j-hub-data", &labels(HUB_DATA_ROLE, None)));
-        assert!(!keep.keeps("j-storage-cccc", &labels("storage", None)));
+        assert!(!keep.keeps("jupyterhub-user-alice", &labels(Role::User, None)));
+        assert!(keep.keeps("j-hub-data", &labels(Role::HubData, None)));
+        assert!(!keep.keeps("j-storage-cccc", &labels(Role::Storage, None)));
         assert_eq!(
             keep.to_args(),
             [
@@ -88,11 +83,11 @@ mod tests {
         );
         // destroy without --purge: data stays; with it, nothing does.
         let destroy = Keep {
-            roles: vec![USER_ROLE.into(), HUB_DATA_ROLE.into()],
+            roles: vec![Role::User, Role::HubData],
             ..Keep::default()
         };
-        assert!(destroy.keeps("j-user-aaaa-alice", &labels(USER_ROLE, Some("aaaa"))));
-        assert!(!destroy.keeps("j-storage-aaaa", &labels("storage", None)));
-        assert!(!Keep::default().keeps("j-hub-data", &labels(HUB_DATA_ROLE, None)));
+        assert!(destroy.keeps("j-user-aaaa-alice", &labels(Role::User, Some("aaaa"))));
+        assert!(!destroy.keeps("j-storage-aaaa", &labels(Role::Storage, None)));
+        assert!(!Keep::default().keeps("j-hub-data", &labels(Role::HubData, None)));
     }
 }

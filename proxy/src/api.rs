@@ -14,13 +14,10 @@ use crate::clock::parse_js_date;
 use crate::error::RouteError;
 use crate::metrics::Metrics;
 use crate::route::{Layer, RouteStore};
-use crate::server::{ConnInfo, Handler};
+use crate::server::{ConnInfo, Handler, StatusPage};
 
 /// Largest POST body the API reads.
 const MAX_BODY: usize = 1 << 20;
-
-/// Renders a read-only status page (JSON) on demand.
-pub type StatusPage = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The REST API.
 pub struct Api {

@@ -63,12 +63,13 @@ pub mod tls;
 mod upgrade;
 mod upstream;
 
-pub use api::{Api, StatusPage};
+pub use api::Api;
 pub use body::{BoxError, ResponseBody};
 pub use clock::{format_iso8601, now_ms, parse_js_date};
 pub use error::{ProxyError, RouteError};
 pub use forward::{DEFAULT_TCP_KEEPALIVE, ErrorPages, Proxy, ProxyConfig};
 pub use metrics::Metrics;
 pub use route::{DiscoveredLayer, DiscoveredRoute, Layer, Rejected, Route, RouteStore, RouteTable};
+pub use server::StatusPage;
 pub use upstream::balance::{Backend, Balancer, HealthCheck, Policy};
 pub use upstream::target::Target;

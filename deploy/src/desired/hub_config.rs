@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::file::{AuthKind, DeployFile, Resources};
+use crate::model::Role;
 
-use super::{
+use super::layout::{
     HUB_DATA_DIR, HUB_PORT, OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH,
     SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
 };
@@ -108,14 +109,14 @@ pub(super) fn render(f: &DeployFile, volumes: &Volumes<'_>, singleuser_config: &
     line("c.ConfigurableHTTPProxy.should_start = False");
     line(&format!(
         "c.ConfigurableHTTPProxy.api_url = {}",
-        py(&format!("http://{}:{}", n.hubgate, super::API_PORT))
+        py(&format!("http://{}:{}", n.hubgate, super::layout::API_PORT))
     ));
     line(&format!(
         "c.ConfigurableHTTPProxy.auth_token = read_secret({})",
         py(PROXY_TOKEN_PATH)
     ));
     line(&format!("HUBGATE_API_HOST = {}", py(&n.hubgate)));
-    line(&format!("HUBGATE_API_PORT = {}", super::API_PORT));
+    line(&format!("HUBGATE_API_PORT = {}", super::layout::API_PORT));
     line(&format!("HUBGATE_REPLICA_TIMEOUT = {REPLICA_TIMEOUT_SECS}"));
     line("");
     line("");
@@ -138,11 +139,11 @@ pub(super) fn render(f: &DeployFile, volumes: &Volumes<'_>, singleuser_config: &
     line(&format!("VOLUME_OPTIONS = {{{}}}", opts.join(", ")));
     line(&format!(
         "VOLUME_LABELS = {{{}: {}, {}: {}, {}: {}}}",
-        py(crate::spec::DEPLOY_LABEL),
+        py(crate::model::DEPLOY_LABEL),
         py(&f.name),
-        py(crate::spec::ROLE_LABEL),
-        py(crate::volumes::USER_ROLE),
-        py(crate::spec::STORAGE_LABEL),
+        py(crate::model::ROLE_LABEL),
+        py(Role::User.as_str()),
+        py(crate::model::STORAGE_LABEL),
         py(volumes.storage_id)
     ));
     line("# The user servers' jupyter_server configuration (a Docker config).");
@@ -186,7 +187,7 @@ pub(super) fn render(f: &DeployFile, volumes: &Volumes<'_>, singleuser_config: &
     line("c.SwarmSpawner.extra_endpoint_spec = {\"mode\": \"dnsrr\"}");
     line(&format!(
         "c.SwarmSpawner.extra_create_kwargs = {{\"labels\": {{\"{}\": {}}}}}",
-        crate::spec::SPAWNED_LABEL,
+        crate::model::SPAWNED_LABEL,
         py(&f.name)
     ));
     if !f.singleuser.constraints.is_empty() {

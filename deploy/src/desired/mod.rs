@@ -4,46 +4,22 @@
 //! `Inputs`, read by the caller.
 
 mod hub_config;
+mod layout;
 
 use std::collections::BTreeMap;
 
 use crate::file::{DeployFile, Replicas, Resources};
-use crate::spec::{
-    BlobWant, DEPLOY_LABEL, FileRef, Mode, MountWant, NetworkWant, ROLE_LABEL, ResourcesWant,
+use crate::model::{
+    BlobWant, DEPLOY_LABEL, FileRef, Mode, MountWant, NetworkWant, ROLE_LABEL, ResourcesWant, Role,
     SecretData, ServiceWant,
 };
-use crate::volumes::{HUB_DATA_ROLE, Keep};
+use crate::volumes::Keep;
 
-/// The hub's port on the overlay network.
-pub const HUB_PORT: u16 = 8081;
-/// hubgate's REST API port on the overlay network.
-pub const API_PORT: u16 = 8001;
-// Inside the container: the image's HEALTHCHECK asks port 80 (Docker lets
-// unprivileged processes bind low ports in containers).
-const HTTP_PORT: u16 = 80;
-const HTTPS_PORT: u16 = 443;
-const PROXY_TOKEN_PATH: &str = "/run/secrets/proxy-token";
-const OAUTH_SECRET_PATH: &str = "/run/secrets/oauth-client-secret";
-const PASSWORD_PATH: &str = "/run/secrets/dummy-password";
-const TLS_CERT_PATH: &str = "/run/secrets/tls-cert";
-const TLS_KEY_PATH: &str = "/run/secrets/tls-key";
-const ACME_CA_PATH: &str = "/etc/hubgate/acme-ca.pem";
-const STORAGE_DIR: &str = "/srv/hubgate-storage";
-/// Where user servers find the deployment's jupyter_server configuration
-/// (named in their `JUPYTER_CONFIG_PATH`).
-const SINGLEUSER_CONFIG_DIR: &str = "/etc/hubgate/jupyter";
-/// The role of the user servers' jupyter_server configuration.
-pub const SINGLEUSER_CONFIG_ROLE: &str = "singleuser-config";
+use layout::*;
+pub use layout::{API_PORT, CERTS_SUBDIR, HUB_PORT, HUBGATE_UID};
+
 /// The user servers' jupyter_server configuration (no deployment values).
 const SINGLEUSER_CONFIG: &str = include_str!("singleuser_config.py");
-const HUB_DATA_DIR: &str = "/srv/jupyterhub/data";
-const HUB_CONFIG_PATH: &str = "/srv/jupyterhub/jupyterhub_config.py";
-const CERTS_DIR: &str = "/var/lib/hubgate";
-const DOCKER_SOCKET: &str = "/var/run/docker.sock";
-/// The uid hubgate's image runs as.
-pub const HUBGATE_UID: u32 = 10001;
-/// The storage subdirectory hubgate keeps certificates in.
-pub const CERTS_SUBDIR: &str = ".hubgate/certs";
 
 /// The bytes of the files a deployment names, read by the caller.
 #[derive(Debug, Clone, Default)]
@@ -88,19 +64,6 @@ pub struct Desired {
     pub tool_image: String,
 }
 
-/// Object names of a deployment.
-pub(crate) struct Names {
-    pub(crate) hub: String,
-    pub(crate) hubgate: String,
-}
-
-pub(crate) fn names(f: &DeployFile) -> Names {
-    Names {
-        hub: format!("{}-hub", f.name),
-        hubgate: format!("{}-hubgate", f.name),
-    }
-}
-
 /// The first 12 hex digits of SHA-256: names immutable objects by content.
 pub fn short_hash(data: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
@@ -133,10 +96,10 @@ fn storage_opts(f: &DeployFile, sub: &str) -> BTreeMap<String, String> {
     opts
 }
 
-fn labels(f: &DeployFile, role: &str) -> BTreeMap<String, String> {
+fn labels(f: &DeployFile, role: Role) -> BTreeMap<String, String> {
     [
         (DEPLOY_LABEL.to_owned(), f.name.clone()),
-        (ROLE_LABEL.to_owned(), role.to_owned()),
+        (ROLE_LABEL.to_owned(), role.as_str().to_owned()),
     ]
     .into()
 }
@@ -149,7 +112,7 @@ fn options_hash(opts: &BTreeMap<String, String>) -> String {
 
 /// A volume carrying its storage options; named by them, since Docker
 /// keeps a volume's first options for as long as it exists.
-fn storage_mount(f: &DeployFile, role: &str, sub: &str, target: &str) -> MountWant {
+fn storage_mount(f: &DeployFile, role: Role, sub: &str, target: &str) -> MountWant {
     let driver_opts = storage_opts(f, sub);
     MountWant {
         bind: false,
@@ -183,11 +146,11 @@ fn resources(r: &Resources) -> ResourcesWant {
     }
 }
 
-fn blob(f: &DeployFile, what: &str, data: &[u8]) -> BlobWant {
+fn blob(f: &DeployFile, role: Role, data: &[u8]) -> BlobWant {
     BlobWant {
-        name: format!("{}-{what}-{}", f.name, short_hash(data)),
+        name: format!("{}-{role}-{}", f.name, short_hash(data)),
         data: SecretData::Bytes(data.to_vec()),
-        role: what.to_owned(),
+        role,
     }
 }
 
@@ -198,7 +161,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
     let user_volume_opts = storage_opts(f, "{username}");
     let storage_id = options_hash(&user_volume_opts);
     let user_volume = format!("{}-user-{storage_id}-{{username}}", f.name);
-    let singleuser_config = blob(f, SINGLEUSER_CONFIG_ROLE, SINGLEUSER_CONFIG.as_bytes());
+    let singleuser_config = blob(f, Role::SingleUserConfig, SINGLEUSER_CONFIG.as_bytes());
     let hub_config = hub_config::render(
         f,
         &hub_config::Volumes {
@@ -209,12 +172,12 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
         &singleuser_config.name,
     );
 
-    let config = blob(f, crate::diff::HUB_CONFIG_ROLE, hub_config.as_bytes());
+    let config = blob(f, Role::HubConfig, hub_config.as_bytes());
     let mut configs = vec![config.clone(), singleuser_config];
     let token = BlobWant {
         name: format!("{}-proxy-token", f.name),
         data: SecretData::Generated,
-        role: "proxy-token".to_owned(),
+        role: Role::ProxyToken,
     };
     let mut secrets = vec![token.clone()];
     let file_ref = |b: &BlobWant, target: &str| FileRef {
@@ -225,7 +188,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
     // The hub.
     let mut hub_secrets = vec![file_ref(&token, PROXY_TOKEN_PATH)];
     // A secret made of a file's bytes, read by the hub at `path`.
-    let mut from_file = |field: &str, bytes: Option<&[u8]>, role: &str, path: &str| {
+    let mut from_file = |field: &str, bytes: Option<&[u8]>, role: Role, path: &str| {
         let secret = blob(f, role, bytes.ok_or_else(|| missing(field))?);
         hub_secrets.push(file_ref(&secret, path));
         secrets.push(secret);
@@ -235,7 +198,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
         from_file(
             "auth.client_secret_file",
             inputs.oauth_client_secret.as_deref(),
-            "oauth-client-secret",
+            Role::OauthClientSecret,
             OAUTH_SECRET_PATH,
         )?;
     }
@@ -243,7 +206,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
         from_file(
             "auth.password_file",
             inputs.password.as_deref(),
-            "dummy-password",
+            Role::DummyPassword,
             PASSWORD_PATH,
         )?;
     }
@@ -251,7 +214,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
         let secret = BlobWant {
             name: name.clone(),
             data: SecretData::External,
-            role: "oauth-client-secret".to_owned(),
+            role: Role::OauthClientSecret,
         };
         hub_secrets.push(file_ref(&secret, OAUTH_SECRET_PATH));
         secrets.push(secret);
@@ -260,7 +223,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
     if let Some(node) = &f.hub.node {
         hub_constraints.push(format!("node.hostname=={node}"));
     }
-    let mut hub_labels = labels(f, "hub");
+    let mut hub_labels = labels(f, Role::Hub);
     for (k, v) in [
         ("hubgate.enable", "true".to_owned()),
         ("hubgate.port", HUB_PORT.to_string()),
@@ -274,7 +237,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
         target: HUB_DATA_DIR.to_owned(),
         read_only: false,
         driver_opts: BTreeMap::new(),
-        labels: labels(f, HUB_DATA_ROLE),
+        labels: labels(f, Role::HubData),
     };
     let hub = ServiceWant {
         name: n.hub.clone(),
@@ -289,7 +252,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
         mounts: vec![
             socket(false),
             hub_data,
-            storage_mount(f, "storage", "", STORAGE_DIR),
+            storage_mount(f, Role::Storage, "", STORAGE_DIR),
         ],
         secrets: hub_secrets,
         configs: vec![file_ref(&config, HUB_CONFIG_PATH)],
@@ -334,7 +297,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
                 args.push(format!("--acme-directory={}", tls.acme_directory));
                 args.push(format!("--acme-challenge={}", tls.challenge));
                 args.push(format!("--acme-storage={CERTS_DIR}/acme"));
-                proxy_mounts.push(storage_mount(f, "certs", CERTS_SUBDIR, CERTS_DIR));
+                proxy_mounts.push(storage_mount(f, Role::Certs, CERTS_SUBDIR, CERTS_DIR));
                 if let Some(dir) = &f.storage.local {
                     local_dirs.push(LocalDir {
                         path: format!("{}/{CERTS_SUBDIR}", dir.trim_end_matches('/')),
@@ -346,7 +309,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
                         .acme_ca
                         .as_deref()
                         .ok_or_else(|| missing("tls.acme_ca_file"))?;
-                    let ca = blob(f, "acme-ca", ca);
+                    let ca = blob(f, Role::AcmeCa, ca);
                     args.push(format!("--acme-ca-file={ACME_CA_PATH}"));
                     proxy_configs.push(file_ref(&ca, ACME_CA_PATH));
                     configs.push(ca);
@@ -360,7 +323,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
                     .tls_key
                     .as_deref()
                     .ok_or_else(|| missing("tls.key_file"))?;
-                let (cert, key) = (blob(f, "tls-cert", cert), blob(f, "tls-key", key));
+                let (cert, key) = (blob(f, Role::TlsCert, cert), blob(f, Role::TlsKey, key));
                 args.push(format!("--ssl-cert={TLS_CERT_PATH}"));
                 args.push(format!("--ssl-key={TLS_KEY_PATH}"));
                 proxy_secrets.push(file_ref(&cert, TLS_CERT_PATH));
@@ -392,7 +355,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, crate::Deploy
             PROXY_TOKEN_PATH.to_owned(),
         )]
         .into(),
-        labels: labels(f, "hubgate"),
+        labels: labels(f, Role::Hubgate),
         user: format!("{HUBGATE_UID}:{}", inputs.docker_gid),
         mode,
         constraints: vec!["node.role==manager".to_owned()],

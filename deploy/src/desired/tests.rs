@@ -1,5 +1,5 @@
 use super::*;
-use crate::spec::SecretData;
+use crate::model::SecretData;
 
 pub(crate) const PRODUCTION: &str = include_str!("../../../examples/production.toml");
 const LOCAL: &str = include_str!("../../../examples/local.toml");
@@ -165,7 +165,7 @@ fn a_trial_password_is_a_secret_the_hub_reads() {
     let secret = d
         .secrets
         .iter()
-        .find(|s| s.role == "dummy-password")
+        .find(|s| s.role == Role::DummyPassword)
         .unwrap();
     assert_eq!(secret.data, SecretData::Bytes(b"correct horse".to_vec()));
     let hub = service(&d, "trial-hub");

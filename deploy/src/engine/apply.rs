@@ -11,12 +11,11 @@ use bollard::query_parameters::{
 use futures_util::StreamExt as _;
 
 use super::Engine;
+use super::service_spec::to_spec;
 use crate::DeployError;
 use crate::desired::Desired;
 use crate::diff::{Plan, Step};
-use crate::spec::{
-    BlobWant, DEPLOY_LABEL, NetworkWant, ROLE_LABEL, SecretData, ServiceWant, to_spec,
-};
+use crate::model::{BlobWant, DEPLOY_LABEL, NetworkWant, ROLE_LABEL, SecretData, ServiceWant};
 
 /// Whether the engine refused to remove an object a service still uses.
 fn is_in_use(e: &bollard::errors::Error) -> bool {
@@ -203,7 +202,7 @@ impl Engine {
     fn blob_labels(deployment: &str, b: &BlobWant) -> HashMap<String, String> {
         HashMap::from([
             (DEPLOY_LABEL.to_owned(), deployment.to_owned()),
-            (ROLE_LABEL.to_owned(), b.role.clone()),
+            (ROLE_LABEL.to_owned(), b.role.to_string()),
         ])
     }
 

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use bollard::models::{Service, ServiceUpdateStatusStateEnum, Task, TaskState};
 use bollard::query_parameters::{InspectServiceOptions, ListTasksOptionsBuilder};
 
+use super::service_spec::from_spec;
 use super::{Engine, Nodes, Progress};
 use crate::DeployError;
 use crate::desired::Desired;
 use crate::diff::service_changes;
-use crate::spec::{Mode, ServiceWant, from_spec};
+use crate::model::{Mode, ServiceWant};
 
 impl Engine {
     /// Waits until every service runs as many tasks as it should, on its

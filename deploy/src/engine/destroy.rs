@@ -10,8 +10,9 @@ use bollard::query_parameters::{
 
 use super::{Engine, Progress, deployment_filter};
 use crate::DeployError;
-use crate::spec::SPAWNED_LABEL;
-use crate::volumes::{HUB_DATA_ROLE, Keep, USER_ROLE};
+use crate::model::Role;
+use crate::model::SPAWNED_LABEL;
+use crate::volumes::Keep;
 
 /// What `destroy` removed and kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,7 +84,7 @@ impl Engine {
             removed.networks.push(n);
         }
         // Volumes are per node: a job removes them on every node.
-        let names = |v: Vec<crate::diff::VolumeSeen>| -> Vec<String> {
+        let names = |v: Vec<crate::observed::VolumeSeen>| -> Vec<String> {
             v.into_iter().map(|v| v.name).collect()
         };
         let before = names(self.volumes_of(name, false).await?);
@@ -91,7 +92,7 @@ impl Engine {
             roles: if purge {
                 vec![]
             } else {
-                vec![USER_ROLE.to_owned(), HUB_DATA_ROLE.to_owned()]
+                vec![Role::User, Role::HubData]
             },
             ..Keep::default()
         };

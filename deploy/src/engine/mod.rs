@@ -6,6 +6,7 @@ mod apply;
 mod converge;
 mod destroy;
 mod observe;
+mod service_spec;
 mod status;
 mod swarm;
 mod volumes;
@@ -21,7 +22,7 @@ pub use swarm::{Initialised, JoinTokens, SwarmRole, choose_advertise};
 pub use volumes::Pruned;
 
 use crate::DeployError;
-use crate::spec::DEPLOY_LABEL;
+use crate::model::DEPLOY_LABEL;
 
 /// Timeout of one engine call, in seconds.
 const TIMEOUT_SECS: u64 = 60;

@@ -7,11 +7,13 @@ use bollard::query_parameters::{
     ListSecretsOptionsBuilder, ListServicesOptions, ListServicesOptionsBuilder,
 };
 
+use super::service_spec::from_spec;
 use super::{Engine, deployment_filter};
 use crate::DeployError;
 use crate::desired::Desired;
-use crate::diff::{HUB_CONFIG_ROLE, NetworkSeen, Observed};
-use crate::spec::{DEPLOY_LABEL, ROLE_LABEL, from_spec};
+use crate::diff::{Plan, diff};
+use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role};
+use crate::observed::{NetworkSeen, Observed};
 
 impl Engine {
     /// Network IDs to names, for every network.
@@ -94,7 +96,7 @@ impl Engine {
                     .as_ref()
                     .and_then(|s| s.labels.as_ref())
                     .and_then(|l| l.get(ROLE_LABEL))
-                    .is_some_and(|r| r == HUB_CONFIG_ROLE)
+                    .is_some_and(|r| r == Role::HubConfig.as_str())
             })
             .max_by(|a, b| a.created_at.cmp(&b.created_at))?;
         let data = newest.spec?.data?;
@@ -102,6 +104,11 @@ impl Engine {
             .decode(data)
             .ok()?;
         String::from_utf8(bytes).ok()
+    }
+
+    /// What `apply` would do: `want` against what the engine has.
+    pub async fn plan(&self, want: &Desired) -> Result<Plan, DeployError> {
+        Ok(diff(want, &self.observe(want).await?))
     }
 
     /// What the engine has of deployment `want.name`.

@@ -161,7 +161,7 @@ impl Engine {
             .map_err(DeployError::engine("list services"))?;
         filter.insert(
             "label".to_owned(),
-            vec![format!("{}={deployment}", crate::spec::SPAWNED_LABEL)],
+            vec![format!("{}={deployment}", crate::model::SPAWNED_LABEL)],
         );
         services.extend(
             self.docker

@@ -16,8 +16,8 @@ use bollard::query_parameters::{
 
 use super::{Engine, Progress, deployment_filter};
 use crate::DeployError;
-use crate::diff::VolumeSeen;
-use crate::spec::{DEPLOY_LABEL, ROLE_LABEL};
+use crate::model::{DEPLOY_LABEL, ROLE_LABEL};
+use crate::observed::VolumeSeen;
 use crate::volumes::Keep;
 
 /// How long a node's job retries a volume a stopping container still uses.

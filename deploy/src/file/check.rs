@@ -3,7 +3,7 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::{AuthKind, DeployFile, Resources};
+use super::fields::{AuthKind, DeployFile, Resources};
 
 type Failure = (String, String);
 

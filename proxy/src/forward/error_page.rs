@@ -3,6 +3,8 @@
 //! HTML page; websockets get a bare status.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -11,11 +13,11 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::Proxy;
 use crate::body::ResponseBody;
 use crate::error::ProxyError;
+use crate::route::RouteStore;
 use crate::upstream::body::UpstreamBody;
-use crate::upstream::pool::FromUpstream;
+use crate::upstream::pool::{Connector, FromUpstream};
 use crate::upstream::target::Target;
 
 /// Error pages by status code. The binary reads `--error-path DIR` into this
@@ -83,27 +85,50 @@ const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'(')
     .remove(b')');
 
-// === impl Proxy: error responses ===
+/// Where the page of a failed request comes from: the error target (left
+/// alone for a while after it fails), else the pages.
+#[derive(Clone)]
+pub(crate) struct ErrorResponder {
+    target: Option<Target>,
+    /// Until when (ms since the epoch) the error target counts as down.
+    down_until: Arc<AtomicU64>,
+    pages: ErrorPages,
+}
 
-impl Proxy {
+/// What fetching the error target's page needs from the proxy.
+pub(crate) struct Upstreams<'a> {
+    pub(crate) connector: &'a Connector,
+    pub(crate) routes: &'a RouteStore,
+}
+
+impl ErrorResponder {
+    pub(crate) fn new(target: Option<Target>, pages: ErrorPages) -> Self {
+        Self {
+            target,
+            down_until: Arc::default(),
+            pages,
+        }
+    }
+
     /// The response for a failed request: a bare status for websockets (as
     /// CHP ≥ 5.1), else the error target's page, else a local page.
-    pub(crate) async fn error_response(
+    pub(crate) async fn respond(
         &self,
+        upstreams: Upstreams<'_>,
         err: &ProxyError,
         uri: &Uri,
         websocket: bool,
     ) -> Response<ResponseBody> {
         let status = err.status();
-        let fetched = match (&self.error_target, websocket) {
-            (Some(target), false) => self.fetch_error_page(target, status, uri).await,
+        let fetched = match (&self.target, websocket) {
+            (Some(target), false) => self.fetch(&upstreams, target, status, uri).await,
             _ => None,
         };
         let mut resp = fetched.unwrap_or_else(|| {
             let mut resp = if websocket {
                 Response::new(ResponseBody::empty())
             } else {
-                let mut resp = Response::new(ResponseBody::full(self.config.error_pages.page(err)));
+                let mut resp = Response::new(ResponseBody::full(self.pages.page(err)));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/html; charset=utf-8"),
@@ -122,8 +147,9 @@ impl Proxy {
         resp
     }
 
-    async fn fetch_error_page(
+    async fn fetch(
         &self,
+        upstreams: &Upstreams<'_>,
         target: &Target,
         status: StatusCode,
         uri: &Uri,
@@ -139,19 +165,19 @@ impl Proxy {
             .header(header::HOST, target.authority.as_str())
             .body(UpstreamBody::Empty)
             .ok()?;
-        if crate::clock::now_ms() < self.error_target_down_until.load(Relaxed) {
+        if crate::clock::now_ms() < self.down_until.load(Relaxed) {
             return None; // it failed a moment ago: the built-in page at once
         }
         // A swarm service (the hub) is reached at a task's address, as its
         // routes are; with no task, the built-in page at once (no lookup of
         // a name the swarm has no address for).
-        let task = match self.routes().load().service_targets(target) {
+        let task = match upstreams.routes.load().service_targets(target) {
             Some(tasks) => Some(tasks.into_iter().next()?),
             None => None,
         };
         let target = task.as_ref().unwrap_or(target);
         let fetch = async {
-            let mut sender = self
+            let mut sender = upstreams
                 .connector
                 .get(target)
                 .await
@@ -168,14 +194,14 @@ impl Proxy {
                 };
                 tracing::warn!(%error, backend = %target.as_str(), "error target failed; using the built-in page for a while");
                 let until = crate::clock::now_ms() + ERROR_TARGET_PAUSE.as_millis() as u64;
-                self.error_target_down_until.store(until, Relaxed);
+                self.down_until.store(until, Relaxed);
                 return None;
             }
         };
         let (parts, body) = page.into_parts();
         let mut resp = Response::new(ResponseBody::Upstream(FromUpstream::new(
             body,
-            Some((self.connector.key(target), sender)),
+            Some((upstreams.connector.key(target), sender)),
             None,
         )));
         *resp.status_mut() = status;

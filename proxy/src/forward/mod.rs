@@ -5,6 +5,7 @@ mod error_page;
 mod rewrite;
 
 pub use error_page::ErrorPages;
+use error_page::{ErrorResponder, Upstreams};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -101,9 +102,7 @@ impl Default for ProxyConfig {
 #[derive(Clone)]
 pub struct Proxy {
     pub(crate) config: ProxyConfig,
-    pub(crate) error_target: Option<Target>,
-    /// Until when (ms since the epoch) the error target counts as down.
-    pub(crate) error_target_down_until: Arc<std::sync::atomic::AtomicU64>,
+    errors: ErrorResponder,
     routes: Arc<RouteStore>,
     pub(crate) connector: Connector,
     metrics: Arc<Metrics>,
@@ -122,10 +121,10 @@ impl Proxy {
             .clone()
             .unwrap_or_else(tls::default_client_config);
         let connector = Connector::new(tls, config.connect_timeout, config.tcp_keepalive);
+        let errors = ErrorResponder::new(error_target, config.error_pages.clone());
         Ok(Self {
             config,
-            error_target,
-            error_target_down_until: Arc::default(),
+            errors,
             routes,
             connector,
             metrics: Arc::new(Metrics::default()),
@@ -439,10 +438,12 @@ impl Proxy {
                     tracing::warn!(method = %method, path = uri.path(), failure = e.kind(), error = %e, "proxy error");
                 }
                 self.metrics.upstream_error(&e);
-                (
-                    self.error_response(&e, &uri, websocket).await,
-                    Some(e.kind()),
-                )
+                let upstreams = Upstreams {
+                    connector: &self.connector,
+                    routes: &self.routes,
+                };
+                let page = self.errors.respond(upstreams, &e, &uri, websocket).await;
+                (page, Some(e.kind()))
             }
         };
         if let (true, Some(hsts)) = (conn.tls, &self.config.hsts) {

@@ -7,10 +7,13 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{ConnInfo, Handler};
+use super::handler::{ConnInfo, Handler, status_only};
 use crate::body::ResponseBody;
 use crate::metrics::Metrics;
 use crate::route::RouteStore;
+
+/// A page of text made when asked (`/metrics` extras, API status pages).
+pub type StatusPage = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// `GET /metrics` in the Prometheus text format; every other path is 404.
 pub struct MetricsEndpoint {
@@ -19,7 +22,7 @@ pub struct MetricsEndpoint {
     /// The route table, for the route count.
     pub routes: Arc<RouteStore>,
     /// More metrics text, appended (the binary's certificate expiries).
-    pub extra: Option<crate::api::StatusPage>,
+    pub extra: Option<StatusPage>,
 }
 
 impl Handler for MetricsEndpoint {
@@ -126,10 +129,4 @@ impl Handler for Redirect {
             Err(_) => status_only(StatusCode::BAD_REQUEST),
         }
     }
-}
-
-pub(crate) fn status_only(status: StatusCode) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::empty());
-    *resp.status_mut() = status;
-    resp
 }

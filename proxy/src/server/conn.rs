@@ -14,10 +14,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::auxiliary::status_only;
+use super::config::Limits;
+use super::handler::{ConnInfo, Handler, status_only};
+use super::listener::Accepted;
+use super::shutdown::Shutdown;
 use super::watchdog::{InFlight, Requests, Tracked, Watch};
 use super::watched::Watched;
-use super::{Accepted, ConnInfo, Handler, Limits, Shutdown};
 use crate::metrics::Metrics;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

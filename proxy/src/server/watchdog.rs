@@ -15,7 +15,8 @@ use std::time::Duration;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
-use super::{Limits, Shutdown};
+use super::config::Limits;
+use super::shutdown::Shutdown;
 
 /// What the connection's own requests tell its watchdog. Written only by
 /// the connection's task, so the atomics are never contended.

@@ -1,12 +1,14 @@
 //! The upstream side: where a route's requests go and how they get there.
 //!
-//! Imports run one way, top to bottom; nothing here imports the route table,
-//! the request handler or the server:
+//! Nothing here imports the route table, the request handler or the
+//! server; the modules import each other without a cycle
+//! (`scripts/check-cycles`):
 //! - [`balance`]: a route's endpoint set (several task addresses of a swarm
 //!   service), the choice of one per request (round robin, least
 //!   connections, sticky cookie) and its passive and active health state;
 //! - [`health`]: the active health checker that probes balanced endpoints;
-//! - [`h1`]: the inline HTTP/1.1 exchange and its response body;
+//! - [`h1`]: the inline HTTP/1.1 exchange: a pooled connection, the
+//!   response head, the body and its framing;
 //! - [`pool`]: the connector and hyper's client connections;
 //! - [`idle`]: the per-thread pools of idle connections, bounded and swept;
 //! - [`body`]: request bodies going up and hyper's response bodies coming back;

@@ -26,9 +26,10 @@ use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
+use super::config::Limits;
 use super::conn::Accept;
+use super::handler::{ConnInfo, Handler, PlainBody};
 use super::rewind::Rewind;
-use super::{ConnInfo, Handler, Limits, PlainBody};
 
 /// Most header fields the inline parser takes (a head with more goes to
 /// hyper, which applies `--max-headers`).

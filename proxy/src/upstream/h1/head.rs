@@ -11,8 +11,7 @@ use bytes::BytesMut;
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::body::State;
-use super::invalid;
+use super::decode::{State, invalid};
 use crate::headers::{is_hop_by_hop, tokens};
 
 /// Most response header fields accepted (as hyper's client).

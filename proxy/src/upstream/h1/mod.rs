@@ -15,9 +15,10 @@
 //! non-idempotent methods) goes through hyper's client.
 
 mod body;
+mod conn;
+mod decode;
 mod head;
 
-use std::cell::RefCell;
 use std::io;
 use std::time::Duration;
 
@@ -27,12 +28,15 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 pub(crate) use body::RawBody;
+pub(crate) use conn::sweep;
 #[cfg(any(fuzzing, test))]
-pub(crate) use body::{Decoded, State};
+pub(crate) use decode::{Decoded, State};
 #[cfg(any(fuzzing, test))]
 pub(crate) use head::{framing, parse_head};
 
-use super::idle::{Idle, Pool, PoolKey, park, unpark};
+use conn::{Conn, take_idle};
+use decode::invalid;
+
 use super::pool::Connector;
 use super::target::{Endpoint, Target};
 use crate::error::ProxyError;
@@ -45,30 +49,6 @@ const MAX_HEAD: usize = 64 * 1024;
 const HEAD_CHUNK: usize = 4 * 1024;
 /// Room first made for a request head (kept by a pooled connection).
 const OUT_CHUNK: usize = 1024;
-/// Room made for each read of body bytes.
-const READ_CHUNK: usize = 16 * 1024;
-
-/// An upstream keep-alive connection, the bytes read ahead on it, and the
-/// buffer its request heads are encoded into (kept, so a pooled connection
-/// encodes without allocating).
-pub(crate) struct Conn {
-    io: TcpStream,
-    buf: BytesMut,
-    out: Vec<u8>,
-    /// Where the fields of the last response head are in `buf`.
-    fields: Vec<head::Field>,
-    /// Where it goes back when idle (cloned once per connection).
-    key: PoolKey,
-}
-
-thread_local! {
-    static IDLE: Idle<Box<Conn>> = RefCell::new(Pool::new());
-}
-
-/// Sweeps this thread's pool of inline-exchange connections.
-pub(crate) fn sweep(now: std::time::Instant) {
-    super::idle::sweep(&IDLE, now, |c| open(c));
-}
 
 /// Whether a request can take the inline path.
 pub(crate) fn eligible(method: &Method, empty_body: bool, upgrade: bool, target: &Target) -> bool {
@@ -79,22 +59,6 @@ pub(crate) fn eligible(method: &Method, empty_body: bool, upgrade: bool, target:
             *method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
         )
-}
-
-fn put_back(conn: Box<Conn>) {
-    park(&IDLE, conn, |conn| &conn.key);
-}
-
-/// An idle connection the upstream has not closed (nor written to) meanwhile.
-fn take_idle(connector: u64, upstream: &str) -> Option<Box<Conn>> {
-    // The runtime has already recorded a FIN or stray bytes as readiness,
-    // so this costs no system call on a healthy socket.
-    unpark(&IDLE, connector, upstream, |c| open(c))
-}
-
-/// Neither closed nor written to by the upstream while idle.
-fn open(conn: &Conn) -> bool {
-    matches!(conn.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// What the upstream answered.
@@ -221,10 +185,6 @@ async fn round_trip(
             Err(e) => return Err(Failure::Io(e)),
         }
     }
-}
-
-fn invalid(what: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
 /// The request head as it goes on the wire, with the forwarded fields

@@ -1,23 +1,13 @@
 //! The objects a deployment wants, in a plain form that can be compared
 //! field by field with what the engine reports: services, networks,
-//! configs and secrets. `engine` turns them into bollard specs and back.
+//! configs and secrets. `engine::service_spec` turns a service into
+//! bollard's spec and back.
 
-mod render;
+mod labels;
 
 use std::collections::BTreeMap;
 
-pub use render::{from_spec, to_spec};
-
-/// The label every object `apply` makes carries, valued with the
-/// deployment's name.
-pub const DEPLOY_LABEL: &str = "hubgate.deploy";
-/// The label naming an object's part in the deployment.
-pub const ROLE_LABEL: &str = "hubgate.deploy.role";
-/// The label on user volumes naming the storage they mount (a hash of the
-/// storage's options).
-pub const STORAGE_LABEL: &str = "hubgate.deploy.storage";
-/// The label on user servers the hub spawned for a deployment.
-pub const SPAWNED_LABEL: &str = "hubgate.deploy.spawned";
+pub use labels::{DEPLOY_LABEL, ROLE_LABEL, Role, SPAWNED_LABEL, STORAGE_LABEL};
 
 /// How long the swarm watches an updated task before it counts the update
 /// a success: a task that fails within it (a port already taken, a hub
@@ -220,7 +210,7 @@ pub struct BlobWant {
     pub name: String,
     pub data: SecretData,
     /// What it is for (the role label).
-    pub role: String,
+    pub role: Role,
 }
 
 impl std::fmt::Display for BlobWant {

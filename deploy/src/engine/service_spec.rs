@@ -15,10 +15,9 @@ use bollard::models::{
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
-use super::{FileRef, Mode, MountWant, ResourcesWant, ServiceWant};
+use crate::model::{FileRef, Mode, MountWant, ResourcesWant, ServiceWant, UPDATE_MONITOR_SECS};
 
 const SECOND_NS: i64 = 1_000_000_000;
-use super::UPDATE_MONITOR_SECS;
 
 fn hash_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -31,7 +30,7 @@ fn tree(m: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
 
 /// The engine's spec for `want`; `ids` maps config and secret names to
 /// their IDs (the API references them by both).
-pub fn to_spec(want: &ServiceWant, ids: &HashMap<String, String>) -> ServiceSpec {
+pub(super) fn to_spec(want: &ServiceWant, ids: &HashMap<String, String>) -> ServiceSpec {
     let id = |name: &str| ids.get(name).cloned();
     let mounts = want
         .mounts
@@ -193,7 +192,7 @@ pub fn to_spec(want: &ServiceWant, ids: &HashMap<String, String>) -> ServiceSpec
 
 /// The service the engine runs, in the form `to_spec` took; `networks`
 /// maps network IDs to names (the engine stores IDs).
-pub fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) -> ServiceWant {
+pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) -> ServiceWant {
     let task = spec.task_template.clone().unwrap_or_default();
     let c = task.container_spec.clone().unwrap_or_default();
     let file_ref = |name: Option<String>, target: Option<String>| FileRef {

@@ -1,0 +1,45 @@
+//! Where a deployment's parts find each other: ports on the overlay
+//! network, paths inside the containers, service names. A leaf: the
+//! services and the hub's configuration both read it.
+
+use crate::file::DeployFile;
+
+/// The hub's port on the overlay network.
+pub const HUB_PORT: u16 = 8081;
+/// hubgate's REST API port on the overlay network.
+pub const API_PORT: u16 = 8001;
+// Inside the container: the image's HEALTHCHECK asks port 80 (Docker lets
+// unprivileged processes bind low ports in containers).
+pub(crate) const HTTP_PORT: u16 = 80;
+pub(crate) const HTTPS_PORT: u16 = 443;
+pub(crate) const PROXY_TOKEN_PATH: &str = "/run/secrets/proxy-token";
+pub(crate) const OAUTH_SECRET_PATH: &str = "/run/secrets/oauth-client-secret";
+pub(crate) const PASSWORD_PATH: &str = "/run/secrets/dummy-password";
+pub(crate) const TLS_CERT_PATH: &str = "/run/secrets/tls-cert";
+pub(crate) const TLS_KEY_PATH: &str = "/run/secrets/tls-key";
+pub(crate) const ACME_CA_PATH: &str = "/etc/hubgate/acme-ca.pem";
+pub(crate) const STORAGE_DIR: &str = "/srv/hubgate-storage";
+/// Where user servers find the deployment's jupyter_server configuration
+/// (named in their `JUPYTER_CONFIG_PATH`).
+pub(crate) const SINGLEUSER_CONFIG_DIR: &str = "/etc/hubgate/jupyter";
+pub(crate) const HUB_DATA_DIR: &str = "/srv/jupyterhub/data";
+pub(crate) const HUB_CONFIG_PATH: &str = "/srv/jupyterhub/jupyterhub_config.py";
+pub(crate) const CERTS_DIR: &str = "/var/lib/hubgate";
+pub(crate) const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// The uid hubgate's image runs as.
+pub const HUBGATE_UID: u32 = 10001;
+/// The storage subdirectory hubgate keeps certificates in.
+pub const CERTS_SUBDIR: &str = ".hubgate/certs";
+
+/// Object names of a deployment.
+pub(crate) struct Names {
+    pub(crate) hub: String,
+    pub(crate) hubgate: String,
+}
+
+pub(crate) fn names(f: &DeployFile) -> Names {
+    Names {
+        hub: format!("{}-hub", f.name),
+        hubgate: format!("{}-hubgate", f.name),
+    }
+}

@@ -1,0 +1,116 @@
+//! The labels `apply` puts on what it makes, and the roles a deployment's
+//! objects play: one spelling for the code that writes them, the code
+//! that reads them back and the hub's spawner.
+
+use std::fmt;
+
+/// The label every object `apply` makes carries, valued with the
+/// deployment's name.
+pub const DEPLOY_LABEL: &str = "hubgate.deploy";
+/// The label naming an object's part in the deployment (a [`Role`]).
+pub const ROLE_LABEL: &str = "hubgate.deploy.role";
+/// The label on user volumes naming the storage they mount (a hash of the
+/// storage's options).
+pub const STORAGE_LABEL: &str = "hubgate.deploy.storage";
+/// The label on user servers the hub spawned for a deployment.
+pub const SPAWNED_LABEL: &str = "hubgate.deploy.spawned";
+
+/// An object's part in a deployment: the value of its [`ROLE_LABEL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// The overlay network.
+    Network,
+    /// The hub service.
+    Hub,
+    /// The hubgate service.
+    Hubgate,
+    /// The hub's `jupyterhub_config.py` (a Docker config).
+    HubConfig,
+    /// The user servers' jupyter_server configuration (a Docker config).
+    SingleUserConfig,
+    /// The token the hub and hubgate share (a generated secret).
+    ProxyToken,
+    /// The OAuth client secret (from a file, or the operator's secret).
+    OauthClientSecret,
+    /// The dummy authenticator's shared password.
+    DummyPassword,
+    /// A fixed TLS certificate chain and its key.
+    TlsCert,
+    TlsKey,
+    /// The CA bundle an ACME directory is trusted with.
+    AcmeCa,
+    /// The hub's view of the whole storage (a volume).
+    Storage,
+    /// hubgate's certificate store on the storage (a volume).
+    Certs,
+    /// The hub's database directory (a volume).
+    HubData,
+    /// A user's volume, made by the spawner.
+    User,
+}
+
+impl Role {
+    /// Every role, in declaration order.
+    pub const ALL: [Role; 15] = [
+        Role::Network,
+        Role::Hub,
+        Role::Hubgate,
+        Role::HubConfig,
+        Role::SingleUserConfig,
+        Role::ProxyToken,
+        Role::OauthClientSecret,
+        Role::DummyPassword,
+        Role::TlsCert,
+        Role::TlsKey,
+        Role::AcmeCa,
+        Role::Storage,
+        Role::Certs,
+        Role::HubData,
+        Role::User,
+    ];
+
+    /// The label value (and the word in the object's name).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Network => "network",
+            Role::Hub => "hub",
+            Role::Hubgate => "hubgate",
+            Role::HubConfig => "hub-config",
+            Role::SingleUserConfig => "singleuser-config",
+            Role::ProxyToken => "proxy-token",
+            Role::OauthClientSecret => "oauth-client-secret",
+            Role::DummyPassword => "dummy-password",
+            Role::TlsCert => "tls-cert",
+            Role::TlsKey => "tls-key",
+            Role::AcmeCa => "acme-ca",
+            Role::Storage => "storage",
+            Role::Certs => "certs",
+            Role::HubData => "hub-data",
+            Role::User => "user",
+        }
+    }
+
+    /// The role a label value names, if any.
+    pub fn from_label(value: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == value)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_reads_back_from_its_label() {
+        for role in Role::ALL {
+            assert_eq!(Role::from_label(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::from_label("nonsense"), None);
+    }
+}
