@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::desired::Desired;
+use crate::desired::{Desired, hub_settings};
 use crate::model::{
     BlobWant, NetworkWant, ROLE_LABEL, Role, SecretData, ServiceWant, UPDATE_MONITOR_SECS,
 };
@@ -102,14 +102,7 @@ pub fn service_changes(seen: &ServiceWant, want: &ServiceWant) -> Vec<FieldChang
 /// The settings lines (not comments or blank lines) that differ between
 /// two hub configurations: those only in `old` as `-`, only in `new` as `+`.
 fn settings_changed(old: &str, new: &str) -> Vec<(char, String)> {
-    let settings = |text: &str| -> Vec<String> {
-        text.lines()
-            .map(str::trim_end)
-            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-            .map(str::to_owned)
-            .collect()
-    };
-    let (old, new) = (settings(old), settings(new));
+    let (old, new) = (hub_settings(old), hub_settings(new));
     let gone = old
         .iter()
         .filter(|l| !new.contains(l))

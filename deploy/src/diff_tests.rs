@@ -68,6 +68,7 @@ fn a_fresh_swarm_gets_everything() {
         [
             "create network jhub",
             "create config hub-config",
+            "create config hub-module",
             "create config singleuser-config",
             "create secret proxy-token",
             "create secret oauth-client-secret",
@@ -78,7 +79,7 @@ fn a_fresh_swarm_gets_everything() {
     assert!(plan.problems.is_empty());
     assert!(
         plan.to_string()
-            .ends_with("7 to create, 0 to change, 0 to remove.\n")
+            .ends_with("8 to create, 0 to change, 0 to remove.\n")
     );
 }
 
@@ -282,16 +283,28 @@ fn a_hub_config_change_names_the_settings() {
         panic!("the hub config has bytes")
     };
     seen.hub_config = Some(String::from_utf8(old.clone()).unwrap());
-    let text = diff(&want, &seen).to_string();
+    let plan = diff(&want, &seen);
+    let text = plan.to_string();
     assert!(text.contains("hub settings that change:"), "{text}");
-    assert!(
-        text.contains("--timeout=7200") && text.contains("--timeout=10800"),
+    assert_eq!(
+        plan.hub_settings,
+        [
+            ('-', "idle_timeout: 7200".to_owned()),
+            ('+', "idle_timeout: 10800".to_owned())
+        ],
         "{text}"
     );
-    let changed = text
-        .lines()
-        .filter(|l| l.starts_with("      - ") || l.starts_with("      + "));
-    assert_eq!(changed.count(), 2, "{text}");
+    // A value under a section is named by its path.
+    let want = edited(
+        "notebook_dir = \"/home/jovyan/work\"",
+        "notebook_dir = \"/srv/work\"",
+    );
+    let plan = diff(&want, &seen);
+    assert!(
+        plan.hub_settings
+            .contains(&('+', "spawner.notebook_dir: \"/srv/work\"".to_owned())),
+        "{plan}"
+    );
 }
 
 #[test]

@@ -15,6 +15,9 @@ pub enum DeployError {
     /// A file the deployment names was not passed in.
     #[error("the bytes of {0} are missing")]
     MissingInput(String),
+    /// The hub's values did not serialise (not expected: plain fields).
+    #[error("cannot render the hub's configuration: {0}")]
+    Render(String),
     /// No Docker engine answers.
     #[error(
         "cannot reach the Docker engine at {host}: {source} (is dockerd running? DOCKER_HOST names another engine)"

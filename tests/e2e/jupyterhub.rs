@@ -192,8 +192,8 @@ async fn jupyterhub_launches_hubgate_as_configurable_http_proxy() {
     assert!(gone, "JupyterHub's stop should have ended hubgate");
 }
 
-/// The deployment's spawner (`deploy/src/desired/hubgate_spawner.py`, as the
-/// generated `jupyterhub_config.py` holds it) with the real dockerspawner
+/// The deployment's spawner (hubgate's JupyterHub module,
+/// `deploy/src/desired/hubgate_hub.py`, imported as the hub imports it) with the real dockerspawner
 /// and Docker client, against scripted engine answers: a server the swarm
 /// is moving off a lost node is running, a manager's 5xx is asked again,
 /// a stop scales to zero without waiting on a down node, a leftover
@@ -203,7 +203,7 @@ fn the_deployment_spawner_keeps_the_hub_and_the_swarm_in_step() {
     let venv = venv();
     let out = std::process::Command::new(venv.join("bin/python"))
         .arg(repo().join("tests/jupyterhub/spawner_check.py"))
-        .arg(repo().join("deploy/src/desired/hubgate_spawner.py"))
+        .arg(repo().join("deploy/src/desired"))
         .output()
         .unwrap();
     let text = format!(
@@ -216,4 +216,54 @@ fn the_deployment_spawner_keeps_the_hub_and_the_swarm_in_step() {
         "{text}\n(dockerspawner missing? run scripts/setup-venv)"
     );
     assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+/// The hub's configuration as each example deployment file renders it,
+/// compiled and loaded by JupyterHub's own config loader through hubgate's
+/// module (`tests/jupyterhub/config_check.py`): every setting must be a
+/// configurable trait of the class it names.
+#[test]
+fn every_example_renders_a_hub_configuration_that_loads() {
+    use hubgate_deploy::desired::{Inputs, desired};
+    use hubgate_deploy::file::DeployFile;
+    use hubgate_deploy::model::{Role, SecretData};
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = Inputs {
+        oauth_client_secret: Some(b"s".to_vec()),
+        password: Some(b"p".to_vec()),
+        tls_cert: Some(b"c".to_vec()),
+        tls_key: Some(b"k".to_vec()),
+        acme_ca: Some(b"a".to_vec()),
+        docker_gid: 999,
+    };
+    let mut configs = vec![];
+    for example in ["local", "production"] {
+        let path = repo().join(format!("examples/{example}.toml"));
+        let file = DeployFile::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let want = desired(&file, &inputs).unwrap();
+        let config = want.configs.iter().find(|c| c.role == Role::HubConfig);
+        let Some(SecretData::Bytes(text)) = config.map(|c| &c.data) else {
+            panic!("{example}: no hub configuration")
+        };
+        let out = dir.path().join(format!("{example}_jupyterhub_config.py"));
+        std::fs::write(&out, text).unwrap();
+        configs.push(out);
+    }
+    let out = std::process::Command::new(venv().join("bin/python"))
+        .arg(repo().join("tests/jupyterhub/config_check.py"))
+        .arg(repo().join("deploy/src/desired"))
+        .args(&configs)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{text}\n(oauthenticator missing? run scripts/setup-venv)"
+    );
+    assert!(text.contains("2 passed, 0 failed"), "{text}");
 }

@@ -1,11 +1,10 @@
 """Run the deployment's HubgateSwarmSpawner against scripted engine answers.
 
-Usage: spawner_check.py PATH/TO/hubgate_spawner.py
+Usage: spawner_check.py MODULE_DIR (the folder of hubgate_hub.py)
 
-The file is executed as the generated jupyterhub_config.py executes it
-(after the deployment's values); its methods then run on a stand-in whose
-`docker` calls answer from a script instead of an engine, so each case is
-exact: the task lists a swarm shows while it moves a server off a lost
+The module is imported as the hub imports it; the spawner's methods then
+run on a stand-in whose `docker` calls answer from a script instead of an
+engine, so each case is exact: the task lists a swarm shows while it moves a server off a lost
 node, a manager's 5xx, a service that is gone. Prints one line a case and
 `N passed, N failed`; exits non-zero on a failure.
 """
@@ -19,20 +18,10 @@ import types
 from docker.errors import APIError
 
 
-def load(path):
-    ns = {
-        "asyncio": asyncio,
-        "socket": socket,
-        "USER_VOLUME": "check-user-0123abcd-{username}",
-        "VOLUME_OPTIONS": {"type": "none", "o": "bind", "device": "/srv/users/{username}"},
-        "VOLUME_LABELS": {"hubgate.deploy": "check"},
-        "NOTEBOOK_DIR": "/home/jovyan/work",
-        "SINGLEUSER_CONFIG": "check-singleuser-config-0123",
-        "SINGLEUSER_CONFIG_DIR": "/etc/hubgate/jupyter",
-        "USER_UID": 1000,
-    }
-    with open(path) as f:
-        exec(compile(f.read(), path, "exec"), ns)
+def load(module_dir):
+    """hubgate's JupyterHub module, with no real waits and no DNS."""
+    sys.path.insert(0, module_dir)
+    import hubgate_hub
 
     async def no_wait(_seconds):
         pass
@@ -41,9 +30,8 @@ def load(path):
         async def getaddrinfo(self, *_args):
             raise socket.gaierror("no such name")
 
-    # No real waits and no DNS: the file's globals are the stand-ins'.
-    ns["asyncio"] = types.SimpleNamespace(sleep=no_wait, get_running_loop=Loop)
-    return ns
+    hubgate_hub.asyncio = types.SimpleNamespace(sleep=no_wait, get_running_loop=Loop)
+    return hubgate_hub
 
 
 def api_error(status):
@@ -79,8 +67,8 @@ class Engine:
         return sum(1 for m, _, _ in self.calls if m == method)
 
 
-def stand_in(ns, script):
-    spawner = ns["HubgateSwarmSpawner"]
+def stand_in(hub, script):
+    spawner = hub.HubgateSwarmSpawner
     engine = Engine(script)
     methods = ["get_object", "poll", "live_tasks", "stop_object", "remove_object", "remove_leftover_service"]
     cls = type("StandIn", (), {m: getattr(spawner, m) for m in methods})
@@ -94,15 +82,15 @@ def stand_in(ns, script):
     return s, engine
 
 
-def poll_of(ns, tasks):
-    s, _ = stand_in(ns, {"inspect_service": [SERVICE], "tasks": [tasks]})
+def poll_of(hub, tasks):
+    s, _ = stand_in(hub, {"inspect_service": [SERVICE], "tasks": [tasks]})
     return asyncio.run(s.poll())
 
 
-def inspections_before_an_error(ns, status):
+def inspections_before_an_error(hub, status):
     """How many times a poll asks an engine that always answers `status`
     before it raises (it must raise: no answer is not a stopped server)."""
-    s, engine = stand_in(ns, {"inspect_service": [api_error(status)]})
+    s, engine = stand_in(hub, {"inspect_service": [api_error(status)]})
     try:
         asyncio.run(s.poll())
     except APIError:
@@ -110,65 +98,65 @@ def inspections_before_an_error(ns, status):
     raise AssertionError(f"a poll read an engine answering {status} as an answer")
 
 
-def stop_with(ns, task_lists, down_nodes):
+def stop_with(hub, task_lists, down_nodes):
     """Runs `stop_object` with the task lists the engine shows in turn, and
     nodes n1, n2 and lost, of which `down_nodes` are down."""
     nodes = [{"ID": n, "Status": {"State": "down" if n in down_nodes else "ready"}} for n in ["n1", "n2", "lost"]]
     s, engine = stand_in(
-        ns, {"inspect_service": [SERVICE], "update_service": [None], "tasks": task_lists, "nodes": [nodes]}
+        hub, {"inspect_service": [SERVICE], "update_service": [None], "tasks": task_lists, "nodes": [nodes]}
     )
     asyncio.run(s.stop_object())
     return engine
 
 
-def cases(ns):
-    retries = ns["MANAGER_RETRIES"]
+def cases(hub):
+    retries = hub.MANAGER_RETRIES
 
     def moving_off_a_lost_node():
         # The old task stays `running` on the dead node, wanted shut down;
         # the replacement waits out the restart delay, wanted ready.
         tasks = [task("shutdown", "running", "lost"), task("ready", "new", "n2")]
-        assert poll_of(ns, tasks) is None
+        assert poll_of(hub, tasks) is None
 
     def replacement_ready_to_start():
         # What SwarmSpawner's poll took for a stopped server.
         tasks = [task("shutdown", "running", "lost"), task("running", "ready", "n2")]
-        assert poll_of(ns, tasks) is None
+        assert poll_of(hub, tasks) is None
 
     def every_state_on_the_way_counts():
         for state in ["new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"]:
-            assert poll_of(ns, [task("running", state)]) is None, state
+            assert poll_of(hub, [task("running", state)]) is None, state
 
     def an_ended_task_is_a_stopped_server():
         for state in ["complete", "failed", "shutdown", "rejected", "orphaned"]:
-            status = poll_of(ns, [task("running", state)])
+            status = poll_of(hub, [task("running", state)])
             assert status is not None and state in status, (state, status)
 
     def a_scaled_down_service_is_stopped():
-        status = poll_of(ns, [task("shutdown", "shutdown"), task("shutdown", "complete")])
+        status = poll_of(hub, [task("shutdown", "shutdown"), task("shutdown", "complete")])
         assert status is not None and "none wanted" in status, status
 
     def a_removed_service_is_stopped():
-        s, _ = stand_in(ns, {"inspect_service": [api_error(404)]})
+        s, _ = stand_in(hub, {"inspect_service": [api_error(404)]})
         assert asyncio.run(s.poll()) == 0
         assert s.object_id == ""
 
     def a_manager_5xx_is_asked_again():
         s, engine = stand_in(
-            ns, {"inspect_service": [api_error(500), api_error(503), SERVICE], "tasks": [[task("running", "running")]]}
+            hub, {"inspect_service": [api_error(500), api_error(503), SERVICE], "tasks": [[task("running", "running")]]}
         )
         assert asyncio.run(s.poll()) is None
         assert engine.count("inspect_service") == 3
 
     def a_lasting_5xx_is_an_error_not_a_stop():
-        assert inspections_before_an_error(ns, 500) == retries + 1
+        assert inspections_before_an_error(hub, 500) == retries + 1
 
     def a_4xx_is_not_asked_again():
-        assert inspections_before_an_error(ns, 400) == 1
+        assert inspections_before_an_error(hub, 400) == 1
 
     def a_stop_scales_to_zero_and_waits_for_the_task():
         engine = stop_with(
-            ns, [[task("shutdown", "running")], [task("shutdown", "running")], [task("shutdown", "shutdown")]], []
+            hub, [[task("shutdown", "running")], [task("shutdown", "running")], [task("shutdown", "shutdown")]], []
         )
         (_, args, kwargs), = [c for c in engine.calls if c[0] == "update_service"]
         assert args == ("svc1",) and kwargs["version"] == 7, (args, kwargs)
@@ -177,35 +165,41 @@ def cases(ns):
 
     def a_stop_does_not_wait_on_a_down_node():
         tasks = [task("shutdown", "running", "lost"), task("shutdown", "shutdown", "n2")]
-        engine = stop_with(ns, [tasks], ["lost"])
+        engine = stop_with(hub, [tasks], ["lost"])
         assert engine.count("tasks") == 1
 
     def a_leftover_service_is_removed():
-        s, engine = stand_in(ns, {"inspect_service": [SERVICE], "remove_service": [None]})
+        s, engine = stand_in(hub, {"inspect_service": [SERVICE], "remove_service": [None]})
         asyncio.run(s.remove_leftover_service())
         assert [a for m, a, _ in engine.calls if m == "remove_service"] == [("svc1",)]
 
     def no_service_nothing_to_remove():
-        s, engine = stand_in(ns, {"inspect_service": [api_error(404)]})
+        s, engine = stand_in(hub, {"inspect_service": [api_error(404)]})
         asyncio.run(s.remove_leftover_service())
         assert engine.count("remove_service") == 0
 
     def a_manager_that_never_answers_leaves_the_hook_logging_not_raising():
-        s, engine = stand_in(ns, {"inspect_service": [api_error(500)]})
+        s, engine = stand_in(hub, {"inspect_service": [api_error(500)]})
         asyncio.run(s.remove_leftover_service())
         assert engine.count("inspect_service") == retries + 1
         assert engine.count("remove_service") == 0
 
     def the_hook_calls_the_spawner():
-        s, engine = stand_in(ns, {"inspect_service": [api_error(404)]})
-        asyncio.run(ns["remove_leftover_service"](s))
+        s, engine = stand_in(hub, {"inspect_service": [api_error(404)]})
+        asyncio.run(hub.remove_leftover_service(s))
         assert engine.count("inspect_service") == 1
 
     def a_volume_named_by_its_storage():
         # A storage that moves gets new names: Docker reuses a volume by
         # name, old options and all, on a node that has one.
-        s = types.SimpleNamespace(escaped_name="alice")
-        mount = ns["HubgateSwarmSpawner"].mounts.fget(s)[0]
+        s = types.SimpleNamespace(
+            escaped_name="alice",
+            notebook_dir="/home/jovyan/work",
+            user_volume="check-user-0123abcd-{username}",
+            volume_options={"type": "none", "o": "bind", "device": "/srv/users/{username}"},
+            volume_labels={"hubgate.deploy": "check"},
+        )
+        mount = hub.HubgateSwarmSpawner.mounts.fget(s)[0]
         assert mount["Source"] == "check-user-0123abcd-alice", mount
         assert mount["VolumeOptions"]["DriverConfig"]["Options"]["device"] == "/srv/users/alice"
 
@@ -214,9 +208,9 @@ def cases(ns):
 
 def main():
     logging.basicConfig(level=logging.CRITICAL)
-    ns = load(sys.argv[1])
+    hub = load(sys.argv[1])
     passed = failed = 0
-    for case in cases(ns):
+    for case in cases(hub):
         try:
             case()
         except Exception as e:  # noqa: BLE001 - every failure is reported

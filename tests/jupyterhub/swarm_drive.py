@@ -164,13 +164,13 @@ def reaches_server(s, base):
 
 def routed(s):
     for base in s.args.public:
-        wait(f"{base} to reach the server", lambda: reaches_server(s, base), s.args.timeout)
+        wait(f"{base} to reach the server", lambda base=base: reaches_server(s, base), s.args.timeout)
     step(f"the server answers through {len(s.args.public)} published port(s)")
 
 
 def unrouted(s):
     for base in s.args.public:
-        wait(f"{base} to stop reaching the server", lambda: not reaches_server(s, base), s.args.timeout)
+        wait(f"{base} to stop reaching the server", lambda base=base: not reaches_server(s, base), s.args.timeout)
     step(f"no published port reaches the server ({len(s.args.public)} checked)")
 
 

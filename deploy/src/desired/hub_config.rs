@@ -1,39 +1,31 @@
-//! The `jupyterhub_config.py` a deployment file implies: an external proxy
-//! (hubgate's API with the token from its secret), SwarmSpawner on the
-//! overlay network with per-user volumes, the authenticator, culling.
+//! The hub's configuration: hubgate's JupyterHub module (`hubgate_hub.py`,
+//! static Python that imports and lints on its own: the proxy and spawner
+//! classes, the hooks, `configure`) and the generated
+//! `jupyterhub_config.py`, which holds the deployment's values only,
+//! serialised from [`HubValues`], and hands them to `configure`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::file::{AuthKind, DeployFile, Resources};
-use crate::model::Role;
+use serde::Serialize;
 
 use super::layout::{
-    HUB_DATA_DIR, HUB_PORT, OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH,
-    SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
+    API_PORT, HUB_DATA_DIR, HUB_MODULE_DIR, HUB_PORT, OAUTH_SECRET_PATH, PASSWORD_PATH,
+    PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
 };
+use super::python;
+use crate::DeployError;
+use crate::file::{AuthKind, DeployFile, Resources};
+use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role, SPAWNED_LABEL, STORAGE_LABEL};
 
-/// The proxy class that sends the hub's route changes to every hubgate
-/// replica (a Python class; the constants it names are rendered above it).
-const HUBGATE_PROXY: &str = include_str!("hubgate_proxy.py");
-
-/// The user server's spawner class and its post-stop hook (Python; the
-/// deployment's values it names are rendered above it).
-const HUBGATE_SPAWNER: &str = include_str!("hubgate_spawner.py");
+/// hubgate's JupyterHub module, mounted at [`HUB_MODULE_DIR`].
+pub(super) const HUB_MODULE: &str = include_str!("hubgate_hub.py");
+/// Its file name (the module's name, `.py`).
+pub(super) const HUB_MODULE_FILE: &str = "hubgate_hub.py";
 
 /// How long the hub waits for one hubgate replica's API (on the overlay a
 /// live one answers in milliseconds; a dead node's task can linger in DNS).
 const REPLICA_TIMEOUT_SECS: u32 = 3;
-
-/// A Python string literal (JSON's escapes are Python's).
-fn py(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
-}
-
-fn py_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| py(s)).collect();
-    format!("[{}]", quoted.join(", "))
-}
 
 /// The per-user volumes: `{username}` stands for the escaped user name.
 pub(super) struct Volumes<'a> {
@@ -43,263 +35,214 @@ pub(super) struct Volumes<'a> {
     pub(super) storage_id: &'a str,
 }
 
-/// The generated file, for the per-user `volumes` and the Docker config
-/// holding the user servers' jupyter_server configuration.
-pub(super) fn render(f: &DeployFile, volumes: &Volumes<'_>, singleuser_config: &str) -> String {
-    let n = names(f);
-    let mut s = String::new();
-    let mut line = |text: &str| {
-        s.push_str(text);
-        s.push('\n');
+/// What `hubgate_hub.configure` reads: every value of a deployment the
+/// hub needs, and nothing else.
+#[derive(Debug, Serialize)]
+struct HubValues<'a> {
+    hub: HubPart,
+    proxy: ProxyPart,
+    spawner: SpawnerPart<'a>,
+    auth: AuthPart<'a>,
+    /// Seconds a server may idle before the culler stops it.
+    idle_timeout: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct HubPart {
+    port: u16,
+    connect_ip: String,
+    public_url: String,
+    data_dir: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ProxyPart {
+    host: String,
+    port: u16,
+    token_path: &'static str,
+    replica_timeout: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct SpawnerPart<'a> {
+    image: &'a str,
+    cmd: &'a [String],
+    network: &'a str,
+    notebook_dir: &'a str,
+    start_timeout: u32,
+    constraints: &'a [String],
+    storage: &'static str,
+    user_uid: u32,
+    user_volume: &'a str,
+    volume_options: &'a BTreeMap<String, String>,
+    volume_labels: BTreeMap<&'static str, &'a str>,
+    service_labels: BTreeMap<&'static str, &'a str>,
+    singleuser_config: &'a str,
+    singleuser_config_dir: &'static str,
+    resources: ResourcesPart,
+}
+
+#[derive(Debug, Serialize)]
+struct ResourcesPart {
+    cpu_limit: Option<f64>,
+    memory_limit: Option<u64>,
+    cpu_reservation: Option<f64>,
+    memory_reservation: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct AuthPart<'a> {
+    kind: &'static str,
+    password_path: Option<&'static str>,
+    client_id: Option<&'a str>,
+    client_secret_path: Option<&'static str>,
+    callback_url: Option<String>,
+    allowed_organizations: &'a [String],
+    allow_all: bool,
+    allowed_users: &'a [String],
+    admin_users: &'a [String],
+}
+
+/// The generated `jupyterhub_config.py`.
+pub(super) fn render(
+    f: &DeployFile,
+    volumes: &Volumes<'_>,
+    singleuser_config: &str,
+) -> Result<String, DeployError> {
+    let values = HubValues {
+        hub: hub(f),
+        proxy: proxy(f),
+        spawner: spawner(f, volumes, singleuser_config),
+        auth: auth(f),
+        idle_timeout: f.hub.idle_timeout.map(|d| d.0),
     };
-    line(&format!(
-        "# Generated by `hubgate deploy` for the deployment {:?}. Do not edit:",
-        f.name
-    ));
-    line("# change the deployment file and run `hubgate deploy apply` again.");
-    line("import asyncio");
-    line("import json");
-    line("import os");
-    line("import socket");
-    line("import sys");
-    line("");
-    line("import aiohttp");
-    line("import aiohttp.connector");
-    line("import aiohttp.resolver");
-    line("from aiohttp import ClientResponseError");
-    line("from jupyterhub.httpclient import fetch");
-    line("from jupyterhub.proxy import ConfigurableHTTPProxy");
-    line("from jupyterhub.utils import url_path_join");
-    line("");
-    line("c = get_config()  # noqa: F821");
-    line("");
-    line("# Docker's DNS answers with a 600 s TTL, which aiodns (c-ares) keeps: a");
-    line("# server started again within ten minutes would be looked for at its old");
-    line("# task address. getaddrinfo asks Docker's DNS each time.");
-    line("aiohttp.connector.DefaultResolver = aiohttp.resolver.ThreadedResolver");
-    line("# A connection attempt to a task that is starting can stall (its first");
-    line("# SYN lost on the overlay, the retries on the same 5-tuple too): give up");
-    line("# after 3 s and let the next attempt use a new socket.");
-    line(
-        "c.JupyterHubHTTPClient.session_options = {\"timeout\": aiohttp.ClientTimeout(total=300, sock_connect=3)}",
-    );
-    line("");
-    line("");
-    line("def read_secret(path):");
-    line("    with open(path) as f:");
-    line("        return f.read().strip()");
-    line("");
-    line("");
-    line("# The hub, reached by hubgate and the user servers by its service name.");
-    line(&format!(
-        "c.JupyterHub.hub_ip = \"0.0.0.0\"\nc.JupyterHub.hub_port = {HUB_PORT}"
-    ));
-    line(&format!("c.JupyterHub.hub_connect_ip = {}", py(&n.hub)));
-    line(&format!(
-        "c.JupyterHub.public_url = {}",
-        py(&f.public_url())
-    ));
-    line(&format!(
-        "c.JupyterHub.db_url = \"sqlite:///{HUB_DATA_DIR}/jupyterhub.sqlite\"\nc.JupyterHub.cookie_secret_file = \"{HUB_DATA_DIR}/jupyterhub_cookie_secret\""
-    ));
-    line("# User servers are swarm services: they outlive a hub restart.");
-    line("c.JupyterHub.cleanup_servers = False");
-    line("");
-    line("# hubgate is the proxy: JupyterHub drives its API and never starts one.");
-    line("c.ConfigurableHTTPProxy.should_start = False");
-    line(&format!(
-        "c.ConfigurableHTTPProxy.api_url = {}",
-        py(&format!("http://{}:{}", n.hubgate, super::layout::API_PORT))
-    ));
-    line(&format!(
-        "c.ConfigurableHTTPProxy.auth_token = read_secret({})",
-        py(PROXY_TOKEN_PATH)
-    ));
-    line(&format!("HUBGATE_API_HOST = {}", py(&n.hubgate)));
-    line(&format!("HUBGATE_API_PORT = {}", super::layout::API_PORT));
-    line(&format!("HUBGATE_REPLICA_TIMEOUT = {REPLICA_TIMEOUT_SECS}"));
-    line("");
-    line("");
-    line(HUBGATE_PROXY.trim_end());
-    line("");
-    line("# Each user's files: a volume whose driver options travel in the mount,");
-    line("# so it appears on whichever node runs the server.");
-    line(&format!("STORAGE = {}", py(STORAGE_DIR)));
-    line(&format!(
-        "NOTEBOOK_DIR = {}",
-        py(&f.singleuser.notebook_dir)
-    ));
-    line(&format!("USER_UID = {}", f.singleuser.uid));
-    let opts: Vec<String> = volumes
-        .options
-        .iter()
-        .map(|(k, v)| format!("{}: {}", py(k), py(v)))
-        .collect();
-    line(&format!("USER_VOLUME = {}", py(volumes.name)));
-    line(&format!("VOLUME_OPTIONS = {{{}}}", opts.join(", ")));
-    line(&format!(
-        "VOLUME_LABELS = {{{}: {}, {}: {}, {}: {}}}",
-        py(crate::model::DEPLOY_LABEL),
-        py(&f.name),
-        py(crate::model::ROLE_LABEL),
-        py(Role::User.as_str()),
-        py(crate::model::STORAGE_LABEL),
-        py(volumes.storage_id)
-    ));
-    line("# The user servers' jupyter_server configuration (a Docker config).");
-    line(&format!("SINGLEUSER_CONFIG = {}", py(singleuser_config)));
-    line(&format!(
-        "SINGLEUSER_CONFIG_DIR = {}",
-        py(SINGLEUSER_CONFIG_DIR)
-    ));
-    line("");
-    line("");
-    line(HUBGATE_SPAWNER.trim_end());
-    line("");
-    line("");
-    line("def prepare_user_directory(spawner):");
-    line("    path = os.path.join(STORAGE, spawner.escaped_name)");
-    line("    os.makedirs(path, exist_ok=True)");
-    line("    os.chown(path, USER_UID, USER_UID)");
-    line("");
-    line("");
-    line("c.JupyterHub.spawner_class = HubgateSwarmSpawner");
-    line("c.Spawner.pre_spawn_hook = prepare_user_directory");
-    line("c.Spawner.post_stop_hook = remove_leftover_service");
-    line(&format!(
-        "c.SwarmSpawner.image = {}",
-        py(&f.singleuser.image)
-    ));
-    line("# Named, not read from the image: the hub's node need not have it.");
-    line(&format!(
-        "c.SwarmSpawner.cmd = {}",
-        py_list(&f.singleuser.cmd)
-    ));
-    line("# The image is on the nodes already (or pulled there by the swarm).");
-    line("c.SwarmSpawner.pull_policy = \"skip\"");
-    line(&format!(
-        "c.SwarmSpawner.network_name = {}",
-        py(&f.network.name)
-    ));
-    line("c.SwarmSpawner.use_internal_ip = True");
-    line("# Task addresses, not a virtual IP (which needs IPVS and forgets idle");
-    line("# connections after 900 s).");
-    line("c.SwarmSpawner.extra_endpoint_spec = {\"mode\": \"dnsrr\"}");
-    line(&format!(
-        "c.SwarmSpawner.extra_create_kwargs = {{\"labels\": {{\"{}\": {}}}}}",
-        crate::model::SPAWNED_LABEL,
-        py(&f.name)
-    ));
-    if !f.singleuser.constraints.is_empty() {
-        line(&format!(
-            "c.SwarmSpawner.extra_placement_spec = {{\"constraints\": {}}}",
-            py_list(&f.singleuser.constraints)
-        ));
-    }
-    line("c.SwarmSpawner.notebook_dir = NOTEBOOK_DIR");
-    line(&format!(
-        "c.SwarmSpawner.start_timeout = {}",
-        f.singleuser.start_timeout
-    ));
-    line("c.SwarmSpawner.http_timeout = 60");
-    resources(&mut line, &f.singleuser.resources);
-    line("");
-    auth(&mut line, f);
-    if let Some(idle) = f.hub.idle_timeout {
-        line("");
-        line("# Stop servers idle longer than the deployment's idle_timeout.");
-        line(&format!(
-            "c.JupyterHub.services = [{{\"name\": \"idle-culler\", \"command\": [sys.executable, \"-m\", \"jupyterhub_idle_culler\", \"--timeout={}\"]}}]",
-            idle.0
-        ));
-        line(
-            "c.JupyterHub.load_roles = [{\"name\": \"idle-culler\", \"services\": [\"idle-culler\"], \"scopes\": [\"list:users\", \"read:users:activity\", \"read:servers\", \"delete:servers\"]}]",
-        );
-    }
-    if let Some(extra) = &f.hub.extra_config {
-        line("");
-        line("# hub.extra_config from the deployment file.");
-        line(extra);
-    }
-    s
-}
-
-fn resources(line: &mut impl FnMut(&str), r: &Resources) {
-    if let Some(cpu) = r.cpu_limit {
-        line(&format!("c.SwarmSpawner.cpu_limit = {cpu:?}"));
-    }
-    if let Some(mem) = r.memory_limit {
-        line(&format!("c.SwarmSpawner.mem_limit = {}", mem.0));
-    }
-    if let Some(cpu) = r.cpu_reservation {
-        line(&format!("c.SwarmSpawner.cpu_guarantee = {cpu:?}"));
-    }
-    if let Some(mem) = r.memory_reservation {
-        line(&format!("c.SwarmSpawner.mem_guarantee = {}", mem.0));
-    }
-}
-
-fn auth(line: &mut impl FnMut(&str), f: &DeployFile) {
-    let a = &f.auth;
+    let values = serde_json::to_value(&values).map_err(|e| DeployError::Render(e.to_string()))?;
+    let py = |s: &str| serde_json::Value::from(s).to_string();
     let mut text = String::new();
-    match a.kind {
-        AuthKind::Dummy if a.password_file.is_some() => {
-            let _ = writeln!(text, "# Any name, one shared password: for trials only.");
-            let _ = writeln!(text, "c.JupyterHub.authenticator_class = \"dummy\"");
-            let _ = writeln!(
-                text,
-                "c.DummyAuthenticator.password = read_secret({})",
-                py(PASSWORD_PATH)
-            );
+    let _ = writeln!(
+        text,
+        "# Generated by `hubgate deploy` for the deployment {}. Do not edit:\n\
+         # change the deployment file and run `hubgate deploy apply` again.\n\
+         # The code is hubgate's module {HUB_MODULE_FILE} beside this file (a Docker\n\
+         # config of its own); this file holds the deployment's values only.\n\
+         import sys\n\n\
+         sys.path.insert(0, {})\n\
+         import hubgate_hub  # noqa: E402\n\n\
+         c = get_config()  # noqa: F821\n\
+         hubgate_hub.configure(c, {})",
+        py(&f.name),
+        py(HUB_MODULE_DIR),
+        python::literal(&values, 0),
+    );
+    if let Some(extra) = &f.hub.extra_config {
+        let _ = writeln!(
+            text,
+            "\n# hub.extra_config from the deployment file.\n{extra}"
+        );
+    }
+    Ok(text)
+}
+
+fn hub(f: &DeployFile) -> HubPart {
+    HubPart {
+        port: HUB_PORT,
+        connect_ip: names(f).hub,
+        public_url: f.public_url(),
+        data_dir: HUB_DATA_DIR,
+    }
+}
+
+fn proxy(f: &DeployFile) -> ProxyPart {
+    ProxyPart {
+        host: names(f).hubgate,
+        port: API_PORT,
+        token_path: PROXY_TOKEN_PATH,
+        replica_timeout: REPLICA_TIMEOUT_SECS,
+    }
+}
+
+fn spawner<'a>(f: &'a DeployFile, v: &Volumes<'a>, singleuser_config: &'a str) -> SpawnerPart<'a> {
+    let s = &f.singleuser;
+    SpawnerPart {
+        image: &s.image,
+        cmd: &s.cmd,
+        network: &f.network.name,
+        notebook_dir: &s.notebook_dir,
+        start_timeout: s.start_timeout,
+        constraints: &s.constraints,
+        storage: STORAGE_DIR,
+        user_uid: s.uid,
+        user_volume: v.name,
+        volume_options: v.options,
+        volume_labels: BTreeMap::from([
+            (DEPLOY_LABEL, f.name.as_str()),
+            (ROLE_LABEL, Role::User.as_str()),
+            (STORAGE_LABEL, v.storage_id),
+        ]),
+        service_labels: BTreeMap::from([(SPAWNED_LABEL, f.name.as_str())]),
+        singleuser_config,
+        singleuser_config_dir: SINGLEUSER_CONFIG_DIR,
+        resources: resources(&s.resources),
+    }
+}
+
+fn resources(r: &Resources) -> ResourcesPart {
+    ResourcesPart {
+        cpu_limit: r.cpu_limit,
+        memory_limit: r.memory_limit.map(|m| m.0),
+        cpu_reservation: r.cpu_reservation,
+        memory_reservation: r.memory_reservation.map(|m| m.0),
+    }
+}
+
+fn auth(f: &DeployFile) -> AuthPart<'_> {
+    let a = &f.auth;
+    let github = a.kind == AuthKind::Github;
+    AuthPart {
+        kind: if github { "github" } else { "dummy" },
+        password_path: (a.kind == AuthKind::Dummy && a.password_file.is_some())
+            .then_some(PASSWORD_PATH),
+        client_id: github.then(|| a.client_id.as_deref().unwrap_or_default()),
+        client_secret_path: github.then_some(OAUTH_SECRET_PATH),
+        callback_url: github.then(|| f.oauth_callback_url()),
+        allowed_organizations: if github {
+            &a.allowed_organizations
+        } else {
+            &[]
+        },
+        // JupyterHub 5 lets nobody in unless told who may log in.
+        allow_all: a.allow_all || (!github && a.allowed_users.is_empty()),
+        allowed_users: &a.allowed_users,
+        admin_users: &a.admin_users,
+    }
+}
+
+/// The settings a hub configuration makes, one a line, for `plan` to name
+/// those that change: each value of the generated block as its path
+/// (`spawner.image: "..."`), every other line (the operator's
+/// `extra_config`) as written; comments and blank lines left out.
+pub fn hub_settings(text: &str) -> Vec<String> {
+    let mut path: Vec<&str> = vec![];
+    let mut out = vec![];
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
         }
-        AuthKind::Dummy => {
-            let _ = writeln!(text, "# Any name and any password: for trials only.");
-            let _ = writeln!(text, "c.JupyterHub.authenticator_class = \"dummy\"");
-        }
-        AuthKind::Github => {
-            let _ = writeln!(text, "c.JupyterHub.authenticator_class = \"github\"");
-            let _ = writeln!(
-                text,
-                "c.GitHubOAuthenticator.client_id = {}",
-                py(a.client_id.as_deref().unwrap_or_default())
-            );
-            let _ = writeln!(
-                text,
-                "c.GitHubOAuthenticator.client_secret = read_secret({})",
-                py(OAUTH_SECRET_PATH)
-            );
-            let _ = writeln!(
-                text,
-                "c.GitHubOAuthenticator.oauth_callback_url = {}",
-                py(&f.oauth_callback_url())
-            );
-            if !a.allowed_organizations.is_empty() {
-                let _ = writeln!(
-                    text,
-                    "c.GitHubOAuthenticator.allowed_organizations = set({})",
-                    py_list(&a.allowed_organizations)
-                );
+        let entry = line.strip_prefix('"').and_then(|l| l.split_once("\": "));
+        match entry {
+            Some((key, "{" | "[")) => path.push(key),
+            Some((key, value)) => {
+                let mut at = path.join(".");
+                if !at.is_empty() {
+                    at.push('.');
+                }
+                out.push(format!("{at}{key}: {}", value.trim_end_matches(',')));
             }
+            None if matches!(line, "}," | "],") && !path.is_empty() => {
+                path.pop();
+            }
+            None => out.push(line.to_owned()),
         }
     }
-    // JupyterHub 5 lets nobody in unless told who may log in.
-    let everyone = a.allow_all || (a.kind == AuthKind::Dummy && a.allowed_users.is_empty());
-    if everyone {
-        let _ = writeln!(text, "c.Authenticator.allow_all = True");
-    }
-    if !a.allowed_users.is_empty() {
-        let _ = writeln!(
-            text,
-            "c.Authenticator.allowed_users = set({})",
-            py_list(&a.allowed_users)
-        );
-    }
-    if !a.admin_users.is_empty() {
-        let _ = writeln!(
-            text,
-            "c.Authenticator.admin_users = set({})",
-            py_list(&a.admin_users)
-        );
-    }
-    line(text.trim_end());
+    out
 }

@@ -24,6 +24,9 @@ pub(crate) const STORAGE_DIR: &str = "/srv/hubgate-storage";
 pub(crate) const SINGLEUSER_CONFIG_DIR: &str = "/etc/hubgate/jupyter";
 pub(crate) const HUB_DATA_DIR: &str = "/srv/jupyterhub/data";
 pub(crate) const HUB_CONFIG_PATH: &str = "/srv/jupyterhub/jupyterhub_config.py";
+/// Where the hub finds hubgate's JupyterHub module (put on its `sys.path`
+/// by the generated configuration).
+pub(crate) const HUB_MODULE_DIR: &str = "/srv/jupyterhub/hubgate";
 pub(crate) const CERTS_DIR: &str = "/var/lib/hubgate";
 pub(crate) const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// The uid hubgate's image runs as.

@@ -26,6 +26,8 @@ pub enum Role {
     Hubgate,
     /// The hub's `jupyterhub_config.py` (a Docker config).
     HubConfig,
+    /// hubgate's JupyterHub module (a Docker config).
+    HubModule,
     /// The user servers' jupyter_server configuration (a Docker config).
     SingleUserConfig,
     /// The token the hub and hubgate share (a generated secret).
@@ -51,11 +53,12 @@ pub enum Role {
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 15] = [
+    pub const ALL: [Role; 16] = [
         Role::Network,
         Role::Hub,
         Role::Hubgate,
         Role::HubConfig,
+        Role::HubModule,
         Role::SingleUserConfig,
         Role::ProxyToken,
         Role::OauthClientSecret,
@@ -76,6 +79,7 @@ impl Role {
             Role::Hub => "hub",
             Role::Hubgate => "hubgate",
             Role::HubConfig => "hub-config",
+            Role::HubModule => "hub-module",
             Role::SingleUserConfig => "singleuser-config",
             Role::ProxyToken => "proxy-token",
             Role::OauthClientSecret => "oauth-client-secret",

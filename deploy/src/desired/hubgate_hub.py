@@ -1,0 +1,412 @@
+"""hubgate's JupyterHub configuration, for a hub that `hubgate deploy` runs.
+
+A module of its own (a Docker config mounted beside the hub's
+jupyterhub_config.py): the proxy and spawner classes, the hooks, and
+`configure(c, values)`, which registers them and sets the hub up from the
+deployment's values. The generated jupyterhub_config.py holds only those
+values and calls `configure`; this file holds no value of a deployment.
+tests/jupyterhub/spawner_check.py imports it and runs the spawner against
+scripted engine answers; tests/jupyterhub/config_check.py loads rendered
+configurations through it.
+"""
+
+import asyncio
+import json
+import os
+import socket
+import sys
+
+import aiohttp
+import aiohttp.connector
+import aiohttp.resolver
+from aiohttp import ClientResponseError
+from docker.errors import APIError
+from docker.types import ConfigReference, DriverConfig, Mount, ServiceMode
+from dockerspawner import SwarmSpawner
+from jupyterhub.httpclient import fetch
+from jupyterhub.proxy import ConfigurableHTTPProxy
+from jupyterhub.utils import url_path_join
+from traitlets import Dict, Float, Integer, Unicode
+
+# Task states on the way to running, and running.
+LIVE_TASK_STATES = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+# How many more times (a second apart) a manager's 5xx is asked again.
+MANAGER_RETRIES = 5
+
+
+def read_secret(path):
+    """A Docker secret's text, without the trailing newline."""
+    with open(path) as f:
+        return f.read().strip()
+
+
+class HubgateProxy(ConfigurableHTTPProxy):
+    """hubgate's API on every replica, not on one picked by DNS.
+
+    Each hubgate replica keeps its own route table. Sent to the service
+    name, a change would reach one replica at random, and a route deleted
+    on one would stay on another (still pointing where a stopped server
+    was). So every change goes to each replica the service name resolves
+    to, and the routes the hub checks are all replicas' together: a route
+    missing on one, or with another target there, is shown with no target,
+    so the hub's periodic check writes it again everywhere; a stale one on
+    any replica is deleted everywhere; activity is the latest any replica
+    saw. A replica that does not answer within `replica_timeout` is
+    skipped (and mended at the next check).
+    """
+
+    api_host = Unicode(help="hubgate's service name on the overlay network").tag(config=True)
+    api_port = Integer(8001, help="hubgate's REST API port").tag(config=True)
+    replica_timeout = Float(3.0, help="seconds one replica's API may take").tag(config=True)
+
+    async def hubgate_replicas(self):
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(self.api_host, self.api_port, type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            return [self.api_url]
+        hosts = sorted({info[4][0] for info in infos})
+        port = self.api_port
+        return [f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}" for h in hosts] or [self.api_url]
+
+    async def on_each_replica(self, path, method, body=None):
+        """`method path` on every replica at once: (replica, response or error)."""
+        if isinstance(body, dict):
+            body = json.dumps(body)
+        headers = {"Authorization": f"token {self.auth_token}"}
+
+        async def one(base):
+            url = url_path_join(base, "api/routes", path)
+            async with self.semaphore:
+                return await asyncio.wait_for(
+                    fetch(url, method=method, headers=headers, data=body),
+                    self.replica_timeout,
+                )
+
+        bases = await self.hubgate_replicas()
+        answers = await asyncio.gather(*(one(b) for b in bases), return_exceptions=True)
+        return list(zip(bases, answers))
+
+    async def api_request(self, path, method="GET", body=None):
+        if method == "GET":
+            return await super().api_request(path, method, body)
+        answers = await self.on_each_replica(path, method, body)
+        done = [a for _, a in answers if not isinstance(a, BaseException)]
+        refused = [a for _, a in answers if isinstance(a, ClientResponseError) and a.status < 500]
+        for base, a in answers:
+            if isinstance(a, BaseException) and a not in refused:
+                self.log.warning("hubgate at %s missed %s %s: %s", base, method, path, a)
+        # A 404 to a DELETE means that replica has no such route: its goal.
+        wrong = [a for a in refused if not (method == "DELETE" and a.status == 404)]
+        if wrong:
+            raise wrong[0]
+        if done:
+            return done[0]
+        if refused:
+            raise refused[0]
+        # No replica answered: the usual retries, against the service name.
+        return await super().api_request(path, method, body)
+
+    async def get_all_routes(self):
+        views = []
+        for base, a in await self.on_each_replica("", "GET"):
+            if isinstance(a, BaseException):
+                self.log.warning("hubgate at %s did not list its routes: %s", base, a)
+                continue
+            views.append(await a.json())
+        if not views:
+            return await super().get_all_routes()
+        routes = {}
+        for chp_path in set().union(*views):
+            copies = [view.get(chp_path) for view in views]
+            data = dict(next(c for c in copies if c is not None))
+            if "jupyterhub" not in data:
+                continue
+            if any(c is None or c.get("target") != data.get("target") for c in copies):
+                data["target"] = ""
+            stamps = [c["last_activity"] for c in copies if c and c.get("last_activity")]
+            if stamps:
+                data["last_activity"] = max(stamps)
+            routespec = self._routespec_from_chp_path(chp_path)
+            routes[routespec] = self._reformat_routespec(routespec, data)
+        return routes
+
+
+class HubgateSwarmSpawner(SwarmSpawner):
+    """SwarmSpawner with per-user volumes, a stop that waits for the task,
+    and no service left behind.
+
+    - A manager that cannot answer (a 5xx while the swarm elects a leader)
+      is an error, not a server that is gone: SwarmSpawner would report the
+      server stopped, the hub would forget it and leave its service running.
+    - A server is running while the swarm wants a task of it running (or
+      ready: a replacement waiting out the restart delay) and that task is
+      on its way to running or running: a task being rescheduled
+      (`assigned`, `ready`, ...) is not a server that stopped. SwarmSpawner
+      looks only at tasks wanted running, in some of those states, and a
+      poll that landed in another made the hub forget a server the swarm
+      was just moving to another node.
+    - A stop scales the service to zero and waits for its task to end
+      before the service goes (otherwise the container outlives the service
+      by seconds, and a start right after can reach the old server); a task
+      on a node that is down cannot report its end and is not waited for.
+    - Whatever a stop found, the hub's stop ends with the service removed
+      (`remove_leftover_service`, the post-stop hook): a server the hub
+      forgot never keeps running, reachable, beside it.
+    - Every server gets the deployment's jupyter_server configuration (a
+      Docker config, `singleuser_config`) in a directory its
+      JUPYTER_CONFIG_PATH names: it keeps the server from calling a
+      restarted hub at its old address.
+    """
+
+    storage = Unicode(help="the whole storage, mounted in the hub").tag(config=True)
+    user_uid = Integer(1000, help="the uid (and gid) user servers run as").tag(config=True)
+    user_volume = Unicode(help="a user's volume name, {username} in place").tag(config=True)
+    volume_options = Dict(help="the local driver's options, {username} in place").tag(config=True)
+    volume_labels = Dict(help="labels of the user volumes").tag(config=True)
+    singleuser_config = Unicode(help="the Docker config of the servers' configuration").tag(config=True)
+    singleuser_config_dir = Unicode(help="where servers find that configuration").tag(config=True)
+
+    def get_env(self):
+        env = super().get_env()
+        env["JUPYTER_CONFIG_PATH"] = self.singleuser_config_dir
+        return env
+
+    async def create_object(self):
+        config = await self.docker("inspect_config", self.singleuser_config)
+        reference = ConfigReference(
+            config["ID"],
+            self.singleuser_config,
+            filename=f"{self.singleuser_config_dir}/jupyter_server_config.py",
+            uid=str(self.user_uid),
+            gid=str(self.user_uid),
+        )
+        self.extra_container_spec = {**self.extra_container_spec, "configs": [reference]}
+        return await super().create_object()
+
+    @property
+    def mounts(self):
+        user = self.escaped_name
+        options = {k: v.format(username=user) for k, v in self.volume_options.items()}
+        return [
+            Mount(
+                target=self.notebook_dir,
+                source=self.user_volume.format(username=user),
+                type="volume",
+                driver_config=DriverConfig("local", options),
+                labels=self.volume_labels,
+            )
+        ]
+
+    def prepare_user_directory(self):
+        """The user's directory on the storage, owned by the server's uid."""
+        path = os.path.join(self.storage, self.escaped_name)
+        os.makedirs(path, exist_ok=True)
+        os.chown(path, self.user_uid, self.user_uid)
+
+    async def get_object(self):
+        # A manager's 5xx (no leader yet, a lost peer) is asked again for a
+        # few seconds, then raised: never taken for a service that is gone.
+        for attempt in range(MANAGER_RETRIES + 1):
+            try:
+                service = await self.docker("inspect_service", self.service_name)
+            except APIError as e:
+                status = e.response.status_code if e.response is not None else None
+                if status == 404:
+                    self.log.info("Service %r is gone", self.service_name)
+                    self.object_id = ""
+                    return None
+                if status is None or status < 500 or attempt == MANAGER_RETRIES:
+                    raise
+                self.log.warning("%s: the swarm manager answered %s; asking again", self._log_name, e)
+                await asyncio.sleep(1)
+            else:
+                self.object_id = service["ID"]
+                return service
+
+    async def poll(self):
+        service = await self.get_object()
+        if service is None:
+            return 0
+        tasks = await self.docker("tasks", filters={"service": service["ID"]})
+        # Desired `ready`: a replacement the swarm starts after its restart
+        # delay (a task moved off a lost node waits there for 5 s).
+        wanted = [t for t in tasks if t.get("DesiredState") in ("running", "ready")]
+        if any(t["Status"]["State"] in LIVE_TASK_STATES for t in wanted):
+            return None
+        states = sorted({t["Status"]["State"] for t in wanted})
+        return f"service {self.service_name}: no live task ({', '.join(states) or 'none wanted'})"
+
+    async def live_tasks(self, service_id):
+        """The service's tasks that may still run, but for those on nodes
+        that are down (their last report stays `running` for good)."""
+        tasks = await self.docker("tasks", filters={"service": service_id})
+        live = [t for t in tasks if t["Status"]["State"] in LIVE_TASK_STATES]
+        if not live:
+            return []
+        down = {n["ID"] for n in await self.docker("nodes") if n.get("Status", {}).get("State") == "down"}
+        return [t for t in live if t.get("NodeID") not in down]
+
+    async def stop_object(self):
+        service = await self.get_object()
+        if service is None:
+            return
+        await self.docker(
+            "update_service",
+            service["ID"],
+            version=service["Version"]["Index"],
+            mode=ServiceMode("replicated", replicas=0),
+            fetch_current_spec=True,
+        )
+        for _ in range(150):
+            if not await self.live_tasks(service["ID"]):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            self.log.warning("%s: a task of %s still runs after 30 s", self._log_name, self.service_name)
+        # No wait for the swarm's DNS to forget the name: with no task the
+        # lookup is forwarded upstream (10 s where that does not answer),
+        # hubgate routes by task address, and the hub's own connections to
+        # a new server give up on a stale address after 3 s.
+
+    async def remove_leftover_service(self):
+        try:
+            if await self.get_object() is None:
+                return
+            self.log.warning(
+                "%s stopped, but its service %s is still there: removing it",
+                self._log_name,
+                self.service_name,
+            )
+            await self.remove_object()
+        except APIError as e:
+            self.log.error("%s: cannot remove a leftover service %s: %s", self._log_name, self.service_name, e)
+
+
+def prepare_user_directory(spawner):
+    """The pre-spawn hook."""
+    spawner.prepare_user_directory()
+
+
+def remove_leftover_service(spawner):
+    """The post-stop hook."""
+    return spawner.remove_leftover_service()
+
+
+def configure(c, values):
+    """Sets the hub up for a deployment: `values` as `hubgate deploy`
+    renders them into jupyterhub_config.py (deploy/src/desired/hub_config.rs)."""
+    configure_clients(c)
+    configure_hub(c, values["hub"])
+    configure_proxy(c, values["proxy"])
+    configure_spawner(c, values["spawner"])
+    configure_auth(c, values["auth"])
+    if values.get("idle_timeout"):
+        configure_culler(c, values["idle_timeout"])
+
+
+def configure_clients(c):
+    # Docker's DNS answers with a 600 s TTL, which aiodns (c-ares) keeps: a
+    # server started again within ten minutes would be looked for at its
+    # old task address. getaddrinfo asks Docker's DNS each time.
+    aiohttp.connector.DefaultResolver = aiohttp.resolver.ThreadedResolver
+    # A connection attempt to a task that is starting can stall (its first
+    # SYN lost on the overlay, the retries on the same 5-tuple too): give up
+    # after 3 s and let the next attempt use a new socket.
+    c.JupyterHubHTTPClient.session_options = {"timeout": aiohttp.ClientTimeout(total=300, sock_connect=3)}
+
+
+def configure_hub(c, hub):
+    # The hub, reached by hubgate and the user servers by its service name.
+    c.JupyterHub.hub_ip = "0.0.0.0"
+    c.JupyterHub.hub_port = hub["port"]
+    c.JupyterHub.hub_connect_ip = hub["connect_ip"]
+    c.JupyterHub.public_url = hub["public_url"]
+    c.JupyterHub.db_url = f"sqlite:///{hub['data_dir']}/jupyterhub.sqlite"
+    c.JupyterHub.cookie_secret_file = f"{hub['data_dir']}/jupyterhub_cookie_secret"
+    # User servers are swarm services: they outlive a hub restart.
+    c.JupyterHub.cleanup_servers = False
+
+
+def configure_proxy(c, proxy):
+    # hubgate is the proxy: JupyterHub drives its API and never starts one.
+    c.JupyterHub.proxy_class = HubgateProxy
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = f"http://{proxy['host']}:{proxy['port']}"
+    c.ConfigurableHTTPProxy.auth_token = read_secret(proxy["token_path"])
+    c.HubgateProxy.api_host = proxy["host"]
+    c.HubgateProxy.api_port = proxy["port"]
+    c.HubgateProxy.replica_timeout = proxy["replica_timeout"]
+
+
+def configure_spawner(c, s):
+    c.JupyterHub.spawner_class = HubgateSwarmSpawner
+    c.Spawner.pre_spawn_hook = prepare_user_directory
+    c.Spawner.post_stop_hook = remove_leftover_service
+    # Each user's files: a volume whose driver options travel in the mount,
+    # so it appears on whichever node runs the server.
+    c.HubgateSwarmSpawner.storage = s["storage"]
+    c.HubgateSwarmSpawner.user_uid = s["user_uid"]
+    c.HubgateSwarmSpawner.user_volume = s["user_volume"]
+    c.HubgateSwarmSpawner.volume_options = s["volume_options"]
+    c.HubgateSwarmSpawner.volume_labels = s["volume_labels"]
+    c.HubgateSwarmSpawner.singleuser_config = s["singleuser_config"]
+    c.HubgateSwarmSpawner.singleuser_config_dir = s["singleuser_config_dir"]
+    c.SwarmSpawner.image = s["image"]
+    # Named, not read from the image: the hub's node need not have it.
+    c.SwarmSpawner.cmd = s["cmd"]
+    # The image is on the nodes already (or pulled there by the swarm).
+    c.SwarmSpawner.pull_policy = "skip"
+    c.SwarmSpawner.network_name = s["network"]
+    c.SwarmSpawner.use_internal_ip = True
+    # Task addresses, not a virtual IP (which needs IPVS and forgets idle
+    # connections after 900 s).
+    c.SwarmSpawner.extra_endpoint_spec = {"mode": "dnsrr"}
+    c.SwarmSpawner.extra_create_kwargs = {"labels": s["service_labels"]}
+    if s["constraints"]:
+        c.SwarmSpawner.extra_placement_spec = {"constraints": s["constraints"]}
+    c.SwarmSpawner.notebook_dir = s["notebook_dir"]
+    c.SwarmSpawner.start_timeout = s["start_timeout"]
+    c.SwarmSpawner.http_timeout = 60
+    limits = {
+        "cpu_limit": "cpu_limit",
+        "mem_limit": "memory_limit",
+        "cpu_guarantee": "cpu_reservation",
+        "mem_guarantee": "memory_reservation",
+    }
+    for trait, key in limits.items():
+        if s["resources"].get(key) is not None:
+            setattr(c.SwarmSpawner, trait, s["resources"][key])
+
+
+def configure_auth(c, auth):
+    kind = auth["kind"]
+    if kind == "dummy":
+        # Any name; one shared password, or any: for trials only.
+        c.JupyterHub.authenticator_class = "dummy"
+        if auth.get("password_path"):
+            c.DummyAuthenticator.password = read_secret(auth["password_path"])
+    elif kind == "github":
+        c.JupyterHub.authenticator_class = "github"
+        c.GitHubOAuthenticator.client_id = auth["client_id"]
+        c.GitHubOAuthenticator.client_secret = read_secret(auth["client_secret_path"])
+        c.GitHubOAuthenticator.oauth_callback_url = auth["callback_url"]
+        if auth["allowed_organizations"]:
+            c.GitHubOAuthenticator.allowed_organizations = set(auth["allowed_organizations"])
+    else:
+        raise ValueError(f"unknown authenticator kind {kind!r}")
+    # JupyterHub 5 lets nobody in unless told who may log in.
+    if auth["allow_all"]:
+        c.Authenticator.allow_all = True
+    if auth["allowed_users"]:
+        c.Authenticator.allowed_users = set(auth["allowed_users"])
+    if auth["admin_users"]:
+        c.Authenticator.admin_users = set(auth["admin_users"])
+
+
+def configure_culler(c, idle_timeout):
+    # Stop servers idle longer than the deployment's idle_timeout.
+    command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={idle_timeout}"]
+    c.JupyterHub.services = [{"name": "idle-culler", "command": command}]
+    scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    c.JupyterHub.load_roles = [{"name": "idle-culler", "services": ["idle-culler"], "scopes": scopes}]
