@@ -16,6 +16,7 @@ use hubgate_deploy::file::DeployFile;
 use hubgate_deploy::model::Role;
 
 use crate::cli::{ApplyArgs, DeployCommand, DestroyArgs, PruneArgs};
+use crate::docker_host::DockerHost;
 
 pub(crate) fn run(command: DeployCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -29,8 +30,8 @@ pub(crate) fn run(command: DeployCommand) -> ExitCode {
         }
     };
     // Read once: every engine call and the probe use the same host.
-    let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-    match runtime.block_on(dispatch(command, host.as_deref())) {
+    let result = DockerHost::from_env().and_then(|host| runtime.block_on(dispatch(command, &host)));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -39,7 +40,7 @@ pub(crate) fn run(command: DeployCommand) -> ExitCode {
     }
 }
 
-async fn dispatch(command: DeployCommand, host: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn dispatch(command: DeployCommand, host: &DockerHost) -> anyhow::Result<ExitCode> {
     match command {
         DeployCommand::Init {
             advertise_addr,
@@ -74,11 +75,11 @@ async fn dispatch(command: DeployCommand, host: Option<&str>) -> anyhow::Result<
 }
 
 /// The engine `host` (`DOCKER_HOST`) names (default: the local socket).
-async fn connect(host: Option<&str>) -> anyhow::Result<Engine> {
-    Ok(Engine::connect(host).await?)
+async fn connect(host: &DockerHost) -> anyhow::Result<Engine> {
+    Ok(Engine::connect(host.client()?, host.name()).await?)
 }
 
-async fn manager(host: Option<&str>) -> anyhow::Result<Engine> {
+async fn manager(host: &DockerHost) -> anyhow::Result<Engine> {
     let engine = connect(host).await?;
     engine.require_manager().await?;
     Ok(engine)
@@ -86,7 +87,7 @@ async fn manager(host: Option<&str>) -> anyhow::Result<Engine> {
 
 /// Reads, checks and expands a deployment file (errors name the file, the
 /// line and the field).
-fn load(path: &Path, host: Option<&str>) -> anyhow::Result<(DeployFile, Desired)> {
+fn load(path: &Path, host: &DockerHost) -> anyhow::Result<(DeployFile, Desired)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the deployment file {}", path.display()))?;
     let file =
@@ -143,38 +144,26 @@ fn load(path: &Path, host: Option<&str>) -> anyhow::Result<(DeployFile, Desired)
 
 /// The group of the local Docker socket when `host` is unset or a local
 /// socket; else 0.
-fn local_socket_gid(host: Option<&str>) -> u32 {
+fn local_socket_gid(host: &DockerHost) -> u32 {
     use std::os::unix::fs::MetadataExt as _;
-    let path = match host {
-        None => "/var/run/docker.sock",
-        Some(h) => h.strip_prefix("unix://").unwrap_or(""),
-    };
-    std::fs::metadata(path).map_or(0, |m| m.gid())
+    host.socket_path()
+        .and_then(|path| std::fs::metadata(path).ok())
+        .map_or(0, |m| m.gid())
 }
 
 /// Where `apply` checks hubgate answers by default: the machine the engine
-/// runs on (`DOCKER_HOST`'s host for `tcp://` and `ssh://`; loopback for a
-/// local socket) at `port`. None when that host cannot be resolved.
-fn default_probe(host: Option<&str>, port: u16) -> Option<SocketAddr> {
+/// runs on (`DOCKER_HOST`'s host for `tcp://`; loopback for a local
+/// socket) at `port`. None when that host cannot be resolved.
+fn default_probe(host: &DockerHost, port: u16) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs as _;
-    let Some(rest) = host.and_then(|h| {
-        ["tcp://", "http://", "https://", "ssh://"]
-            .iter()
-            .find_map(|scheme| h.strip_prefix(scheme))
-    }) else {
-        return Some(SocketAddr::from(([127, 0, 0, 1], port)));
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let authority = authority.rsplit('@').next().unwrap_or_default();
-    let name = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    (name, port).to_socket_addrs().ok()?.next()
+    match host.machine() {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        Some(name) => (name, port).to_socket_addrs().ok()?.next(),
+    }
 }
 
 async fn init(
-    host: Option<&str>,
+    host: &DockerHost,
     advertise: Option<IpAddr>,
     single: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -212,7 +201,7 @@ fn primary_address() -> Option<IpAddr> {
     s.local_addr().ok().map(|a| a.ip())
 }
 
-async fn apply(a: &ApplyArgs, host: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn apply(a: &ApplyArgs, host: &DockerHost) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (file, want) = load(&a.file, host)?;
     let engine = manager(host).await?;
@@ -319,7 +308,7 @@ fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))
 }
 
-async fn destroy(a: &DestroyArgs, host: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn destroy(a: &DestroyArgs, host: &DockerHost) -> anyhow::Result<ExitCode> {
     let (file, _) = load(&a.file, host)?;
     let engine = manager(host).await?;
     if !a.yes {
@@ -364,7 +353,7 @@ async fn destroy(a: &DestroyArgs, host: Option<&str>) -> anyhow::Result<ExitCode
 /// The job `apply` and `destroy` run on every node: this engine's volumes
 /// of the deployment that the rule does not keep go. Exits 1 when some are
 /// still in use.
-async fn prune_volumes(a: PruneArgs, host: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn prune_volumes(a: PruneArgs, host: &DockerHost) -> anyhow::Result<ExitCode> {
     let keep = hubgate_deploy::volumes::Keep {
         names: a.keep,
         user_storage: a.keep_storage,
@@ -398,11 +387,10 @@ mod tests {
             (None, "127.0.0.1:8000"),
             (Some("unix:///run/x.sock"), "127.0.0.1:8000"),
             (Some("tcp://10.1.2.3:2375"), "10.1.2.3:8000"),
-            (Some("ssh://root@10.1.2.4"), "10.1.2.4:8000"),
-            (Some("ssh://root@10.1.2.4:22/x"), "10.1.2.4:8000"),
             (Some("tcp://[fd00::5]:2376"), "[fd00::5]:8000"),
         ] {
-            let at = default_probe(host, 8000).map(|a| a.to_string());
+            let engine = DockerHost::parse(host).unwrap();
+            let at = default_probe(&engine, 8000).map(|a| a.to_string());
             assert_eq!(at.as_deref(), Some(probe), "{host:?}");
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use bollard::Docker;
 use hubgate_certs::Manager;
 use hubgate_discovery::{
     Lb, Snapshot, Source, StaticSource, Status, Subscriber, SwarmConfig, SwarmSource, channel,
@@ -19,6 +20,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
+use crate::docker_host::DockerHost;
 
 /// The running sources and what the last layer left out.
 pub(crate) struct Discovery {
@@ -29,27 +31,31 @@ pub(crate) struct Discovery {
 /// What the flags ask for, read from the flags and the environment here
 /// (the library reads neither).
 pub(crate) enum Wanted {
-    Swarm(SwarmConfig),
+    /// The swarm of the engine `DOCKER_HOST` names.
+    Swarm(Docker, SwarmConfig),
     File(PathBuf),
 }
 
-pub(crate) fn wanted(args: &ServeArgs) -> Vec<Wanted> {
+pub(crate) fn wanted(args: &ServeArgs) -> anyhow::Result<Vec<Wanted>> {
     let mut out = Vec::new();
     if args.swarm {
-        out.push(Wanted::Swarm(SwarmConfig {
-            docker_host: std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
-            networks: args.swarm_network.clone(),
-            // Swarm names a task's container after its ID's first 12
-            // characters, and that is the hostname inside it.
-            self_container: std::env::var("HOSTNAME").ok().or_else(hostname),
-            refresh: Duration::from_millis(args.swarm_refresh.max(100)),
-            ..SwarmConfig::default()
-        }));
+        let docker = DockerHost::from_env()?.client()?;
+        out.push(Wanted::Swarm(
+            docker,
+            SwarmConfig {
+                networks: args.swarm_network.clone(),
+                // Swarm names a task's container after its ID's first 12
+                // characters, and that is the hostname inside it.
+                self_container: std::env::var("HOSTNAME").ok().or_else(hostname),
+                refresh: Duration::from_millis(args.swarm_refresh.max(100)),
+                ..SwarmConfig::default()
+            },
+        ));
     }
     if let Some(path) = &args.discovery_file {
         out.push(Wanted::File(path.clone()));
     }
-    out
+    Ok(out)
 }
 
 fn hostname() -> Option<String> {
@@ -70,7 +76,7 @@ pub(crate) fn start(
     let mut subscribers = Vec::new();
     for w in wanted {
         let (source, name): (Box<dyn Source>, &str) = match w {
-            Wanted::Swarm(config) => (Box::new(SwarmSource::new(config)), "swarm"),
+            Wanted::Swarm(docker, config) => (Box::new(SwarmSource::new(docker, config)), "swarm"),
             Wanted::File(path) => {
                 let bytes = std::fs::read(&path)
                     .with_context(|| format!("cannot read --discovery-file {}", path.display()))?;

@@ -7,6 +7,7 @@ mod api;
 mod cli;
 mod deploy;
 mod discover;
+mod docker_host;
 mod healthcheck;
 mod input;
 mod logging;

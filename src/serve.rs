@@ -315,7 +315,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let shutdown = Shutdown::new();
 
         let background = tokio_util::sync::CancellationToken::new();
-        let wanted = discover::wanted(&args);
+        let wanted = discover::wanted(&args)?;
         if !wanted.is_empty() {
             let (checker, health) = (proxy.clone(), background.clone());
             tokio::spawn(async move { checker.run_health_checks(health).await });

@@ -12,9 +12,6 @@ pub enum DiscoveryError {
     /// hubgate cannot tell which networks to reach services on.
     #[error("cannot find hubgate's swarm networks: {0}")]
     Networks(String),
-    /// A `DOCKER_HOST` value hubgate cannot use.
-    #[error("unsupported Docker host {0:?} (use unix:///path or tcp://host:port)")]
-    BadHost(String),
     /// A discovery file that does not parse.
     #[error("bad discovery file: {0}")]
     File(#[from] serde_json::Error),

@@ -25,7 +25,8 @@
 //! use tokio_util::sync::CancellationToken;
 //! # async fn run() {
 //! let (out, mut sub) = channel("swarm");
-//! let source = Box::new(SwarmSource::new(SwarmConfig::default()));
+//! let docker = bollard::Docker::connect_with_unix_defaults().unwrap();
+//! let source = Box::new(SwarmSource::new(docker, SwarmConfig::default()));
 //! tokio::spawn(source.run(out, CancellationToken::new()));
 //! while sub.snapshot.changed().await.is_ok() {
 //!     let layer = sub.snapshot.borrow().clone();

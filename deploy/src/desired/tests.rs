@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::SecretData;
+use crate::model::{Mode, SecretData};
 
 pub(crate) const PRODUCTION: &str = include_str!("../../../examples/production.toml");
 const LOCAL: &str = include_str!("../../../examples/local.toml");
@@ -83,23 +83,22 @@ fn the_hub_config_points_at_hubgate_and_keeps_secrets_out() {
     let d = production();
     let py = config_text(&d);
     for wanted in [
-        "c.ConfigurableHTTPProxy.should_start = False",
-        "c.ConfigurableHTTPProxy.api_url = \"http://jhub-hubgate:8001\"",
-        "c.ConfigurableHTTPProxy.auth_token = read_secret(\"/run/secrets/proxy-token\")",
-        "c.JupyterHub.hub_connect_ip = \"jhub-hub\"",
-        "HUBGATE_API_HOST = \"jhub-hubgate\"",
-        "HUBGATE_API_PORT = 8001",
-        "c.JupyterHub.proxy_class = HubgateProxy",
-        "c.GitHubOAuthenticator.client_id = \"Iv1.0123456789abcdef\"",
-        "c.GitHubOAuthenticator.client_secret = read_secret(\"/run/secrets/oauth-client-secret\")",
-        "c.GitHubOAuthenticator.oauth_callback_url = \"https://hub.example.org/hub/oauth_callback\"",
-        "c.SwarmSpawner.extra_endpoint_spec = {\"mode\": \"dnsrr\"}",
-        "c.SwarmSpawner.network_name = \"jhub\"",
-        "c.SwarmSpawner.mem_limit = 4294967296",
-        "\"--timeout=7200\"",
-        "\"device\": \":/srv/jupyterhub/{username}\"",
-        "c.SwarmSpawner.extra_placement_spec = {\"constraints\": [\"node.role==worker\"]}",
-        "c.Spawner.post_stop_hook = remove_leftover_service",
+        "import hubgate_hub",
+        "hubgate_hub.configure(c, {",
+        "\"connect_ip\": \"jhub-hub\",",
+        "\"host\": \"jhub-hubgate\",",
+        "\"port\": 8001,",
+        "\"token_path\": \"/run/secrets/proxy-token\",",
+        "\"client_id\": \"Iv1.0123456789abcdef\",",
+        "\"client_secret_path\": \"/run/secrets/oauth-client-secret\",",
+        "\"callback_url\": \"https://hub.example.org/hub/oauth_callback\",",
+        "\"network\": \"jhub\",",
+        "\"memory_limit\": 4294967296,",
+        "\"idle_timeout\": 7200,",
+        "\"device\": \":/srv/jupyterhub/{username}\",",
+        "\"constraints\": [\"node.role==worker\"],",
+        "\"hubgate.deploy.spawned\": \"jhub\",",
+        "\"password_path\": None,",
     ] {
         assert!(py.contains(wanted), "missing {wanted:?} in\n{py}");
     }
@@ -124,9 +123,12 @@ fn the_local_example_makes_its_directories_and_lets_anyone_in() {
     );
     assert_eq!(d.user_volume_opts["o"], "bind");
     let py = config_text(&d);
-    assert!(py.contains("c.JupyterHub.authenticator_class = \"dummy\""));
-    assert!(py.contains("c.Authenticator.allow_all = True"));
-    assert!(py.contains("c.JupyterHub.public_url = \"http://localhost:8000/\""));
+    assert!(py.contains("\"kind\": \"dummy\","), "{py}");
+    assert!(py.contains("\"allow_all\": True,"), "{py}");
+    assert!(
+        py.contains("\"public_url\": \"http://localhost:8000/\","),
+        "{py}"
+    );
     assert_eq!(service(&d, "trial-hubgate").ports, [(8000, 80)]);
 }
 
@@ -176,7 +178,7 @@ fn a_trial_password_is_a_secret_the_hub_reads() {
     );
     let py = config_text(&d);
     assert!(
-        py.contains("c.DummyAuthenticator.password = read_secret(\"/run/secrets/dummy-password\")"),
+        py.contains("\"password_path\": \"/run/secrets/dummy-password\","),
         "{py}"
     );
     assert!(!py.contains("correct horse"));

@@ -12,6 +12,7 @@ mod swarm;
 mod volumes;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bollard::Docker;
 
@@ -46,26 +47,20 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Connects to `host` (`unix:///path`, `tcp://addr:port`; `None`: the
-    /// default socket) and negotiates the API version.
-    pub async fn connect(host: Option<&str>) -> Result<Self, DeployError> {
-        let version = bollard::API_DEFAULT_VERSION;
-        let name = host.unwrap_or("unix:///var/run/docker.sock").to_owned();
+    /// Negotiates the API version with the engine `docker` (a client the
+    /// binary made from `DOCKER_HOST`, named `host`) and checks it answers.
+    pub async fn connect(docker: Docker, host: &str) -> Result<Self, DeployError> {
         let unreachable = |source| DeployError::Unreachable {
-            host: name.clone(),
+            host: host.to_owned(),
             source,
         };
-        let docker = match host {
-            None => Docker::connect_with_unix("/var/run/docker.sock", TIMEOUT_SECS, version),
-            Some(h) if h.starts_with("unix://") || h.starts_with('/') => {
-                Docker::connect_with_unix(h, TIMEOUT_SECS, version)
-            }
-            Some(h) => Docker::connect_with_http(h, TIMEOUT_SECS, version),
-        }
-        .map_err(unreachable)?;
+        let docker = docker.with_timeout(Duration::from_secs(TIMEOUT_SECS));
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
-        Ok(Self { docker, host: name })
+        Ok(Self {
+            docker,
+            host: host.to_owned(),
+        })
     }
 
     /// The engine's address, as given.

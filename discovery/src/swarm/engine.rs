@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{EventMessageTypeEnum, Service};
@@ -36,23 +37,15 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    /// Connects to `host` (`None`: the default unix socket) and negotiates
-    /// the API version (engine 20.10 speaks 1.41; bollard defaults higher).
+    /// Negotiates the API version with the engine `docker` (engine 20.10
+    /// speaks 1.41; bollard defaults higher).
     pub(crate) async fn connect(
-        host: Option<&str>,
+        docker: &Docker,
         calls: Arc<AtomicU64>,
     ) -> Result<Self, DiscoveryError> {
-        let version = bollard::API_DEFAULT_VERSION;
-        let docker = match host {
-            None => Docker::connect_with_unix("/var/run/docker.sock", TIMEOUT_SECS, version)?,
-            Some(h) if h.starts_with("unix://") || h.starts_with('/') => {
-                Docker::connect_with_unix(h, TIMEOUT_SECS, version)?
-            }
-            Some(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
-                Docker::connect_with_http(h, TIMEOUT_SECS, version)?
-            }
-            Some(h) => return Err(DiscoveryError::BadHost(h.to_owned())),
-        };
+        let docker = docker
+            .clone()
+            .with_timeout(Duration::from_secs(TIMEOUT_SECS));
         calls.fetch_add(1, Ordering::Relaxed);
         let docker = docker.negotiate_version().await?;
         Ok(Self { docker, calls })

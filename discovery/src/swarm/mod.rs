@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use bollard::Docker;
 use futures_util::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
@@ -45,9 +46,6 @@ const TARGETED_CHECKS: usize = 8;
 /// How the swarm source connects and how often it looks.
 #[derive(Debug, Clone)]
 pub struct SwarmConfig {
-    /// The engine: `unix:///var/run/docker.sock` (the default when `None`),
-    /// a socket path, or `tcp://host:port` (the binary passes `DOCKER_HOST`).
-    pub docker_host: Option<String>,
     /// Networks (names or IDs) to reach services on. Empty: the swarm
     /// networks of `self_container`.
     pub networks: Vec<String>,
@@ -65,7 +63,6 @@ pub struct SwarmConfig {
 impl Default for SwarmConfig {
     fn default() -> Self {
         Self {
-            docker_host: None,
             networks: Vec::new(),
             self_container: None,
             refresh: Duration::from_secs(1),
@@ -78,6 +75,8 @@ impl Default for SwarmConfig {
 /// The swarm source. See the module docs.
 #[derive(Debug)]
 pub struct SwarmSource {
+    /// The engine (a client the binary made from `DOCKER_HOST`).
+    docker: Docker,
     config: SwarmConfig,
     /// Last labels that parsed, by service ID.
     last_good: HashMap<String, ServiceLabels>,
@@ -93,9 +92,10 @@ pub struct SwarmSource {
 }
 
 impl SwarmSource {
-    /// A source that has not connected yet.
-    pub fn new(config: SwarmConfig) -> Self {
+    /// A source that has not connected yet, for the engine `docker`.
+    pub fn new(docker: Docker, config: SwarmConfig) -> Self {
         Self {
+            docker,
             config,
             last_good: HashMap::new(),
             services: Vec::new(),
@@ -111,8 +111,7 @@ impl SwarmSource {
         out: &Publisher,
         shutdown: &CancellationToken,
     ) -> Result<(), DiscoveryError> {
-        let engine =
-            Engine::connect(self.config.docker_host.as_deref(), self.calls.clone()).await?;
+        let engine = Engine::connect(&self.docker, self.calls.clone()).await?;
         let networks = engine
             .shared_networks(&self.config.networks, self.config.self_container.as_deref())
             .await?;
