@@ -3,12 +3,11 @@
 //! status` runs this inside each hubgate container.
 #![allow(clippy::print_stdout)] // the answer is the command's output
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::ApiArgs;
+use crate::http_get;
 
 pub(crate) fn run(args: &ApiArgs) -> ExitCode {
     match get(args) {
@@ -30,22 +29,12 @@ fn get(args: &ApiArgs) -> anyhow::Result<String> {
         "{:?} is not an API path",
         args.path
     );
-    let timeout = Duration::from_secs(5);
-    let mut s = TcpStream::connect_timeout(&args.addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    let auth = token.map_or(String::new(), |t| format!("Authorization: token {t}\r\n"));
-    write!(
-        s,
-        "GET {} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n",
-        args.path
+    let answer = http_get::get(
+        args.addr,
+        &args.path,
+        token.as_deref(),
+        Duration::from_secs(5),
     )?;
-    s.flush()?;
-    let mut raw = Vec::new();
-    s.take(16 << 20).read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.lines().next().unwrap_or_default();
-    anyhow::ensure!(status.contains(" 200 "), "{}: {status}", args.path);
-    // The API answers with a length; chunked bodies are not used here.
-    Ok(body.to_owned())
+    anyhow::ensure!(answer.status == 200, "{}: {}", args.path, answer.status);
+    Ok(answer.body)
 }

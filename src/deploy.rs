@@ -3,7 +3,7 @@
 //! library, and prints plans, progress, status and join commands.
 #![allow(clippy::print_stdout)] // plans, status and join commands are the command's output
 
-use std::io::{BufRead as _, Read as _, Write as _};
+use std::io::{BufRead as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,6 +17,7 @@ use hubgate_deploy::model::Role;
 
 use crate::cli::{ApplyArgs, DeployCommand, DestroyArgs, PruneArgs};
 use crate::docker_host::DockerHost;
+use crate::http_get;
 
 pub(crate) fn run(command: DeployCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -293,19 +294,7 @@ fn wait_http(addr: SocketAddr, path: &str, deadline: Instant) -> anyhow::Result<
 }
 
 fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut head = [0u8; 32];
-    let n = s.read(&mut head)?;
-    let text = String::from_utf8_lossy(&head[..n]);
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))
+    Ok(http_get::get(addr, path, None, Duration::from_secs(5))?.status)
 }
 
 async fn destroy(a: &DestroyArgs, host: &DockerHost) -> anyhow::Result<ExitCode> {

@@ -9,6 +9,7 @@ mod deploy;
 mod discover;
 mod docker_host;
 mod healthcheck;
+mod http_get;
 mod input;
 mod logging;
 mod routes_file;

@@ -2,12 +2,12 @@
 //! `GET /api/routes` returns; it is rewritten atomically (temporary file,
 //! fsync, rename) shortly after each change and once more at shutdown.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hubgate_certs::files::write_atomic;
 use hubgate_proxy::RouteStore;
 
 /// Changes arriving within this window are written together.
@@ -52,31 +52,12 @@ fn aside_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `contents` to `path` atomically.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp_name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// Writes the current API routes to `path`; false when the write failed.
 pub(crate) async fn save(path: &Path, routes: &RouteStore) -> bool {
     let json = routes.load().render_api_routes(None);
     let target = path.to_owned();
-    let result = tokio::task::spawn_blocking(move || write_atomic(&target, json.as_bytes())).await;
+    let result =
+        tokio::task::spawn_blocking(move || write_atomic(&target, json.as_bytes(), 0o644)).await;
     let error = match result {
         Ok(Ok(())) => {
             tracing::debug!(file = %path.display(), "routes file written");
@@ -137,8 +118,39 @@ mod tests {
         assert_eq!(aside.len(), 1, "the bad file is kept");
     }
 
+    /// Where the current thread's log lines go, for a test to read.
+    #[derive(Clone)]
+    struct Logs(std::sync::mpsc::Sender<Vec<u8>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(bytes.to_vec());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Waits (at most 10 s) until `done`.
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_failed_write_is_retried_without_a_new_change() {
+        let (lines, logged) = std::sync::mpsc::channel();
+        let writer = Logs(lines);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .finish();
+        let mut log = String::new();
+        // This test's runtime runs on this thread only: the log is its own.
+        let _log = tracing::subscriber::set_default(subscriber);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("not-yet").join("routes.json");
         let store = Arc::new(RouteStore::new(false));
@@ -148,17 +160,19 @@ mod tests {
             .add_api_route("/user/a", br#"{"target":"http://127.0.0.1:1"}"#)
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!path.exists(), "the first write fails: no directory");
-        std::fs::create_dir(path.parent().unwrap()).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !path.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the write was not retried"
+        // The first write fails (no directory) and says it will retry.
+        wait_for("no failed write logged", || {
+            log.extend(
+                logged
+                    .try_iter()
+                    .map(|l| String::from_utf8_lossy(&l).into_owned()),
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            log.contains("cannot write routes file; will retry")
+        })
+        .await;
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        // No further change: only the retry can write it.
+        wait_for("the write was not retried", || path.exists()).await;
         assert!(std::fs::read_to_string(&path).unwrap().contains("/user/a"));
     }
 }

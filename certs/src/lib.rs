@@ -46,6 +46,7 @@ mod acme;
 mod challenge;
 mod client;
 mod error;
+pub mod files;
 mod lock;
 mod manager;
 pub mod policy;

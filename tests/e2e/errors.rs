@@ -11,7 +11,7 @@ use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{Backend, TestProxy, get, h1, send};
+use crate::harness::{Backend, TestProxy, get, h1, send, wait_for};
 
 #[tokio::test]
 async fn dead_backend_is_503_with_a_page_and_keeps_the_route() {
@@ -113,8 +113,11 @@ async fn a_body_survives_a_pooled_connection_the_backend_closed() {
         let resp = client.send_request(post("/closing")).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "round {round}");
         assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
-        // Past the backend's close, so the pooled connection is dead.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The backend has closed it: the pooled connection is dead.
+        wait_for(Duration::from_secs(5), "the backend to close", || async {
+            closing.closed() > round
+        })
+        .await;
     }
     assert_eq!(closing.connections(), 3);
 }

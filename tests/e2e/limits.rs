@@ -2,7 +2,7 @@
 //! and slow connections, idle keep-alive and HTTP/2 connections, `--timeout`,
 //! and the connection limits, each with the proxy still serving others.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
@@ -261,14 +261,10 @@ async fn thousands_of_idle_connections_do_not_stop_normal_requests() {
     for _ in 0..2000 {
         idle.push(TcpStream::connect(proxy.addr).await.unwrap());
     }
-    let start = Instant::now();
+    // Each is served (how fast is bench/'s to say, as a ratio to peers).
     for _ in 0..20 {
         assert_eq!(get(proxy.addr, "/").await.0, 200);
     }
-    eprintln!(
-        "20 requests beside 2000 idle connections: {:?}",
-        start.elapsed()
-    );
     drop(idle);
 }
 
@@ -296,15 +292,11 @@ async fn idle_upstream_connections_closed_by_the_upstream_are_swept() {
     proxy
         .api(http::Method::DELETE, "/api/routes/gone", "")
         .await;
-    let start = Instant::now();
+    // The sweeper runs every 5 s: 15 s is three sweeps.
     let closed = tokio::time::timeout(Duration::from_secs(15), conn.read(&mut buf)).await;
     assert!(
         matches!(closed, Ok(Ok(0) | Err(_))),
         "the proxy kept its end of a closed upstream connection open"
-    );
-    eprintln!(
-        "proxy closed its end {:?} after the upstream's FIN",
-        start.elapsed()
     );
 }
 
@@ -337,18 +329,16 @@ async fn ten_thousand_idle_and_a_thousand_slow_heads_keep_memory_bounded() {
             .unwrap();
         held.push(s);
     }
-    let served = Instant::now();
     for _ in 0..20 {
         assert_eq!(get(hg.addr(), "/").await.0, 200);
     }
-    let served = served.elapsed();
     let after = rss("VmRSS:");
     let per_idle = (idle.saturating_sub(before) * 1024) / 10_000;
     let per_slow = (after.saturating_sub(idle) * 1024) / 1_000;
     eprintln!(
         "RSS {before} KiB before, {idle} KiB with 10,000 idle connections ({per_idle} bytes \
          each), {after} KiB with 1,000 slow heads more ({per_slow} bytes each); 20 normal \
-         requests meanwhile in {served:?}"
+         requests served meanwhile"
     );
     assert!(
         after < 256 * 1024,

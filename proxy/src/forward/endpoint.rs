@@ -8,12 +8,63 @@ use http::header::{self, HeaderValue};
 
 use crate::error::ProxyError;
 use crate::route::Route;
-use crate::upstream::balance::Backend;
+use crate::upstream::balance::{Backend, InFlight};
 use crate::upstream::target::Target;
+
+/// Endpoints of a balanced route tried for one request before giving up
+/// (only failures to connect move on: nothing reached the upstream).
+const MAX_ENDPOINT_TRIES: u32 = 3;
+
+/// One request's way through its route's endpoints: the ones it tried,
+/// and how many times.
+pub(super) struct Tries<'r> {
+    route: &'r Route,
+    pinned: Option<&'r str>,
+    tried: u64,
+    count: u32,
+}
+
+/// One endpoint to try.
+pub(super) struct Attempt<'r> {
+    pub(super) target: &'r Target,
+    pub(super) backend: Option<&'r Arc<Backend>>,
+    /// Counts the request against its endpoint (least connections) from
+    /// the moment it is picked until the response ends or the try fails.
+    pub(super) in_flight: Option<InFlight>,
+}
+
+impl<'r> Tries<'r> {
+    /// No endpoint tried yet; `pinned` is the sticky session's endpoint.
+    pub(super) fn new(route: &'r Route, pinned: Option<&'r str>) -> Self {
+        Self {
+            route,
+            pinned,
+            tried: 0,
+            count: 0,
+        }
+    }
+
+    /// The next endpoint (503 when none is left).
+    pub(super) fn next(&mut self) -> Result<Attempt<'r>, ProxyError> {
+        let (target, backend) = pick(self.route, self.pinned, &mut self.tried)?;
+        self.count += 1;
+        Ok(Attempt {
+            target,
+            backend,
+            in_flight: backend.map(InFlight::new),
+        })
+    }
+
+    /// Whether a failed try moves on to another endpoint: a failure to
+    /// connect (the endpoint is marked down), with tries left.
+    pub(super) fn again(&self, attempt: &Attempt<'_>, e: &ProxyError) -> bool {
+        connect_failed(attempt.backend, e) && self.count < MAX_ENDPOINT_TRIES
+    }
+}
 
 /// The next endpoint to try: the route's own target, or one of its
 /// balancer's endpoints not tried yet (503 when none is left).
-pub(super) fn pick<'r>(
+fn pick<'r>(
     route: &'r Route,
     pinned: Option<&str>,
     tried: &mut u64,
@@ -34,7 +85,7 @@ pub(super) fn pick<'r>(
 
 /// Whether `e` is a failure to connect to a balanced route's endpoint (then
 /// marked down for a while, so the next requests go elsewhere).
-pub(super) fn connect_failed(backend: Option<&Arc<Backend>>, e: &ProxyError) -> bool {
+fn connect_failed(backend: Option<&Arc<Backend>>, e: &ProxyError) -> bool {
     let Some(b) = backend else {
         return false;
     };

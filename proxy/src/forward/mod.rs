@@ -30,14 +30,10 @@ use crate::upstream::pool::FromUpstream;
 use crate::upstream::pool::{Connector, Sender};
 use crate::upstream::target::Target;
 use crate::upstream::{h1, health};
-use endpoint::{connect_failed, pick, sticky_cookie, sticky_value};
+use endpoint::{Tries, sticky_cookie, sticky_value};
 
 /// Default TCP keepalive idle time (`--tcp-keepalive`).
 pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
-
-/// Endpoints of a balanced route tried for one request before giving up
-/// (only failures to connect move on: nothing reached the upstream).
-const MAX_ENDPOINT_TRIES: u32 = 3;
 
 /// How the proxy forwards; the binary fills it from CHP's flags.
 #[derive(Debug, Clone)]
@@ -168,23 +164,15 @@ impl Proxy {
         let mut client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut upstream_req, fresh) = self.upstream_request(req, &route, conn, websocket)?;
         let empty = matches!(upstream_req.body(), UpstreamBody::Empty);
-        let mut tried = 0u64;
-        let mut tries = 0;
-        // A failure to connect marks the endpoint down and, while tries are
-        // left, moves on to another: nothing reached the upstream.
-        let retry = |e: &ProxyError, backend, tries: u32| {
-            connect_failed(backend, e) && tries < MAX_ENDPOINT_TRIES
-        };
+        let mut tries = Tries::new(&route, pinned.as_deref());
         if h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
             let (head, _) = upstream_req.into_parts();
             let timeout = self.config.proxy_timeout;
             loop {
-                let (target, backend) = pick(&route, pinned.as_deref(), &mut tried)?;
-                let in_flight = backend.map(InFlight::new);
-                tries += 1;
+                let attempt = tries.next()?;
                 let exchange = h1::exchange(
                     &self.connector,
-                    target,
+                    attempt.target,
                     (&head, fresh.as_ref()),
                     timeout,
                     &mut client_upgrade,
@@ -192,11 +180,11 @@ impl Proxy {
                 );
                 match exchange.await {
                     Ok(answer) => {
-                        backend.inspect(|b| b.connected());
-                        let sticky = sticky_cookie(&route, backend, pinned.as_deref());
-                        return Ok(self.answer(answer, &route, conn, in_flight, sticky));
+                        attempt.backend.inspect(|b| b.connected());
+                        let sticky = sticky_cookie(&route, attempt.backend, pinned.as_deref());
+                        return Ok(self.answer(answer, &route, conn, attempt.in_flight, sticky));
                     }
-                    Err(e) if retry(&e, backend, tries) => {}
+                    Err(e) if tries.again(&attempt, &e) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -205,17 +193,16 @@ impl Proxy {
         if let Some(f) = fresh {
             f.add_to(upstream_req.headers_mut());
         }
-        let (target, backend, mut sender) = loop {
-            let (target, backend) = pick(&route, pinned.as_deref(), &mut tried)?;
-            tries += 1;
-            match self.connector.get(target).await {
-                Ok(sender) => break (target, backend, sender),
-                Err(e) if retry(&e, backend, tries) => {}
+        let (attempt, mut sender) = loop {
+            let attempt = tries.next()?;
+            match self.connector.get(attempt.target).await {
+                Ok(sender) => break (attempt, sender),
+                Err(e) if tries.again(&attempt, &e) => {}
                 Err(e) => return Err(e),
             }
         };
-        backend.inspect(|b| b.connected());
-        let in_flight = backend.map(InFlight::new);
+        attempt.backend.inspect(|b| b.connected());
+        let target = attempt.target;
         let response = match self.send(&mut sender, upstream_req, target).await {
             Err(SendError::Retry(req)) => {
                 // The pooled connection was closed before the request went
@@ -232,11 +219,11 @@ impl Proxy {
                 source: std::io::Error::other("connection closed before the request was sent"),
             },
         })?;
-        let sticky = sticky_cookie(&route, backend, pinned.as_deref());
+        let sticky = sticky_cookie(&route, attempt.backend, pinned.as_deref());
         let upstream = Upstream {
             sender,
             target,
-            in_flight,
+            in_flight: attempt.in_flight,
             sticky,
         };
         Ok(self.client_response(response, upstream, &route, client_upgrade, conn))
@@ -313,16 +300,11 @@ impl Proxy {
                 self.switched(parts, client, upstream, route, conn, in_flight)
             }
             h1::Answer::Response(response) => {
-                let (mut parts, mut body) = response.into_parts();
-                headers::strip_hop_by_hop(&mut parts.headers, false);
-                if let Some(cookie) = sticky {
-                    parts.headers.append(header::SET_COOKIE, cookie);
-                }
+                let (parts, mut body) = response.into_parts();
                 if parts.status.as_u16() < 300 {
                     body.touch_on_end(route.activity.clone());
                 }
-                let body = ResponseBody::Raw(body).idle_limited(self.config.proxy_timeout);
-                Response::from_parts(parts, body)
+                self.finish(parts, ResponseBody::Raw(body), sticky)
             }
         }
     }
@@ -341,19 +323,30 @@ impl Proxy {
             let (parts, _) = response.into_parts();
             return self.switched(parts, client, side, route, conn, upstream.in_flight);
         }
-        let (mut parts, body) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers, false);
-        if let Some(cookie) = upstream.sticky {
-            parts.headers.append(header::SET_COOKIE, cookie);
-        }
+        let (parts, body) = response.into_parts();
         let activity = status.as_u16().lt(&300).then(|| route.activity.clone());
         let body = FromUpstream::new(
             body,
             Some((self.connector.key(upstream.target), upstream.sender)),
             activity,
         );
-        let body = ResponseBody::Upstream(body).idle_limited(self.config.proxy_timeout);
-        Response::from_parts(parts, body)
+        self.finish(parts, ResponseBody::Upstream(body), upstream.sticky)
+    }
+
+    /// The client's response from an upstream's head and body: hop-by-hop
+    /// fields gone, the sticky-session cookie added, the body cut when the
+    /// upstream goes silent for the proxy timeout.
+    fn finish(
+        &self,
+        mut parts: http::response::Parts,
+        body: ResponseBody,
+        sticky: Option<HeaderValue>,
+    ) -> Response<ResponseBody> {
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        if let Some(cookie) = sticky {
+            parts.headers.append(header::SET_COOKIE, cookie);
+        }
+        Response::from_parts(parts, body.idle_limited(self.config.proxy_timeout))
     }
 }
 

@@ -18,12 +18,28 @@ impl Hubgate {
         Self::spawn_env(extra, &[("CONFIGPROXY_AUTH_TOKEN", TOKEN)]).await
     }
 
+    /// The same with more environment. A port that another program took
+    /// between `free_port` and the child's bind (the child exits at once)
+    /// is replaced by another, twice at most.
     pub async fn spawn_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        for _ in 0..2 {
+            if let Some(hubgate) = Self::try_spawn_at(free_port(), extra, env).await {
+                return hubgate;
+            }
+        }
         Self::spawn_at(free_port(), extra, env).await
     }
 
     /// The same on public port `port`.
     pub async fn spawn_at(port: u16, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::try_spawn_at(port, extra, env)
+            .await
+            .expect("hubgate exited at start (see its error above)")
+    }
+
+    /// Starts hubgate and waits until its API answers; `None` when it
+    /// exited first (a port taken meanwhile).
+    async fn try_spawn_at(port: u16, extra: &[&str], env: &[(&str, &str)]) -> Option<Self> {
         let api_port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
         cmd.args([
@@ -47,17 +63,30 @@ impl Hubgate {
         .envs(env.iter().copied())
         .stdin(Stdio::null());
         let child = cmd.spawn().unwrap();
-        let me = Self {
+        let mut me = Self {
             child,
             port,
             api_port,
         };
         let addr: SocketAddr = ([127, 0, 0, 1], api_port).into();
-        wait_for(Duration::from_secs(10), "hubgate to listen", || async {
-            TcpStream::connect(addr).await.is_ok()
-        })
-        .await;
-        me
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // Its own API, not a listener someone else has on that port: the
+        // child is alive and the port answers.
+        while TcpStream::connect(addr).await.is_err() || me.exited() {
+            if me.exited() {
+                return None;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hubgate did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(me)
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
     }
 
     pub fn addr(&self) -> SocketAddr {

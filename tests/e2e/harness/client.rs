@@ -4,6 +4,17 @@ use super::*;
 
 // === clients ===
 
+/// The longest any client step here may take: a proxy that hangs fails
+/// the test with a message instead of stalling the run.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `fut`, or a panic naming `what` after [`CLIENT_TIMEOUT`].
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(CLIENT_TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer in {CLIENT_TIMEOUT:?}"))
+}
+
 /// A new HTTP/1.1 client connection to `addr`, for bodies of type `B`.
 pub async fn h1<B>(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<B>
 where
@@ -11,7 +22,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let stream = TcpStream::connect(addr).await.unwrap();
+    let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -21,9 +32,13 @@ where
 
 /// Sends one request over a new HTTP/1.1 connection and collects the body.
 pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<Bytes> {
-    let resp = h1(addr).await.send_request(req).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+    let what = format!("{} {}", req.method(), req.uri());
+    within(&what, async {
+        let resp = h1(addr).await.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+    })
+    .await
 }
 
 /// `GET path` with a Host header; status and body text.
@@ -53,17 +68,22 @@ where
             .await
             .unwrap();
     tokio::spawn(conn);
-    let resp = sender.send_request(req).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+    let what = format!("HTTP/2 {} {}", req.method(), req.uri());
+    within(&what, async {
+        let resp = sender.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+    })
+    .await
 }
 
 pub type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 /// Opens a websocket to `ws://addr{path}`.
 pub async fn websocket(addr: SocketAddr, path: &str) -> Ws {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (ws, resp) = tokio_tungstenite::client_async(format!("ws://{addr}{path}"), stream)
+    let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
+    let url = format!("ws://{addr}{path}");
+    let (ws, resp) = within(&url, tokio_tungstenite::client_async(url.clone(), stream))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);

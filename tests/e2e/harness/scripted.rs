@@ -10,6 +10,7 @@ use super::*;
 pub struct Scripted {
     pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
 }
 
 /// Builds a [`Scripted`] backend.
@@ -35,6 +36,11 @@ impl Scripted {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+
+    /// Connections this backend has closed (or seen closed) so far.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
 }
 
 impl ScriptedBuilder {
@@ -49,16 +55,25 @@ impl ScriptedBuilder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
-        let count = connections.clone();
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (count, ended) = (connections.clone(), closed.clone());
         let reply: Arc<[u8]> = self.reply.into();
         let close_after = self.close_after;
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(answer(stream, reply.clone(), close_after));
+                let (reply, ended) = (reply.clone(), ended.clone());
+                tokio::spawn(async move {
+                    answer(stream, reply, close_after).await;
+                    ended.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
-        Scripted { addr, connections }
+        Scripted {
+            addr,
+            connections,
+            closed,
+        }
     }
 }
 
