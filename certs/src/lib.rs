@@ -50,6 +50,7 @@ pub mod files;
 mod lock;
 mod manager;
 pub mod policy;
+mod renewal;
 mod store;
 pub mod x509;
 

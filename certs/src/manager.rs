@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::challenge::Challenges;
 use crate::lock::{Locked, try_lock};
-use crate::policy::{Backoff, jitter, renew_at};
+use crate::policy::{Backoff, jitter};
+use crate::renewal::Renewal;
 use crate::store::Store;
 use crate::x509::{Issued, inspect};
 use crate::{CertsError, ChallengeKind, acme};
@@ -106,6 +107,16 @@ pub struct Manager {
     /// Set by [`Manager::run`]: loops for certificates added later start
     /// at once and stop with the others.
     running: std::sync::OnceLock<CancellationToken>,
+}
+
+/// What a certificate's loop does after one round.
+enum Next {
+    /// Look again at once.
+    Now,
+    /// Look again after this long.
+    Wait(Duration),
+    /// Shutting down.
+    Stop,
 }
 
 /// One certificate the manager keeps.
@@ -226,147 +237,146 @@ impl Manager {
         shutdown.cancelled().await;
     }
 
-    /// Keeps certificate `i` valid.
+    /// Keeps certificate `kept` valid: adopts what the storage holds (a
+    /// replica may have renewed it), asks its renewal window, stores again
+    /// what a full disk refused, and orders a new one when due.
     async fn keep(&self, kept: Arc<Kept>, shutdown: CancellationToken) {
-        let i = &*kept;
-        let names = &kept.names;
-        let id = &names[0];
-        let mut current: Option<Issued> = None;
-        let mut window = None;
-        let mut ari_for: Option<String> = None;
-        let mut failures = 0u32;
-        let mut next_retry = SystemTime::UNIX_EPOCH;
-        // Issued and serving, but not yet in the storage (a full disk).
-        let mut unsaved = false;
-        let j = jitter(&format!("{id}{}", self.config.holder));
+        let id = &kept.names[0];
+        let mut r = Renewal::new(jitter(&format!("{id}{}", self.config.holder)));
         loop {
-            // Another replica may have renewed it: the storage is the truth.
-            match self.load(id, names) {
-                Ok(Some(stored))
-                    if current
-                        .as_ref()
-                        .is_none_or(|c| c.not_after < stored.not_after) =>
-                {
-                    current = Some(stored);
-                    failures = 0;
-                    next_retry = SystemTime::UNIX_EPOCH;
-                    unsaved = false;
-                    self.publish(i, current.as_ref());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(certificate = %id, error = %e, "stored certificate unusable")
-                }
-            }
-            // The directory's renewal window (RFC 9773), asked once per
-            // certificate; a directory without ARI answers None at once.
-            if let Some(c) = current
-                .as_ref()
-                .filter(|c| ari_for.as_deref() != Some(c.serial.as_str()))
-            {
-                if let Ok(account) = self.account(false).await {
-                    window = acme::renewal_window(&account, c).await;
-                    ari_for = Some(c.serial.clone());
-                }
-            }
+            self.adopt_stored(&kept, &mut r);
+            self.ask_window(&mut r).await;
             let now = SystemTime::now();
-            if let Some(c) = current.as_ref().filter(|_| unsaved && now >= next_retry) {
-                match self
-                    .store
-                    .write_cert(id, c.chain_pem.as_bytes(), c.key_pem.as_bytes())
-                {
-                    Ok(()) => {
-                        unsaved = false;
-                        failures = 0;
-                        next_retry = SystemTime::UNIX_EPOCH;
-                        self.publish(i, current.as_ref());
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        next_retry = self.failed(i, failures, &e);
-                    }
-                }
-            }
-            let due = current
-                .as_ref()
-                .map_or(now, |c| renew_at(c.not_before, c.not_after, window, j))
-                .max(next_retry);
-            self.set_status(i, |s| {
+            self.store_again(&kept, &mut r, now);
+            let due = r.due(now);
+            self.set_status(&kept, |s| {
                 s.renew_at_ms = Some(ms(due));
-                s.ari = window.is_some();
+                s.ari = r.has_window();
             });
-            if due > now {
-                let wait = due
-                    .duration_since(now)
-                    .unwrap_or_default()
-                    .min(self.config.check_every);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(wait) => continue,
-                }
-            }
-            let lock = match try_lock(&self.store, id, &self.config.holder, self.config.lock_stale)
-            {
-                Ok(Locked::Held(lock)) => lock,
-                Ok(Locked::Busy { holder, .. }) => {
-                    self.set_status(i, |s| s.ordered_by = Some(holder));
-                    let wait = self.config.check_every.min(Duration::from_secs(2));
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(wait) => continue,
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    next_retry = self.failed(i, failures, &e);
-                    continue;
-                }
+            let next = match due.duration_since(now) {
+                Ok(wait) if !wait.is_zero() => Next::Wait(wait.min(self.config.check_every)),
+                _ => self.renew(&kept, &mut r, &shutdown).await,
             };
-            // It may have been renewed between the look and the lock.
-            if let Ok(Some(stored)) = self.load(id, names) {
-                if current
-                    .as_ref()
-                    .is_none_or(|c| c.not_after < stored.not_after)
-                {
-                    continue;
-                }
-            }
-            self.set_status(i, |s| {
-                s.state = "renewing";
-                s.ordered_by = None;
-            });
-            let attempt = tokio::select! {
+            let wait = match next {
+                Next::Stop => return,
+                Next::Now => continue,
+                Next::Wait(wait) => wait,
+            };
+            tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = self.obtain(names, current.as_ref()) => r,
-            };
-            let stored = attempt.and_then(|issued| {
-                let saved = self.store.write_cert(
-                    id,
-                    issued.chain_pem.as_bytes(),
-                    issued.key_pem.as_bytes(),
-                );
-                unsaved = saved.is_err();
-                current = Some(issued);
-                saved
-            });
-            drop(lock);
-            match stored {
-                Ok(()) => {
-                    failures = 0;
-                    next_retry = SystemTime::UNIX_EPOCH;
-                    window = None;
-                    tracing::info!(certificate = %id, "certificate issued");
-                    self.publish(i, current.as_ref());
-                }
-                Err(e) => {
-                    // An issued certificate that could not be stored still
-                    // serves; storing it is retried with the backoff.
-                    self.publish(i, current.as_ref());
-                    failures += 1;
-                    next_retry = self.failed(i, failures, &e);
-                }
+                () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// The storage is the truth: a certificate there that outlives what
+    /// serves (another replica renewed it) serves from now on.
+    fn adopt_stored(&self, kept: &Kept, r: &mut Renewal) {
+        let id = &kept.names[0];
+        match self.load(id, &kept.names) {
+            Ok(Some(stored)) if r.is_newer(&stored) => {
+                r.on_stored(stored);
+                self.publish(kept, r.current());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(certificate = %id, error = %e, "stored certificate unusable")
+            }
+        }
+    }
+
+    /// The directory's renewal window (RFC 9773), asked once per
+    /// certificate; a directory without ARI answers none at once.
+    async fn ask_window(&self, r: &mut Renewal) {
+        let Some(current) = r.window_wanted().cloned() else {
+            return;
+        };
+        if let Ok(account) = self.account(false).await {
+            let window = acme::renewal_window(&account, &current).await;
+            r.set_window(current.serial, window);
+        }
+    }
+
+    /// Stores again an issued certificate the storage refused, once its
+    /// backoff has passed.
+    fn store_again(&self, kept: &Kept, r: &mut Renewal, now: SystemTime) {
+        let Some(c) = r.unsaved_due(now) else {
+            return;
+        };
+        let id = &kept.names[0];
+        match self
+            .store
+            .write_cert(id, c.chain_pem.as_bytes(), c.key_pem.as_bytes())
+        {
+            Ok(()) => {
+                r.on_saved();
+                self.publish(kept, r.current());
+            }
+            Err(e) => {
+                let failures = r.on_failure();
+                r.retry_at(self.failed(kept, failures, &e));
+            }
+        }
+    }
+
+    /// Orders a new certificate under the storage's lock (one replica
+    /// orders; the others wait and adopt it) and stores it.
+    async fn renew(&self, kept: &Kept, r: &mut Renewal, shutdown: &CancellationToken) -> Next {
+        let id = &kept.names[0];
+        let lock = match try_lock(&self.store, id, &self.config.holder, self.config.lock_stale) {
+            Ok(Locked::Held(lock)) => lock,
+            Ok(Locked::Busy { holder, .. }) => {
+                self.set_status(kept, |s| s.ordered_by = Some(holder));
+                return Next::Wait(self.config.check_every.min(Duration::from_secs(2)));
+            }
+            Err(e) => {
+                let failures = r.on_failure();
+                r.retry_at(self.failed(kept, failures, &e));
+                return Next::Now;
+            }
+        };
+        // It may have been renewed between the look and the lock.
+        if let Ok(Some(stored)) = self.load(id, &kept.names) {
+            if r.is_newer(&stored) {
+                return Next::Now;
+            }
+        }
+        self.set_status(kept, |s| {
+            s.state = "renewing";
+            s.ordered_by = None;
+        });
+        let attempt = tokio::select! {
+            () = shutdown.cancelled() => return Next::Stop,
+            r = self.obtain(&kept.names, r.current()) => r,
+        };
+        let stored = attempt.map_err(|e| (None, e)).and_then(|issued| {
+            let saved =
+                self.store
+                    .write_cert(id, issued.chain_pem.as_bytes(), issued.key_pem.as_bytes());
+            match saved {
+                Ok(()) => Ok(issued),
+                Err(e) => Err((Some(issued), e)),
+            }
+        });
+        drop(lock);
+        match stored {
+            Ok(issued) => {
+                r.on_issued(issued);
+                tracing::info!(certificate = %id, "certificate issued");
+                self.publish(kept, r.current());
+            }
+            Err((issued, e)) => {
+                // An issued certificate that could not be stored still
+                // serves; storing it is retried with the backoff.
+                if let Some(issued) = issued {
+                    r.on_unsaved(issued);
+                }
+                self.publish(kept, r.current());
+                let failures = r.on_failure();
+                r.retry_at(self.failed(kept, failures, &e));
+            }
+        }
+        Next::Now
     }
 
     fn load(&self, id: &str, names: &[String]) -> Result<Option<Issued>, CertsError> {

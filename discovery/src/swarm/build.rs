@@ -76,11 +76,57 @@ pub(crate) fn build(
     networks: &[ObservedNetwork],
     last_good: &mut HashMap<String, ServiceLabels>,
 ) -> (Snapshot, Vec<Problem>) {
-    let mut snapshot = Snapshot::default();
+    let mut snapshot = Snapshot {
+        services: known_services(services, networks),
+        ..Snapshot::default()
+    };
     let mut problems = Vec::new();
+    last_good.retain(|id, _| services.iter().any(|s| &s.id == id));
+    for s in services {
+        let labels = current_labels(s, last_good, &mut problems);
+        if labels.enable == Some(false) {
+            continue;
+        }
+        let (routers, jupyter_port) = routers_of(s, &labels, &mut problems);
+        if routers.is_empty() {
+            continue;
+        }
+        let Some(addresses) = addresses_of(s, &labels, networks, &mut problems) else {
+            continue;
+        };
+        let found = Found {
+            service: s,
+            labels: &labels,
+            jupyter_port,
+            addresses,
+        };
+        found.push_routes(routers, &mut snapshot, &mut problems);
+    }
+    snapshot
+        .routes
+        .sort_by(|a, b| (&a.service, &a.router).cmp(&(&b.service, &b.router)));
+    (snapshot, problems)
+}
+
+/// A problem of service `s`.
+fn problem(s: &ObservedService, label: Option<String>, message: String) -> Problem {
+    Problem {
+        service: Some(s.name.clone()),
+        label,
+        message,
+    }
+}
+
+/// Every service on a network shared with hubgate, with its task
+/// addresses there (sorted; none for a service with no task).
+fn known_services(
+    services: &[ObservedService],
+    networks: &[ObservedNetwork],
+) -> BTreeMap<String, Vec<IpAddr>> {
+    let mut known: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     for net in networks {
         for (service, addrs) in &net.tasks {
-            let entry = snapshot.services.entry(service.clone()).or_default();
+            let entry = known.entry(service.clone()).or_default();
             entry.extend(
                 addrs
                     .iter()
@@ -97,130 +143,132 @@ pub(crate) fn build(
             .iter()
             .any(|n| s.networks.iter().any(|a| *a == n.id || *a == n.name));
         if shared {
-            snapshot.services.entry(s.name.clone()).or_default();
+            known.entry(s.name.clone()).or_default();
         }
     }
-    for list in snapshot.services.values_mut() {
+    for list in known.values_mut() {
         list.sort();
     }
-    last_good.retain(|id, _| services.iter().any(|s| &s.id == id));
-    let network_names: Vec<&str> = networks.iter().map(|n| n.name.as_str()).collect();
-    for s in services {
-        let problem = |label: Option<String>, message: String| Problem {
-            service: Some(s.name.clone()),
-            label,
-            message,
-        };
-        let labels = match labels::parse(&s.labels) {
-            Ok(Some(l)) => {
-                last_good.insert(s.id.clone(), l.clone());
-                Some(l)
-            }
-            Ok(None) => {
-                last_good.remove(&s.id);
-                None
-            }
-            Err(errors) => {
-                let kept = last_good.get(&s.id).cloned();
-                let what = if kept.is_some() {
-                    "the service keeps its last good routes"
-                } else {
-                    "the service gets no routes from its labels"
-                };
-                for e in errors {
-                    problems.push(problem(Some(e.label), format!("{}; {what}", e.message)));
-                }
-                kept
-            }
-        };
-        let labels = labels.unwrap_or_default();
-        if labels.enable == Some(false) {
-            continue;
+    known
+}
+
+/// The service's labels: as they parse now, else (bad labels, each a
+/// problem) the last that parsed, else none.
+fn current_labels(
+    s: &ObservedService,
+    last_good: &mut HashMap<String, ServiceLabels>,
+    problems: &mut Vec<Problem>,
+) -> ServiceLabels {
+    let labels = match labels::parse(&s.labels) {
+        Ok(Some(l)) => {
+            last_good.insert(s.id.clone(), l.clone());
+            Some(l)
         }
-        let mut routers: BTreeMap<String, RouterLabels> = BTreeMap::new();
-        let mut jupyter_port = None;
-        if let Some(prefix) = env(&s.env, PREFIX_ENV) {
-            jupyter_port = Some(
-                env(&s.env, URL_ENV)
-                    .and_then(url_port)
-                    .unwrap_or(SINGLEUSER_PORT),
-            );
-            let router = RouterLabels {
-                path: Some(prefix.to_owned()),
-                ..RouterLabels::default()
+        Ok(None) => {
+            last_good.remove(&s.id);
+            None
+        }
+        Err(errors) => {
+            let kept = last_good.get(&s.id).cloned();
+            let what = if kept.is_some() {
+                "the service keeps its last good routes"
+            } else {
+                "the service gets no routes from its labels"
             };
-            routers.insert("jupyterhub".into(), router);
-        }
-        if labels.enable == Some(true) {
-            if labels.routers.is_empty() {
-                problems.push(problem(
-                    None,
-                    "hubgate.enable is set but no router: add hubgate.path or hubgate.host".into(),
-                ));
+            for e in errors {
+                problems.push(problem(s, Some(e.label), format!("{}; {what}", e.message)));
             }
-            routers.extend(labels.routers.clone());
-        } else if !labels.routers.is_empty() {
+            kept
+        }
+    };
+    labels.unwrap_or_default()
+}
+
+/// The service's routers: its labelled ones, and one for a JupyterHub
+/// single-user server (with that server's port).
+fn routers_of(
+    s: &ObservedService,
+    labels: &ServiceLabels,
+    problems: &mut Vec<Problem>,
+) -> (BTreeMap<String, RouterLabels>, Option<u16>) {
+    let mut routers: BTreeMap<String, RouterLabels> = BTreeMap::new();
+    let mut jupyter_port = None;
+    if let Some(prefix) = env(&s.env, PREFIX_ENV) {
+        jupyter_port = Some(
+            env(&s.env, URL_ENV)
+                .and_then(url_port)
+                .unwrap_or(SINGLEUSER_PORT),
+        );
+        let router = RouterLabels {
+            path: Some(prefix.to_owned()),
+            ..RouterLabels::default()
+        };
+        routers.insert("jupyterhub".into(), router);
+    }
+    if labels.enable == Some(true) {
+        if labels.routers.is_empty() {
             problems.push(problem(
-                Some("hubgate.enable".into()),
-                "routers are labelled but hubgate.enable=true is missing; they are ignored".into(),
+                s,
+                None,
+                "hubgate.enable is set but no router: add hubgate.path or hubgate.host".into(),
             ));
         }
-        if routers.is_empty() {
-            continue;
-        }
-        let addresses = match choose_network(s, &labels, networks) {
-            None => {
-                let on = network_names.join(", ");
-                let (label, message) = match &labels.network {
-                    Some(n) => (
-                        Some("hubgate.network".to_owned()),
-                        format!("hubgate.network {n:?} is not a network hubgate is on ({on})"),
-                    ),
-                    None => (None, format!("not on a network shared with hubgate ({on})")),
-                };
-                // Not routed: on a swarm shared by several deployments,
-                // another hubgate may be the one that reaches it, and a
-                // route here would claim its paths (a hub's `/` above all).
-                problems.push(problem(
-                    label,
-                    format!("{message}; unreachable from here, so not routed"),
-                ));
-                continue;
-            }
-            Some(net) if labels.vip => {
-                let vip: Vec<IpAddr> = s
-                    .vips
-                    .iter()
-                    .filter(|(id, _)| *id == net.id)
-                    .map(|(_, ip)| *ip)
-                    .collect();
-                if vip.is_empty() {
-                    let message = format!(
-                        "no virtual IP on {} (endpoint mode dnsrr?); routes answer 503",
-                        net.name
-                    );
-                    problems.push(problem(Some("hubgate.vip".into()), message));
-                }
-                vip
-            }
-            Some(net) => {
-                let mut a = net.tasks.get(&s.name).cloned().unwrap_or_default();
-                a.sort();
-                a
-            }
-        };
-        let found = Found {
-            service: s,
-            labels: &labels,
-            jupyter_port,
-            addresses,
-        };
-        found.push_routes(routers, &mut snapshot, &mut problems);
+        routers.extend(labels.routers.clone());
+    } else if !labels.routers.is_empty() {
+        problems.push(problem(
+            s,
+            Some("hubgate.enable".into()),
+            "routers are labelled but hubgate.enable=true is missing; they are ignored".into(),
+        ));
     }
-    snapshot
-        .routes
-        .sort_by(|a, b| (&a.service, &a.router).cmp(&(&b.service, &b.router)));
-    (snapshot, problems)
+    (routers, jupyter_port)
+}
+
+/// Where the service's routes go: its task addresses (or virtual IP) on
+/// the network it shares with hubgate; `None` (a problem) when it shares
+/// none.
+fn addresses_of(
+    s: &ObservedService,
+    labels: &ServiceLabels,
+    networks: &[ObservedNetwork],
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<IpAddr>> {
+    let Some(net) = choose_network(s, labels, networks) else {
+        let on: Vec<&str> = networks.iter().map(|n| n.name.as_str()).collect();
+        let on = on.join(", ");
+        let (label, message) = match &labels.network {
+            Some(n) => (
+                Some("hubgate.network".to_owned()),
+                format!("hubgate.network {n:?} is not a network hubgate is on ({on})"),
+            ),
+            None => (None, format!("not on a network shared with hubgate ({on})")),
+        };
+        // Not routed: on a swarm shared by several deployments, another
+        // hubgate may be the one that reaches it, and a route here would
+        // claim its paths (a hub's `/` above all).
+        let message = format!("{message}; unreachable from here, so not routed");
+        problems.push(problem(s, label, message));
+        return None;
+    };
+    if !labels.vip {
+        let mut a = net.tasks.get(&s.name).cloned().unwrap_or_default();
+        a.sort();
+        return Some(a);
+    }
+    let vip: Vec<IpAddr> = s
+        .vips
+        .iter()
+        .filter(|(id, _)| *id == net.id)
+        .map(|(_, ip)| *ip)
+        .collect();
+    if vip.is_empty() {
+        let message = format!(
+            "no virtual IP on {} (endpoint mode dnsrr?); routes answer 503",
+            net.name
+        );
+        problems.push(problem(s, Some("hubgate.vip".into()), message));
+    }
+    Some(vip)
 }
 
 /// One service's routing facts, once its labels and addresses are known.
