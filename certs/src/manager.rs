@@ -349,28 +349,30 @@ impl Manager {
             () = shutdown.cancelled() => return Next::Stop,
             r = self.obtain(&kept.names, r.current()) => r,
         };
-        let stored = attempt.map_err(|e| (None, e)).and_then(|issued| {
-            let saved =
-                self.store
-                    .write_cert(id, issued.chain_pem.as_bytes(), issued.key_pem.as_bytes());
-            match saved {
-                Ok(()) => Ok(issued),
-                Err(e) => Err((Some(issued), e)),
+        let issued = match attempt {
+            Ok(issued) => issued,
+            Err(e) => {
+                drop(lock);
+                self.publish(kept, r.current());
+                let failures = r.on_failure();
+                r.retry_at(self.failed(kept, failures, &e));
+                return Next::Now;
             }
-        });
+        };
+        let saved =
+            self.store
+                .write_cert(id, issued.chain_pem.as_bytes(), issued.key_pem.as_bytes());
         drop(lock);
-        match stored {
-            Ok(issued) => {
+        match saved {
+            Ok(()) => {
                 r.on_issued(issued);
                 tracing::info!(certificate = %id, "certificate issued");
                 self.publish(kept, r.current());
             }
-            Err((issued, e)) => {
+            Err(e) => {
                 // An issued certificate that could not be stored still
                 // serves; storing it is retried with the backoff.
-                if let Some(issued) = issued {
-                    r.on_unsaved(issued);
-                }
+                r.on_unsaved(issued);
                 self.publish(kept, r.current());
                 let failures = r.on_failure();
                 r.retry_at(self.failed(kept, failures, &e));
