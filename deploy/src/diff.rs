@@ -177,36 +177,51 @@ fn ports_all_new(seen: &ServiceWant, want: &ServiceWant) -> bool {
 /// The plan that takes `seen` to `want`.
 pub fn diff(want: &Desired, seen: &Observed) -> Plan {
     let mut plan = Plan::default();
-    let mut replace_network = false;
-    match &seen.network {
-        None => plan.steps.push(Step::CreateNetwork(want.network.clone())),
-        Some(net) => {
-            let why = network_differences(&want.network, net);
-            if !why.is_empty() {
-                if !net.managed {
-                    plan.problems.push(format!(
-                        "network {} exists but was not made by hubgate deploy and differs ({}): remove it or name another network",
-                        net.name,
-                        why.join(", ")
-                    ));
-                } else if !net.foreign_services.is_empty() {
-                    plan.problems.push(format!(
-                        "network {} must be made anew ({}), but services still use it: {} (stop those servers first)",
-                        net.name,
-                        why.join(", "),
-                        net.foreign_services.join(", ")
-                    ));
-                } else {
-                    replace_network = true;
-                    plan.steps.push(Step::ReplaceNetwork {
-                        want: want.network.clone(),
-                        why,
-                    });
-                }
-            }
-        }
-    }
+    let replace_network = network_step(want, seen, &mut plan);
+    blob_steps(want, seen, &mut plan);
+    service_steps(want, seen, replace_network, &mut plan);
+    removal_steps(want, seen, &mut plan);
+    plan
+}
 
+/// The network made, or made anew (then true) when its options changed
+/// and nothing else uses it; a problem when it cannot be.
+fn network_step(want: &Desired, seen: &Observed, plan: &mut Plan) -> bool {
+    let Some(net) = &seen.network else {
+        plan.steps.push(Step::CreateNetwork(want.network.clone()));
+        return false;
+    };
+    let why = network_differences(&want.network, net);
+    if why.is_empty() {
+        return false;
+    }
+    if !net.managed {
+        plan.problems.push(format!(
+            "network {} exists but was not made by hubgate deploy and differs ({}): remove it or name another network",
+            net.name,
+            why.join(", ")
+        ));
+        return false;
+    }
+    if !net.foreign_services.is_empty() {
+        plan.problems.push(format!(
+            "network {} must be made anew ({}), but services still use it: {} (stop those servers first)",
+            net.name,
+            why.join(", "),
+            net.foreign_services.join(", ")
+        ));
+        return false;
+    }
+    plan.steps.push(Step::ReplaceNetwork {
+        want: want.network.clone(),
+        why,
+    });
+    true
+}
+
+/// New configs (with the hub settings a new hub configuration changes)
+/// and secrets; a problem for an external secret that does not exist.
+fn blob_steps(want: &Desired, seen: &Observed, plan: &mut Plan) {
     let have_configs: HashSet<&str> = seen.configs.iter().map(String::as_str).collect();
     for c in &want.configs {
         if !have_configs.contains(c.name.as_str()) {
@@ -234,7 +249,11 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
             _ => {}
         }
     }
+}
 
+/// Services made or updated (every one made anew with a new network); a
+/// problem for a port another service publishes.
+fn service_steps(want: &Desired, seen: &Observed, replace_network: bool, plan: &mut Plan) {
     for s in &want.services {
         for (port, _) in &s.ports {
             for (_, other) in seen.foreign_ports.iter().filter(|(p, _)| p == port) {
@@ -256,13 +275,17 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
             None => plan.steps.push(Step::CreateService(s.clone())),
         }
     }
+}
+
+/// What the deployment no longer wants: services, configs, secrets,
+/// volumes of another storage, networks of an old name.
+fn removal_steps(want: &Desired, seen: &Observed, plan: &mut Plan) {
     let wanted: HashSet<&str> = want.services.iter().map(|s| s.name.as_str()).collect();
     for o in &seen.services {
         if !wanted.contains(o.name.as_str()) {
             plan.steps.push(Step::RemoveService(o.name.clone()));
         }
     }
-
     let want_configs: HashSet<&str> = want.configs.iter().map(|c| c.name.as_str()).collect();
     for c in &seen.configs {
         if !want_configs.contains(c.as_str()) {
@@ -275,14 +298,12 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
             plan.steps.push(Step::RemoveSecret(s.clone()));
         }
     }
-
     plan.steps.extend(volume_step(want, seen));
     for n in &seen.old_networks {
         if *n != want.network.name {
             plan.steps.push(Step::RemoveNetwork(n.clone()));
         }
     }
-    plan
 }
 
 /// `field: from -> to`, or for lists of several items the items that go
@@ -302,6 +323,74 @@ fn write_change(f: &mut fmt::Formatter<'_>, c: &FieldChange) -> fmt::Result {
     Ok(())
 }
 
+impl Plan {
+    /// One step as `plan` shows it.
+    fn write_step(&self, f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
+        match step {
+            Step::CreateNetwork(n) => writeln!(
+                f,
+                "+ network {} (overlay, attachable{}{})",
+                n.name,
+                n.subnet
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(", subnet {s}")),
+                if n.encrypted { ", encrypted" } else { "" }
+            )?,
+            Step::ReplaceNetwork { want, why } => writeln!(
+                f,
+                "-/+ network {} (made anew: {}; the deployment's services are removed and made again)",
+                want.name,
+                why.join(", ")
+            )?,
+            Step::CreateConfig(c) => {
+                writeln!(f, "+ config {c}")?;
+                if c.role == Role::HubConfig && !self.hub_settings.is_empty() {
+                    writeln!(f, "    hub settings that change:")?;
+                    for (sign, line) in &self.hub_settings {
+                        writeln!(f, "      {sign} {line}")?;
+                    }
+                }
+            }
+            Step::CreateSecret(s) => writeln!(
+                f,
+                "+ secret {s}{}",
+                if s.data == SecretData::Generated {
+                    " (random)"
+                } else {
+                    ""
+                }
+            )?,
+            Step::CreateService(s) => writeln!(f, "+ service {} ({})", s.name, s.image)?,
+            Step::UpdateService { want, changes } => {
+                writeln!(f, "~ service {}", want.name)?;
+                for c in changes {
+                    write_change(f, c)?;
+                }
+                if want.start_first {
+                    writeln!(
+                        f,
+                        "    (new tasks start before the old ones stop: the old keep serving until the new run)"
+                    )?;
+                }
+            }
+            Step::RemoveService(s) => writeln!(f, "- service {s}")?,
+            Step::RemoveConfig(c) => writeln!(f, "- config {c}")?,
+            Step::RemoveSecret(s) => writeln!(f, "- secret {s}")?,
+            Step::PruneVolumes { why, .. } => {
+                writeln!(
+                    f,
+                    "- volumes on every node that are not the current storage's (a one-off job of hubgate's image on each node; one in use by a running server stays)"
+                )?;
+                for w in why {
+                    writeln!(f, "    {w}")?;
+                }
+            }
+            Step::RemoveNetwork(n) => writeln!(f, "- network {n}")?,
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for p in &self.problems {
@@ -311,67 +400,7 @@ impl fmt::Display for Plan {
             return writeln!(f, "No changes: the swarm matches the deployment file.");
         }
         for step in &self.steps {
-            match step {
-                Step::CreateNetwork(n) => writeln!(
-                    f,
-                    "+ network {} (overlay, attachable{}{})",
-                    n.name,
-                    n.subnet
-                        .as_ref()
-                        .map_or(String::new(), |s| format!(", subnet {s}")),
-                    if n.encrypted { ", encrypted" } else { "" }
-                )?,
-                Step::ReplaceNetwork { want, why } => writeln!(
-                    f,
-                    "-/+ network {} (made anew: {}; the deployment's services are removed and made again)",
-                    want.name,
-                    why.join(", ")
-                )?,
-                Step::CreateConfig(c) => {
-                    writeln!(f, "+ config {c}")?;
-                    if c.role == Role::HubConfig && !self.hub_settings.is_empty() {
-                        writeln!(f, "    hub settings that change:")?;
-                        for (sign, line) in &self.hub_settings {
-                            writeln!(f, "      {sign} {line}")?;
-                        }
-                    }
-                }
-                Step::CreateSecret(s) => writeln!(
-                    f,
-                    "+ secret {s}{}",
-                    if s.data == SecretData::Generated {
-                        " (random)"
-                    } else {
-                        ""
-                    }
-                )?,
-                Step::CreateService(s) => writeln!(f, "+ service {} ({})", s.name, s.image)?,
-                Step::UpdateService { want, changes } => {
-                    writeln!(f, "~ service {}", want.name)?;
-                    for c in changes {
-                        write_change(f, c)?;
-                    }
-                    if want.start_first {
-                        writeln!(
-                            f,
-                            "    (new tasks start before the old ones stop: the old keep serving until the new run)"
-                        )?;
-                    }
-                }
-                Step::RemoveService(s) => writeln!(f, "- service {s}")?,
-                Step::RemoveConfig(c) => writeln!(f, "- config {c}")?,
-                Step::RemoveSecret(s) => writeln!(f, "- secret {s}")?,
-                Step::PruneVolumes { why, .. } => {
-                    writeln!(
-                        f,
-                        "- volumes on every node that are not the current storage's (a one-off job of hubgate's image on each node; one in use by a running server stays)"
-                    )?;
-                    for w in why {
-                        writeln!(f, "    {w}")?;
-                    }
-                }
-                Step::RemoveNetwork(n) => writeln!(f, "- network {n}")?,
-            }
+            self.write_step(f, step)?;
         }
         if self
             .steps

@@ -31,42 +31,48 @@ fn tree(m: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
 /// The engine's spec for `want`; `ids` maps config and secret names to
 /// their IDs (the API references them by both).
 pub(super) fn to_spec(want: &ServiceWant, ids: &HashMap<String, String>) -> ServiceSpec {
-    let id = |name: &str| ids.get(name).cloned();
-    let mounts = want
-        .mounts
-        .iter()
-        .map(|m| Mount {
-            target: Some(m.target.clone()),
-            source: Some(m.source.clone()),
-            typ: Some(if m.bind {
-                MountType::BIND
+    ServiceSpec {
+        name: Some(want.name.clone()),
+        labels: Some(hash_map(&want.labels)),
+        task_template: Some(task(want, ids)),
+        mode: Some(mode(want.mode)),
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            delay: Some(want.update_delay_secs as i64 * SECOND_NS),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            monitor: Some(UPDATE_MONITOR_SECS as i64 * SECOND_NS),
+            max_failure_ratio: Some(0.0),
+            order: Some(if want.start_first {
+                ServiceSpecUpdateConfigOrderEnum::START_FIRST
             } else {
-                MountType::VOLUME
+                ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
             }),
-            read_only: Some(m.read_only),
-            volume_options: (!m.bind).then(|| MountVolumeOptions {
-                labels: Some(hash_map(&m.labels)),
-                driver_config: (!m.driver_opts.is_empty()).then(|| {
-                    MountVolumeOptionsDriverConfig {
-                        name: Some("local".to_owned()),
-                        options: Some(hash_map(&m.driver_opts)),
-                    }
-                }),
-                ..Default::default()
-            }),
+        }),
+        rollback_config: Some(ServiceSpecRollbackConfig {
+            parallelism: Some(0),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            monitor: Some(UPDATE_MONITOR_SECS as i64 * SECOND_NS),
             ..Default::default()
-        })
-        .collect();
+        }),
+        endpoint_spec: Some(endpoint(want)),
+        ..Default::default()
+    }
+}
+
+/// The task template: container, resources, restarts, placement, networks.
+fn task(want: &ServiceWant, ids: &HashMap<String, String>) -> TaskSpec {
+    let id = |name: &str| ids.get(name).cloned();
+    let file = |target: &str| TaskSpecContainerSpecFile {
+        name: Some(target.to_owned()),
+        uid: Some("0".to_owned()),
+        gid: Some("0".to_owned()),
+        mode: Some(0o444),
+    };
     let secrets = want
         .secrets
         .iter()
         .map(|s| TaskSpecContainerSpecSecrets {
-            file: Some(TaskSpecContainerSpecFile {
-                name: Some(s.target.clone()),
-                uid: Some("0".to_owned()),
-                gid: Some("0".to_owned()),
-                mode: Some(0o444),
-            }),
+            file: Some(file(&s.target)),
             secret_id: id(&s.name),
             secret_name: Some(s.name.clone()),
         })
@@ -86,107 +92,117 @@ pub(super) fn to_spec(want: &ServiceWant, ids: &HashMap<String, String>) -> Serv
             ..Default::default()
         })
         .collect();
-    let r = want.resources;
-    ServiceSpec {
-        name: Some(want.name.clone()),
-        labels: Some(hash_map(&want.labels)),
-        task_template: Some(TaskSpec {
-            container_spec: Some(TaskSpecContainerSpec {
-                image: Some(want.image.clone()),
-                args: (!want.args.is_empty()).then(|| want.args.clone()),
-                env: Some(want.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                user: (!want.user.is_empty()).then(|| want.user.clone()),
-                mounts: Some(mounts),
-                secrets: Some(secrets),
-                configs: Some(configs),
-                stop_grace_period: Some(want.stop_grace_secs as i64 * SECOND_NS),
-                ..Default::default()
-            }),
-            resources: Some(TaskSpecResources {
-                limits: Some(Limit {
-                    nano_cpus: r.cpu_limit,
-                    memory_bytes: r.memory_limit,
-                    ..Default::default()
-                }),
-                reservations: Some(ResourceObject {
-                    nano_cpus: r.cpu_reservation,
-                    memory_bytes: r.memory_reservation,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            restart_policy: Some(TaskSpecRestartPolicy {
-                condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
-                delay: Some(2 * SECOND_NS),
-                max_attempts: Some(0),
-                ..Default::default()
-            }),
-            placement: Some(TaskSpecPlacement {
-                constraints: Some(want.constraints.clone()),
-                max_replicas: (want.max_per_node > 0).then_some(want.max_per_node as i64),
-                ..Default::default()
-            }),
-            networks: Some(
-                want.networks
-                    .iter()
-                    .map(|n| NetworkAttachmentConfig {
-                        target: Some(n.clone()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
+    TaskSpec {
+        container_spec: Some(TaskSpecContainerSpec {
+            image: Some(want.image.clone()),
+            args: (!want.args.is_empty()).then(|| want.args.clone()),
+            env: Some(want.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            user: (!want.user.is_empty()).then(|| want.user.clone()),
+            mounts: Some(want.mounts.iter().map(mount).collect()),
+            secrets: Some(secrets),
+            configs: Some(configs),
+            stop_grace_period: Some(want.stop_grace_secs as i64 * SECOND_NS),
             ..Default::default()
         }),
-        mode: Some(match want.mode {
-            Mode::Global => ServiceSpecMode {
-                global: Some(HashMap::new()),
-                ..Default::default()
-            },
-            Mode::Replicated(n) => ServiceSpecMode {
-                replicated: Some(ServiceSpecModeReplicated {
-                    replicas: Some(n as i64),
-                }),
-                ..Default::default()
-            },
-        }),
-        update_config: Some(ServiceSpecUpdateConfig {
-            parallelism: Some(1),
-            delay: Some(want.update_delay_secs as i64 * SECOND_NS),
-            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
-            monitor: Some(UPDATE_MONITOR_SECS as i64 * SECOND_NS),
-            max_failure_ratio: Some(0.0),
-            order: Some(if want.start_first {
-                ServiceSpecUpdateConfigOrderEnum::START_FIRST
-            } else {
-                ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
-            }),
-        }),
-        rollback_config: Some(ServiceSpecRollbackConfig {
-            parallelism: Some(0),
-            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
-            monitor: Some(UPDATE_MONITOR_SECS as i64 * SECOND_NS),
+        resources: Some(resources(want.resources)),
+        restart_policy: Some(TaskSpecRestartPolicy {
+            condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+            delay: Some(2 * SECOND_NS),
+            max_attempts: Some(0),
             ..Default::default()
         }),
-        endpoint_spec: Some(EndpointSpec {
-            mode: Some(if want.dnsrr {
-                EndpointSpecModeEnum::DNSRR
-            } else {
-                EndpointSpecModeEnum::VIP
+        placement: Some(TaskSpecPlacement {
+            constraints: Some(want.constraints.clone()),
+            max_replicas: (want.max_per_node > 0).then_some(want.max_per_node as i64),
+            ..Default::default()
+        }),
+        networks: Some(
+            want.networks
+                .iter()
+                .map(|n| NetworkAttachmentConfig {
+                    target: Some(n.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn mount(m: &MountWant) -> Mount {
+    Mount {
+        target: Some(m.target.clone()),
+        source: Some(m.source.clone()),
+        typ: Some(if m.bind {
+            MountType::BIND
+        } else {
+            MountType::VOLUME
+        }),
+        read_only: Some(m.read_only),
+        volume_options: (!m.bind).then(|| MountVolumeOptions {
+            labels: Some(hash_map(&m.labels)),
+            driver_config: (!m.driver_opts.is_empty()).then(|| MountVolumeOptionsDriverConfig {
+                name: Some("local".to_owned()),
+                options: Some(hash_map(&m.driver_opts)),
             }),
-            ports: Some(
-                want.ports
-                    .iter()
-                    .map(|&(published, target)| EndpointPortConfig {
-                        protocol: Some(EndpointPortConfigProtocolEnum::TCP),
-                        target_port: Some(i64::from(target)),
-                        published_port: Some(i64::from(published)),
-                        publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
+            ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+fn resources(r: ResourcesWant) -> TaskSpecResources {
+    TaskSpecResources {
+        limits: Some(Limit {
+            nano_cpus: r.cpu_limit,
+            memory_bytes: r.memory_limit,
+            ..Default::default()
+        }),
+        reservations: Some(ResourceObject {
+            nano_cpus: r.cpu_reservation,
+            memory_bytes: r.memory_reservation,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn mode(mode: Mode) -> ServiceSpecMode {
+    match mode {
+        Mode::Global => ServiceSpecMode {
+            global: Some(HashMap::new()),
+            ..Default::default()
+        },
+        Mode::Replicated(n) => ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(n as i64),
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+/// Task addresses (`dnsrr`) or a virtual IP; ports published on each
+/// node (host mode: the ingress mesh needs IPVS).
+fn endpoint(want: &ServiceWant) -> EndpointSpec {
+    EndpointSpec {
+        mode: Some(if want.dnsrr {
+            EndpointSpecModeEnum::DNSRR
+        } else {
+            EndpointSpecModeEnum::VIP
+        }),
+        ports: Some(
+            want.ports
+                .iter()
+                .map(|&(published, target)| EndpointPortConfig {
+                    protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+                    target_port: Some(i64::from(target)),
+                    published_port: Some(i64::from(published)),
+                    publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -212,17 +228,7 @@ pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) 
         .mounts
         .unwrap_or_default()
         .into_iter()
-        .map(|m| {
-            let vo = m.volume_options.unwrap_or_default();
-            MountWant {
-                bind: m.typ == Some(MountType::BIND),
-                source: m.source.unwrap_or_default(),
-                target: m.target.unwrap_or_default(),
-                read_only: m.read_only.unwrap_or(false),
-                driver_opts: tree(vo.driver_config.and_then(|d| d.options).as_ref()),
-                labels: tree(vo.labels.as_ref()),
-            }
-        })
+        .map(mount_want)
         .collect();
     let resources = task.resources.unwrap_or_default();
     let (limits, reservations) = (
@@ -243,17 +249,7 @@ pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) 
         env,
         labels: tree(spec.labels.as_ref()),
         user: c.user.unwrap_or_default(),
-        mode: match &spec.mode {
-            Some(m) if m.global.is_some() => Mode::Global,
-            Some(m) => Mode::Replicated(
-                m.replicated
-                    .as_ref()
-                    .and_then(|r| r.replicas)
-                    .unwrap_or(1)
-                    .max(0) as u64,
-            ),
-            None => Mode::Replicated(1),
-        },
+        mode: mode_of(spec.mode.as_ref()),
         constraints: placement.constraints.unwrap_or_default(),
         max_per_node: placement.max_replicas.unwrap_or(0).max(0) as u64,
         mounts,
@@ -293,6 +289,32 @@ pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) 
         start_first: update.order == Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
         update_delay_secs: (update.delay.unwrap_or(0) / SECOND_NS).max(0) as u64,
         stop_grace_secs: (c.stop_grace_period.unwrap_or(10 * SECOND_NS) / SECOND_NS).max(0) as u64,
+    }
+}
+
+fn mount_want(m: Mount) -> MountWant {
+    let vo = m.volume_options.unwrap_or_default();
+    MountWant {
+        bind: m.typ == Some(MountType::BIND),
+        source: m.source.unwrap_or_default(),
+        target: m.target.unwrap_or_default(),
+        read_only: m.read_only.unwrap_or(false),
+        driver_opts: tree(vo.driver_config.and_then(|d| d.options).as_ref()),
+        labels: tree(vo.labels.as_ref()),
+    }
+}
+
+fn mode_of(mode: Option<&ServiceSpecMode>) -> Mode {
+    match mode {
+        Some(m) if m.global.is_some() => Mode::Global,
+        Some(m) => Mode::Replicated(
+            m.replicated
+                .as_ref()
+                .and_then(|r| r.replicas)
+                .unwrap_or(1)
+                .max(0) as u64,
+        ),
+        None => Mode::Replicated(1),
     }
 }
 

@@ -15,7 +15,7 @@ pub use labels::{DEPLOY_LABEL, ROLE_LABEL, Role, SPAWNED_LABEL, STORAGE_LABEL};
 pub const UPDATE_MONITOR_SECS: u64 = 10;
 
 /// How many tasks a service runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Replicated(u64),
     Global,
