@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use clap::Parser;
 
-use cluster::{Hubgate, Network, Service, docker, images, task_at, unique, wait_for};
+use cluster::{Hubgate, Images, Network, Service, docker, images, task_at, unique, wait_for};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,24 +100,74 @@ fn calls_per_second(hubgate: &Hubgate, secs: u64) -> f64 {
     (api_calls(hubgate) - c0) as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// What the run measured.
+struct Measured {
+    /// `docker service create` → first 200, per trial (ms).
+    created: Vec<f64>,
+    /// New task running → first 200 (ms).
+    running: Vec<f64>,
+    /// Replacement task running → routed to it (ms).
+    replaced: Vec<f64>,
+    /// Task killed → routed to its replacement (ms).
+    killed: Vec<f64>,
+    /// Docker API calls per second with no service, the trials', and many.
+    idle: [f64; 3],
+    /// Discovered routes with every service.
+    routes: usize,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let images = images();
     let net = Network::create("bench");
     let hubgate = Hubgate::start(&net, &[]);
-    let addr = hubgate.addr();
     let idle_empty = calls_per_second(&hubgate, args.sample_secs.min(15));
     eprintln!("idle, no services: {idle_empty:.2} calls/s");
+    let (trials, created, running) = create_trials(&args, &net, hubgate.addr())?;
+    let (killed, replaced) = replace_trials(&trials, hubgate.addr())?;
+    let idle_trials = calls_per_second(&hubgate, args.sample_secs);
+    eprintln!("idle, {} services: {idle_trials:.2} calls/s", args.trials);
+    let many = many_idle(&args, &net, &images);
+    std::thread::sleep(Duration::from_secs(5));
+    let idle_many = calls_per_second(&hubgate, args.sample_secs);
+    eprintln!(
+        "idle, {} services: {idle_many:.2} calls/s",
+        args.services + args.trials
+    );
+    let mut measured = Measured {
+        created,
+        running,
+        replaced,
+        killed,
+        idle: [idle_empty, idle_trials, idle_many],
+        routes: hubgate.discovery()["routes"].as_array().map_or(0, Vec::len),
+    };
+    let date = chrono::Local::now().format("%Y-%m-%d").to_string();
+    let md = report(&args, &images, &mut measured, &date)?;
+    std::fs::create_dir_all(&args.out)?;
+    let file = args.out.join(format!("{date}-swarm.md"));
+    std::fs::write(&file, &md)?;
+    eprintln!("{md}\nreport: {}", file.display());
+    drop(many);
+    drop(trials);
+    Ok(())
+}
 
-    let (mut created, mut running, mut replaced, mut killed) = (vec![], vec![], vec![], vec![]);
-    let mut trials = Vec::new();
+/// New labelled services, each timed until hubgate routes to it: the
+/// services with their probe paths, create → 200 and running → 200 (ms).
+fn create_trials(
+    args: &Args,
+    net: &Network,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(Vec<(Service, String)>, Vec<f64>, Vec<f64>)> {
+    let (mut created, mut running, mut trials) = (vec![], vec![], vec![]);
     for i in 0..args.trials {
         let name = unique("prop");
         let path = format!("/p{i}");
         let t0 = SystemTime::now();
         let service = Service::backend_with(
             &name,
-            &net,
+            net,
             1,
             &[
                 ("hubgate.enable", "true"),
@@ -147,6 +197,16 @@ fn main() -> anyhow::Result<()> {
         );
         trials.push((service, probe));
     }
+    Ok((trials, created, running))
+}
+
+/// Each trial's task killed, timed until hubgate routes to its
+/// replacement: kill → routed and replacement running → routed (ms).
+fn replace_trials(
+    trials: &[(Service, String)],
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut killed, mut replaced) = (vec![], vec![]);
     for (i, (service, probe)) in trials.iter().enumerate() {
         let old = service
             .containers()
@@ -172,9 +232,12 @@ fn main() -> anyhow::Result<()> {
             killed[i], replaced[i]
         );
     }
-    let idle_trials = calls_per_second(&hubgate, args.sample_secs);
-    eprintln!("idle, {} services: {idle_trials:.2} calls/s", args.trials);
+    Ok((killed, replaced))
+}
 
+/// `args.services` labelled services with no task, to weigh discovery's
+/// idle cost.
+fn many_idle(args: &Args, net: &Network, images: &Images) -> Vec<Service> {
     let mut many = Vec::with_capacity(args.services);
     let t0 = Instant::now();
     for _ in 0..args.services {
@@ -201,16 +264,14 @@ fn main() -> anyhow::Result<()> {
         args.services,
         t0.elapsed()
     );
-    std::thread::sleep(Duration::from_secs(5));
-    let idle_many = calls_per_second(&hubgate, args.sample_secs);
-    eprintln!(
-        "idle, {} services: {idle_many:.2} calls/s",
-        args.services + args.trials
-    );
-    let routes = hubgate.discovery()["routes"].as_array().map_or(0, Vec::len);
+    many
+}
 
+/// The report, in Markdown.
+fn report(args: &Args, images: &Images, m: &mut Measured, date: &str) -> anyhow::Result<String> {
     let mut md = String::new();
-    let date = chrono::Local::now().format("%Y-%m-%d");
+    let [idle_empty, idle_trials, idle_many] = m.idle;
+    let routes = m.routes;
     writeln!(md, "# hubgate swarm propagation, {date}\n")?;
     writeln!(
         md,
@@ -235,22 +296,22 @@ fn main() -> anyhow::Result<()> {
     writeln!(
         md,
         "| `docker service create` → first 200 through hubgate | {} |",
-        summary(&mut created)
+        summary(&mut m.created)
     )?;
     writeln!(
         md,
         "| new task running (`StartedAt`) → first 200 | {} |",
-        summary(&mut running)
+        summary(&mut m.running)
     )?;
     writeln!(
         md,
         "| replacement task running → routed to it | {} |",
-        summary(&mut replaced)
+        summary(&mut m.replaced)
     )?;
     writeln!(
         md,
         "| task killed → routed to its replacement (`--restart-delay 0s`) | {} |\n",
-        summary(&mut killed)
+        summary(&mut m.killed)
     )?;
     writeln!(
         md,
@@ -268,11 +329,5 @@ fn main() -> anyhow::Result<()> {
         "With {} services hubgate holds {routes} discovered routes. For comparison, Traefik's swarm provider polls every 15 s (up to ~17 s to a new route) and makes one call per task per poll (peers.md §4).",
         args.services + args.trials
     )?;
-    std::fs::create_dir_all(&args.out)?;
-    let file = args.out.join(format!("{date}-swarm.md"));
-    std::fs::write(&file, &md)?;
-    eprintln!("{md}\nreport: {}", file.display());
-    drop(many);
-    drop(trials);
-    Ok(())
+    Ok(md)
 }

@@ -150,6 +150,38 @@ pub(crate) struct Certs {
     pub(crate) key: PathBuf,
 }
 
+/// What starting one target needs.
+struct Launch<'a> {
+    setup: &'a Setup,
+    backend: SocketAddr,
+    hubgate: &'a Path,
+    certs: &'a Certs,
+    /// The target's own temporary directory.
+    dir: &'a Path,
+    port: u16,
+    api_port: u16,
+    /// The CPUs it may use.
+    cpus: &'static str,
+}
+
+impl Launch<'_> {
+    /// hubgate takes configurable-http-proxy's flags, so both get the same ones.
+    fn chp_flags(&self) -> Vec<String> {
+        vec![
+            "--ip".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--port".to_owned(),
+            self.port.to_string(),
+            "--api-ip".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--api-port".to_owned(),
+            self.api_port.to_string(),
+            "--default-target".to_owned(),
+            format!("http://{}", self.backend),
+        ]
+    }
+}
+
 pub(crate) fn start(
     setup: &Setup,
     backend: SocketAddr,
@@ -159,73 +191,112 @@ pub(crate) fn start(
     let dir = TempDir::new(setup.kind.name())?;
     let (port, api_port) = (crate::free_port()?, crate::free_port()?);
     let d = &dir.0;
-    let n = setup.workers;
     let log = std::fs::File::create(d.join("stderr.log"))?;
-    // Pin single-worker proxies to CPU 0; wider ones use every core.
-    let cpus = if n == 1 { "0" } else { "0-1023" };
-    // hubgate takes configurable-http-proxy's flags, so both get the same ones.
-    let chp_flags = [
-        "--ip".to_owned(),
-        "127.0.0.1".to_owned(),
-        "--port".to_owned(),
-        port.to_string(),
-        "--api-ip".to_owned(),
-        "127.0.0.1".to_owned(),
-        "--api-port".to_owned(),
-        api_port.to_string(),
-        "--default-target".to_owned(),
-        format!("http://{backend}"),
-    ];
+    let launch = Launch {
+        setup,
+        backend,
+        hubgate,
+        certs,
+        dir: d,
+        port,
+        api_port,
+        // Pin single-worker proxies to CPU 0; wider ones use every core.
+        cpus: if setup.workers == 1 { "0" } else { "0-1023" },
+    };
     let mut cmd = match setup.kind {
-        Kind::Hubgate => {
-            let mut c = command(hubgate, cpus);
-            c.arg("serve")
-                .args(&chp_flags)
-                .args([
-                    "--workers",
-                    &n.to_string(),
-                    "--no-access-log",
-                    "--log-level",
-                    "warn",
-                ])
-                .env("CONFIGPROXY_AUTH_TOKEN", TOKEN);
-            if setup.tls && setup.acme {
-                let stored = d.join("acme/certs/localhost");
-                std::fs::create_dir_all(&stored)?;
-                std::fs::copy(&certs.cert, stored.join("cert.pem"))?;
-                std::fs::copy(&certs.key, stored.join("key.pem"))?;
-                c.args([
-                    "--acme-domain",
-                    "localhost",
-                    "--acme-challenge",
-                    "tls-alpn-01",
-                ])
-                .args(["--acme-directory", "https://127.0.0.1:9/dir"])
-                .arg("--acme-storage")
-                .arg(d.join("acme"));
-            } else if setup.tls {
-                c.arg("--ssl-cert")
-                    .arg(&certs.cert)
-                    .arg("--ssl-key")
-                    .arg(&certs.key);
-            }
-            if let Some(f) = &setup.routes_file {
-                c.arg("--routes-file").arg(f);
-            }
-            c
-        }
-        Kind::Nginx => {
-            let listen = if setup.tls {
-                format!(
-                    "listen 127.0.0.1:{port} ssl http2 reuseport;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_session_cache off;\n    ssl_session_tickets off;",
-                    certs.cert.display(),
-                    certs.key.display()
-                )
-            } else {
-                format!("listen 127.0.0.1:{port} reuseport;")
-            };
-            let conf = format!(
-                r#"worker_processes {n};
+        Kind::Hubgate => hubgate_command(&launch)?,
+        Kind::Nginx => nginx_command(&launch)?,
+        Kind::Haproxy => haproxy_command(&launch)?,
+        Kind::Caddy => caddy_command(&launch)?,
+        Kind::Chp => chp_command(&launch)?,
+    };
+    if setup.callgrind {
+        cmd = under_callgrind(&cmd, d);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", setup.kind.name()))?;
+    let running = Running {
+        setup: setup.clone(),
+        port,
+        api_port,
+        child,
+        _dir: dir,
+    };
+    // valgrind starts a program about 50 times slower.
+    let ready_within = Duration::from_secs(if setup.callgrind { 120 } else { 20 });
+    wait_ready(&running, ready_within).with_context(|| {
+        let log = std::fs::read_to_string(running._dir.0.join("stderr.log")).unwrap_or_default();
+        format!("{} did not become ready: {log}", setup.kind.name())
+    })?;
+    Ok(running)
+}
+
+/// hubgate, with configurable-http-proxy's flags and its own.
+fn hubgate_command(l: &Launch<'_>) -> anyhow::Result<Command> {
+    let setup = l.setup;
+    let d = l.dir;
+    let n = l.setup.workers;
+    let cpus = l.cpus;
+    let mut c = command(l.hubgate, cpus);
+    c.arg("serve")
+        .args(&l.chp_flags())
+        .args([
+            "--workers",
+            &n.to_string(),
+            "--no-access-log",
+            "--log-level",
+            "warn",
+        ])
+        .env("CONFIGPROXY_AUTH_TOKEN", TOKEN);
+    if setup.tls && setup.acme {
+        let stored = d.join("acme/certs/localhost");
+        std::fs::create_dir_all(&stored)?;
+        std::fs::copy(&l.certs.cert, stored.join("cert.pem"))?;
+        std::fs::copy(&l.certs.key, stored.join("key.pem"))?;
+        c.args([
+            "--acme-domain",
+            "localhost",
+            "--acme-challenge",
+            "tls-alpn-01",
+        ])
+        .args(["--acme-directory", "https://127.0.0.1:9/dir"])
+        .arg("--acme-storage")
+        .arg(d.join("acme"));
+    } else if setup.tls {
+        c.arg("--ssl-cert")
+            .arg(&l.certs.cert)
+            .arg("--ssl-key")
+            .arg(&l.certs.key);
+    }
+    if let Some(f) = &setup.routes_file {
+        c.arg("--routes-file").arg(f);
+    }
+    Ok(c)
+}
+
+/// nginx as a JupyterHub deployment configures it (websockets, forwarded headers).
+fn nginx_command(l: &Launch<'_>) -> anyhow::Result<Command> {
+    let setup = l.setup;
+    let d = l.dir;
+    let n = l.setup.workers;
+    let port = l.port;
+    let backend = l.backend;
+    let cpus = l.cpus;
+    let listen = if setup.tls {
+        format!(
+            "listen 127.0.0.1:{port} ssl http2 reuseport;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_session_cache off;\n    ssl_session_tickets off;",
+            l.certs.cert.display(),
+            l.certs.key.display()
+        )
+    } else {
+        format!("listen 127.0.0.1:{port} reuseport;")
+    };
+    let conf = format!(
+        r#"worker_processes {n};
 daemon off;
 master_process {master};
 pid {d}/nginx.pid;
@@ -260,91 +331,86 @@ http {{
   }}
 }}
 "#,
-                d = d.display(),
-                // Under callgrind: one process, still root (callgrind_control
-                // cannot reach a worker that changed its user).
-                master = if setup.callgrind { "off" } else { "on" },
-            );
-            std::fs::write(d.join("nginx.conf"), conf)?;
-            let mut c = command("nginx", cpus);
-            c.arg("-c")
-                .arg(d.join("nginx.conf"))
-                .arg("-p")
-                .arg(d)
-                .arg("-e")
-                .arg(d.join("error.log"));
-            c
-        }
-        Kind::Haproxy => {
-            if setup.tls {
-                bail!("haproxy is not part of the TLS comparison");
-            }
-            let conf = format!(
-                "global\n  nbthread {n}\n  maxconn 9800\n\
-                 defaults\n  mode http\n  timeout connect 5s\n  timeout client 3600s\n  timeout server 3600s\n  timeout tunnel 3600s\n  option http-keep-alive\n  http-reuse always\n  maxconn 9800\n\
-                 frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
-                 backend be\n  server s1 {backend}\n"
-            );
-            std::fs::write(d.join("haproxy.cfg"), conf)?;
-            let mut c = command("haproxy", cpus);
-            c.arg("-f").arg(d.join("haproxy.cfg")).arg("-db");
-            c
-        }
-        Kind::Caddy => {
-            if setup.tls {
-                bail!("caddy is not part of the TLS comparison");
-            }
-            let conf = format!(
-                "{{\n  auto_https off\n  admin off\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy {backend}\n}}\n"
-            );
-            std::fs::write(d.join("Caddyfile"), conf)?;
-            let mut c = command("caddy", cpus);
-            c.arg("run")
-                .arg("--config")
-                .arg(d.join("Caddyfile"))
-                .arg("--adapter")
-                .arg("caddyfile");
-            c.env("GOMAXPROCS", n.to_string())
-                .env("HOME", d)
-                .env("XDG_DATA_HOME", d)
-                .env("XDG_CONFIG_HOME", d);
-            c
-        }
-        Kind::Chp => {
-            if setup.tls {
-                bail!("configurable-http-proxy is not part of the TLS comparison");
-            }
-            let mut c = command("configurable-http-proxy", cpus);
-            c.args(&chp_flags)
-                .args(["--log-level", "error"])
-                .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
-                .env("NODE_PATH", NODE_PATH);
-            c
-        }
-    };
-    if setup.callgrind {
-        cmd = under_callgrind(&cmd, d);
+        d = d.display(),
+        // Under callgrind: one process, still root (callgrind_control
+        // cannot reach a worker that changed its user).
+        master = if setup.callgrind { "off" } else { "on" },
+    );
+    std::fs::write(d.join("nginx.conf"), conf)?;
+    let mut c = command("nginx", cpus);
+    c.arg("-c")
+        .arg(d.join("nginx.conf"))
+        .arg("-p")
+        .arg(d)
+        .arg("-e")
+        .arg(d.join("error.log"));
+    Ok(c)
+}
+
+/// haproxy in HTTP mode with keep-alive to the backend.
+fn haproxy_command(l: &Launch<'_>) -> anyhow::Result<Command> {
+    let setup = l.setup;
+    let d = l.dir;
+    let n = l.setup.workers;
+    let port = l.port;
+    let backend = l.backend;
+    let cpus = l.cpus;
+    if setup.tls {
+        bail!("haproxy is not part of the TLS comparison");
     }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {}", setup.kind.name()))?;
-    let running = Running {
-        setup: setup.clone(),
-        port,
-        api_port,
-        child,
-        _dir: dir,
-    };
-    // valgrind starts a program about 50 times slower.
-    let ready_within = Duration::from_secs(if setup.callgrind { 120 } else { 20 });
-    wait_ready(&running, ready_within).with_context(|| {
-        let log = std::fs::read_to_string(running._dir.0.join("stderr.log")).unwrap_or_default();
-        format!("{} did not become ready: {log}", setup.kind.name())
-    })?;
-    Ok(running)
+    let conf = format!(
+        "global\n  nbthread {n}\n  maxconn 9800\n\
+         defaults\n  mode http\n  timeout connect 5s\n  timeout client 3600s\n  timeout server 3600s\n  timeout tunnel 3600s\n  option http-keep-alive\n  http-reuse always\n  maxconn 9800\n\
+         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+         backend be\n  server s1 {backend}\n"
+    );
+    std::fs::write(d.join("haproxy.cfg"), conf)?;
+    let mut c = command("haproxy", cpus);
+    c.arg("-f").arg(d.join("haproxy.cfg")).arg("-db");
+    Ok(c)
+}
+
+/// caddy as a plain reverse proxy.
+fn caddy_command(l: &Launch<'_>) -> anyhow::Result<Command> {
+    let setup = l.setup;
+    let d = l.dir;
+    let n = l.setup.workers;
+    let port = l.port;
+    let backend = l.backend;
+    let cpus = l.cpus;
+    if setup.tls {
+        bail!("caddy is not part of the TLS comparison");
+    }
+    let conf = format!(
+        "{{\n  auto_https off\n  admin off\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy {backend}\n}}\n"
+    );
+    std::fs::write(d.join("Caddyfile"), conf)?;
+    let mut c = command("caddy", cpus);
+    c.arg("run")
+        .arg("--config")
+        .arg(d.join("Caddyfile"))
+        .arg("--adapter")
+        .arg("caddyfile");
+    c.env("GOMAXPROCS", n.to_string())
+        .env("HOME", d)
+        .env("XDG_DATA_HOME", d)
+        .env("XDG_CONFIG_HOME", d);
+    Ok(c)
+}
+
+/// configurable-http-proxy with the same flags as hubgate.
+fn chp_command(l: &Launch<'_>) -> anyhow::Result<Command> {
+    let setup = l.setup;
+    let cpus = l.cpus;
+    if setup.tls {
+        bail!("configurable-http-proxy is not part of the TLS comparison");
+    }
+    let mut c = command("configurable-http-proxy", cpus);
+    c.args(&l.chp_flags())
+        .args(["--log-level", "error"])
+        .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
+        .env("NODE_PATH", NODE_PATH);
+    Ok(c)
 }
 
 /// `cmd` (program, arguments, environment) run under callgrind, following

@@ -5,8 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use instant_acme::{
-    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    Account, AuthorizationHandle, AuthorizationStatus, CertificateIdentifier, ChallengeType,
+    Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
@@ -105,6 +105,74 @@ fn replaces_refused(e: &instant_acme::Error) -> bool {
     }
 }
 
+/// The challenges an order put up, to take down when it ends.
+struct Answered<'a> {
+    tokens: &'a mut Vec<String>,
+    alpn_names: &'a mut Vec<String>,
+}
+
+/// Answers one authorization with a `kind` challenge (a valid one needs
+/// none); anything but pending or valid fails the order.
+async fn answer(
+    mut authz: AuthorizationHandle<'_>,
+    kind: ChallengeKind,
+    challenges: &Challenges,
+    answered: Answered<'_>,
+) -> Result<(), CertsError> {
+    let name = match &authz.identifier().identifier {
+        Identifier::Dns(n) => n.clone(),
+        other => format!("{other:?}"),
+    };
+    match authz.status {
+        AuthorizationStatus::Valid => return Ok(()),
+        AuthorizationStatus::Pending => {}
+        other => {
+            return Err(CertsError::Validation {
+                name,
+                detail: format!("authorization is {other:?}"),
+            });
+        }
+    }
+    let wanted = match kind {
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+    };
+    let mut challenge = authz.challenge(wanted).ok_or(CertsError::NoChallenge {
+        name: name.clone(),
+        kind: kind.as_str(),
+    })?;
+    let key_authorization = challenge.key_authorization();
+    match kind {
+        ChallengeKind::Http01 => {
+            challenges.put_http01(&challenge.token, key_authorization.as_str())?;
+            answered.tokens.push(challenge.token.clone());
+        }
+        ChallengeKind::TlsAlpn01 => {
+            let name = name.to_ascii_lowercase();
+            challenges.put_tls_alpn01(&name, key_authorization.digest().as_ref())?;
+            answered.alpn_names.push(name);
+        }
+    }
+    challenge.set_ready().await?;
+    Ok(())
+}
+
+/// Why an order failed: the order's error, else the first failed
+/// challenge's (where the CA puts its reason).
+async fn failure_detail(order: &mut Order) -> Option<String> {
+    let mut detail = order.state().error.as_ref().map(|p| p.to_string());
+    let mut authorizations = order.authorizations();
+    while let (None, Some(Ok(mut authz))) = (&detail, authorizations.next().await) {
+        if let Ok(state) = authz.refresh().await {
+            detail = state
+                .challenges
+                .iter()
+                .find_map(|c| c.error.as_ref().map(|p| p.to_string()));
+        }
+    }
+    detail
+}
+
 /// Orders a certificate for `names`, answering each authorization with
 /// `kind`; `replaces` is the certificate being renewed (ARI). The chain is
 /// checked before it is returned.
@@ -143,58 +211,15 @@ pub(crate) async fn order(
     let result = async {
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
-            let mut authz = authz?;
-            let name = match &authz.identifier().identifier {
-                Identifier::Dns(n) => n.clone(),
-                other => format!("{other:?}"),
+            let answered = Answered {
+                tokens: &mut tokens,
+                alpn_names: &mut alpn_names,
             };
-            match authz.status {
-                AuthorizationStatus::Valid => continue,
-                AuthorizationStatus::Pending => {}
-                other => {
-                    return Err(CertsError::Validation {
-                        name,
-                        detail: format!("authorization is {other:?}"),
-                    });
-                }
-            }
-            let wanted = match kind {
-                ChallengeKind::Http01 => ChallengeType::Http01,
-                ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
-            };
-            let mut challenge = authz.challenge(wanted).ok_or(CertsError::NoChallenge {
-                name: name.clone(),
-                kind: kind.as_str(),
-            })?;
-            let key_authorization = challenge.key_authorization();
-            match kind {
-                ChallengeKind::Http01 => {
-                    challenges.put_http01(&challenge.token, key_authorization.as_str())?;
-                    tokens.push(challenge.token.clone());
-                }
-                ChallengeKind::TlsAlpn01 => {
-                    challenges.put_tls_alpn01(
-                        &name.to_ascii_lowercase(),
-                        key_authorization.digest().as_ref(),
-                    )?;
-                    alpn_names.push(name.to_ascii_lowercase());
-                }
-            }
-            challenge.set_ready().await?;
+            answer(authz?, kind, challenges, answered).await?;
         }
         let status = order.poll_ready(&poll).await?;
         if status != OrderStatus::Ready {
-            let mut detail = order.state().error.as_ref().map(|p| p.to_string());
-            // The CA's reason sits on the failed challenge, not the order.
-            let mut authorizations = order.authorizations();
-            while let (None, Some(Ok(mut authz))) = (&detail, authorizations.next().await) {
-                if let Ok(state) = authz.refresh().await {
-                    detail = state
-                        .challenges
-                        .iter()
-                        .find_map(|c| c.error.as_ref().map(|p| p.to_string()));
-                }
-            }
+            let detail = failure_detail(&mut order).await;
             return Err(CertsError::Validation {
                 name: names.join(", "),
                 detail: detail.unwrap_or_else(|| format!("order is {status:?}")),

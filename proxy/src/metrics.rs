@@ -135,53 +135,8 @@ impl Metrics {
     /// taken from `table`.
     pub fn render(&self, table: &RouteTable) -> String {
         let mut out = String::with_capacity(4096);
-        let by_code = |out: &mut String, name: &str, help: &str, counts: &[u64]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (code, n) in counts.iter().enumerate() {
-                if *n > 0 {
-                    let _ = writeln!(out, "{name}{{status=\"{code}\"}} {n}");
-                }
-            }
-        };
-        let sum = |of: &dyn Fn(&Shard) -> &AtomicU64| -> u64 {
-            self.shards.iter().map(|s| of(s).load(Relaxed)).sum()
-        };
-        let requests: Vec<u64> = (0..self.api_requests.len())
-            .map(|code| sum(&|s| &s.requests[code]))
-            .collect();
-        let api: Vec<u64> = self.api_requests.iter().map(|c| c.load(Relaxed)).collect();
-        by_code(
-            &mut out,
-            "hubgate_requests_total",
-            "Proxied requests by response status.",
-            &requests,
-        );
-        by_code(
-            &mut out,
-            "hubgate_api_requests_total",
-            "REST API requests by response status.",
-            &api,
-        );
-
-        let name = "hubgate_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time to the response head.\n# TYPE {name} histogram"
-        );
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += sum(&|s| &s.latency[i]);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += sum(&|s| &s.latency[BUCKETS.len()]);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            sum(&|s| &s.latency_sum_us) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {cumulative}");
-
+        self.render_requests(&mut out);
+        self.render_latency(&mut out);
         let name = "hubgate_proxy_errors_total";
         let _ = writeln!(
             out,
@@ -190,6 +145,75 @@ impl Metrics {
         for (kind, c) in FAILURES.iter().zip(&self.failures) {
             let _ = writeln!(out, "{name}{{failure=\"{kind}\"}} {}", c.load(Relaxed));
         }
+        for (name, help, v) in self.gauges(table) {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        let name = "hubgate_websockets_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Websocket tunnels opened.\n# TYPE {name} counter"
+        );
+        let _ = writeln!(out, "{name} {}", self.websockets_total.load(Relaxed));
+        out
+    }
+
+    /// A counter summed over the workers' shards.
+    fn sum(&self, of: &dyn Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards.iter().map(|s| of(s).load(Relaxed)).sum()
+    }
+
+    /// Proxied and API requests by status.
+    fn render_requests(&self, out: &mut String) {
+        let by_code = |out: &mut String, name: &str, help: &str, counts: &[u64]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (code, n) in counts.iter().enumerate() {
+                if *n > 0 {
+                    let _ = writeln!(out, "{name}{{status=\"{code}\"}} {n}");
+                }
+            }
+        };
+        let requests: Vec<u64> = (0..self.api_requests.len())
+            .map(|code| self.sum(&|s| &s.requests[code]))
+            .collect();
+        let api: Vec<u64> = self.api_requests.iter().map(|c| c.load(Relaxed)).collect();
+        by_code(
+            out,
+            "hubgate_requests_total",
+            "Proxied requests by response status.",
+            &requests,
+        );
+        by_code(
+            out,
+            "hubgate_api_requests_total",
+            "REST API requests by response status.",
+            &api,
+        );
+    }
+
+    /// The time-to-head histogram.
+    fn render_latency(&self, out: &mut String) {
+        let name = "hubgate_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to the response head.\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.sum(&|s| &s.latency[i]);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.sum(&|s| &s.latency[BUCKETS.len()]);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum(&|s| &s.latency_sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+
+    /// The gauges: routes, endpoints in and out of rotation, connections.
+    fn gauges(&self, table: &RouteTable) -> [(&'static str, &'static str, i64); 6] {
         let balancers = table.discovered_balancers();
         let endpoints = balancers.iter().flat_map(|b| b.backends());
         let (up, down) = endpoints.fold((0i64, 0i64), |(up, down), e| {
@@ -199,7 +223,7 @@ impl Metrics {
                 (up, down + 1)
             }
         });
-        let gauges = [
+        [
             (
                 "hubgate_discovered_routes",
                 "Routes from discovery (swarm services, a discovery file).",
@@ -230,17 +254,7 @@ impl Metrics {
                 "Routes in the table.",
                 i64::try_from(table.len()).unwrap_or(i64::MAX),
             ),
-        ];
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        let name = "hubgate_websockets_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Websocket tunnels opened.\n# TYPE {name} counter"
-        );
-        let _ = writeln!(out, "{name} {}", self.websockets_total.load(Relaxed));
-        out
+        ]
     }
 }
 

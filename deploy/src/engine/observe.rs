@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use bollard::models::{Service, ServiceSpec};
 use bollard::query_parameters::{
     ListConfigsOptionsBuilder, ListNetworksOptionsBuilder, ListSecretsOptions,
     ListSecretsOptionsBuilder, ListServicesOptions, ListServicesOptionsBuilder,
@@ -115,29 +116,55 @@ impl Engine {
     pub async fn observe(&self, want: &Desired) -> Result<Observed, DeployError> {
         let filter = deployment_filter(&want.name);
         let networks = self.network_names().await?;
-        let mut seen = Observed::default();
-
         let all_services = self
             .docker
             .list_services(None::<ListServicesOptions>)
             .await
             .map_err(DeployError::engine("list services"))?;
-        seen.foreign_ports = all_services
-            .iter()
-            .filter_map(|s| {
-                let spec = s.spec.as_ref()?;
-                let mine =
-                    spec.labels.as_ref().and_then(|l| l.get(DEPLOY_LABEL)) == Some(&want.name);
-                (!mine).then_some(s)
-            })
-            .flat_map(|s| {
-                let name = s.spec.as_ref().and_then(|s| s.name.clone());
-                let ports = s.endpoint.as_ref().and_then(|e| e.ports.clone());
-                ports.into_iter().flatten().filter_map(move |p| {
-                    Some((u16::try_from(p.published_port?).ok()?, name.clone()?))
-                })
-            })
-            .collect();
+        let ours = self
+            .docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list networks"))?;
+        let services = self
+            .docker
+            .list_services(Some(
+                ListServicesOptionsBuilder::new().filters(&filter).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list services"))?;
+        Ok(Observed {
+            foreign_ports: foreign_ports(&all_services, &want.name),
+            network: self.network_seen(want, &all_services).await?,
+            old_networks: ours
+                .into_iter()
+                .filter_map(|n| n.name)
+                .filter(|n| *n != want.network.name)
+                .collect(),
+            configs: self.config_names(Some(&filter)).await?,
+            hub_config: self.hub_config_text(&filter).await,
+            secrets: self.secret_names(Some(&filter)).await?,
+            all_secrets: self.secret_names(None).await?.into_iter().collect(),
+            services: services
+                .iter()
+                .filter_map(|s| s.spec.as_ref())
+                .map(|spec| from_spec(spec, &networks))
+                .collect(),
+            // Only unused ones: a volume a running server holds cannot go
+            // yet, and planning its removal would make every apply a change.
+            volumes: self.volumes_of(&want.name, true).await?,
+        })
+    }
+
+    /// The network with the file's name, with the services of others
+    /// attached to it.
+    async fn network_seen(
+        &self,
+        want: &Desired,
+        all_services: &[Service],
+    ) -> Result<Option<NetworkSeen>, DeployError> {
         let net_filter = HashMap::from([("name".to_owned(), vec![want.network.name.clone()])]);
         let named = self
             .docker
@@ -149,72 +176,61 @@ impl Engine {
             .await
             .map_err(DeployError::engine("list networks"))?;
         // `name` filters by substring: keep the exact one.
-        if let Some(n) = named
+        let Some(n) = named
             .into_iter()
             .find(|n| n.name.as_deref() == Some(want.network.name.as_str()))
-        {
-            let id = n.id.clone().unwrap_or_default();
-            let labels = n.labels.unwrap_or_default();
-            let foreign_services = all_services
-                .iter()
-                .filter_map(|s| {
-                    let spec = s.spec.as_ref()?;
-                    let mine =
-                        spec.labels.as_ref().and_then(|l| l.get(DEPLOY_LABEL)) == Some(&want.name);
-                    let nets = spec.task_template.as_ref()?.networks.as_ref()?;
-                    let attached = nets
-                        .iter()
-                        .any(|a| a.target.as_deref() == Some(id.as_str()));
-                    (attached && !mine).then(|| spec.name.clone().unwrap_or_default())
-                })
-                .collect();
-            seen.network = Some(NetworkSeen {
-                name: want.network.name.clone(),
-                driver: n.driver.unwrap_or_default(),
-                attachable: n.attachable.unwrap_or(false),
-                subnet: n
-                    .ipam
-                    .and_then(|i| i.config)
-                    .and_then(|c| c.into_iter().find_map(|c| c.subnet)),
-                encrypted: n.options.unwrap_or_default().contains_key("encrypted"),
-                managed: labels.get(DEPLOY_LABEL) == Some(&want.name),
-                foreign_services,
-            });
-        }
-        let ours = self
-            .docker
-            .list_networks(Some(
-                ListNetworksOptionsBuilder::new().filters(&filter).build(),
-            ))
-            .await
-            .map_err(DeployError::engine("list networks"))?;
-        seen.old_networks = ours
-            .into_iter()
-            .filter_map(|n| n.name)
-            .filter(|n| *n != want.network.name)
-            .collect();
-
-        seen.configs = self.config_names(Some(&filter)).await?;
-        seen.hub_config = self.hub_config_text(&filter).await;
-        seen.secrets = self.secret_names(Some(&filter)).await?;
-        seen.all_secrets = self.secret_names(None).await?.into_iter().collect();
-
-        let services = self
-            .docker
-            .list_services(Some(
-                ListServicesOptionsBuilder::new().filters(&filter).build(),
-            ))
-            .await
-            .map_err(DeployError::engine("list services"))?;
-        seen.services = services
+        else {
+            return Ok(None);
+        };
+        let id = n.id.clone().unwrap_or_default();
+        let labels = n.labels.unwrap_or_default();
+        let foreign_services = all_services
             .iter()
-            .filter_map(|s| s.spec.as_ref())
-            .map(|spec| from_spec(spec, &networks))
+            .filter_map(|s| {
+                let spec = s.spec.as_ref()?;
+                let nets = spec.task_template.as_ref()?.networks.as_ref()?;
+                let attached = nets
+                    .iter()
+                    .any(|a| a.target.as_deref() == Some(id.as_str()));
+                (attached && !is_of(spec, &want.name))
+                    .then(|| spec.name.clone().unwrap_or_default())
+            })
             .collect();
-
-        // Only unused ones: a volume a running server holds cannot go yet,
-        // and planning its removal would make every apply a change.
-        seen.volumes = self.volumes_of(&want.name, true).await?;
-        Ok(seen)
+        Ok(Some(NetworkSeen {
+            name: want.network.name.clone(),
+            driver: n.driver.unwrap_or_default(),
+            attachable: n.attachable.unwrap_or(false),
+            subnet: n
+                .ipam
+                .and_then(|i| i.config)
+                .and_then(|c| c.into_iter().find_map(|c| c.subnet)),
+            encrypted: n.options.unwrap_or_default().contains_key("encrypted"),
+            managed: labels.get(DEPLOY_LABEL) == Some(&want.name),
+            foreign_services,
+        }))
     }
+}
+
+/// Whether a service belongs to deployment `name`.
+fn is_of(spec: &ServiceSpec, name: &str) -> bool {
+    spec.labels
+        .as_ref()
+        .and_then(|l| l.get(DEPLOY_LABEL))
+        .is_some_and(|d| d == name)
+}
+
+/// Ports other deployments' services publish, as (port, service name).
+fn foreign_ports(services: &[Service], deployment: &str) -> Vec<(u16, String)> {
+    services
+        .iter()
+        .filter(|s| s.spec.as_ref().is_some_and(|spec| !is_of(spec, deployment)))
+        .flat_map(|s| {
+            let name = s.spec.as_ref().and_then(|s| s.name.clone());
+            let ports = s.endpoint.as_ref().and_then(|e| e.ports.clone());
+            ports
+                .into_iter()
+                .flatten()
+                .filter_map(move |p| Some((u16::try_from(p.published_port?).ok()?, name.clone()?)))
+        })
+        .collect()
 }

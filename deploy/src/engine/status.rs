@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{Node, Service, ServiceSpec};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNodesOptions, ListServicesOptionsBuilder,
     ListTasksOptionsBuilder,
@@ -125,32 +126,26 @@ impl Engine {
             .map_err(DeployError::engine("list nodes"))?;
         let mut host_of = HashMap::new();
         for n in nodes {
-            let hostname = n.description.and_then(|d| d.hostname).unwrap_or_default();
-            host_of.insert(n.id.clone().unwrap_or_default(), hostname.clone());
-            let spec = n.spec.unwrap_or_default();
-            status.nodes.push(NodeRow {
-                hostname,
-                role: spec.role.map(|r| r.to_string()).unwrap_or_default(),
-                state: n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.state)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                availability: spec.availability.map(|a| a.to_string()).unwrap_or_default(),
-                manager: n
-                    .manager_status
-                    .map(|m| {
-                        if m.leader == Some(true) {
-                            "leader".to_owned()
-                        } else {
-                            m.reachability.map(|r| r.to_string()).unwrap_or_default()
-                        }
-                    })
-                    .unwrap_or_default(),
-                addr: n.status.and_then(|s| s.addr).unwrap_or_default(),
-            });
+            let row = node_row(n.clone());
+            host_of.insert(n.id.unwrap_or_default(), row.hostname.clone());
+            status.nodes.push(row);
         }
+        for s in self.services_of(deployment).await? {
+            let spec = s.spec.unwrap_or_default();
+            let name = spec.name.clone().unwrap_or_default();
+            let tasks = self.running_tasks(&name, &host_of).await?;
+            let running = tasks.iter().filter(|t| t.state == "running").count();
+            status.tasks.extend(tasks);
+            status.services.push(service_row(spec, running));
+            if name == format!("{deployment}-hubgate") {
+                status.proxies.extend(self.proxies(&name).await?);
+            }
+        }
+        Ok(status)
+    }
+
+    /// The deployment's services and the user servers its hub spawned.
+    async fn services_of(&self, deployment: &str) -> Result<Vec<Service>, DeployError> {
         let mut filter = deployment_filter(deployment);
         let mut services = self
             .docker
@@ -171,69 +166,107 @@ impl Engine {
                 .await
                 .map_err(DeployError::engine("list services"))?,
         );
-        for s in services {
-            let spec = s.spec.unwrap_or_default();
-            let name = spec.name.clone().unwrap_or_default();
-            let filters = HashMap::from([
-                ("service".to_owned(), vec![name.clone()]),
-                ("desired-state".to_owned(), vec!["running".to_owned()]),
-            ]);
-            let tasks = self
-                .docker
-                .list_tasks(Some(
-                    ListTasksOptionsBuilder::new().filters(&filters).build(),
-                ))
-                .await
-                .map_err(DeployError::engine("list tasks"))?;
-            let mut running = 0;
-            for t in tasks {
+        Ok(services)
+    }
+
+    /// The tasks of service `name` the swarm wants running, with their
+    /// nodes' host names.
+    async fn running_tasks(
+        &self,
+        name: &str,
+        host_of: &HashMap<String, String>,
+    ) -> Result<Vec<TaskRow>, DeployError> {
+        let filters = HashMap::from([
+            ("service".to_owned(), vec![name.to_owned()]),
+            ("desired-state".to_owned(), vec!["running".to_owned()]),
+        ]);
+        let tasks = self
+            .docker
+            .list_tasks(Some(
+                ListTasksOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(DeployError::engine("list tasks"))?;
+        Ok(tasks
+            .into_iter()
+            .map(|t| {
                 let st = t.status.unwrap_or_default();
-                let state = st.state.map(|s| s.to_string()).unwrap_or_default();
-                running += usize::from(state == "running");
-                status.tasks.push(TaskRow {
-                    service: name.clone(),
+                TaskRow {
+                    service: name.to_owned(),
                     node: t
                         .node_id
                         .and_then(|n| host_of.get(&n).cloned())
                         .unwrap_or_default(),
-                    state,
+                    state: st.state.map(|s| s.to_string()).unwrap_or_default(),
                     error: st.err.unwrap_or_default(),
-                });
-            }
-            let mode = spec.mode.map_or_else(String::new, |m| {
-                if m.global.is_some() {
-                    "global".to_owned()
-                } else {
-                    format!(
-                        "{} replica(s)",
-                        m.replicated.and_then(|r| r.replicas).unwrap_or(1)
-                    )
                 }
-            });
-            status.services.push(ServiceRow {
-                name: name.clone(),
-                image: spec
-                    .task_template
-                    .and_then(|t| t.container_spec)
-                    .and_then(|c| c.image)
-                    .unwrap_or_default(),
-                running,
-                mode,
-            });
-            if name == format!("{deployment}-hubgate") {
-                for c in self.local_containers(&name).await? {
-                    let routes = self.exec(&c, &["hubgate", "api", "/api/routes"]).await;
-                    let certs = self.exec(&c, &["hubgate", "api", "/api/certs"]).await;
-                    let short: String = c.chars().take(12).collect();
-                    let answer = match (routes, certs) {
-                        (Ok(r), Ok(c)) => Ok((r, c)),
-                        (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
-                    };
-                    status.proxies.push((short, answer));
-                }
-            }
+            })
+            .collect())
+    }
+
+    /// What each hubgate container on this engine reports (routes, certificates).
+    async fn proxies(&self, service: &str) -> Result<Vec<ProxyRow>, DeployError> {
+        let mut rows = vec![];
+        for c in self.local_containers(service).await? {
+            let routes = self.exec(&c, &["hubgate", "api", "/api/routes"]).await;
+            let certs = self.exec(&c, &["hubgate", "api", "/api/certs"]).await;
+            let short: String = c.chars().take(12).collect();
+            let answer = match (routes, certs) {
+                (Ok(r), Ok(c)) => Ok((r, c)),
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            };
+            rows.push((short, answer));
         }
-        Ok(status)
+        Ok(rows)
+    }
+}
+
+fn node_row(n: Node) -> NodeRow {
+    let spec = n.spec.unwrap_or_default();
+    NodeRow {
+        hostname: n.description.and_then(|d| d.hostname).unwrap_or_default(),
+        role: spec.role.map(|r| r.to_string()).unwrap_or_default(),
+        state: n
+            .status
+            .as_ref()
+            .and_then(|s| s.state)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        availability: spec.availability.map(|a| a.to_string()).unwrap_or_default(),
+        manager: n
+            .manager_status
+            .map(|m| {
+                if m.leader == Some(true) {
+                    "leader".to_owned()
+                } else {
+                    m.reachability.map(|r| r.to_string()).unwrap_or_default()
+                }
+            })
+            .unwrap_or_default(),
+        addr: n.status.and_then(|s| s.addr).unwrap_or_default(),
+    }
+}
+
+fn service_row(spec: ServiceSpec, running: usize) -> ServiceRow {
+    let mode = spec.mode.map_or_else(String::new, |m| {
+        if m.global.is_some() {
+            "global".to_owned()
+        } else {
+            format!(
+                "{} replica(s)",
+                m.replicated.and_then(|r| r.replicas).unwrap_or(1)
+            )
+        }
+    });
+    ServiceRow {
+        name: spec.name.unwrap_or_default(),
+        image: spec
+            .task_template
+            .and_then(|t| t.container_spec)
+            .and_then(|c| c.image)
+            .unwrap_or_default(),
+        running,
+        mode,
     }
 }
 
