@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use hubgate_deploy::DeployError;
 use hubgate_deploy::desired::{Desired, Inputs, desired};
 use hubgate_deploy::engine::{Engine, Initialised, choose_advertise};
 use hubgate_deploy::file::DeployFile;
@@ -77,7 +78,11 @@ async fn dispatch(command: DeployCommand, host: &DockerHost) -> anyhow::Result<E
 
 /// The engine `host` (`DOCKER_HOST`) names (default: the local socket).
 async fn connect(host: &DockerHost) -> anyhow::Result<Engine> {
-    Ok(Engine::connect(host.client()?, host.name()).await?)
+    let docker = host.connect().map_err(|source| DeployError::Unreachable {
+        host: host.name().to_owned(),
+        source,
+    })?;
+    Ok(Engine::connect(docker, host.name()).await?)
 }
 
 async fn manager(host: &DockerHost) -> anyhow::Result<Engine> {

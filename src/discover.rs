@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use bollard::Docker;
 use hubgate_certs::Manager;
 use hubgate_discovery::{
-    Lb, Snapshot, Source, StaticSource, Status, Subscriber, SwarmConfig, SwarmSource, channel,
+    Connect, Lb, Snapshot, Source, StaticSource, Status, Subscriber, SwarmConfig, SwarmSource,
+    channel,
 };
 use hubgate_proxy::{
     DiscoveredLayer, DiscoveredRoute, HealthCheck, Policy, Rejected, RouteStore, StatusPage,
@@ -32,16 +32,19 @@ pub(crate) struct Discovery {
 /// (the library reads neither).
 pub(crate) enum Wanted {
     /// The swarm of the engine `DOCKER_HOST` names.
-    Swarm(Docker, SwarmConfig),
+    Swarm(Connect, SwarmConfig),
     File(PathBuf),
 }
 
 pub(crate) fn wanted(args: &ServeArgs) -> anyhow::Result<Vec<Wanted>> {
     let mut out = Vec::new();
     if args.swarm {
-        let docker = DockerHost::from_env()?.client()?;
+        // Read once; the client is made at each (re)connection, so an
+        // engine that is not there yet is retried.
+        let host = DockerHost::from_env()?;
+        let connect: Connect = Box::new(move || host.connect());
         out.push(Wanted::Swarm(
-            docker,
+            connect,
             SwarmConfig {
                 networks: args.swarm_network.clone(),
                 // Swarm names a task's container after its ID's first 12
@@ -76,7 +79,9 @@ pub(crate) fn start(
     let mut subscribers = Vec::new();
     for w in wanted {
         let (source, name): (Box<dyn Source>, &str) = match w {
-            Wanted::Swarm(docker, config) => (Box::new(SwarmSource::new(docker, config)), "swarm"),
+            Wanted::Swarm(connect, config) => {
+                (Box::new(SwarmSource::new(connect, config)), "swarm")
+            }
             Wanted::File(path) => {
                 let bytes = std::fs::read(&path)
                     .with_context(|| format!("cannot read --discovery-file {}", path.display()))?;

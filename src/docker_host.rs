@@ -81,16 +81,16 @@ impl DockerHost {
         }
     }
 
-    /// A client for the engine (no connection made yet); callers set
-    /// their own timeout and negotiate the API version.
-    pub(crate) fn client(&self) -> anyhow::Result<Docker> {
+    /// A client for the engine (a unix socket must exist; no request is
+    /// made yet); callers set their own timeout and negotiate the API
+    /// version.
+    pub(crate) fn connect(&self) -> Result<Docker, bollard::errors::Error> {
         let version = bollard::API_DEFAULT_VERSION;
         let timeout = Duration::from_secs(60).as_secs();
-        let client = match self {
+        match self {
             Self::Unix(path) => Docker::connect_with_unix(path, timeout, version),
             Self::Tcp { url, .. } => Docker::connect_with_http(url, timeout, version),
-        };
-        client.with_context(|| format!("cannot use the Docker engine at {}", self.name()))
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Process accounting from /proc: CPU time (user and system) and resident
-//! memory of a process and its descendants (nginx's workers, say).
+//! memory of a process and its descendants (nginx's workers, say); and a
+//! free port for a process to listen on.
 
 use std::collections::HashSet;
 
@@ -70,4 +71,11 @@ pub(crate) fn rss_kib(pids: &[u32]) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .sum()
+}
+
+/// A loopback port free now (the kernel's pick).
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

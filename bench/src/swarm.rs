@@ -127,7 +127,7 @@ fn main() -> anyhow::Result<()> {
     let (killed, replaced) = replace_trials(&trials, hubgate.addr())?;
     let idle_trials = calls_per_second(&hubgate, args.sample_secs);
     eprintln!("idle, {} services: {idle_trials:.2} calls/s", args.trials);
-    let many = many_idle(&args, &net, &images);
+    let many = many_idle(&args, &net, images);
     std::thread::sleep(Duration::from_secs(5));
     let idle_many = calls_per_second(&hubgate, args.sample_secs);
     eprintln!(
@@ -143,7 +143,7 @@ fn main() -> anyhow::Result<()> {
         routes: hubgate.discovery()["routes"].as_array().map_or(0, Vec::len),
     };
     let date = chrono::Local::now().format("%Y-%m-%d").to_string();
-    let md = report(&args, &images, &mut measured, &date)?;
+    let md = report(&args, images, &mut measured, &date)?;
     std::fs::create_dir_all(&args.out)?;
     let file = args.out.join(format!("{date}-swarm.md"));
     std::fs::write(&file, &md)?;
@@ -153,13 +153,16 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// New labelled services, each timed until hubgate routes to it: the
-/// services with their probe paths, create → 200 and running → 200 (ms).
+/// The trials' services with their probe paths, create → 200 and
+/// running → 200 (ms).
+type Created = (Vec<(Service, String)>, Vec<f64>, Vec<f64>);
+
+/// New labelled services, each timed until hubgate routes to it.
 fn create_trials(
     args: &Args,
     net: &Network,
     addr: std::net::SocketAddr,
-) -> anyhow::Result<(Vec<(Service, String)>, Vec<f64>, Vec<f64>)> {
+) -> anyhow::Result<Created> {
     let (mut created, mut running, mut trials) = (vec![], vec![], vec![]);
     for i in 0..args.trials {
         let name = unique("prop");

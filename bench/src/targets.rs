@@ -131,7 +131,7 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!(
             "hubgate-bench-{tag}-{}-{}",
             std::process::id(),
-            crate::free_port()?
+            crate::procs::free_port()?
         ));
         std::fs::create_dir_all(&dir)?;
         Ok(Self(dir))
@@ -189,7 +189,7 @@ pub(crate) fn start(
     certs: &Certs,
 ) -> anyhow::Result<Running> {
     let dir = TempDir::new(setup.kind.name())?;
-    let (port, api_port) = (crate::free_port()?, crate::free_port()?);
+    let (port, api_port) = (crate::procs::free_port()?, crate::procs::free_port()?);
     let d = &dir.0;
     let log = std::fs::File::create(d.join("stderr.log"))?;
     let launch = Launch {
@@ -243,7 +243,7 @@ fn hubgate_command(l: &Launch<'_>) -> anyhow::Result<Command> {
     let cpus = l.cpus;
     let mut c = command(l.hubgate, cpus);
     c.arg("serve")
-        .args(&l.chp_flags())
+        .args(l.chp_flags())
         .args([
             "--workers",
             &n.to_string(),
@@ -406,7 +406,7 @@ fn chp_command(l: &Launch<'_>) -> anyhow::Result<Command> {
         bail!("configurable-http-proxy is not part of the TLS comparison");
     }
     let mut c = command("configurable-http-proxy", cpus);
-    c.args(&l.chp_flags())
+    c.args(l.chp_flags())
         .args(["--log-level", "error"])
         .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
         .env("NODE_PATH", NODE_PATH);

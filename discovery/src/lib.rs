@@ -25,8 +25,8 @@
 //! use tokio_util::sync::CancellationToken;
 //! # async fn run() {
 //! let (out, mut sub) = channel("swarm");
-//! let docker = bollard::Docker::connect_with_unix_defaults().unwrap();
-//! let source = Box::new(SwarmSource::new(docker, SwarmConfig::default()));
+//! let connect = Box::new(bollard::Docker::connect_with_unix_defaults);
+//! let source = Box::new(SwarmSource::new(connect, SwarmConfig::default()));
 //! tokio::spawn(source.run(out, CancellationToken::new()));
 //! while sub.snapshot.changed().await.is_ok() {
 //!     let layer = sub.snapshot.borrow().clone();
@@ -44,7 +44,7 @@ mod swarm;
 pub use error::DiscoveryError;
 pub use model::{Health, Lb, Problem, Route, Scheme, Snapshot, State, Status};
 pub use source::{Publisher, Running, Source, StaticSource, Subscriber, channel};
-pub use swarm::{SwarmConfig, SwarmSource};
+pub use swarm::{Connect, SwarmConfig, SwarmSource};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {

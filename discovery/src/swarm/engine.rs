@@ -40,12 +40,10 @@ impl Engine {
     /// Negotiates the API version with the engine `docker` (engine 20.10
     /// speaks 1.41; bollard defaults higher).
     pub(crate) async fn connect(
-        docker: &Docker,
+        docker: Docker,
         calls: Arc<AtomicU64>,
     ) -> Result<Self, DiscoveryError> {
-        let docker = docker
-            .clone()
-            .with_timeout(Duration::from_secs(TIMEOUT_SECS));
+        let docker = docker.with_timeout(Duration::from_secs(TIMEOUT_SECS));
         calls.fetch_add(1, Ordering::Relaxed);
         let docker = docker.negotiate_version().await?;
         Ok(Self { docker, calls })

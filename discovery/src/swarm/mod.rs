@@ -43,6 +43,9 @@ use engine::{Engine, Kind};
 /// Above this many services to check at once, one task list for all.
 const TARGETED_CHECKS: usize = 8;
 
+/// Makes a client for the engine the source follows.
+pub type Connect = Box<dyn Fn() -> Result<Docker, bollard::errors::Error> + Send + Sync>;
+
 /// How the swarm source connects and how often it looks.
 #[derive(Debug, Clone)]
 pub struct SwarmConfig {
@@ -73,10 +76,11 @@ impl Default for SwarmConfig {
 }
 
 /// The swarm source. See the module docs.
-#[derive(Debug)]
 pub struct SwarmSource {
-    /// The engine (a client the binary made from `DOCKER_HOST`).
-    docker: Docker,
+    /// Makes a client for the engine (the binary's, from `DOCKER_HOST`),
+    /// at each (re)connection: a socket that is not there yet is a retry,
+    /// not the end.
+    connect: Connect,
     config: SwarmConfig,
     /// Last labels that parsed, by service ID.
     last_good: HashMap<String, ServiceLabels>,
@@ -92,10 +96,11 @@ pub struct SwarmSource {
 }
 
 impl SwarmSource {
-    /// A source that has not connected yet, for the engine `docker`.
-    pub fn new(docker: Docker, config: SwarmConfig) -> Self {
+    /// A source that has not connected yet; `connect` makes a client for
+    /// the engine.
+    pub fn new(connect: Connect, config: SwarmConfig) -> Self {
         Self {
-            docker,
+            connect,
             config,
             last_good: HashMap::new(),
             services: Vec::new(),
@@ -111,7 +116,7 @@ impl SwarmSource {
         out: &Publisher,
         shutdown: &CancellationToken,
     ) -> Result<(), DiscoveryError> {
-        let engine = Engine::connect(&self.docker, self.calls.clone()).await?;
+        let engine = Engine::connect((self.connect)()?, self.calls.clone()).await?;
         let networks = engine
             .shared_networks(&self.config.networks, self.config.self_container.as_deref())
             .await?;
