@@ -200,21 +200,7 @@ async fn jupyterhub_launches_hubgate_as_configurable_http_proxy() {
 /// service is removed.
 #[test]
 fn the_deployment_spawner_keeps_the_hub_and_the_swarm_in_step() {
-    let venv = venv();
-    let out = std::process::Command::new(venv.join("bin/python"))
-        .arg(repo().join("tests/jupyterhub/spawner_check.py"))
-        .arg(repo().join("deploy/src/desired"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{text}\n(dockerspawner missing? run scripts/setup-venv)"
-    );
+    let text = check_script("spawner_check.py", &[repo().join("deploy/src/desired")]);
     assert!(text.contains(" passed, 0 failed"), "{text}");
 }
 
@@ -250,10 +236,18 @@ fn every_example_renders_a_hub_configuration_that_loads() {
         std::fs::write(&out, text).unwrap();
         configs.push(out);
     }
+    let mut args = vec![repo().join("deploy/src/desired")];
+    args.extend(configs);
+    let text = check_script("config_check.py", &args);
+    assert!(text.contains("2 passed, 0 failed"), "{text}");
+}
+
+/// Runs `tests/jupyterhub/<script>` with the test venv's Python; its
+/// output, which must end in success.
+fn check_script(script: &str, args: &[PathBuf]) -> String {
     let out = std::process::Command::new(venv().join("bin/python"))
-        .arg(repo().join("tests/jupyterhub/config_check.py"))
-        .arg(repo().join("deploy/src/desired"))
-        .args(&configs)
+        .arg(repo().join("tests/jupyterhub").join(script))
+        .args(args)
         .output()
         .unwrap();
     let text = format!(
@@ -263,7 +257,7 @@ fn every_example_renders_a_hub_configuration_that_loads() {
     );
     assert!(
         out.status.success(),
-        "{text}\n(oauthenticator missing? run scripts/setup-venv)"
+        "{text}\n(dockerspawner or oauthenticator missing? run scripts/setup-venv)"
     );
-    assert!(text.contains("2 passed, 0 failed"), "{text}");
+    text
 }
