@@ -143,12 +143,13 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
         (a.status == 200).then_some(())
     });
 
-    // The hub's stop no longer waits for the swarm's DNS to forget the
-    // name (on these nodes it forwards a name with no task upstream and
-    // waits 10 s: stops took 14 s). What is left: the swarm's own 2 s
-    // drain before it signals the task (moby's defaultGossipConvergeDelay),
-    // the server's shutdown, and the task's end reaching the manager. Then
-    // a fresh start.
+    // The hub's stop waits neither for the swarm's DNS to forget the name
+    // (on these nodes it forwards a name with no task upstream and waits
+    // 10 s: stops took 14 s) nor for the container to end (the swarm's own
+    // 2 s drain before it signals the task, moby's
+    // defaultGossipConvergeDelay, then the server's shutdown: 4-4.7 s): it
+    // ends once the swarm wants the task shut down, unreachable from then
+    // on. Then a fresh start.
     let ran_on = task_node(&cluster.nodes[0], &server).unwrap();
     let ran_on = cluster.nodes.iter().find(|n| n.hostname == ran_on).unwrap();
     let stopping = std::time::SystemTime::now();
@@ -162,7 +163,7 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     let own = own_shutdown(ran_on, &server, stopping);
     eprintln!("the hub's stop took {took:.1} s; the server's own shutdown {own:.1} s");
     assert!(
-        took <= own + 4.0,
+        took <= own + 1.0,
         "the stop took {took:.1} s, the server's shutdown {own:.1} s"
     );
     user.step("spawn", &[]);

@@ -112,34 +112,39 @@ pub(crate) fn own_shutdown(node: &Node, service: &str, since: std::time::SystemT
     let secs =
         |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let since = secs(since).saturating_sub(1);
-    // A time to end the stream at (docker events waits until then).
-    let until = secs(std::time::SystemTime::now()) + 1;
-    let events = node.docker(&[
-        "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &until.to_string(),
-        "--filter",
-        "type=container",
-        "--filter",
-        &format!("label=com.docker.swarm.service.name={service}"),
-        "--format",
-        "{{.Action}} {{.TimeNano}}",
-    ]);
-    let at = |action: &str| -> Option<u128> {
-        events
-            .lines()
-            .find(|l| l.starts_with(action))
-            .and_then(|l| l.split(' ').nth(1)?.parse().ok())
-    };
-    match (at("kill"), at("die")) {
-        (Some(kill), Some(die)) => (die.saturating_sub(kill)) as f64 / 1e9,
-        _ => panic!(
-            "no kill and die events of {service} on {}: {events}",
-            node.hostname
-        ),
+    let mut events = String::new();
+    // The container may end after the hub's stop returned: look again, a
+    // second at a time, for 15 s at most.
+    for _ in 0..15 {
+        // A time to end the stream at (docker events waits until then).
+        let until = secs(std::time::SystemTime::now()) + 1;
+        events = node.docker(&[
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+            "--filter",
+            "type=container",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={service}"),
+            "--format",
+            "{{.Action}} {{.TimeNano}}",
+        ]);
+        let at = |action: &str| -> Option<u128> {
+            events
+                .lines()
+                .find(|l| l.starts_with(action))
+                .and_then(|l| l.split(' ').nth(1)?.parse().ok())
+        };
+        if let (Some(kill), Some(die)) = (at("kill"), at("die")) {
+            return (die.saturating_sub(kill)) as f64 / 1e9;
+        }
     }
+    panic!(
+        "no kill and die events of {service} on {}: {events}",
+        node.hostname
+    )
 }
 
 pub(crate) fn user_state(u: &User) -> &std::path::Path {

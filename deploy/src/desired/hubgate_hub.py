@@ -146,10 +146,10 @@ class HubgateSwarmSpawner(SwarmSpawner):
       looks only at tasks wanted running, in some of those states, and a
       poll that landed in another made the hub forget a server the swarm
       was just moving to another node.
-    - A stop scales the service to zero and waits for its task to end
-      before the service goes (otherwise the container outlives the service
-      by seconds, and a start right after can reach the old server); a task
-      on a node that is down cannot report its end and is not waited for.
+    - A stop scales the service to zero and returns once the swarm wants
+      its task shut down (unreachable from then on: out of DNS, and hubgate
+      routes only tasks wanted running), without waiting the seconds the
+      container takes to end.
     - Whatever a stop found, the hub's stop ends with the service removed
       (`remove_leftover_service`, the post-stop hook): a server the hub
       forgot never keeps running, reachable, beside it.
@@ -237,15 +237,10 @@ class HubgateSwarmSpawner(SwarmSpawner):
         states = sorted({t["Status"]["State"] for t in wanted})
         return f"service {self.service_name}: no live task ({', '.join(states) or 'none wanted'})"
 
-    async def live_tasks(self, service_id):
-        """The service's tasks that may still run, but for those on nodes
-        that are down (their last report stays `running` for good)."""
+    async def wanted_running(self, service_id):
+        """The service's tasks the swarm still wants running (or ready)."""
         tasks = await self.docker("tasks", filters={"service": service_id})
-        live = [t for t in tasks if t["Status"]["State"] in LIVE_TASK_STATES]
-        if not live:
-            return []
-        down = {n["ID"] for n in await self.docker("nodes") if n.get("Status", {}).get("State") == "down"}
-        return [t for t in live if t.get("NodeID") not in down]
+        return [t for t in tasks if t.get("DesiredState") in ("running", "ready")]
 
     async def stop_object(self):
         service = await self.get_object()
@@ -258,16 +253,18 @@ class HubgateSwarmSpawner(SwarmSpawner):
             mode=ServiceMode("replicated", replicas=0),
             fetch_current_spec=True,
         )
-        for _ in range(150):
-            if not await self.live_tasks(service["ID"]):
-                break
-            await asyncio.sleep(0.2)
-        else:
-            self.log.warning("%s: a task of %s still runs after 30 s", self._log_name, self.service_name)
-        # No wait for the swarm's DNS to forget the name: with no task the
-        # lookup is forwarded upstream (10 s where that does not answer),
-        # hubgate routes by task address, and the hub's own connections to
-        # a new server give up on a stale address after 3 s.
+        # Stopped once the swarm wants its task shut down: it takes the task
+        # out of the service's DNS at once, and hubgate routes only tasks
+        # the swarm wants running, so nothing reaches the old server after
+        # this (even a start right after, under the same name). The
+        # container itself ends seconds later: the swarm waits 2 s for its
+        # gossip to converge before it sends SIGTERM, and a task on a node
+        # that is down never reports its end; neither is waited for.
+        for _ in range(100):
+            if not await self.wanted_running(service["ID"]):
+                return
+            await asyncio.sleep(0.1)
+        self.log.warning("%s: the swarm still wants a task of %s running after 10 s", self._log_name, self.service_name)
 
     async def remove_leftover_service(self):
         try:
