@@ -84,10 +84,10 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     let d = production_like(&name);
     let label = format!("hubgate.deploy={name}");
     let applied = d.ok(&["apply", "--no-wait", "--skip-nfs-check", "FILE"]);
-    // Network, hub config, the servers' config, proxy token, client
-    // secret, hub, hubgate.
+    // Network, hub config, hubgate's hub module, the servers' config,
+    // proxy token, client secret, hub, hubgate.
     assert!(
-        applied.contains("7 to create, 0 to change, 0 to remove."),
+        applied.contains("8 to create, 0 to change, 0 to remove."),
         "{applied}"
     );
 
@@ -97,7 +97,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert_eq!(net["Attachable"], true);
     // The hub's configuration, a Docker config, with the callback URL.
     let configs = names("config", &label);
-    assert_eq!(configs.len(), 2, "{configs:?}");
+    assert_eq!(configs.len(), 3, "{configs:?}");
     let hub_config = configs
         .iter()
         .find(|c| c.starts_with(&format!("{name}-hub-config-")))
@@ -107,13 +107,10 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
         .unwrap()
         .to_owned();
     let py = String::from_utf8(decode_base64(&data)).unwrap();
-    let callback = py
-        .lines()
-        .find(|l| l.contains("oauth_callback_url"))
-        .unwrap();
+    let callback = py.lines().find(|l| l.contains("callback_url")).unwrap();
     assert!(
         callback.contains("\"https://hub.test.example:")
-            && callback.ends_with("/hub/oauth_callback\""),
+            && callback.ends_with("/hub/oauth_callback\","),
         "{callback}"
     );
     assert!(
@@ -237,7 +234,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
         "mounts:",
         "configs:",
         "hub settings that change:",
-        "+ c.GitHubOAuthenticator.oauth_callback_url = \"https://jupyter.test.example:",
+        "+ auth.callback_url: \"https://jupyter.test.example:",
         "cpu limit: 1 -> 0.5",
         "the storage moved from :/srv/users (addr=192.0.2.10,",
         "a service whose new tasks fail within 10 s is rolled back",
