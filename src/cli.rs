@@ -85,6 +85,29 @@ pub(crate) enum DeployCommand {
     /// keep (what `apply` and `destroy` run on every node as a job).
     #[command(hide = true)]
     PruneVolumes(PruneArgs),
+    /// Move the hub's database of an earlier hubgate from its node-local
+    /// volume onto the storage (what `apply` runs as a job on that node).
+    #[command(hide = true)]
+    MigrateHubData(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    /// The deployment's name.
+    #[arg(long)]
+    pub(crate) deployment: String,
+    /// The old hub's service, whose container must have ended here.
+    #[arg(long)]
+    pub(crate) hub_service: String,
+    /// The old volume, mounted.
+    #[arg(long)]
+    pub(crate) from: PathBuf,
+    /// The hub's state directory on the storage.
+    #[arg(long)]
+    pub(crate) to: PathBuf,
+    /// The secret the old cookie secret becomes.
+    #[arg(long)]
+    pub(crate) cookie_secret: String,
 }
 
 #[derive(Debug, Args)]

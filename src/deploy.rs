@@ -16,7 +16,7 @@ use hubgate_deploy::engine::{Engine, Initialised, choose_advertise};
 use hubgate_deploy::file::DeployFile;
 use hubgate_deploy::model::Role;
 
-use crate::cli::{ApplyArgs, DeployCommand, DestroyArgs, PruneArgs};
+use crate::cli::{ApplyArgs, DeployCommand, DestroyArgs, MigrateArgs, PruneArgs};
 use crate::docker_host::DockerHost;
 use crate::http_get;
 
@@ -73,6 +73,7 @@ async fn dispatch(command: DeployCommand, host: &DockerHost) -> anyhow::Result<E
         }
         DeployCommand::Destroy(a) => destroy(&a, host).await,
         DeployCommand::PruneVolumes(a) => prune_volumes(a, host).await,
+        DeployCommand::MigrateHubData(a) => migrate_hub_data(a, host).await,
     }
 }
 
@@ -369,6 +370,25 @@ async fn prune_volumes(a: PruneArgs, host: &DockerHost) -> anyhow::Result<ExitCo
     }
     println!("in use, kept: {}", pruned.in_use.join(", "));
     Ok(ExitCode::FAILURE)
+}
+
+/// The job `apply` runs on the node of an earlier hubgate's hub: its
+/// database onto the storage, its cookie secret into a Docker secret.
+async fn migrate_hub_data(a: MigrateArgs, host: &DockerHost) -> anyhow::Result<ExitCode> {
+    let said = connect(host)
+        .await?
+        .migrate_hub_data_here(
+            &a.deployment,
+            &a.hub_service,
+            &a.from,
+            &a.to,
+            &a.cookie_secret,
+        )
+        .await?;
+    for line in said {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

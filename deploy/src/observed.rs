@@ -49,4 +49,19 @@ pub struct Observed {
     pub foreign_ports: Vec<(u16, String)>,
     /// The text of the hub configuration the hub service runs with.
     pub hub_config: Option<String>,
+    /// A hub of an earlier hubgate that keeps its database on a volume of
+    /// its node.
+    pub hub_data: Option<HubDataSeen>,
+}
+
+/// Where a hub of an earlier hubgate keeps its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubDataSeen {
+    /// The node-local volume.
+    pub volume: String,
+    /// The node of the hub's latest task: its ID, host name, and whether
+    /// it is up (the volume is reachable only there).
+    pub node_id: String,
+    pub node: String,
+    pub node_ready: bool,
 }

@@ -204,6 +204,19 @@ fn the_deployment_spawner_keeps_the_hub_and_the_swarm_in_step() {
     assert!(text.contains(" passed, 0 failed"), "{text}");
 }
 
+/// The hub's lease entrypoint (`deploy/src/desired/hubgate_lease.py`) as
+/// real processes sharing one sqlite lease, each with a stand-in engine
+/// and a stand-in JupyterHub (`tests/jupyterhub/lease_check.py`): a standby
+/// waits while the holder renews; a holder whose engine freezes, or whose
+/// store locks, stops its server before another takes over; a stop hands
+/// over to a task of the new spec at once; a killed holder's lease is taken
+/// after its time. A prober every 20 ms never sees two servers at once.
+#[test]
+fn the_hub_lease_never_lets_two_hubs_serve() {
+    let text = check_script("lease_check.py", &[repo().join("deploy/src/desired")]);
+    assert!(text.contains("5 passed, 0 failed"), "{text}");
+}
+
 /// The hub's configuration as each example deployment file renders it,
 /// compiled and loaded by JupyterHub's own config loader through hubgate's
 /// module (`tests/jupyterhub/config_check.py`): every setting must be a

@@ -16,6 +16,7 @@ import sys
 from dockerspawner import SwarmSpawner
 from jupyterhub.app import JupyterHub
 from jupyterhub.auth import Authenticator, DummyAuthenticator
+from jupyterhub.crypto import CryptKeeper
 from jupyterhub.httpclient import JupyterHubHTTPClient
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from jupyterhub.spawner import Spawner
@@ -33,6 +34,7 @@ def classes(hubgate_hub):
         GitHubOAuthenticator,
         ConfigurableHTTPProxy,
         JupyterHubHTTPClient,
+        CryptKeeper,
         hubgate_hub.HubgateProxy,
         hubgate_hub.HubgateSwarmSpawner,
     ]
@@ -57,6 +59,10 @@ def check(path, hubgate_hub):
         raise AssertionError("the spawner class is not hubgate's")
     if not config.HubgateSwarmSpawner.user_volume:
         raise AssertionError("no user volume")
+    if len(config.JupyterHub.cookie_secret) != 32 or len(config.CryptKeeper.keys[0]) != 32:
+        raise AssertionError("the cookie secret and the crypt key are not 32 bytes")
+    if not config.JupyterHub.db_url.startswith("sqlite:////srv/hubgate-storage/"):
+        raise AssertionError(f"the database is not on the storage: {config.JupyterHub.db_url}")
     return len(config)
 
 
@@ -64,7 +70,8 @@ def main():
     sys.path.insert(0, sys.argv[1])
     import hubgate_hub
 
-    hubgate_hub.read_secret = lambda path: f"secret-from-{path}"
+    # Every secret a stand-in of the generated ones' form: 32 bytes as hex.
+    hubgate_hub.read_secret = lambda _path: "ab" * 32
     failed = 0
     for path in sys.argv[2:]:
         try:

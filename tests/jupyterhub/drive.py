@@ -54,40 +54,43 @@ def proxy_routes(args):
 
 
 async def run_code(ws_url, token, code):
+    conn = await connect_kernel(ws_url, token)
+    try:
+        return await execute(conn, code, 60)
+    finally:
+        conn.close()
+
+
+async def connect_kernel(ws_url, token):
     request = HTTPRequest(ws_url, headers={"Authorization": f"token {token}"})
-    conn = await asyncio.wait_for(websocket_connect(request), 30)
+    return await asyncio.wait_for(websocket_connect(request), 30)
+
+
+async def execute(conn, code, timeout):
+    """Runs `code` on an open kernel websocket: its result's text."""
     msg_id = uuid.uuid4().hex
-    session = uuid.uuid4().hex
     now = datetime.datetime.now(datetime.timezone.utc).isoformat()
-    conn.write_message(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "username": USER,
-                    "session": session,
-                    "msg_type": "execute_request",
-                    "version": "5.3",
-                    "date": now,
-                },
-                "parent_header": {},
-                "metadata": {},
-                "content": {
-                    "code": code,
-                    "silent": False,
-                    "store_history": False,
-                    "user_expressions": {},
-                    "allow_stdin": False,
-                    "stop_on_error": True,
-                },
-                "channel": "shell",
-                "buffers": [],
-            }
-        )
-    )
-    deadline = time.monotonic() + 60
+    header = {
+        "msg_id": msg_id,
+        "username": USER,
+        "session": uuid.uuid4().hex,
+        "msg_type": "execute_request",
+        "version": "5.3",
+        "date": now,
+    }
+    content = {
+        "code": code,
+        "silent": False,
+        "store_history": False,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+    }
+    message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+    conn.write_message(json.dumps({**message, "channel": "shell", "buffers": []}))
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        raw = await asyncio.wait_for(conn.read_message(), 60)
+        raw = await asyncio.wait_for(conn.read_message(), max(0.1, deadline - time.monotonic()))
         if raw is None:
             fail("kernel websocket closed before the result")
         msg = json.loads(raw)
@@ -96,9 +99,8 @@ async def run_code(ws_url, token, code):
         if msg["msg_type"] == "error":
             fail(f"kernel error: {msg['content']}")
         if msg["msg_type"] == "execute_result":
-            conn.close()
             return msg["content"]["data"]["text/plain"]
-    fail("no execute_result within 60s")
+    fail(f"no execute_result within {timeout}s")
 
 
 def main():

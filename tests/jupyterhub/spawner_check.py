@@ -70,8 +70,9 @@ class Engine:
 def stand_in(hub, script):
     spawner = hub.HubgateSwarmSpawner
     engine = Engine(script)
-    methods = ["get_object", "poll", "wanted_running", "stop_object", "remove_object", "remove_leftover_service"]
-    cls = type("StandIn", (), {m: getattr(spawner, m) for m in methods})
+    methods = ["get_object", "poll", "poll_swarm", "wanted_running", "stop_object"]
+    methods += ["remove_object", "remove_leftover_service"]
+    cls = type("StandIn", (), {m: getattr(spawner, m) for m in methods if hasattr(spawner, m)})
     s = cls()
     s.docker = engine
     s.object_type = "service"
@@ -89,13 +90,16 @@ def poll_of(hub, tasks):
 
 def inspections_before_an_error(hub, status):
     """How many times a poll asks an engine that always answers `status`
-    before it raises (it must raise: no answer is not a stopped server)."""
+    before it gives up: it raises a 4xx, and counts a server it cannot
+    learn about from a 5xx as running (no answer is not a stopped server)."""
     s, engine = stand_in(hub, {"inspect_service": [api_error(status)]})
     try:
-        asyncio.run(s.poll())
+        outcome = asyncio.run(s.poll())
     except APIError:
+        assert status < 500, f"a poll raised the engine's {status}"
         return engine.count("inspect_service")
-    raise AssertionError(f"a poll read an engine answering {status} as an answer")
+    assert status >= 500 and outcome is None, f"a poll read an engine answering {status} as {outcome!r}"
+    return engine.count("inspect_service")
 
 
 def stop_with(hub, task_lists):
@@ -144,8 +148,12 @@ def cases(hub):
         assert asyncio.run(s.poll()) is None
         assert engine.count("inspect_service") == 3
 
-    def a_lasting_5xx_is_an_error_not_a_stop():
+    def a_lasting_5xx_leaves_the_server_running_not_stopped():
         assert inspections_before_an_error(hub, 500) == retries + 1
+
+    def an_unreachable_engine_leaves_the_server_running():
+        s, _ = stand_in(hub, {"inspect_service": [ConnectionError("no engine")]})
+        assert asyncio.run(s.poll()) is None
 
     def a_4xx_is_not_asked_again():
         assert inspections_before_an_error(hub, 400) == 1

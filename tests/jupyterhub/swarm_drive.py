@@ -13,6 +13,10 @@ deployment); the session (cookies, the user's API token) is kept in
   routed     every --public URL reaches the user's server
   unrouted   no --public URL reaches it any more (the hub answers instead)
   known      the hub still counts the server as running and ready
+  hold       for --seconds: 1+1 every second over one open kernel websocket
+             and the files listed over REST every second, through the first
+             --public URL; prints each failure and the counts
+  admin      the hub's admin API lists every --expect-user
   stop       stop the server
   browse     a fresh browser: log in, open the running server's /lab (the
              OAuth round trip between the server and the hub); retried for
@@ -33,7 +37,7 @@ import urllib.parse
 import requests
 
 # The kernel round trip is drive.py's (this directory is on sys.path).
-from drive import run_code
+from drive import connect_kernel, execute, run_code
 
 
 def step(msg):
@@ -181,6 +185,67 @@ def known(s):
     step("the hub still counts the server as running")
 
 
+def hold(s):
+    """1+1 over one websocket and a REST listing, every second."""
+    r = s.server_api(s.public, "GET", "/kernels")
+    if r.status_code != 200 or not r.json():
+        fail(f"no kernel to hold: {r.status_code} {r.text[:200]}")
+    kid = r.json()[0]["id"]
+    ws = s.public.replace("http", "ws", 1) + f"/user/{s.args.user}/api/kernels/{kid}/channels"
+    counts = asyncio.run(hold_loop(s, ws))
+    step(
+        f"hold for {s.args.seconds:.0f} s: {counts['runs']} runs of 1+1, {counts['run_failures']} failed; "
+        f"{counts['listings']} listings, {counts['listing_failures']} failed; "
+        f"{counts['reconnects']} websocket reconnects"
+    )
+
+
+async def hold_loop(s, ws):
+    counts = {"runs": 0, "run_failures": 0, "listings": 0, "listing_failures": 0, "reconnects": 0}
+    conn = await connect_kernel(ws, s.token)
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    while time.monotonic() - started < s.args.seconds:
+        tick = time.monotonic()
+        at = f"{tick - started:.1f} s"
+        counts["runs"] += 1
+        try:
+            result = await execute(conn, "1+1", 5)
+            if result != "2":
+                raise ValueError(f"1+1 gave {result!r}")
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - every failure is counted and shown
+            counts["run_failures"] += 1
+            step(f"hold: at {at} 1+1 failed: {e}")
+            conn.close()
+            try:
+                conn = await connect_kernel(ws, s.token)
+                counts["reconnects"] += 1
+            except Exception as e2:  # noqa: BLE001
+                step(f"hold: at {at} the websocket did not reopen: {e2}")
+        counts["listings"] += 1
+        try:
+            r = await loop.run_in_executor(None, lambda: s.server_api(s.public, "GET", "/contents"))
+            if r.status_code != 200:
+                raise ValueError(f"answered {r.status_code}")
+        except Exception as e:  # noqa: BLE001
+            counts["listing_failures"] += 1
+            step(f"hold: at {at} listing the files failed: {e}")
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+    conn.close()
+    return counts
+
+
+def admin(s):
+    r = s.hub_api("GET", "/users")
+    if r.status_code != 200:
+        fail(f"the admin API answered {r.status_code}: {r.text[:300]}")
+    names = sorted(u["name"] for u in r.json())
+    missing = [u for u in s.args.expect_user if u not in names]
+    if missing:
+        fail(f"the admin API lists {names}, not {missing}")
+    step(f"the admin API lists {', '.join(names)}")
+
+
 def stop(s):
     started = time.monotonic()
     r = s.hub_api("DELETE", f"/users/{s.args.user}/server")
@@ -268,7 +333,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("action", choices=["login", "spawn", "kernel", "write", "read", "routed",
                                       "unrouted", "known", "stop", "oauth", "browse", "activity",
-                                      "refused"])
+                                      "refused", "hold", "admin"])
     p.add_argument("--public", action="append", required=True)
     p.add_argument("--state", required=True)
     p.add_argument("--user", default="alice")
@@ -276,6 +341,8 @@ def main():
     p.add_argument("--name", default="kept.txt")
     p.add_argument("--text", default="written before the restart")
     p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--expect-user", action="append", default=[])
     p.add_argument("--client-id")
     p.add_argument("--callback")
     args = p.parse_args()

@@ -88,10 +88,11 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     let d = production_like(&name);
     let label = format!("hubgate.deploy={name}");
     let applied = d.ok(&["apply", "--no-wait", "--skip-nfs-check", "FILE"]);
-    // Network, hub config, hubgate's hub module, the servers' config,
-    // proxy token, client secret, hub, hubgate.
+    // Network, hub config, hubgate's hub module and lease entrypoint, the
+    // servers' config, proxy token, client secret, cookie secret, crypt
+    // key, hub, hubgate.
     assert!(
-        applied.contains("8 to create, 0 to change, 0 to remove."),
+        applied.contains("11 to create, 0 to change, 0 to remove."),
         "{applied}"
     );
 
@@ -101,7 +102,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert_eq!(net["Attachable"], true);
     // The hub's configuration, a Docker config, with the callback URL.
     let configs = names("config", &label);
-    assert_eq!(configs.len(), 3, "{configs:?}");
+    assert_eq!(configs.len(), 4, "{configs:?}");
     let hub_config = configs
         .iter()
         .find(|c| c.starts_with(&format!("{name}-hub-config-")))
@@ -121,10 +122,12 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
         !py.contains("the-client-secret"),
         "the client secret is in the config"
     );
-    // The proxy token and the client secret, Docker secrets.
+    // The proxy token, the client secret, JupyterHub's cookie secret and
+    // crypt key: Docker secrets.
     let mut secrets = names("secret", &label);
     secrets.sort();
-    assert_eq!(secrets.len(), 2, "{secrets:?}");
+    assert_eq!(secrets.len(), 4, "{secrets:?}");
+    assert!(secrets.contains(&format!("{name}-hub-cookie-secret")));
     assert!(
         secrets
             .iter()
@@ -132,10 +135,17 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     );
     assert!(secrets.contains(&format!("{name}-proxy-token")));
 
-    // The hub: manager, socket, SwarmSpawner's network, NFS options as
-    // Docker records them in the mount, secrets as files, dnsrr.
+    // The hub: every manager, socket, SwarmSpawner's network, NFS options
+    // as Docker records them in the mount, secrets as files, dnsrr, the
+    // lease entrypoint, routed once /hub/health answers.
     let hub = service_spec(&format!("{name}-hub"));
+    assert!(hub["Mode"]["Global"].is_object());
+    assert_eq!(hub["Labels"]["hubgate.health.path"], "/hub/health");
     let task = &hub["TaskTemplate"];
+    assert_eq!(
+        task["ContainerSpec"]["Command"][1],
+        "/srv/jupyterhub/hubgate/hubgate_lease.py"
+    );
     assert_eq!(task["Placement"]["Constraints"][0], "node.role==manager");
     assert_eq!(hub["EndpointSpec"]["Mode"], "dnsrr");
     assert_eq!(task["Resources"]["Limits"]["NanoCPUs"], 1_000_000_000);
@@ -163,7 +173,9 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
         hub_secrets,
         [
             "/run/secrets/proxy-token",
-            "/run/secrets/oauth-client-secret"
+            "/run/secrets/oauth-client-secret",
+            "/run/secrets/hub-cookie-secret",
+            "/run/secrets/hub-crypt-key"
         ]
     );
     let env = task["ContainerSpec"]["Env"].to_string();
@@ -272,7 +284,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     );
     assert_eq!(
         names("config", &label).len(),
-        3,
+        4,
         "the old hub config is gone"
     );
     assert!(

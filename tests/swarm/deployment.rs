@@ -214,6 +214,32 @@ impl User {
 
     /// Runs one step; panics with its output when it fails.
     pub fn step(&self, action: &str, extra: &[&str]) -> String {
+        let out = self.command(action, extra).output().unwrap();
+        let text = output_text(&out);
+        eprint!("{text}");
+        assert!(out.status.success(), "{action} failed:\n{text}");
+        text
+    }
+
+    /// Starts one step in the background (its output piped): `finish` it.
+    pub fn start(&self, action: &str, extra: &[&str]) -> std::process::Child {
+        self.command(action, extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits for a step `start` began; its output, as `step` returns it.
+    pub fn finish(&self, child: std::process::Child, action: &str) -> String {
+        let out = child.wait_with_output().unwrap();
+        let text = output_text(&out);
+        eprint!("{text}");
+        assert!(out.status.success(), "{action} failed:\n{text}");
+        text
+    }
+
+    fn command(&self, action: &str, extra: &[&str]) -> Command {
         let python = workspace_root().join(".venv/bin/python");
         assert!(
             python.exists(),
@@ -231,11 +257,7 @@ impl User {
         for p in &self.publics {
             cmd.arg("--public").arg(p);
         }
-        let out = cmd.output().unwrap();
-        let text = output_text(&out);
-        eprint!("{text}");
-        assert!(out.status.success(), "{action} failed:\n{text}");
-        text
+        cmd
     }
 }
 

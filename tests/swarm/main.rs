@@ -17,6 +17,8 @@ mod deployment;
 
 mod deploy;
 mod discovery;
+mod failover;
+mod hub_failover;
 mod jupyterhub;
 mod multinode;
 mod multinode_checks;
@@ -24,3 +26,4 @@ mod nodes;
 mod outage;
 mod stack;
 mod trial;
+mod upgrade;

@@ -167,6 +167,25 @@ impl Drop for LogsOnPanic<'_> {
                 String::from_utf8_lossy(&o.stderr)
             )
         };
+        // A frozen daemon would never answer.
+        for node in self.0.nodes.iter().filter(|n| n.is_up()) {
+            node.thaw();
+        }
+        // Every task of every service, with its history, from a manager.
+        if let Some(manager) = self.0.nodes[..3].iter().find(|n| n.is_up()) {
+            let services = text(manager.try_docker(&["service", "ls", "-q"]));
+            for id in services.split_whitespace() {
+                let tasks = manager.try_docker(&[
+                    "service",
+                    "ps",
+                    "--no-trunc",
+                    "--format",
+                    "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+                    id,
+                ]);
+                eprintln!("=== tasks of {id}:\n{}", text(tasks));
+            }
+        }
         for node in self.0.nodes.iter().filter(|n| n.is_up()) {
             let listing =
                 node.try_docker(&["ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}"]);

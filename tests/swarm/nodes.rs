@@ -16,6 +16,9 @@ pub struct Node {
     /// `unix://…` socket of its engine, reachable from the host.
     pub host: String,
     netns: String,
+    /// How its daemon starts (`launch`), to start it again.
+    script: String,
+    log: PathBuf,
     dockerd: std::cell::RefCell<Option<Child>>,
 }
 
@@ -47,11 +50,44 @@ impl Node {
         self.dockerd.borrow().is_some()
     }
 
+    /// Starts its daemon again after `stop` (same data root: it rejoins its
+    /// swarm) and waits until it answers.
+    pub fn start(&self) {
+        assert!(!self.is_up(), "{} runs already", self.hostname);
+        *self.dockerd.borrow_mut() = Some(launch(&self.script, &self.log));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.try_docker(&["info"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon of {} did not start again: see {}",
+                self.hostname,
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Freezes its daemon (SIGSTOP): its containers and network go on,
+    /// but the node answers neither the swarm nor its own containers.
+    pub fn freeze(&self) {
+        if let Some(child) = self.dockerd.borrow().as_ref() {
+            signal(child.id(), "STOP");
+        }
+    }
+
+    /// Lets a frozen daemon go on (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(child) = self.dockerd.borrow().as_ref() {
+            signal(child.id(), "CONT");
+        }
+    }
+
     /// Stops its daemon (SIGTERM by PID, SIGKILL after 30 s) and every
     /// process left in its namespace: the node is gone.
     pub fn stop(&self) {
         let child = self.dockerd.borrow_mut().take();
         if let Some(mut child) = child {
+            signal(child.id(), "CONT");
             signal(child.id(), "TERM");
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
@@ -214,27 +250,15 @@ impl Cluster {
              --storage-driver overlay2 --cgroup-parent hgt-{hostname} -H unix:///var/run/docker.sock -H unix://{sock}",
             sock = sock.display()
         );
-        let log = std::fs::File::create(root.join("dockerd.log")).unwrap();
-        let child = Command::new("unshare")
-            .args([
-                "--mount",
-                "--uts",
-                "--propagation",
-                "slave",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let log = root.join("dockerd.log");
+        let child = launch(&script, &log);
         self.nodes.push(Node {
             hostname,
             ip,
             host: format!("unix://{}", sock.display()),
             netns,
+            script,
+            log,
             dockerd: std::cell::RefCell::new(Some(child)),
         });
     }
@@ -251,6 +275,31 @@ impl Cluster {
             self.nodes[n].docker(&["load", "-q", "-i", tar.to_str().unwrap()]);
         }
     }
+}
+
+/// Starts a node's daemon by its `script` (in a mount and UTS namespace
+/// of its own), its output appended to `log`.
+fn launch(script: &str, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new("unshare")
+        .args([
+            "--mount",
+            "--uts",
+            "--propagation",
+            "slave",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Cluster {

@@ -1,18 +1,19 @@
-//! The hub service: JupyterHub with its configuration, the secrets it
-//! reads, its database volume and the whole storage.
+//! The hub service: JupyterHub behind its lease entrypoint on every
+//! manager, with its configuration, the secrets it reads and the whole
+//! storage (its database and lease among it).
 
 use std::collections::BTreeMap;
 
-use super::hub_config::HUB_MODULE_FILE;
+use super::hub_config::{HUB_LEASE_FILE, HUB_MODULE_FILE};
 use super::inputs::Inputs;
 use super::layout::{
-    HUB_CONFIG_PATH, HUB_DATA_DIR, HUB_MODULE_DIR, HUB_PORT, OAUTH_SECRET_PATH, PASSWORD_PATH,
-    STORAGE_DIR, names,
+    COOKIE_SECRET_PATH, CRYPT_KEY_PATH, HUB_CONFIG_PATH, HUB_MODULE_DIR, HUB_PORT, HUB_STATE_DIR,
+    OAUTH_SECRET_PATH, PASSWORD_PATH, STORAGE_DIR, names,
 };
 use super::parts::{blob, file_ref, labels, resources, socket, storage_mount};
 use crate::DeployError;
 use crate::file::DeployFile;
-use crate::model::{BlobWant, FileRef, Mode, MountWant, Role, SecretData, ServiceWant};
+use crate::model::{BlobWant, FileRef, Mode, Role, SecretData, ServiceWant};
 
 /// The hub's configuration files, as Docker configs.
 pub(super) struct HubConfigs<'a> {
@@ -20,6 +21,8 @@ pub(super) struct HubConfigs<'a> {
     pub(super) config: &'a BlobWant,
     /// hubgate's JupyterHub module.
     pub(super) module: &'a BlobWant,
+    /// The lease entrypoint.
+    pub(super) lease: &'a BlobWant,
 }
 
 /// The secrets the hub reads besides the proxy token: the OAuth client
@@ -52,8 +55,24 @@ pub(super) fn secrets(
     Ok(out)
 }
 
-/// The hub service; `secrets` are the files it reads, the proxy token's
-/// among them.
+/// Seconds of the hub's lease (`hubgate_lease.py`): renewed every
+/// `RENEW`; JupyterHub stopped `TERM` and killed `KILL` after the last
+/// renewal that went through; taken over by a standby once unrenewed for
+/// `TTL`, or `HANDOFF` after a release by a task of the same spec.
+pub(crate) const LEASE_RENEW_SECS: u32 = 1;
+pub(crate) const LEASE_TTL_SECS: u32 = 10;
+const LEASE_TERM_SECS: u32 = 5;
+const LEASE_KILL_SECS: u32 = 8;
+const LEASE_HANDOFF_SECS: u32 = 3;
+/// Seconds JupyterHub has to stop when its task stops (within the task's
+/// stop grace, which leaves time to release the lease).
+const HUB_STOP_SECS: u32 = 6;
+
+/// The hub service: a task on every manager (or on `hub.node`), each
+/// running hubgate's lease entrypoint; the one holding the lease runs
+/// JupyterHub, and hubgate routes only to a task whose `/hub/health`
+/// answers. `secrets` are the files it reads, the proxy token's among
+/// them.
 pub(super) fn service(
     f: &DeployFile,
     configs: &HubConfigs<'_>,
@@ -68,48 +87,88 @@ pub(super) fn service(
         ("hubgate.enable", "true".to_owned()),
         ("hubgate.port", HUB_PORT.to_string()),
         ("hubgate.path", "/".to_owned()),
+        // Standbys listen on nothing: only the task that serves is routed.
+        ("hubgate.health.path", "/hub/health".to_owned()),
+        ("hubgate.health.interval", "1s".to_owned()),
+        ("hubgate.health.timeout", "1s".to_owned()),
     ] {
         hub_labels.insert(k.to_owned(), v);
     }
-    let hub_data = MountWant {
-        bind: false,
-        source: format!("{}-hub-data", f.name),
-        target: HUB_DATA_DIR.to_owned(),
-        read_only: false,
-        driver_opts: BTreeMap::new(),
-        labels: labels(f, Role::HubData),
-    };
     ServiceWant {
         name: names(f).hub,
         image: f.hub.image.clone(),
+        command: lease_command(),
         args: vec![],
-        env: BTreeMap::new(),
+        env: BTreeMap::from([(
+            "HUBGATE_HOLDER".to_owned(),
+            "{{.Node.Hostname}}/{{.Task.Name}}".to_owned(),
+        )]),
         labels: hub_labels,
         user: String::new(),
-        mode: Mode::Replicated(1),
+        mode: Mode::Global,
         constraints,
         max_per_node: 0,
         mounts: vec![
             socket(false),
-            hub_data,
             storage_mount(f, Role::Storage, "", STORAGE_DIR),
         ],
         secrets,
         configs: vec![
             file_ref(configs.config, HUB_CONFIG_PATH),
-            file_ref(
-                configs.module,
-                &format!("{HUB_MODULE_DIR}/{HUB_MODULE_FILE}"),
-            ),
+            file_ref(configs.module, &module_path(HUB_MODULE_FILE)),
+            file_ref(configs.lease, &module_path(HUB_LEASE_FILE)),
         ],
         ports: vec![],
         dnsrr: true,
         networks: vec![f.network.name.clone()],
         resources: resources(&f.hub.resources),
-        start_first: false,
+        // A new task starts as a standby beside the old one, and takes the
+        // lease at once when the old one releases it.
+        start_first: true,
+        // Which tasks run the same hub: a release hands the lease to a
+        // task of a new spec first.
+        spec_hash: true,
         update_delay_secs: 0,
-        stop_grace_secs: 10,
+        stop_grace_secs: u64::from(HUB_STOP_SECS + 4),
     }
+}
+
+fn module_path(file: &str) -> String {
+    format!("{HUB_MODULE_DIR}/{file}")
+}
+
+/// The lease entrypoint's command line, JupyterHub's after `--`.
+fn lease_command() -> Vec<String> {
+    let store = format!("sqlite:///{HUB_STATE_DIR}/lease.sqlite");
+    let mut command: Vec<String> = vec!["python3".into(), module_path(HUB_LEASE_FILE)];
+    command.extend(["--store".into(), store]);
+    for (flag, secs) in [
+        ("--renew", LEASE_RENEW_SECS),
+        ("--ttl", LEASE_TTL_SECS),
+        ("--term", LEASE_TERM_SECS),
+        ("--kill", LEASE_KILL_SECS),
+        ("--handoff", LEASE_HANDOFF_SECS),
+        ("--grace", HUB_STOP_SECS),
+    ] {
+        command.extend([flag.to_owned(), secs.to_string()]);
+    }
+    command.extend(["--", "jupyterhub", "-f", HUB_CONFIG_PATH].map(String::from));
+    command
+}
+
+/// JupyterHub's own secrets, random bytes made once and kept: the cookie
+/// secret (sessions survive a restart or a failover) and the key that
+/// encrypts auth state.
+pub(super) fn hub_secrets(f: &DeployFile) -> [(BlobWant, &'static str); 2] {
+    let generated = |role: Role| BlobWant {
+        name: format!("{}-{role}", f.name),
+        data: SecretData::Generated,
+        role,
+    };
+    [
+        (generated(Role::HubCookieSecret), COOKIE_SECRET_PATH),
+        (generated(Role::HubCryptKey), CRYPT_KEY_PATH),
+    ]
 }
 
 /// The proxy token: random bytes made once, shared by the hub and hubgate.

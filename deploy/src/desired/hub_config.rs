@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::layout::{
-    API_PORT, HUB_DATA_DIR, HUB_MODULE_DIR, HUB_PORT, OAUTH_SECRET_PATH, PASSWORD_PATH,
-    PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
+    API_PORT, COOKIE_SECRET_PATH, CRYPT_KEY_PATH, HUB_MODULE_DIR, HUB_PORT, HUB_STATE_DIR,
+    OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
 };
 use super::python;
 use crate::DeployError;
@@ -22,6 +22,10 @@ use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role, SPAWNED_LABEL, STORAGE_LABEL}
 pub(super) const HUB_MODULE: &str = include_str!("hubgate_hub.py");
 /// Its file name (the module's name, `.py`).
 pub(super) const HUB_MODULE_FILE: &str = "hubgate_hub.py";
+/// The hub's entrypoint, which runs JupyterHub while it holds the lease,
+/// mounted beside the module.
+pub(super) const HUB_LEASE: &str = include_str!("hubgate_lease.py");
+pub(super) const HUB_LEASE_FILE: &str = "hubgate_lease.py";
 
 /// How long the hub waits for one hubgate replica's API (on the overlay a
 /// live one answers in milliseconds; a dead node's task can linger in DNS).
@@ -52,7 +56,9 @@ struct HubPart {
     port: u16,
     connect_ip: String,
     public_url: String,
-    data_dir: &'static str,
+    db_url: String,
+    cookie_secret_path: &'static str,
+    crypt_key_path: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,7 +154,9 @@ fn hub(f: &DeployFile) -> HubPart {
         port: HUB_PORT,
         connect_ip: names(f).hub,
         public_url: f.public_url(),
-        data_dir: HUB_DATA_DIR,
+        db_url: format!("sqlite:///{HUB_STATE_DIR}/jupyterhub.sqlite"),
+        cookie_secret_path: COOKIE_SECRET_PATH,
+        crypt_key_path: CRYPT_KEY_PATH,
     }
 }
 

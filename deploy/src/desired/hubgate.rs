@@ -67,6 +67,8 @@ pub(super) fn hubgate(
     let service = ServiceWant {
         name: names(f).hubgate,
         image: f.proxy.image.clone(),
+        command: vec![],
+        spec_hash: false,
         args,
         env: BTreeMap::from([(
             "CONFIGPROXY_AUTH_TOKEN_FILE".to_owned(),

@@ -136,9 +136,12 @@ class HubgateSwarmSpawner(SwarmSpawner):
     """SwarmSpawner with per-user volumes, a stop that waits for the task,
     and no service left behind.
 
-    - A manager that cannot answer (a 5xx while the swarm elects a leader)
-      is an error, not a server that is gone: SwarmSpawner would report the
-      server stopped, the hub would forget it and leave its service running.
+    - A manager that cannot answer (a 5xx while the swarm elects a leader,
+      which it does after losing the node the hub ran on) is asked again
+      for a few seconds; a poll it still cannot answer counts the server
+      as running, never as gone. SwarmSpawner reported it stopped, and a
+      hub starting on another manager (which polls every server) forgot
+      it and left its service running.
     - A server is running while the swarm wants a task of it running (or
       ready: a replacement waiting out the restart delay) and that task is
       on its way to running or running: a task being rescheduled
@@ -225,6 +228,16 @@ class HubgateSwarmSpawner(SwarmSpawner):
                 return service
 
     async def poll(self):
+        try:
+            return await self.poll_swarm()
+        except (APIError, OSError) as e:
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            if status is not None and status < 500:
+                raise
+            self.log.warning("%s: the swarm cannot say (%s); the server counts as running", self._log_name, e)
+            return None
+
+    async def poll_swarm(self):
         service = await self.get_object()
         if service is None:
             return 0
@@ -319,8 +332,12 @@ def configure_hub(c, hub):
     c.JupyterHub.hub_port = hub["port"]
     c.JupyterHub.hub_connect_ip = hub["connect_ip"]
     c.JupyterHub.public_url = hub["public_url"]
-    c.JupyterHub.db_url = f"sqlite:///{hub['data_dir']}/jupyterhub.sqlite"
-    c.JupyterHub.cookie_secret_file = f"{hub['data_dir']}/jupyterhub_cookie_secret"
+    # The database on the storage every manager mounts, and the secrets in
+    # Docker secrets (made once and kept): a hub that fails over to another
+    # manager finds its users, their servers, tokens and sessions.
+    c.JupyterHub.db_url = hub["db_url"]
+    c.JupyterHub.cookie_secret = bytes.fromhex(read_secret(hub["cookie_secret_path"]))
+    c.CryptKeeper.keys = [bytes.fromhex(read_secret(hub["crypt_key_path"]))]
     # User servers are swarm services: they outlive a hub restart.
     c.JupyterHub.cleanup_servers = False
 

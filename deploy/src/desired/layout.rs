@@ -15,6 +15,8 @@ pub(crate) const HTTPS_PORT: u16 = 443;
 pub(crate) const PROXY_TOKEN_PATH: &str = "/run/secrets/proxy-token";
 pub(crate) const OAUTH_SECRET_PATH: &str = "/run/secrets/oauth-client-secret";
 pub(crate) const PASSWORD_PATH: &str = "/run/secrets/dummy-password";
+pub(crate) const COOKIE_SECRET_PATH: &str = "/run/secrets/hub-cookie-secret";
+pub(crate) const CRYPT_KEY_PATH: &str = "/run/secrets/hub-crypt-key";
 pub(crate) const TLS_CERT_PATH: &str = "/run/secrets/tls-cert";
 pub(crate) const TLS_KEY_PATH: &str = "/run/secrets/tls-key";
 pub(crate) const ACME_CA_PATH: &str = "/etc/hubgate/acme-ca.pem";
@@ -22,7 +24,10 @@ pub(crate) const STORAGE_DIR: &str = "/srv/hubgate-storage";
 /// Where user servers find the deployment's jupyter_server configuration
 /// (named in their `JUPYTER_CONFIG_PATH`).
 pub(crate) const SINGLEUSER_CONFIG_DIR: &str = "/etc/hubgate/jupyter";
-pub(crate) const HUB_DATA_DIR: &str = "/srv/jupyterhub/data";
+/// The hub's state on the storage: its sqlite database and lease.
+pub(crate) const HUB_STATE_DIR: &str = "/srv/hubgate-storage/.hubgate/hub";
+/// The storage subdirectory of the hub's state.
+pub const HUB_STATE_SUBDIR: &str = ".hubgate/hub";
 pub(crate) const HUB_CONFIG_PATH: &str = "/srv/jupyterhub/jupyterhub_config.py";
 /// Where the hub finds hubgate's JupyterHub module (put on its `sys.path`
 /// by the generated configuration).

@@ -19,10 +19,10 @@ use crate::file::DeployFile;
 use crate::model::{BlobWant, NetworkWant, Role, ServiceWant};
 use crate::volumes::Keep;
 
-use hub_config::HUB_MODULE;
 pub use hub_config::hub_settings;
+use hub_config::{HUB_LEASE, HUB_MODULE};
 pub use inputs::Inputs;
-pub use layout::{API_PORT, CERTS_SUBDIR, HUB_PORT, HUBGATE_UID};
+pub use layout::{API_PORT, CERTS_SUBDIR, HUB_PORT, HUB_STATE_SUBDIR, HUBGATE_UID};
 pub use parts::{LocalDir, short_hash};
 use parts::{blob, file_ref, options_hash, storage_opts};
 
@@ -65,14 +65,17 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
     let text = hub_config::render(f, &volumes, &singleuser_config.name)?;
     let config = blob(f, Role::HubConfig, text.as_bytes());
     let module = blob(f, Role::HubModule, HUB_MODULE.as_bytes());
+    let lease = blob(f, Role::HubLease, HUB_LEASE.as_bytes());
 
     let token = hub::proxy_token(f);
-    let hub_secrets = hub::secrets(f, inputs)?;
+    let mut hub_secrets = hub::secrets(f, inputs)?;
+    hub_secrets.extend(hub::hub_secrets(f));
     let mut hub_refs = vec![file_ref(&token, layout::PROXY_TOKEN_PATH)];
     hub_refs.extend(hub_secrets.iter().map(|(b, path)| file_ref(b, path)));
     let configs = hub::HubConfigs {
         config: &config,
         module: &module,
+        lease: &lease,
     };
     let hub = hub::service(f, &configs, hub_refs);
     let hubgate = hubgate::hubgate(f, inputs, &token)?;
@@ -90,13 +93,15 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
     let mut secrets = vec![token];
     secrets.extend(hub_secrets.into_iter().map(|(b, _)| b));
     secrets.extend(hubgate.secrets);
-    let mut configs = vec![config, module, singleuser_config];
+    let mut configs = vec![config, module, lease, singleuser_config];
     configs.extend(hubgate.configs);
     let services = vec![hub, hubgate.service];
     let keep = Keep {
         names: volume_names(&services),
         user_storage: Some(storage_id),
-        roles: vec![],
+        // The hub's database from before it moved to the storage: left
+        // where it is (its copy is on the storage).
+        roles: vec![Role::HubData],
     };
     Ok(Desired {
         name: f.name.clone(),

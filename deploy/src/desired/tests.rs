@@ -33,18 +33,30 @@ fn the_production_example_wants_every_object() {
     assert_eq!(d.network.name, "jhub");
     assert!(d.configs[0].name.starts_with("jhub-hub-config-"));
     let secrets: Vec<&str> = d.secrets.iter().map(|s| s.role.as_str()).collect();
-    assert_eq!(secrets, ["proxy-token", "oauth-client-secret"]);
+    assert_eq!(
+        secrets,
+        [
+            "proxy-token",
+            "oauth-client-secret",
+            "hub-cookie-secret",
+            "hub-crypt-key"
+        ]
+    );
     assert_eq!(d.secrets[0].data, SecretData::Generated);
 
     let hub = service(&d, "jhub-hub");
+    assert_eq!(hub.constraints, ["node.role==manager"]);
+    assert_eq!(hub.mode, Mode::Global);
+    assert!(hub.start_first && hub.spec_hash);
     assert_eq!(
-        hub.constraints,
-        ["node.role==manager", "node.hostname==manager-1"]
+        hub.command[..2],
+        ["python3", "/srv/jupyterhub/hubgate/hubgate_lease.py"]
     );
+    assert_eq!(hub.labels["hubgate.health.path"], "/hub/health");
     assert!(hub.dnsrr);
     assert_eq!(hub.resources.cpu_limit, Some(2_000_000_000));
     assert_eq!(hub.resources.memory_reservation, Some(512 << 20));
-    let storage = &hub.mounts[2];
+    let storage = &hub.mounts[1];
     assert_eq!(storage.driver_opts["type"], "nfs");
     assert_eq!(
         storage.driver_opts["o"],

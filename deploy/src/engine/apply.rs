@@ -120,6 +120,14 @@ impl Engine {
                         fields.join(", ")
                     ));
                 }
+                Step::ReplaceService { want: s, .. } => {
+                    self.remove_service(&s.name).await?;
+                    self.docker
+                        .create_service(to_spec(s, &ids), None)
+                        .await
+                        .map_err(DeployError::engine(format!("create service {}", s.name)))?;
+                    progress(format!("made service {} anew", s.name));
+                }
                 Step::RemoveService(name) => {
                     self.remove_service(name).await?;
                     progress(format!("removed service {name}"));
@@ -139,6 +147,10 @@ impl Engine {
                         .await
                         .map_err(DeployError::engine(format!("remove secret {name}")))?;
                     progress(format!("removed secret {name}"));
+                }
+                Step::MigrateHubData(m) => {
+                    self.migrate_hub_data(&want.name, m, &want.tool_image, progress)
+                        .await?;
                 }
                 Step::PruneVolumes { keep, .. } => {
                     self.prune_everywhere(&want.name, &want.tool_image, keep, progress)
@@ -224,7 +236,11 @@ impl Engine {
         Ok(id.id)
     }
 
-    async fn create_secret(&self, deployment: &str, s: &BlobWant) -> Result<String, DeployError> {
+    pub(super) async fn create_secret(
+        &self,
+        deployment: &str,
+        s: &BlobWant,
+    ) -> Result<String, DeployError> {
         let data = match &s.data {
             SecretData::Bytes(b) => b.clone(),
             SecretData::Generated => random_token()?.into_bytes(),

@@ -5,6 +5,7 @@
 mod apply;
 mod converge;
 mod destroy;
+mod migrate;
 mod observe;
 mod service_spec;
 mod status;

@@ -6,6 +6,7 @@ use bollard::models::{Service, ServiceSpec};
 use bollard::query_parameters::{
     ListConfigsOptionsBuilder, ListNetworksOptionsBuilder, ListSecretsOptions,
     ListSecretsOptionsBuilder, ListServicesOptions, ListServicesOptionsBuilder,
+    ListTasksOptionsBuilder,
 };
 
 use super::service_spec::from_spec;
@@ -14,7 +15,7 @@ use crate::DeployError;
 use crate::desired::Desired;
 use crate::diff::{Plan, diff};
 use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role};
-use crate::observed::{NetworkSeen, Observed};
+use crate::observed::{HubDataSeen, NetworkSeen, Observed};
 
 impl Engine {
     /// Network IDs to names, for every network.
@@ -155,7 +156,57 @@ impl Engine {
             // Only unused ones: a volume a running server holds cannot go
             // yet, and planning its removal would make every apply a change.
             volumes: self.volumes_of(&want.name, true).await?,
+            hub_data: self.hub_data(&services).await?,
         })
+    }
+
+    /// Where a hub of an earlier hubgate keeps its database: the volume it
+    /// mounts with the hub-data role, on the node of its latest task.
+    async fn hub_data(&self, services: &[Service]) -> Result<Option<HubDataSeen>, DeployError> {
+        let hub_data = Role::HubData.as_str();
+        let found = services.iter().find_map(|s| {
+            let spec = s.spec.as_ref()?;
+            let mounts = spec
+                .task_template
+                .as_ref()?
+                .container_spec
+                .as_ref()?
+                .mounts
+                .as_ref()?;
+            let volume = mounts.iter().find_map(|m| {
+                let labels = m.volume_options.as_ref()?.labels.as_ref()?;
+                (labels.get(ROLE_LABEL).map(String::as_str) == Some(hub_data))
+                    .then(|| m.source.clone())?
+            })?;
+            Some((spec.name.clone()?, volume))
+        });
+        let Some((service, volume)) = found else {
+            return Ok(None);
+        };
+        let filters = HashMap::from([("service".to_owned(), vec![service.clone()])]);
+        let tasks = self
+            .docker
+            .list_tasks(Some(
+                ListTasksOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(DeployError::engine(format!("list tasks of {service}")))?;
+        let latest = tasks
+            .into_iter()
+            .filter(|t| t.node_id.is_some())
+            .max_by_key(|t| t.created_at.clone().unwrap_or_default());
+        let node_id = latest.and_then(|t| t.node_id).unwrap_or_default();
+        let nodes = self.nodes().await?;
+        Ok(Some(HubDataSeen {
+            volume,
+            node: nodes
+                .host_of
+                .get(&node_id)
+                .cloned()
+                .unwrap_or_else(|| node_id.clone()),
+            node_ready: nodes.ready.contains(&node_id),
+            node_id,
+        }))
     }
 
     /// The network with the file's name, with the services of others

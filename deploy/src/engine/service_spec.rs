@@ -15,7 +15,10 @@ use bollard::models::{
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
-use crate::model::{FileRef, Mode, MountWant, ResourcesWant, ServiceWant, UPDATE_MONITOR_SECS};
+use crate::desired::short_hash;
+use crate::model::{
+    FileRef, Mode, MountWant, ResourcesWant, SPEC_HASH_ENV, ServiceWant, UPDATE_MONITOR_SECS,
+};
 
 const SECOND_NS: i64 = 1_000_000_000;
 
@@ -26,6 +29,17 @@ fn hash_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
 fn tree(m: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
     m.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
+}
+
+/// The tasks' environment, with the spec's hash when the service asks
+/// for it.
+fn env(want: &ServiceWant) -> Vec<String> {
+    let mut env: Vec<String> = want.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if want.spec_hash {
+        let fields = format!("{:?}", want.fields());
+        env.push(format!("{SPEC_HASH_ENV}={}", short_hash(fields.as_bytes())));
+    }
+    env
 }
 
 /// The engine's spec for `want`; `ids` maps config and secret names to
@@ -95,8 +109,9 @@ fn task(want: &ServiceWant, ids: &HashMap<String, String>) -> TaskSpec {
     TaskSpec {
         container_spec: Some(TaskSpecContainerSpec {
             image: Some(want.image.clone()),
+            command: (!want.command.is_empty()).then(|| want.command.clone()),
             args: (!want.args.is_empty()).then(|| want.args.clone()),
-            env: Some(want.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(env(want)),
             user: (!want.user.is_empty()).then(|| want.user.clone()),
             mounts: Some(want.mounts.iter().map(mount).collect()),
             secrets: Some(secrets),
@@ -208,6 +223,9 @@ fn endpoint(want: &ServiceWant) -> EndpointSpec {
 
 /// The service the engine runs, in the form `to_spec` took; `networks`
 /// maps network IDs to names (the engine stores IDs).
+///
+/// The spec's hash variable ([`SPEC_HASH_ENV`]) is taken out of the
+/// environment: it follows from the other fields.
 pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) -> ServiceWant {
     let task = spec.task_template.clone().unwrap_or_default();
     let c = task.container_spec.clone().unwrap_or_default();
@@ -215,7 +233,7 @@ pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) 
         name: name.unwrap_or_default(),
         target: target.unwrap_or_default(),
     };
-    let env = c
+    let mut env: BTreeMap<String, String> = c
         .env
         .unwrap_or_default()
         .into_iter()
@@ -224,6 +242,7 @@ pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) 
             None => (kv, String::new()),
         })
         .collect();
+    let spec_hash = env.remove(SPEC_HASH_ENV).is_some();
     let mounts = c
         .mounts
         .unwrap_or_default()
@@ -245,6 +264,7 @@ pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) 
     ServiceWant {
         name: spec.name.clone().unwrap_or_default(),
         image: c.image.unwrap_or_default(),
+        command: c.command.unwrap_or_default(),
         args: c.args.unwrap_or_default(),
         env,
         labels: tree(spec.labels.as_ref()),
@@ -287,6 +307,7 @@ pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) 
             memory_reservation: reservations.memory_bytes.filter(|&n| n > 0),
         },
         start_first: update.order == Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+        spec_hash,
         update_delay_secs: (update.delay.unwrap_or(0) / SECOND_NS).max(0) as u64,
         stop_grace_secs: (c.stop_grace_period.unwrap_or(10 * SECOND_NS) / SECOND_NS).max(0) as u64,
     }
@@ -327,6 +348,7 @@ mod tests {
         let want = ServiceWant {
             name: "jhub-hub".into(),
             image: "local/hub:1".into(),
+            command: vec!["run".into()],
             args: vec!["--x".into()],
             env: [("A".into(), "b=c".into())].into(),
             labels: [("hubgate.deploy".into(), "jhub".into())].into(),
@@ -355,6 +377,7 @@ mod tests {
                 ..Default::default()
             },
             start_first: false,
+            spec_hash: true,
             update_delay_secs: 5,
             stop_grace_secs: 3,
         };

@@ -55,6 +55,11 @@ pub struct Status {
     /// Per hubgate container on this engine: (container, routes JSON,
     /// certificates JSON), or the error met asking it.
     pub proxies: Vec<ProxyRow>,
+    /// The hub's lease as a hub task on this engine reads it (who holds
+    /// it, since when), or why it could not be read.
+    pub hub_lease: Option<Result<String, String>>,
+    /// Where the hub's database is.
+    pub database: Option<String>,
 }
 
 /// A hubgate container on this engine: its ID, and its routes and
@@ -136,9 +141,19 @@ impl Engine {
             let tasks = self.running_tasks(&name, &host_of).await?;
             let running = tasks.iter().filter(|t| t.state == "running").count();
             status.tasks.extend(tasks);
-            status.services.push(service_row(spec, running));
+            status.services.push(service_row(spec.clone(), running));
             if name == format!("{deployment}-hubgate") {
                 status.proxies.extend(self.proxies(&name).await?);
+            }
+            if name == format!("{deployment}-hub") {
+                let command = spec
+                    .task_template
+                    .as_ref()
+                    .and_then(|t| t.container_spec.as_ref())
+                    .and_then(|c| c.command.clone())
+                    .unwrap_or_default();
+                status.database = database(&command);
+                status.hub_lease = self.hub_lease(&name, &command).await;
             }
         }
         Ok(status)
@@ -204,6 +219,26 @@ impl Engine {
             .collect())
     }
 
+    /// The lease, read by the lease entrypoint (`command`, the hub's) in
+    /// a hub task on this engine; None when the hub runs none here (a
+    /// hub of an earlier hubgate, or `hub.node` elsewhere).
+    async fn hub_lease(&self, service: &str, command: &[String]) -> Option<Result<String, String>> {
+        let split = command.iter().position(|a| a == "--")?;
+        let containers = match self.local_containers(service).await {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let container = containers.first()?;
+        let mut ask: Vec<&str> = command[..split].iter().map(String::as_str).collect();
+        ask.push("--status");
+        Some(
+            self.exec(container, &ask)
+                .await
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     /// What each hubgate container on this engine reports (routes, certificates).
     async fn proxies(&self, service: &str) -> Result<Vec<ProxyRow>, DeployError> {
         let mut rows = vec![];
@@ -219,6 +254,16 @@ impl Engine {
         }
         Ok(rows)
     }
+}
+
+/// Where the hub's database is, from its lease entrypoint's store.
+fn database(command: &[String]) -> Option<String> {
+    let store = command.iter().skip_while(|a| *a != "--store").nth(1)?;
+    Some(if store.starts_with("sqlite:") {
+        format!("sqlite on the storage, beside the lease ({store})")
+    } else {
+        "PostgreSQL (hub.database)".to_owned()
+    })
 }
 
 fn node_row(n: Node) -> NodeRow {
@@ -351,6 +396,14 @@ impl fmt::Display for Status {
             })
             .collect();
         table(f, &["TASK OF", "NODE", "STATE", "ERROR"], &tasks)?;
+        if let Some(db) = &self.database {
+            writeln!(f, "\nhub database: {db}")?;
+        }
+        match &self.hub_lease {
+            Some(Ok(lease)) => writeln!(f, "hub lease: {lease}")?,
+            Some(Err(e)) => writeln!(f, "hub lease: unreadable here ({e})")?,
+            None => {}
+        }
         for (container, answer) in &self.proxies {
             writeln!(f)?;
             match answer {

@@ -22,7 +22,7 @@ fn the_examples_parse() {
 fn errors_name_the_line_and_the_field() {
     let e = error(&PRODUCTION.replace("idle_timeout = \"2h\"", "idle_timout = \"2h\""));
     assert!(
-        e.starts_with("line 26") && e.contains("unknown field `idle_timout`"),
+        e.starts_with("line 27") && e.contains("unknown field `idle_timout`"),
         "{e}"
     );
 
@@ -49,7 +49,7 @@ fn errors_name_the_line_and_the_field() {
 
     let e = error(&PRODUCTION.replace("memory_limit = \"4G\"", "memory_limit = \"4X\""));
     assert!(
-        e.starts_with("line 30") && e.contains("unknown unit"),
+        e.starts_with("line 31") && e.contains("unknown unit"),
         "{e}"
     );
 

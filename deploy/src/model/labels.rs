@@ -28,6 +28,12 @@ pub enum Role {
     HubConfig,
     /// hubgate's JupyterHub module (a Docker config).
     HubModule,
+    /// The hub's entrypoint, which holds the lease (a Docker config).
+    HubLease,
+    /// JupyterHub's cookie secret (a generated secret).
+    HubCookieSecret,
+    /// JupyterHub's auth-state encryption key (a generated secret).
+    HubCryptKey,
     /// The user servers' jupyter_server configuration (a Docker config).
     SingleUserConfig,
     /// The token the hub and hubgate share (a generated secret).
@@ -45,7 +51,8 @@ pub enum Role {
     Storage,
     /// hubgate's certificate store on the storage (a volume).
     Certs,
-    /// The hub's database directory (a volume).
+    /// The hub's database directory on one node (a volume), before the
+    /// database moved to the storage.
     HubData,
     /// A user's volume, made by the spawner.
     User,
@@ -53,12 +60,15 @@ pub enum Role {
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 16] = [
+    pub const ALL: [Role; 19] = [
         Role::Network,
         Role::Hub,
         Role::Hubgate,
         Role::HubConfig,
         Role::HubModule,
+        Role::HubLease,
+        Role::HubCookieSecret,
+        Role::HubCryptKey,
         Role::SingleUserConfig,
         Role::ProxyToken,
         Role::OauthClientSecret,
@@ -80,6 +90,9 @@ impl Role {
             Role::Hubgate => "hubgate",
             Role::HubConfig => "hub-config",
             Role::HubModule => "hub-module",
+            Role::HubLease => "hub-lease",
+            Role::HubCookieSecret => "hub-cookie-secret",
+            Role::HubCryptKey => "hub-crypt-key",
             Role::SingleUserConfig => "singleuser-config",
             Role::ProxyToken => "proxy-token",
             Role::OauthClientSecret => "oauth-client-secret",

@@ -59,6 +59,9 @@ pub struct ResourcesWant {
 pub struct ServiceWant {
     pub name: String,
     pub image: String,
+    /// The command, in place of the image's entrypoint (empty: the
+    /// image's).
+    pub command: Vec<String>,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
@@ -81,11 +84,19 @@ pub struct ServiceWant {
     /// Start the new task before stopping the old one on this update: the
     /// plan's choice for one update (see `diff`), not compared.
     pub start_first: bool,
+    /// Whether the tasks get the hash of the compared fields in
+    /// [`SPEC_HASH_ENV`] (the hub's lease hands over to a task of a new
+    /// spec first). Derived, so not compared itself.
+    pub spec_hash: bool,
     /// Seconds between updating two tasks.
     pub update_delay_secs: u64,
     /// Seconds a task has to stop before it is killed.
     pub stop_grace_secs: u64,
 }
+
+/// The environment variable a task finds its spec's hash in (see
+/// [`ServiceWant::spec_hash`]).
+pub const SPEC_HASH_ENV: &str = "HUBGATE_SPEC";
 
 impl ServiceWant {
     /// Each compared field, rendered as text (a list: one item per line):
@@ -114,6 +125,10 @@ impl ServiceWant {
         };
         vec![
             ("image", self.image.clone()),
+            (
+                "command",
+                list(self.command.iter().map(|a| format!("{a:?}")).collect()),
+            ),
             (
                 "args",
                 list(self.args.iter().map(|a| format!("{a:?}")).collect()),

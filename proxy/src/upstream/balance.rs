@@ -51,14 +51,17 @@ pub struct Backend {
     /// Passive health: skipped until then (ms since the epoch).
     down_until: AtomicU64,
     failures: AtomicU32,
-    /// Active health: the last check's verdict (true until one fails).
+    /// Active health: the last check's verdict. Without checks always
+    /// true; with checks false until the first one passes.
     healthy: AtomicBool,
     /// When the next active check is due (ms since the epoch).
     pub(crate) next_check: AtomicU64,
 }
 
 impl Backend {
-    pub(crate) fn new(target: Target) -> Self {
+    /// An endpoint; `checked`: its route has an active health check, so it
+    /// takes no request before one passes.
+    pub(crate) fn new(target: Target, checked: bool) -> Self {
         let id = format!("{:016x}", fnv1a(target.pool_key.as_bytes())).into_boxed_str();
         Self {
             target,
@@ -66,7 +69,7 @@ impl Backend {
             active: AtomicU32::new(0),
             down_until: AtomicU64::new(0),
             failures: AtomicU32::new(0),
-            healthy: AtomicBool::new(true),
+            healthy: AtomicBool::new(!checked),
             next_check: AtomicU64::new(0),
         }
     }
@@ -81,7 +84,8 @@ impl Backend {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Whether the last active check passed (true without checks).
+    /// Whether the last active check passed (true without checks, false
+    /// before the first check).
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
@@ -160,7 +164,7 @@ impl Balancer {
                 previous
                     .and_then(|p| p.backends.iter().find(|b| b.target.pool_key == t.pool_key))
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Backend::new(t)))
+                    .unwrap_or_else(|| Arc::new(Backend::new(t, health.is_some())))
             })
             .collect();
         Self {
@@ -195,8 +199,11 @@ impl Balancer {
     /// Chooses an endpoint. `pinned` is the sticky cookie's value, honoured
     /// while its endpoint is available; `tried` marks (by index, as a bit
     /// set) endpoints already tried for this request. Endpoints marked down
-    /// are skipped while any other is up; when all are down every untried
-    /// one is a candidate again, so a recovered endpoint is found at once.
+    /// after a failed connection are skipped while any other is up; when
+    /// all are, they are candidates again, so a recovered endpoint is found
+    /// at once. An endpoint failing its active health check (or not checked
+    /// yet) is never a candidate: a route whose endpoints all fail has none
+    /// (a 503), like HAProxy's and Traefik's checks.
     pub(crate) fn pick(&self, pinned: Option<&str>, tried: u64) -> Option<(usize, &Arc<Backend>)> {
         let now = now_ms();
         let untried = |i: usize| i >= 64 || tried & (1 << i) == 0;
@@ -211,7 +218,7 @@ impl Balancer {
             self.backends
                 .iter()
                 .enumerate()
-                .filter(move |(i, b)| untried(*i) && (!up_only || b.available(now)))
+                .filter(move |(i, b)| untried(*i) && b.healthy() && (!up_only || b.available(now)))
         };
         let up = candidates(true).count();
         let up_only = up > 0;
@@ -287,9 +294,31 @@ mod tests {
         b.backends[2].set_healthy(false);
         assert!(picks(&b, 4).iter().all(|&i| i == 0));
         b.backends[0].connect_failed();
-        assert_eq!(picks(&b, 3).len(), 3, "all down: every endpoint is tried");
+        let seen = picks(&b, 4);
+        assert!(
+            seen.contains(&0) && seen.contains(&1),
+            "all down: each is tried"
+        );
+        assert!(!seen.contains(&2), "never one failing its health check");
         b.backends[1].connected();
         assert!(picks(&b, 3).iter().all(|&i| i == 1));
+        b.backends[1].set_healthy(false);
+        b.backends[0].set_healthy(false);
+        assert!(b.pick(None, 0).is_none(), "all fail their checks: none");
+    }
+
+    #[test]
+    fn a_checked_endpoint_waits_for_its_first_check() {
+        let check = HealthCheck {
+            path: "/health".into(),
+            interval: std::time::Duration::from_secs(1),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let targets = vec![Target::parse("http://10.0.0.1:80").unwrap()];
+        let b = Balancer::new(targets, Policy::RoundRobin, None, Some(check), None);
+        assert!(b.pick(None, 0).is_none());
+        b.backends[0].set_healthy(true);
+        assert_eq!(b.pick(None, 0).unwrap().0, 0);
     }
 
     #[test]

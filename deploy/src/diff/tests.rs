@@ -27,6 +27,7 @@ fn observed(want: &Desired) -> Observed {
         volumes: vec![],
         foreign_ports: vec![],
         hub_config: None,
+        hub_data: None,
     }
 }
 
@@ -50,10 +51,12 @@ fn summary(plan: &Plan) -> Vec<String> {
                 let fields: Vec<&str> = changes.iter().map(|c| c.field).collect();
                 format!("update service {} ({})", want.name, fields.join(", "))
             }
+            Step::ReplaceService { want, .. } => format!("replace service {}", want.name),
             Step::RemoveService(n) => format!("remove service {n}"),
             Step::RemoveConfig(_) => "remove config".to_owned(),
             Step::RemoveSecret(n) => format!("remove secret {n}"),
             Step::PruneVolumes { .. } => "prune volumes".to_owned(),
+            Step::MigrateHubData(m) => format!("move hub data from {} on {}", m.volume, m.node),
             Step::RemoveNetwork(n) => format!("remove network {n}"),
         })
         .collect()
@@ -69,9 +72,12 @@ fn a_fresh_swarm_gets_everything() {
             "create network jhub",
             "create config hub-config",
             "create config hub-module",
+            "create config hub-lease",
             "create config singleuser-config",
             "create secret proxy-token",
             "create secret oauth-client-secret",
+            "create secret hub-cookie-secret",
+            "create secret hub-crypt-key",
             "create service jhub-hub",
             "create service jhub-hubgate",
         ]
@@ -79,7 +85,7 @@ fn a_fresh_swarm_gets_everything() {
     assert!(plan.problems.is_empty());
     assert!(
         plan.to_string()
-            .ends_with("8 to create, 0 to change, 0 to remove.\n")
+            .ends_with("11 to create, 0 to change, 0 to remove.\n")
     );
 }
 
@@ -142,7 +148,7 @@ fn a_new_nfs_server_moves_every_mount_and_prunes_volumes_on_every_node() {
         ),
         volume("jupyterhub-user-carol".into(), labels("user", None)),
         volume(
-            old.services[0].mounts[2].source.clone(),
+            old.services[0].mounts[1].source.clone(),
             labels("storage", None),
         ),
         volume("jhub-hub-data".into(), labels("hub-data", None)),
@@ -172,7 +178,7 @@ fn a_new_nfs_server_moves_every_mount_and_prunes_volumes_on_every_node() {
     assert!(
         stale.contains("jupyterhub-user-carol")
             && stale.contains(&old.user_volume.replace("{username}", "alice"))
-            && stale.contains(&old.services[0].mounts[2].source)
+            && stale.contains(&old.services[0].mounts[1].source)
             && !stale.contains("hub-data"),
         "{stale}"
     );
@@ -334,4 +340,44 @@ fn new_ports_start_beside_the_old_and_say_so() {
         "{text}"
     );
     assert!(text.contains("rolled back by the swarm"), "{text}");
+}
+
+#[test]
+fn a_hub_of_an_earlier_hubgate_moves_its_database_then_is_made_anew() {
+    let want = production();
+    let mut seen = observed(&want);
+    // Today's hub as an earlier hubgate made it: one replica, its database
+    // on a volume of its node, no cookie secret of its own.
+    let hub = seen
+        .services
+        .iter_mut()
+        .find(|s| s.name == "jhub-hub")
+        .unwrap();
+    hub.mode = crate::model::Mode::Replicated(1);
+    seen.secrets.retain(|s| !s.contains("cookie"));
+    seen.hub_data = Some(crate::observed::HubDataSeen {
+        volume: "jhub-hub-data".into(),
+        node_id: "n1".into(),
+        node: "manager-1".into(),
+        node_ready: true,
+    });
+    let plan = diff(&want, &seen);
+    assert_eq!(
+        summary(&plan),
+        [
+            "move hub data from jhub-hub-data on manager-1",
+            "replace service jhub-hub",
+        ]
+    );
+    let text = plan.to_string();
+    assert!(
+        text.contains("move the hub's database from the volume jhub-hub-data on manager-1")
+            && text.contains("into the secret jhub-hub-cookie-secret")
+            && text.contains("the swarm cannot change a service's mode in place"),
+        "{text}"
+    );
+    // Its node down: the database cannot move, and apply is refused.
+    seen.hub_data.as_mut().unwrap().node_ready = false;
+    let plan = diff(&want, &seen);
+    assert!(plan.problems[0].contains("which is down"), "{plan}");
 }

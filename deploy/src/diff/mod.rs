@@ -2,11 +2,10 @@
 //! file, in the order `apply` runs them. Pure; `plan` prints the result.
 
 use std::collections::HashSet;
-use std::fmt;
 
 use crate::desired::{Desired, hub_settings};
 use crate::model::{
-    BlobWant, NetworkWant, ROLE_LABEL, Role, SecretData, ServiceWant, UPDATE_MONITOR_SECS,
+    BlobWant, Mode, MountWant, NetworkWant, ROLE_LABEL, Role, SecretData, ServiceWant,
 };
 use crate::observed::{NetworkSeen, Observed};
 use crate::volumes::Keep;
@@ -36,9 +35,18 @@ pub enum Step {
         want: ServiceWant,
         changes: Vec<FieldChange>,
     },
+    /// Remove a service and make it anew: the swarm cannot change a
+    /// service's mode (replicated, global) in place.
+    ReplaceService {
+        want: ServiceWant,
+        why: String,
+    },
     RemoveService(String),
     RemoveConfig(String),
     RemoveSecret(String),
+    /// Move the hub's database from the node-local volume of an earlier
+    /// hubgate onto the storage (the old hub stops first).
+    MigrateHubData(HubDataMove),
     /// Remove the deployment's volumes that `keep` does not keep, on every
     /// node (a one-off job: volumes are per node).
     PruneVolumes {
@@ -46,6 +54,20 @@ pub enum Step {
         why: Vec<String>,
     },
     RemoveNetwork(String),
+}
+
+/// The hub's database moving from a node-local volume onto the storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubDataMove {
+    /// The old hub service (removed first: it must not write meanwhile).
+    pub hub_service: String,
+    pub volume: String,
+    pub node_id: String,
+    pub node: String,
+    /// The storage, mounted as the new hub mounts it.
+    pub storage: MountWant,
+    /// The secret the old cookie secret becomes.
+    pub cookie_secret: String,
 }
 
 /// The steps, and what stops `apply` before it starts.
@@ -174,6 +196,13 @@ fn ports_all_new(seen: &ServiceWant, want: &ServiceWant) -> bool {
             .all(|(p, _)| seen.ports.iter().all(|(q, _)| q != p))
 }
 
+fn mode_kind(mode: &Mode) -> &'static str {
+    match mode {
+        Mode::Replicated(_) => "replicated",
+        Mode::Global => "global",
+    }
+}
+
 /// The plan that takes `seen` to `want`.
 pub fn diff(want: &Desired, seen: &Observed) -> Plan {
     let mut plan = Plan::default();
@@ -234,6 +263,7 @@ fn blob_steps(want: &Desired, seen: &Observed, plan: &mut Plan) {
         }
     }
     let have_secrets: HashSet<&str> = seen.secrets.iter().map(String::as_str).collect();
+    let migrating = hub_data_step(want, seen, plan);
     for s in &want.secrets {
         match s.data {
             SecretData::External if !seen.all_secrets.contains(&s.name) => {
@@ -243,6 +273,8 @@ fn blob_steps(want: &Desired, seen: &Observed, plan: &mut Plan) {
                 ));
             }
             SecretData::External => {}
+            // The move makes it from the old hub's.
+            _ if migrating && s.role == Role::HubCookieSecret => {}
             _ if !have_secrets.contains(s.name.as_str()) => {
                 plan.steps.push(Step::CreateSecret(s.clone()));
             }
@@ -264,11 +296,21 @@ fn service_steps(want: &Desired, seen: &Observed, replace_network: bool, plan: &
         }
         match seen.services.iter().find(|o| o.name == s.name) {
             Some(_) if replace_network => plan.steps.push(Step::CreateService(s.clone())),
+            Some(o) if mode_kind(&o.mode) != mode_kind(&s.mode) => {
+                plan.steps.push(Step::ReplaceService {
+                    want: s.clone(),
+                    why: format!(
+                        "{} -> {}: the swarm cannot change a service's mode in place",
+                        mode_kind(&o.mode),
+                        mode_kind(&s.mode)
+                    ),
+                });
+            }
             Some(o) => {
                 let changes = service_changes(o, s);
                 if !changes.is_empty() {
                     let mut want = s.clone();
-                    want.start_first = ports_all_new(o, s);
+                    want.start_first = s.start_first || ports_all_new(o, s);
                     plan.steps.push(Step::UpdateService { want, changes });
                 }
             }
@@ -306,136 +348,49 @@ fn removal_steps(want: &Desired, seen: &Observed, plan: &mut Plan) {
     }
 }
 
-/// `field: from -> to`, or for lists of several items the items that go
-/// and come.
-fn write_change(f: &mut fmt::Formatter<'_>, c: &FieldChange) -> fmt::Result {
-    if !c.from.contains('\n') && !c.to.contains('\n') {
-        return writeln!(f, "    {}: {} -> {}", c.field, c.from, c.to);
-    }
-    writeln!(f, "    {}:", c.field)?;
-    let (from, to): (Vec<&str>, Vec<&str>) = (c.from.lines().collect(), c.to.lines().collect());
-    for item in from.iter().filter(|i| !to.contains(i)) {
-        writeln!(f, "      - {item}")?;
-    }
-    for item in to.iter().filter(|i| !from.contains(i)) {
-        writeln!(f, "      + {item}")?;
-    }
-    Ok(())
-}
-
-impl Plan {
-    /// One step as `plan` shows it.
-    fn write_step(&self, f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
-        match step {
-            Step::CreateNetwork(n) => writeln!(
-                f,
-                "+ network {} (overlay, attachable{}{})",
-                n.name,
-                n.subnet
-                    .as_ref()
-                    .map_or(String::new(), |s| format!(", subnet {s}")),
-                if n.encrypted { ", encrypted" } else { "" }
-            )?,
-            Step::ReplaceNetwork { want, why } => writeln!(
-                f,
-                "-/+ network {} (made anew: {}; the deployment's services are removed and made again)",
-                want.name,
-                why.join(", ")
-            )?,
-            Step::CreateConfig(c) => {
-                writeln!(f, "+ config {c}")?;
-                if c.role == Role::HubConfig && !self.hub_settings.is_empty() {
-                    writeln!(f, "    hub settings that change:")?;
-                    for (sign, line) in &self.hub_settings {
-                        writeln!(f, "      {sign} {line}")?;
-                    }
-                }
-            }
-            Step::CreateSecret(s) => writeln!(
-                f,
-                "+ secret {s}{}",
-                if s.data == SecretData::Generated {
-                    " (random)"
-                } else {
-                    ""
-                }
-            )?,
-            Step::CreateService(s) => writeln!(f, "+ service {} ({})", s.name, s.image)?,
-            Step::UpdateService { want, changes } => {
-                writeln!(f, "~ service {}", want.name)?;
-                for c in changes {
-                    write_change(f, c)?;
-                }
-                if want.start_first {
-                    writeln!(
-                        f,
-                        "    (new tasks start before the old ones stop: the old keep serving until the new run)"
-                    )?;
-                }
-            }
-            Step::RemoveService(s) => writeln!(f, "- service {s}")?,
-            Step::RemoveConfig(c) => writeln!(f, "- config {c}")?,
-            Step::RemoveSecret(s) => writeln!(f, "- secret {s}")?,
-            Step::PruneVolumes { why, .. } => {
-                writeln!(
-                    f,
-                    "- volumes on every node that are not the current storage's (a one-off job of hubgate's image on each node; one in use by a running server stays)"
-                )?;
-                for w in why {
-                    writeln!(f, "    {w}")?;
-                }
-            }
-            Step::RemoveNetwork(n) => writeln!(f, "- network {n}")?,
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in &self.problems {
-            writeln!(f, "! {p}")?;
-        }
-        if self.steps.is_empty() {
-            return writeln!(f, "No changes: the swarm matches the deployment file.");
-        }
-        for step in &self.steps {
-            self.write_step(f, step)?;
-        }
-        if self
-            .steps
+/// The hub's database moved off an earlier hubgate's node-local volume
+/// (true), or a problem when its node is down.
+fn hub_data_step(want: &Desired, seen: &Observed, plan: &mut Plan) -> bool {
+    let Some(old) = &seen.hub_data else {
+        return false;
+    };
+    let hub = want
+        .services
+        .iter()
+        .find(|s| s.labels.get(ROLE_LABEL).map(String::as_str) == Some(Role::Hub.as_str()));
+    let storage = hub.and_then(|h| {
+        h.mounts
             .iter()
-            .any(|s| matches!(s, Step::UpdateService { .. }))
-        {
-            writeln!(
-                f,
-                "  then: wait for the services; a service whose new tasks fail within {UPDATE_MONITOR_SECS} s is rolled back by the swarm to its last working spec (apply says so and fails)"
-            )?;
-        }
-        let count = |p: fn(&Step) -> bool| self.steps.iter().filter(|s| p(s)).count();
-        writeln!(
-            f,
-            "{} to create, {} to change, {} to remove.",
-            count(|s| matches!(
-                s,
-                Step::CreateNetwork(_)
-                    | Step::CreateConfig(_)
-                    | Step::CreateSecret(_)
-                    | Step::CreateService(_)
-            )),
-            count(|s| matches!(s, Step::UpdateService { .. } | Step::ReplaceNetwork { .. })),
-            count(|s| matches!(
-                s,
-                Step::RemoveService(_)
-                    | Step::RemoveConfig(_)
-                    | Step::RemoveSecret(_)
-                    | Step::PruneVolumes { .. }
-                    | Step::RemoveNetwork(_)
-            )),
-        )
+            .find(|m| m.labels.get(ROLE_LABEL).map(String::as_str) == Some(Role::Storage.as_str()))
+    });
+    let (Some(hub), Some(storage)) = (hub, storage) else {
+        return false;
+    };
+    if !old.node_ready {
+        plan.problems.push(format!(
+            "the hub's database is on the volume {} of {}, which is down: start that node again so apply can move the database onto the storage",
+            old.volume, old.node
+        ));
+        return false;
     }
+    let cookie_secret = want
+        .secrets
+        .iter()
+        .find(|s| s.role == Role::HubCookieSecret)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    plan.steps.push(Step::MigrateHubData(HubDataMove {
+        hub_service: hub.name.clone(),
+        volume: old.volume.clone(),
+        node_id: old.node_id.clone(),
+        node: old.node.clone(),
+        storage: storage.clone(),
+        cookie_secret,
+    }));
+    true
 }
+
+mod display;
 
 #[cfg(test)]
-#[path = "diff_tests.rs"]
 mod tests;

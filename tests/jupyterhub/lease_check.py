@@ -1,0 +1,277 @@
+"""Run hubgate's hub entrypoint (hubgate_lease.py) as real processes and
+check its fencing: never two servers at once.
+
+Usage: lease_check.py MODULE_DIR (the folder of hubgate_lease.py)
+
+Each case starts two or three entrypoints on one sqlite lease file, each
+with a stand-in for its node's Docker engine (a unix socket this script
+answers `/_ping` on, or stops answering) and a stand-in for JupyterHub
+(`python -m http.server` on a port of its own). A prober connects to every
+port every 20 ms: two answering at one moment is a failure. The lease's
+times are scaled down (ttl 2 s) so a case takes seconds. Prints one line a
+case and `N passed, N failed`; exits non-zero on a failure.
+"""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+TIMES = ["--renew", "0.2", "--ttl", "2", "--term", "1", "--kill", "1.6", "--handoff", "0.8", "--grace", "0.5"]
+TTL = 2.0
+# Every task a case started: main stops them all after the case.
+STARTED = []
+
+
+class Engine:
+    """A node's Docker engine as the entrypoint sees it: `/_ping` answered
+    while `up`, a connection left hanging (a frozen daemon) when not."""
+
+    def __init__(self, path):
+        self.path = path
+        self.up = True
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(16)
+        self.held = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            if self.up:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+                conn.close()
+            else:
+                self.held.append(conn)
+
+
+def children(pid):
+    """The child processes of `pid`."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Task:
+    """One hub task: the entrypoint, its engine and its server's port."""
+
+    def __init__(self, module_dir, work, name, generation="g1"):
+        self.name = name
+        self.port = free_port()
+        self.engine = Engine(os.path.join(work, f"{name}.sock"))
+        command = [
+            sys.executable,
+            os.path.join(module_dir, "hubgate_lease.py"),
+            "--store",
+            f"sqlite:///{work}/lease/lease.sqlite",
+            "--docker-socket",
+            self.engine.path,
+            "--holder",
+            name,
+            "--generation",
+            generation,
+            *TIMES,
+            "--",
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            str(self.port),
+        ]
+        self.log = open(os.path.join(work, f"{name}.log"), "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=self.log, start_new_session=True)
+        STARTED.append(self)
+
+    def serving(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def kill(self):
+        """Kills the entrypoint and the server it started (its own process
+        group), as the end of a container's PID 1 would."""
+        for pid in [self.proc.pid, *children(self.proc.pid)]:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.kill()
+        self.proc.wait(timeout=10)
+        self.kill()
+        self.log.close()
+
+    def output(self):
+        with open(self.log.name) as f:
+            return f.read()
+
+
+class Prober:
+    """Which tasks serve, every 20 ms: the moments two did, and when each
+    task first and last served."""
+
+    def __init__(self, tasks):
+        self.tasks = tasks
+        self.both = []
+        self.first = {}
+        self.last = {}
+        self.running = True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while self.running:
+            now = time.monotonic()
+            serving = [t.name for t in self.tasks if t.serving()]
+            if len(serving) > 1:
+                self.both.append((now, serving))
+            for name in serving:
+                self.first.setdefault(name, now)
+                self.last[name] = now
+            time.sleep(0.02)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+
+
+def wait_until(what, condition, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return time.monotonic()
+        time.sleep(0.02)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def case_standby_waits(module_dir, work):
+    a = Task(module_dir, work, "a")
+    wait_until("a serves", a.serving, 10)
+    b = Task(module_dir, work, "b")
+    probe = Prober([a, b])
+    time.sleep(3 * TTL)
+    probe.stop()
+    assert "b" not in probe.first, "the standby served while the holder renewed"
+    assert not probe.both, probe.both
+    return "the standby waited 3 ttl while the holder renewed"
+
+
+def case_frozen_engine(module_dir, work):
+    a = Task(module_dir, work, "a")
+    wait_until("a serves", a.serving, 10)
+    b = Task(module_dir, work, "b")
+    time.sleep(1)
+    probe = Prober([a, b])
+    frozen = time.monotonic()
+    a.engine.up = False
+    wait_until("b serves", lambda: "b" in probe.first, 15)
+    probe.stop()
+    assert not probe.both, f"two served at once: {probe.both[:3]}"
+    assert "stopped before the lease" in a.output(), a.output()
+    gap = probe.first["b"] - probe.last["a"]
+    return (
+        f"a's engine froze: a stopped after {probe.last['a'] - frozen:.1f} s, "
+        f"b served after {probe.first['b'] - frozen:.1f} s, never both (gap {gap:.1f} s)"
+    )
+
+
+def case_hand_over(module_dir, work):
+    a = Task(module_dir, work, "a", generation="old")
+    wait_until("a serves", a.serving, 10)
+    same = Task(module_dir, work, "same", generation="old")
+    new = Task(module_dir, work, "new", generation="new")
+    time.sleep(1)
+    probe = Prober([a, same, new])
+    a.proc.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    wait_until("a ends", lambda: a.proc.poll() is not None, 5)
+    wait_until("the new generation serves", lambda: "new" in probe.first, 5)
+    time.sleep(2)
+    probe.stop()
+    assert a.proc.returncode == 0, a.output()
+    assert "released the lease" in a.output(), a.output()
+    assert "same" not in probe.first, "a standby of the old generation took the lease"
+    assert not probe.both, probe.both
+    return f"a stopped: the new generation served after {probe.first['new'] - stopped:.1f} s"
+
+
+def case_holder_killed(module_dir, work):
+    a = Task(module_dir, work, "a")
+    wait_until("a serves", a.serving, 10)
+    b = Task(module_dir, work, "b")
+    time.sleep(1)
+    killed = time.monotonic()
+    a.kill()
+    took = wait_until("b serves", b.serving, 15) - killed
+    assert TTL - 0.3 <= took <= TTL + 3, f"b served {took:.1f} s after a died"
+    return f"a killed: b served after {took:.1f} s (ttl {TTL} s)"
+
+
+def case_store_locked(module_dir, work):
+    a = Task(module_dir, work, "a")
+    wait_until("a serves", a.serving, 10)
+    b = Task(module_dir, work, "b")
+    time.sleep(1)
+    probe = Prober([a, b])
+    lock = sqlite3.connect(f"{work}/lease/lease.sqlite", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    locked = time.monotonic()
+    wait_until("a stops", lambda: not a.serving(), 5)
+    stopped = time.monotonic() - locked
+    time.sleep(2)
+    lock.execute("COMMIT")
+    lock.close()
+    wait_until("someone serves again", lambda: a.serving() or b.serving(), 15)
+    time.sleep(1)
+    probe.stop()
+    assert not probe.both, probe.both
+    assert stopped <= 1.6 + 0.5, f"a served {stopped:.1f} s after the store stopped answering"
+    return f"the store locked: a stopped after {stopped:.1f} s; one served again after the unlock"
+
+
+CASES = [case_standby_waits, case_frozen_engine, case_hand_over, case_holder_killed, case_store_locked]
+
+
+def main(module_dir):
+    passed = failed = 0
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as work:
+            try:
+                said = case(module_dir, work)
+                print(f"ok   {case.__name__}: {said}")
+                passed += 1
+            except AssertionError as e:
+                print(f"FAIL {case.__name__}: {e}")
+                failed += 1
+            finally:
+                while STARTED:
+                    STARTED.pop().stop()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
