@@ -59,7 +59,7 @@ def check(path, hubgate_hub):
         raise AssertionError("the spawner class is not hubgate's")
     if not config.HubgateSwarmSpawner.user_volume:
         raise AssertionError("no user volume")
-    if len(config.JupyterHub.cookie_secret) != 32 or len(config.CryptKeeper.keys[0]) != 32:
+    if len(config.JupyterHub.cookie_secret) != 32 or len(config.CryptKeeper["keys"][0]) != 32:
         raise AssertionError("the cookie secret and the crypt key are not 32 bytes")
     if not config.JupyterHub.db_url.startswith("sqlite:////srv/hubgate-storage/"):
         raise AssertionError(f"the database is not on the storage: {config.JupyterHub.db_url}")

@@ -179,9 +179,16 @@ def unrouted(s):
 
 
 def known(s):
-    server = s.hub_api("GET", f"/users/{s.args.user}").json().get("servers", {}).get("")
-    if not (server and server.get("ready")):
-        fail(f"the hub no longer counts the server as running: {server}")
+    """The hub counts the server as running: ready, or ready once a hub
+    that just started has checked it (`pending: check`), within --timeout."""
+
+    def ready():
+        server = s.hub_api("GET", f"/users/{s.args.user}").json().get("servers", {}).get("")
+        if not server or server.get("pending") not in (None, "check"):
+            fail(f"the hub no longer counts the server as running: {server}")
+        return server if server.get("ready") else None
+
+    wait("the hub's check of the server", ready, s.args.timeout)
     step("the hub still counts the server as running")
 
 

@@ -59,6 +59,54 @@ pub(crate) fn serving_hub(cluster: &Cluster, via: usize, name: &str) -> Option<u
     cluster.nodes.iter().position(|n| n.hostname == host)
 }
 
+/// Waits until the hubgate replicas on manager `via` know a hub task on
+/// each of `count` managers (a task started while the swarm elects a
+/// leader stays unknown to discovery until it has one).
+pub(crate) fn wait_hub_tasks_known(cluster: &Cluster, via: usize, name: &str, count: usize) {
+    let hubgate = format!("{name}-hubgate");
+    wait_for(
+        "every hub task in discovery",
+        Duration::from_secs(60),
+        || {
+            let known = replica_api(&cluster.nodes[via], &hubgate, "/api/discovery")
+                .iter()
+                .all(|v| {
+                    let routes = v["routes"].as_array().cloned().unwrap_or_default();
+                    routes
+                        .iter()
+                        .filter(|r| r["path"] == "/")
+                        .map(|r| r["endpoints"].as_array().map_or(0, Vec::len))
+                        .sum::<usize>()
+                        == count
+                });
+            known.then_some(())
+        },
+    );
+}
+
+/// The overlay address of the task of `service` the swarm wants running
+/// (a network's own task list can still show a task that is gone).
+pub(crate) fn running_task_ip(manager: &Node, service: &str) -> String {
+    let id = manager.docker(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        service,
+    ]);
+    let addrs = manager.docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworksAttachments}}{{range .Addresses}}{{.}} {{end}}{{end}}",
+        id.lines().next().unwrap(),
+    ]);
+    // The first attachment is the deployment's network (no ingress: no
+    // routing-mesh ports).
+    let first = addrs.split_whitespace().next().unwrap();
+    first.split('/').next().unwrap().to_owned()
+}
+
 /// Waits until a hub serves, as manager `via` sees it.
 pub(crate) fn wait_serving(cluster: &Cluster, via: usize, name: &str, limit: Duration) -> usize {
     wait_for("a hub task to serve", limit, || {
@@ -124,28 +172,6 @@ pub(crate) fn wait_managers(on: &Node, count: usize) {
     });
 }
 
-/// The hub containers on the managers that run: (node index, container
-/// PID on this machine).
-pub(crate) fn hub_pids(cluster: &Cluster, managers: &[usize], name: &str) -> Vec<(usize, u32)> {
-    let mut out = vec![];
-    for &m in managers {
-        let node = &cluster.nodes[m];
-        let ids = node.docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.swarm.service.name={name}-hub"),
-        ]);
-        for id in ids.lines() {
-            let pid = node.docker(&["inspect", "--format", "{{.State.Pid}}", id]);
-            if let Ok(pid) = pid.trim().parse() {
-                out.push((m, pid));
-            }
-        }
-    }
-    out
-}
-
 /// Whether the JupyterHub in the network namespace of process `pid`
 /// answers `/hub/health` (asked from inside it: the overlay is not the
 /// host's).
@@ -175,6 +201,38 @@ pub(crate) struct Probed {
     pub(crate) changes: Vec<(SystemTime, Vec<usize>)>,
 }
 
+/// The hub entrypoints on this machine (`hubgate_lease.py`, each hub
+/// container's first process): (node index, PID), the node read from its
+/// cgroup (the nodes' daemons put containers under `hgt-nodeN`). Read
+/// from /proc, so a frozen daemon is never asked.
+pub(crate) fn hub_processes() -> Vec<(usize, u32)> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        if !cmd.contains("hubgate_lease.py") || cmd.contains("--status") {
+            continue;
+        }
+        let Ok(groups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            continue;
+        };
+        let node = groups
+            .split("hgt-node")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(n) = node {
+            out.push((n - 1, pid));
+        }
+    }
+    out
+}
+
 /// A probe of every hub container, every 200 ms, on a thread.
 pub(crate) struct Probe {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -182,8 +240,8 @@ pub(crate) struct Probe {
 }
 
 impl Probe {
-    /// Probes each of `pids` every 200 ms until `finish`.
-    pub(crate) fn start(pids: Vec<(usize, u32)>) -> Self {
+    /// Probes every hub container every 200 ms until `finish`.
+    pub(crate) fn start() -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -194,10 +252,10 @@ impl Probe {
             };
             let deadline = Instant::now() + Duration::from_secs(300);
             while !flag.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-                let serving: Vec<usize> = pids
-                    .iter()
+                let serving: Vec<usize> = hub_processes()
+                    .into_iter()
                     .filter(|(_, pid)| serves(*pid))
-                    .map(|(m, _)| *m)
+                    .map(|(m, _)| m)
                     .collect();
                 seen.rounds += 1;
                 if serving.len() > 1 {

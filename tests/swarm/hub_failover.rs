@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use crate::cluster::wait_for;
 use crate::deployment::User;
 use crate::failover::{
-    Probe, first_login, hub_pids, leader, logged_at, make_leader, secs, serves, serving_hub,
-    wait_managers, wait_serving,
+    Probe, first_login, hub_processes, leader, logged_at, make_leader, secs, serves, serving_hub,
+    wait_hub_tasks_known, wait_managers, wait_serving,
 };
 use crate::multinode_checks::user_state;
 use crate::nodes::Cluster;
@@ -98,8 +98,10 @@ pub(crate) fn leader_stopped(scene: &Scene<'_>) {
     make_leader(c, holder, &scene.managers);
     let via = scene.other(holder);
     let alice = scene.user_via(via);
-    // The demoted managers' hubgate replicas are back before it counts.
+    // The demoted managers' hubgate replicas and hub tasks are back, and
+    // known, before it counts.
     alice.step("routed", &["--timeout", "90"]);
+    wait_hub_tasks_known(c, via, scene.name, 3);
     alice.step("kernel", &[]);
     let task = scene.server_task(via);
     let hold = alice.start("hold", &["--seconds", "45"]);
@@ -142,26 +144,13 @@ pub(crate) fn follower_frozen(scene: &Scene<'_>) {
     let c = scene.cluster;
     let mut holder = wait_serving(c, scene.managers[0], scene.name, Duration::from_secs(60));
     if leader(c, holder) == holder {
-        // Move the hub off the leader: its task killed, a standby on
-        // another manager takes the lease once it runs out.
-        let node = &c.nodes[holder];
-        let id = node.docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.swarm.service.name={}-hub", scene.name),
-        ]);
-        node.docker(&["kill", id.lines().next().unwrap()]);
-        let via = scene.other(holder);
-        let from = holder;
-        holder = wait_for("the hub off the leader", Duration::from_secs(60), || {
-            serving_hub(c, via, scene.name).filter(|&h| h != from)
-        });
+        holder = move_hub_off(scene, holder);
     }
     let via = scene.other(holder);
     let alice = scene.user_via(via);
     alice.step("routed", &["--timeout", "90"]);
-    let probe = Probe::start(hub_pids(c, &scene.managers, scene.name));
+    wait_hub_tasks_known(c, via, scene.name, 3);
+    let probe = Probe::start();
     let hold = alice.start("hold", &["--seconds", "45"]);
     std::thread::sleep(Duration::from_secs(3));
     let lost = SystemTime::now();
@@ -206,7 +195,7 @@ pub(crate) fn follower_frozen(scene: &Scene<'_>) {
         "two hubs served at once: {:?}",
         probed.doubles
     );
-    let serving: Vec<usize> = hub_pids(c, &scene.managers, scene.name)
+    let serving: Vec<usize> = hub_processes()
         .into_iter()
         .filter(|(_, pid)| serves(*pid))
         .map(|(m, _)| m)
@@ -222,6 +211,26 @@ pub(crate) fn follower_frozen(scene: &Scene<'_>) {
     assert_eq!(integrity(scene.storage), "ok");
     eprintln!("after the thaw one hub serves; the database passes PRAGMA integrity_check");
     assert!(total <= 30.0, "the failover took {total:.1} s (goal: 30 s)");
+}
+
+/// Moves the hub off manager `from`: its hub task killed, a standby on
+/// another manager takes the lease once it runs out. Where it went.
+pub(crate) fn move_hub_off(scene: &Scene<'_>, from: usize) -> usize {
+    let c = scene.cluster;
+    let node = &c.nodes[from];
+    let id = node.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={}-hub", scene.name),
+    ]);
+    node.docker(&["kill", id.lines().next().unwrap()]);
+    let via = scene.other(from);
+    wait_for(
+        "the hub on another manager",
+        Duration::from_secs(60),
+        || serving_hub(c, via, scene.name).filter(|&h| h != from),
+    )
 }
 
 /// sqlite's `PRAGMA integrity_check` of the hub's database on the storage.

@@ -21,7 +21,7 @@ fn earlier_hubgate() -> PathBuf {
     if !tree.join("Cargo.toml").exists() {
         let _ = std::fs::remove_dir_all(&tree);
         let out = Command::new("git")
-            .current_dir(&root)
+            .current_dir(root)
             .args(["worktree", "add", "--force", "--detach"])
             .arg(&tree)
             .arg(BEFORE_THE_MOVE)
@@ -70,6 +70,18 @@ fn deploy_with(bin: &Path, d: &Deployment, args: &[&str]) -> String {
     text
 }
 
+/// The task of `service` the swarm wants running.
+fn running_task(service: &str) -> String {
+    crate::cluster::docker(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        service,
+    ])
+}
+
 #[test]
 fn a_deployment_of_the_earlier_layout_moves_its_hub_database_and_keeps_its_users() {
     let bin = earlier_hubgate();
@@ -88,14 +100,7 @@ fn a_deployment_of_the_earlier_layout_moves_its_hub_database_and_keeps_its_users
     alice.step("spawn", &[]);
     alice.step("write", &[]);
     let server = format!("jupyter-{}", alice.name);
-    let task = crate::cluster::docker(&[
-        "service",
-        "ps",
-        "-q",
-        "--filter",
-        "desired-state=running",
-        &server,
-    ]);
+    let task = running_task(&server);
     let volume = format!("{name}-hub-data");
     assert!(
         crate::cluster::docker(&["volume", "ls", "-q"])
@@ -127,14 +132,7 @@ fn a_deployment_of_the_earlier_layout_moves_its_hub_database_and_keeps_its_users
     // reads what she wrote; the admin lists her.
     alice.step("known", &[]);
     alice.step("read", &[]);
-    let now = crate::cluster::docker(&[
-        "service",
-        "ps",
-        "-q",
-        "--filter",
-        "desired-state=running",
-        &server,
-    ]);
+    let now = running_task(&server);
     assert_eq!(now, task, "the server was started anew");
     let admin = User::new("upadmin", vec![public]);
     admin.step("login", &[]);

@@ -59,8 +59,8 @@ pub(super) fn secrets(
 /// `RENEW`; JupyterHub stopped `TERM` and killed `KILL` after the last
 /// renewal that went through; taken over by a standby once unrenewed for
 /// `TTL`, or `HANDOFF` after a release by a task of the same spec.
-pub(crate) const LEASE_RENEW_SECS: u32 = 1;
-pub(crate) const LEASE_TTL_SECS: u32 = 10;
+const LEASE_RENEW_SECS: u32 = 1;
+const LEASE_TTL_SECS: u32 = 10;
 const LEASE_TERM_SECS: u32 = 5;
 const LEASE_KILL_SECS: u32 = 8;
 const LEASE_HANDOFF_SECS: u32 = 3;

@@ -27,7 +27,8 @@ the hub's PostgreSQL database. No clocks are compared between nodes:
   it kills it. A standby counts `ttl` from the moment it saw that renewal's
   `seq`, which is later, so JupyterHub has stopped on the old holder before
   anyone can take the lease (`kill` < `ttl`). A holder that stopped
-  JupyterHub releases the lease if the store still answers.
+  JupyterHub releases the lease if the store still answers: to any standby
+  at once when it failed, to a new spec's first when its task stops.
 
 A failover therefore takes at most `renew` + `ttl` seconds to the takeover
 (less when the old holder could release), then JupyterHub's start.
@@ -41,6 +42,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -141,9 +143,12 @@ class Store:
     def renew(self, me):
         return self.execute("UPDATE hubgate_lease SET seq = seq + 1 WHERE name = ? AND holder = ?", (LEASE, me)) == 1
 
-    def release(self, me):
+    def release(self, me, generation):
+        """Gives the lease up; `generation` "" lets any standby take it at
+        once (the holder failed), its own lets a new spec's go first."""
         return self.execute(
-            "UPDATE hubgate_lease SET holder = NULL, seq = seq + 1 WHERE name = ? AND holder = ?", (LEASE, me)
+            "UPDATE hubgate_lease SET holder = NULL, generation = ?, seq = seq + 1 WHERE name = ? AND holder = ?",
+            (generation, LEASE, me),
         ) == 1
 
 
@@ -235,8 +240,23 @@ class Runner:
         self.command = command
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self.stopping = False
+        # When the node's engine last answered (its own thread asks, so a
+        # frozen engine never holds up a store call).
+        self.engine_ok_at = time.monotonic()
+        threading.Thread(target=self.watch_engine, daemon=True).start()
         # When this task's claim of the lease started (its own clock).
         self.claimed_at = 0.0
+
+    def watch_engine(self):
+        while True:
+            started = time.monotonic()
+            if engine_answers(self.args.docker_socket):
+                self.engine_ok_at = time.monotonic()
+            time.sleep(max(0.0, self.args.renew - (time.monotonic() - started)))
+
+    def engine_answered(self):
+        """The engine answered within the last two renewal periods."""
+        return time.monotonic() - self.engine_ok_at <= 2 * self.args.renew + 0.5
 
     def call(self, fn, *args):
         """A call on the worker thread: its result, or FAILED."""
@@ -265,7 +285,7 @@ class Runner:
         return False
 
     def take(self, row):
-        if not self.call(engine_answers, self.args.docker_socket):
+        if not self.engine_answered():
             return False
         self.claimed_at = time.monotonic()
         if row is None:
@@ -279,7 +299,7 @@ class Runner:
 
     def renewal(self):
         """One renewal attempt, on the worker: renewed, lost or failed."""
-        if not engine_answers(self.args.docker_socket):
+        if not self.engine_answered():
             log("the node's Docker engine does not answer: the lease is not renewed")
             return "failed"
         if self.store.renew(self.me):
@@ -338,7 +358,9 @@ class Runner:
             time.sleep(0.1)
         log(f"JupyterHub exited ({child.returncode}){f': {reason}' if reason else ''}")
         signal_all(signal.SIGKILL)
-        if self.call(self.store.release, self.me) is True:
+        # A holder that failed (not a stop) hands over to any standby at once.
+        generation = self.args.generation if self.stopping or not reason else ""
+        if self.call(self.store.release, self.me, generation) is True:
             log("released the lease")
         if self.stopping:
             return 0

@@ -151,6 +151,8 @@ impl Engine {
                 Step::MigrateHubData(m) => {
                     self.migrate_hub_data(&want.name, m, &want.tool_image, progress)
                         .await?;
+                    // The job made the cookie secret.
+                    ids.extend(self.blob_ids().await?);
                 }
                 Step::PruneVolumes { keep, .. } => {
                     self.prune_everywhere(&want.name, &want.tool_image, keep, progress)

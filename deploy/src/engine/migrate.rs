@@ -11,16 +11,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bollard::models::{
-    HealthConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicatedJob, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecPlacement, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicatedJob, TaskState,
 };
 use bollard::query_parameters::ListTasksOptionsBuilder;
 
-use super::{DOCKER_SOCKET, Engine, Progress};
+use super::job::Job;
+use super::{Engine, Progress};
 use crate::DeployError;
 use crate::diff::HubDataMove;
-use crate::model::{BlobWant, DEPLOY_LABEL, ROLE_LABEL, Role, SecretData};
+use crate::model::{BlobWant, Role, SecretData};
 
 /// How long the job waits for the old hub's container to end.
 const OLD_HUB_LIMIT: Duration = Duration::from_secs(60);
@@ -171,9 +171,9 @@ fn copy_database(from: &Path, to: &Path) -> Result<String, DeployError> {
     Ok(format!("copied {} to {}", source.display(), dest.display()))
 }
 
-/// A `replicated-job` of one task on the old hub's node, running hubgate as
-/// root (the old files are root's) with the node's socket, the old volume
-/// read-only and the storage.
+/// A `replicated-job` of one task on the old hub's node (hubgate as root:
+/// the old files are root's), with the old volume read-only and the
+/// storage.
 fn job_spec(deployment: &str, job: &str, image: &str, m: &HubDataMove) -> ServiceSpec {
     let args = vec![
         "deploy".to_owned(),
@@ -198,59 +198,30 @@ fn job_spec(deployment: &str, job: &str, image: &str, m: &HubDataMove) -> Servic
         }),
         ..Default::default()
     };
-    let mounts = vec![
-        Mount {
-            target: Some(DOCKER_SOCKET.to_owned()),
-            source: Some(DOCKER_SOCKET.to_owned()),
-            typ: Some(MountType::BIND),
-            ..Default::default()
-        },
-        Mount {
-            target: Some(OLD_DIR.to_owned()),
-            source: Some(m.volume.clone()),
-            typ: Some(MountType::VOLUME),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        storage,
-    ];
-    ServiceSpec {
-        name: Some(job.to_owned()),
-        labels: Some(HashMap::from([
-            (DEPLOY_LABEL.to_owned(), deployment.to_owned()),
-            (ROLE_LABEL.to_owned(), "hub-migrate".to_owned()),
-        ])),
-        mode: Some(ServiceSpecMode {
+    let old = Mount {
+        target: Some(OLD_DIR.to_owned()),
+        source: Some(m.volume.clone()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    Job {
+        deployment,
+        name: job,
+        role: "hub-migrate",
+        image,
+        args,
+        mode: ServiceSpecMode {
             replicated_job: Some(ServiceSpecModeReplicatedJob {
                 max_concurrent: Some(1),
                 total_completions: Some(1),
             }),
             ..Default::default()
-        }),
-        task_template: Some(TaskSpec {
-            container_spec: Some(TaskSpecContainerSpec {
-                image: Some(image.to_owned()),
-                args: Some(args),
-                user: Some("0:0".to_owned()),
-                mounts: Some(mounts),
-                health_check: Some(HealthConfig {
-                    test: Some(vec!["NONE".to_owned()]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            placement: Some(TaskSpecPlacement {
-                constraints: Some(vec![format!("node.id=={}", m.node_id)]),
-                ..Default::default()
-            }),
-            restart_policy: Some(TaskSpecRestartPolicy {
-                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
+        },
+        constraints: vec![format!("node.id=={}", m.node_id)],
+        mounts: vec![old, storage],
     }
+    .spec()
 }
 
 #[cfg(test)]

@@ -5,18 +5,15 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bollard::models::{
-    HealthConfig, Mount, MountType, ServiceSpec, ServiceSpecMode, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
-};
+use bollard::models::{ServiceSpec, ServiceSpecMode, Task, TaskState};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListTasksOptionsBuilder, ListVolumesOptionsBuilder,
     RemoveContainerOptions, RemoveVolumeOptionsBuilder,
 };
 
+use super::job::Job;
 use super::{Engine, Progress, deployment_filter};
 use crate::DeployError;
-use crate::model::{DEPLOY_LABEL, ROLE_LABEL};
 use crate::observed::VolumeSeen;
 use crate::volumes::Keep;
 
@@ -76,6 +73,7 @@ impl Engine {
             .filter(|v| !keep.keeps(&v.name, &v.labels))
             .map(|v| v.name)
             .collect();
+        self.remove_ended_users(&left).await;
         let mut pruned = Pruned::default();
         let deadline = Instant::now() + IN_USE_RETRY;
         while !left.is_empty() {
@@ -97,6 +95,43 @@ impl Engine {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         Ok(pruned)
+    }
+
+    /// Removes the ended containers of swarm tasks that mount one of
+    /// `volumes`: the swarm keeps a task's exited container as history, and
+    /// Docker counts a volume an exited container names as in use (an old
+    /// hub task's would keep the old storage's volume for good).
+    async fn remove_ended_users(&self, volumes: &[String]) {
+        let filters = HashMap::from([
+            (
+                "label".to_owned(),
+                vec!["com.docker.swarm.task.id".to_owned()],
+            ),
+            (
+                "status".to_owned(),
+                vec!["exited".to_owned(), "created".to_owned()],
+            ),
+        ]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(ended) = self.docker.list_containers(Some(options)).await else {
+            return;
+        };
+        for c in ended {
+            let uses = c.mounts.iter().flatten().any(|m| {
+                m.name
+                    .as_ref()
+                    .is_some_and(|n| volumes.iter().any(|v| v == n))
+            });
+            if let (true, Some(id)) = (uses, c.id) {
+                let _ = self
+                    .docker
+                    .remove_container(&id, None::<RemoveContainerOptions>)
+                    .await;
+            }
+        }
     }
 
     /// Removes the ended containers of earlier runs of `job` on this
@@ -220,43 +255,20 @@ fn job_name(deployment: &str) -> String {
 }
 
 /// A `global-job` service: one task on every node, running hubgate with
-/// the node's Docker socket (it removes volumes there), no health check
-/// (the image's asks a proxy that does not run here), never restarted.
+/// the node's Docker socket (it removes volumes there).
 fn job_spec(deployment: &str, job: &str, image: &str, args: Vec<String>) -> ServiceSpec {
-    ServiceSpec {
-        name: Some(job.to_owned()),
-        labels: Some(HashMap::from([
-            (DEPLOY_LABEL.to_owned(), deployment.to_owned()),
-            (ROLE_LABEL.to_owned(), "volume-prune".to_owned()),
-        ])),
-        mode: Some(ServiceSpecMode {
+    Job {
+        deployment,
+        name: job,
+        role: "volume-prune",
+        image,
+        args,
+        mode: ServiceSpecMode {
             global_job: Some(HashMap::new()),
             ..Default::default()
-        }),
-        task_template: Some(TaskSpec {
-            container_spec: Some(TaskSpecContainerSpec {
-                image: Some(image.to_owned()),
-                args: Some(args),
-                // The socket is root's (and its group's): this job alone.
-                user: Some("0:0".to_owned()),
-                mounts: Some(vec![Mount {
-                    target: Some(super::DOCKER_SOCKET.to_owned()),
-                    source: Some(super::DOCKER_SOCKET.to_owned()),
-                    typ: Some(MountType::BIND),
-                    ..Default::default()
-                }]),
-                health_check: Some(HealthConfig {
-                    test: Some(vec!["NONE".to_owned()]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            restart_policy: Some(TaskSpecRestartPolicy {
-                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
+        },
+        constraints: vec![],
+        mounts: vec![],
     }
+    .spec()
 }
