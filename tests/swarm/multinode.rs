@@ -360,6 +360,9 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
         "the old storage's volumes are still on {}: {left}",
         survivor.hostname
     );
+    // The hub's database is on the storage too: one that moved to an empty
+    // place (not the same files at a new address) starts an empty one.
+    surviving.step("login", &[]);
     surviving.step("spawn", &[]);
     surviving.step(
         "write",
