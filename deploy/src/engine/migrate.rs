@@ -6,7 +6,6 @@
 //! tokens, the record of running servers and browser sessions survive;
 //! the old volume stays, untouched, as a backup.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,6 @@ use bollard::models::{
     Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, ServiceSpec,
     ServiceSpecMode, ServiceSpecModeReplicatedJob, TaskState,
 };
-use bollard::query_parameters::ListTasksOptionsBuilder;
 
 use super::job::Job;
 use super::{Engine, Progress};
@@ -64,16 +62,9 @@ impl Engine {
 
     /// Waits until the job's one task ended: Ok, or its error.
     async fn wait_one_task(&self, job: &str) -> Result<(), DeployError> {
-        let filters = HashMap::from([("service".to_owned(), vec![job.to_owned()])]);
         let deadline = Instant::now() + JOB_LIMIT;
         while Instant::now() < deadline {
-            let tasks = self
-                .docker
-                .list_tasks(Some(
-                    ListTasksOptionsBuilder::new().filters(&filters).build(),
-                ))
-                .await
-                .map_err(DeployError::engine(format!("list tasks of {job}")))?;
+            let tasks = self.tasks_of(job).await?;
             for status in tasks.into_iter().filter_map(|t| t.status) {
                 match status.state {
                     Some(TaskState::COMPLETE) => return Ok(()),

@@ -102,48 +102,40 @@ impl Engine {
     /// Docker counts a volume an exited container names as in use (an old
     /// hub task's would keep the old storage's volume for good).
     async fn remove_ended_users(&self, volumes: &[String]) {
-        let filters = HashMap::from([
-            (
-                "label".to_owned(),
-                vec!["com.docker.swarm.task.id".to_owned()],
-            ),
-            (
-                "status".to_owned(),
-                vec!["exited".to_owned(), "created".to_owned()],
-            ),
-        ]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let Ok(ended) = self.docker.list_containers(Some(options)).await else {
-            return;
-        };
-        for c in ended {
-            let uses = c.mounts.iter().flatten().any(|m| {
+        let label = "com.docker.swarm.task.id".to_owned();
+        let statuses = ["exited", "created"];
+        self.remove_ended(label, &statuses, |c| {
+            c.mounts.iter().flatten().any(|m| {
                 m.name
                     .as_ref()
                     .is_some_and(|n| volumes.iter().any(|v| v == n))
-            });
-            if let (true, Some(id)) = (uses, c.id) {
-                let _ = self
-                    .docker
-                    .remove_container(&id, None::<RemoveContainerOptions>)
-                    .await;
-            }
-        }
+            })
+        })
+        .await;
     }
 
     /// Removes the ended containers of earlier runs of `job` on this
     /// engine: the swarm leaves a finished job task's container behind, so
     /// each node keeps the last one only.
     async fn remove_ended_jobs(&self, job: &str) {
+        let label = format!("com.docker.swarm.service.name={job}");
+        self.remove_ended(label, &["exited"], |_| true).await;
+    }
+
+    /// Removes this engine's containers with `label`, in one of `statuses`,
+    /// that `which` picks; best effort (one that cannot go stays).
+    async fn remove_ended(
+        &self,
+        label: String,
+        statuses: &[&str],
+        which: impl Fn(&bollard::models::ContainerSummary) -> bool,
+    ) {
         let filters = HashMap::from([
+            ("label".to_owned(), vec![label]),
             (
-                "label".to_owned(),
-                vec![format!("com.docker.swarm.service.name={job}")],
+                "status".to_owned(),
+                statuses.iter().map(|s| (*s).to_owned()).collect(),
             ),
-            ("status".to_owned(), vec!["exited".to_owned()]),
         ]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
@@ -152,7 +144,7 @@ impl Engine {
         let Ok(ended) = self.docker.list_containers(Some(options)).await else {
             return;
         };
-        for id in ended.into_iter().filter_map(|c| c.id) {
+        for id in ended.into_iter().filter(|c| which(c)).filter_map(|c| c.id) {
             let _ = self
                 .docker
                 .remove_container(&id, None::<RemoveContainerOptions>)
@@ -203,16 +195,9 @@ impl Engine {
     /// Waits until the job's task on every node has ended: per node, Ok or
     /// the task's error.
     async fn wait_job(&self, job: &str) -> Result<Vec<(String, Result<(), String>)>, DeployError> {
-        let filters = HashMap::from([("service".to_owned(), vec![job.to_owned()])]);
         let deadline = Instant::now() + JOB_LIMIT;
         loop {
-            let tasks = self
-                .docker
-                .list_tasks(Some(
-                    ListTasksOptionsBuilder::new().filters(&filters).build(),
-                ))
-                .await
-                .map_err(DeployError::engine(format!("list tasks of {job}")))?;
+            let tasks = self.tasks_of(job).await?;
             // A node that is down runs nothing: its task is not waited for.
             let ready = self.nodes().await?.ready;
             let on_ready: Vec<&Task> = tasks
@@ -246,6 +231,19 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+}
+
+impl Engine {
+    /// Every task of service `service` (of any state).
+    pub(super) async fn tasks_of(&self, service: &str) -> Result<Vec<Task>, DeployError> {
+        let filters = HashMap::from([("service".to_owned(), vec![service.to_owned()])]);
+        self.docker
+            .list_tasks(Some(
+                ListTasksOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(DeployError::engine(format!("list tasks of {service}")))
     }
 }
 
