@@ -59,27 +59,38 @@ pub(crate) fn serving_hub(cluster: &Cluster, via: usize, name: &str) -> Option<u
     cluster.nodes.iter().position(|n| n.hostname == host)
 }
 
-/// Waits until the hubgate replicas on manager `via` know a hub task on
-/// each of `count` managers (a task started while the swarm elects a
-/// leader stays unknown to discovery until it has one).
-pub(crate) fn wait_hub_tasks_known(cluster: &Cluster, via: usize, name: &str, count: usize) {
+/// Waits until the hubgate replicas on manager `via` know every hub task
+/// the swarm runs, at least `at_least` of them (a task started while the
+/// swarm elects a leader stays unknown to discovery until it has one).
+pub(crate) fn wait_hub_tasks_known(cluster: &Cluster, via: usize, name: &str, at_least: usize) {
     let hubgate = format!("{name}-hubgate");
+    let manager = &cluster.nodes[via];
     wait_for(
-        "every hub task in discovery",
+        "the hub's tasks in discovery",
         Duration::from_secs(60),
         || {
-            let known = replica_api(&cluster.nodes[via], &hubgate, "/api/discovery")
+            let states = manager.docker(&[
+                "service",
+                "ps",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.CurrentState}}",
+                &format!("{name}-hub"),
+            ]);
+            let running = states.lines().filter(|l| l.starts_with("Running")).count();
+            let known = replica_api(manager, &hubgate, "/api/discovery")
                 .iter()
                 .all(|v| {
                     let routes = v["routes"].as_array().cloned().unwrap_or_default();
-                    routes
+                    let endpoints: usize = routes
                         .iter()
                         .filter(|r| r["path"] == "/")
                         .map(|r| r["endpoints"].as_array().map_or(0, Vec::len))
-                        .sum::<usize>()
-                        == count
+                        .sum();
+                    endpoints >= running
                 });
-            known.then_some(())
+            (running >= at_least && known).then_some(())
         },
     );
 }
@@ -144,18 +155,36 @@ pub(crate) fn make_leader(cluster: &Cluster, target: usize, managers: &[usize]) 
         .filter(|&&m| m != target)
         .map(|&m| cluster.nodes[m].hostname.as_str())
         .collect();
-    let mut demote = vec!["node", "demote"];
-    demote.extend(&others);
-    on.docker(&demote);
+    for node in &others {
+        node_command(on, "demote", node);
+    }
     wait_for(
         "the leader to be the only manager",
         Duration::from_secs(60),
         || (leader(cluster, target) == target).then_some(()),
     );
-    let mut promote = vec!["node", "promote"];
-    promote.extend(&others);
-    on.docker(&promote);
+    for node in &others {
+        node_command(on, "promote", node);
+    }
     wait_managers(on, managers.len());
+}
+
+/// `docker node demote|promote NODE` on `on`, asked again while the swarm
+/// answers "update out of sequence" (the node object changed meanwhile).
+fn node_command(on: &Node, verb: &str, node: &str) {
+    wait_for(&format!("{verb} {node}"), Duration::from_secs(30), || {
+        let out = on.try_docker(&["node", verb, node]);
+        if out.status.success() {
+            return Some(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("out of sequence"),
+            "docker node {verb} {node}: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        None
+    });
 }
 
 /// Waits until `count` managers are reachable (or lead).

@@ -43,6 +43,11 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
             "kind = \"dummy\"",
             "kind = \"dummy\"\nadmin_users = [\"umadmin\"]",
         )
+        // The hub's public address (its OAuth redirects) is node1's.
+        .replace(
+            "hosts = [\"localhost\"]",
+            &format!("hosts = [\"{}\"]", cluster.nodes[0].ip),
+        )
         .replace(
             "start_timeout = 90",
             "start_timeout = 90\nconstraints = [\"node.role==worker\"]",
