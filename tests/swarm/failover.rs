@@ -59,39 +59,52 @@ pub(crate) fn serving_hub(cluster: &Cluster, via: usize, name: &str) -> Option<u
     cluster.nodes.iter().position(|n| n.hostname == host)
 }
 
-/// Waits until the hubgate replicas on manager `via` know every hub task
-/// the swarm runs, at least `at_least` of them (a task started while the
-/// swarm elects a leader stays unknown to discovery until it has one).
-pub(crate) fn wait_hub_tasks_known(cluster: &Cluster, via: usize, name: &str, at_least: usize) {
+/// Waits (up to 2 min) until the swarm runs a hub task on each of `all`
+/// managers and the hubgate replicas on manager `via` know them all (a
+/// task started while the swarm elects a leader stays unknown to discovery
+/// until it has one); goes on with at least two known, and says so.
+pub(crate) fn wait_hub_tasks_known(cluster: &Cluster, via: usize, name: &str, all: usize) {
     let hubgate = format!("{name}-hubgate");
     let manager = &cluster.nodes[via];
-    wait_for(
-        "the hub's tasks in discovery",
-        Duration::from_secs(60),
-        || {
-            let states = manager.docker(&[
-                "service",
-                "ps",
-                "--filter",
-                "desired-state=running",
-                "--format",
-                "{{.CurrentState}}",
-                &format!("{name}-hub"),
-            ]);
-            let running = states.lines().filter(|l| l.starts_with("Running")).count();
-            let known = replica_api(manager, &hubgate, "/api/discovery")
-                .iter()
-                .all(|v| {
-                    let routes = v["routes"].as_array().cloned().unwrap_or_default();
-                    let endpoints: usize = routes
-                        .iter()
-                        .filter(|r| r["path"] == "/")
-                        .map(|r| r["endpoints"].as_array().map_or(0, Vec::len))
-                        .sum();
-                    endpoints >= running
-                });
-            (running >= at_least && known).then_some(())
-        },
+    let known = || {
+        let states = manager.docker(&[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.CurrentState}}",
+            &format!("{name}-hub"),
+        ]);
+        let running = states.lines().filter(|l| l.starts_with("Running")).count();
+        let all_known = replica_api(manager, &hubgate, "/api/discovery")
+            .iter()
+            .all(|v| {
+                let routes = v["routes"].as_array().cloned().unwrap_or_default();
+                let endpoints: usize = routes
+                    .iter()
+                    .filter(|r| r["path"] == "/")
+                    .map(|r| r["endpoints"].as_array().map_or(0, Vec::len))
+                    .sum();
+                endpoints >= running
+            });
+        (running, all_known)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = known();
+    while !(seen.0 >= all && seen.1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        seen = known();
+    }
+    if seen.0 < all {
+        eprintln!(
+            "only {} of {all} hub tasks run after 2 min: going on",
+            seen.0
+        );
+    }
+    assert!(
+        seen.0 >= 2 && seen.1,
+        "hub tasks running and known: {seen:?}"
     );
 }
 

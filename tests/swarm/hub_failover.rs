@@ -101,7 +101,7 @@ pub(crate) fn leader_stopped(scene: &Scene<'_>) {
     // The demoted managers' hubgate replicas and hub tasks are back, and
     // known, before it counts.
     alice.step("routed", &["--timeout", "90"]);
-    wait_hub_tasks_known(c, via, scene.name, 2);
+    wait_hub_tasks_known(c, via, scene.name, 3);
     alice.step("kernel", &[]);
     let task = scene.server_task(via);
     let hold = alice.start("hold", &["--seconds", "45"]);
@@ -149,7 +149,7 @@ pub(crate) fn follower_frozen(scene: &Scene<'_>) {
     let via = scene.other(holder);
     let alice = scene.user_via(via);
     alice.step("routed", &["--timeout", "90"]);
-    wait_hub_tasks_known(c, via, scene.name, 2);
+    wait_hub_tasks_known(c, via, scene.name, 3);
     let probe = Probe::start();
     let hold = alice.start("hold", &["--seconds", "45"]);
     std::thread::sleep(Duration::from_secs(3));
