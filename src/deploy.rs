@@ -126,17 +126,21 @@ fn load(path: &Path, host: &DockerHost) -> anyhow::Result<(DeployFile, Desired)>
         });
     let inputs = Inputs {
         oauth_client_secret: read("auth.client_secret_file", &file.auth.client_secret_file)?,
-        password: match read("auth.password_file", &file.auth.password_file)? {
-            Some(bytes) => {
-                let password = String::from_utf8_lossy(&bytes).trim().to_owned();
-                anyhow::ensure!(
-                    !password.is_empty(),
-                    "auth.password_file: the password is empty"
-                );
-                Some(password.into_bytes())
-            }
-            None => None,
-        },
+        password: secret_text(
+            "auth.password_file",
+            read("auth.password_file", &file.auth.password_file)?,
+        )?,
+        db_password: secret_text(
+            "hub.database.password_file",
+            read(
+                "hub.database.password_file",
+                &file
+                    .hub
+                    .database
+                    .as_ref()
+                    .and_then(|d| d.password_file.clone()),
+            )?,
+        )?,
         tls_cert: read("tls.cert_file", &tls.cert_file)?,
         tls_key: read("tls.key_file", &tls.key_file)?,
         acme_ca: read("tls.acme_ca_file", &tls.acme_ca_file)?,
@@ -147,6 +151,15 @@ fn load(path: &Path, host: &DockerHost) -> anyhow::Result<(DeployFile, Desired)>
     };
     let want = desired(&file, &inputs)?;
     Ok((file, want))
+}
+
+/// A password file's text without surrounding white space (an editor's
+/// final newline is not part of it); an empty one is refused.
+fn secret_text(field: &str, bytes: Option<Vec<u8>>) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(bytes) = bytes else { return Ok(None) };
+    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+    anyhow::ensure!(!text.is_empty(), "{field}: the password is empty");
+    Ok(Some(text.into_bytes()))
 }
 
 /// The group of the local Docker socket when `host` is unset or a local

@@ -205,7 +205,9 @@ fn the_deployment_spawner_keeps_the_hub_and_the_swarm_in_step() {
 }
 
 /// The hub's lease entrypoint (`deploy/src/desired/hubgate_lease.py`) as
-/// real processes sharing one sqlite lease, each with a stand-in engine
+/// real processes sharing one lease, a sqlite file and then a table of a
+/// real PostgreSQL server (Debian's, started by the check), each with a
+/// stand-in engine
 /// and a stand-in JupyterHub (`tests/jupyterhub/lease_check.py`): a standby
 /// waits while the holder renews; a holder whose engine freezes, or whose
 /// store locks, stops its server before another takes over; a stop hands
@@ -213,12 +215,15 @@ fn the_deployment_spawner_keeps_the_hub_and_the_swarm_in_step() {
 /// after its time. A prober every 20 ms never sees two servers at once.
 #[test]
 fn the_hub_lease_never_lets_two_hubs_serve() {
-    let text = check_script("lease_check.py", &[repo().join("deploy/src/desired")]);
-    assert!(text.contains("5 passed, 0 failed"), "{text}");
+    let text = check_script(
+        "lease_check.py",
+        &[repo().join("deploy/src/desired"), "--postgres".into()],
+    );
+    assert!(text.contains("10 passed, 0 failed"), "{text}");
 }
 
-/// The hub's configuration as each example deployment file renders it,
-/// compiled and loaded by JupyterHub's own config loader through hubgate's
+/// The hub's configuration as each example deployment file renders it (the
+/// production one also with its PostgreSQL database), compiled and loaded by JupyterHub's own config loader through hubgate's
 /// module (`tests/jupyterhub/config_check.py`): every setting must be a
 /// configurable trait of the class it names.
 #[test]
@@ -234,12 +239,18 @@ fn every_example_renders_a_hub_configuration_that_loads() {
         tls_cert: Some(b"c".to_vec()),
         tls_key: Some(b"k".to_vec()),
         acme_ca: Some(b"a".to_vec()),
+        db_password: Some(b"d".to_vec()),
         docker_gid: 999,
     };
     let mut configs = vec![];
-    for example in ["local", "production"] {
-        let path = repo().join(format!("examples/{example}.toml"));
-        let file = DeployFile::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for example in ["local", "production", "production-postgresql"] {
+        let source = example.trim_end_matches("-postgresql");
+        let path = repo().join(format!("examples/{source}.toml"));
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if example.ends_with("-postgresql") {
+            text = text.replace("# database = {", "database = {");
+        }
+        let file = DeployFile::parse(&text).unwrap();
         let want = desired(&file, &inputs).unwrap();
         let config = want.configs.iter().find(|c| c.role == Role::HubConfig);
         let Some(SecretData::Bytes(text)) = config.map(|c| &c.data) else {
@@ -252,7 +263,7 @@ fn every_example_renders_a_hub_configuration_that_loads() {
     let mut args = vec![repo().join("deploy/src/desired")];
     args.extend(configs);
     let text = check_script("config_check.py", &args);
-    assert!(text.contains("2 passed, 0 failed"), "{text}");
+    assert!(text.contains("3 passed, 0 failed"), "{text}");
 }
 
 /// Runs `tests/jupyterhub/<script>` with the test venv's Python; its

@@ -1,9 +1,12 @@
 """Run hubgate's hub entrypoint (hubgate_lease.py) as real processes and
 check its fencing: never two servers at once.
 
-Usage: lease_check.py MODULE_DIR (the folder of hubgate_lease.py)
+Usage: lease_check.py MODULE_DIR [--postgres]
+(MODULE_DIR: the folder of hubgate_lease.py)
 
-Each case starts two or three entrypoints on one sqlite lease file, each
+Each case starts two or three entrypoints on one lease (a sqlite file;
+with --postgres, every case again on a table of a real PostgreSQL server,
+tests/jupyterhub/postgres.py), each
 with a stand-in for its node's Docker engine (a unix socket this script
 answers `/_ping` on, or stops answering) and a stand-in for JupyterHub
 (`python -m http.server` on a port of its own). A prober connects to every
@@ -21,6 +24,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import postgres
 
 TIMES = ["--renew", "0.2", "--ttl", "2", "--term", "1", "--kill", "1.6", "--handoff", "0.8", "--grace", "0.5"]
 TTL = 2.0
@@ -70,18 +75,64 @@ def free_port():
         return s.getsockname()[1]
 
 
+class SqliteLease:
+    """The lease as a sqlite file in the case's directory."""
+
+    kind = "sqlite"
+
+    def __init__(self, work):
+        self.path = f"{work}/lease/lease.sqlite"
+        self.args = ["--store", f"sqlite:///{self.path}"]
+
+    def lock(self):
+        """Holds the whole store locked until `unlock`."""
+        self.held = sqlite3.connect(self.path, isolation_level=None)
+        self.held.execute("BEGIN EXCLUSIVE")
+
+    def unlock(self):
+        self.held.execute("COMMIT")
+        self.held.close()
+
+
+class PostgresLease:
+    """The lease as a table of a real PostgreSQL server, new each case."""
+
+    kind = "postgresql"
+
+    def __init__(self, server):
+        import psycopg2  # noqa: PLC0415 - only the --postgres run needs it
+
+        self.connect = lambda: psycopg2.connect(server["url"], password=read(server["password_file"]))
+        self.args = ["--store", server["url"], "--password-file", server["password_file"]]
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS hubgate_lease")
+
+    def lock(self):
+        self.held = self.connect()
+        self.held.cursor().execute("LOCK TABLE hubgate_lease IN ACCESS EXCLUSIVE MODE")
+
+    def unlock(self):
+        self.held.commit()
+        self.held.close()
+
+
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
 class Task:
     """One hub task: the entrypoint, its engine and its server's port."""
 
-    def __init__(self, module_dir, work, name, generation="g1"):
+    def __init__(self, case, name, generation="g1"):
+        module_dir, work, lease = case
         self.name = name
         self.port = free_port()
         self.engine = Engine(os.path.join(work, f"{name}.sock"))
         command = [
             sys.executable,
             os.path.join(module_dir, "hubgate_lease.py"),
-            "--store",
-            f"sqlite:///{work}/lease/lease.sqlite",
+            *lease.args,
             "--docker-socket",
             self.engine.path,
             "--holder",
@@ -167,10 +218,10 @@ def wait_until(what, condition, timeout):
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
-def case_standby_waits(module_dir, work):
-    a = Task(module_dir, work, "a")
+def case_standby_waits(case):
+    a = Task(case, "a")
     wait_until("a serves", a.serving, 10)
-    b = Task(module_dir, work, "b")
+    b = Task(case, "b")
     probe = Prober([a, b])
     time.sleep(3 * TTL)
     probe.stop()
@@ -179,10 +230,10 @@ def case_standby_waits(module_dir, work):
     return "the standby waited 3 ttl while the holder renewed"
 
 
-def case_frozen_engine(module_dir, work):
-    a = Task(module_dir, work, "a")
+def case_frozen_engine(case):
+    a = Task(case, "a")
     wait_until("a serves", a.serving, 10)
-    b = Task(module_dir, work, "b")
+    b = Task(case, "b")
     time.sleep(1)
     probe = Prober([a, b])
     frozen = time.monotonic()
@@ -198,11 +249,11 @@ def case_frozen_engine(module_dir, work):
     )
 
 
-def case_hand_over(module_dir, work):
-    a = Task(module_dir, work, "a", generation="old")
+def case_hand_over(case):
+    a = Task(case, "a", generation="old")
     wait_until("a serves", a.serving, 10)
-    same = Task(module_dir, work, "same", generation="old")
-    new = Task(module_dir, work, "new", generation="new")
+    same = Task(case, "same", generation="old")
+    new = Task(case, "new", generation="new")
     time.sleep(1)
     probe = Prober([a, same, new])
     a.proc.send_signal(signal.SIGTERM)
@@ -218,10 +269,10 @@ def case_hand_over(module_dir, work):
     return f"a stopped: the new generation served after {probe.first['new'] - stopped:.1f} s"
 
 
-def case_holder_killed(module_dir, work):
-    a = Task(module_dir, work, "a")
+def case_holder_killed(case):
+    a = Task(case, "a")
     wait_until("a serves", a.serving, 10)
-    b = Task(module_dir, work, "b")
+    b = Task(case, "b")
     time.sleep(1)
     killed = time.monotonic()
     a.kill()
@@ -230,20 +281,19 @@ def case_holder_killed(module_dir, work):
     return f"a killed: b served after {took:.1f} s (ttl {TTL} s)"
 
 
-def case_store_locked(module_dir, work):
-    a = Task(module_dir, work, "a")
+def case_store_locked(case):
+    a = Task(case, "a")
     wait_until("a serves", a.serving, 10)
-    b = Task(module_dir, work, "b")
+    b = Task(case, "b")
     time.sleep(1)
     probe = Prober([a, b])
-    lock = sqlite3.connect(f"{work}/lease/lease.sqlite", isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")
+    lease = case[2]
+    lease.lock()
     locked = time.monotonic()
     wait_until("a stops", lambda: not a.serving(), 5)
     stopped = time.monotonic() - locked
     time.sleep(2)
-    lock.execute("COMMIT")
-    lock.close()
+    lease.unlock()
     wait_until("someone serves again", lambda: a.serving() or b.serving(), 15)
     time.sleep(1)
     probe.stop()
@@ -255,23 +305,38 @@ def case_store_locked(module_dir, work):
 CASES = [case_standby_waits, case_frozen_engine, case_hand_over, case_holder_killed, case_store_locked]
 
 
-def main(module_dir):
+def run_cases(module_dir, make_lease):
+    """Every case on a new lease; (passed, failed)."""
     passed = failed = 0
     for case in CASES:
         with tempfile.TemporaryDirectory() as work:
+            lease = make_lease(work)
+            name = f"{case.__name__} ({lease.kind})"
             try:
-                said = case(module_dir, work)
-                print(f"ok   {case.__name__}: {said}")
+                said = case((module_dir, work, lease))
+                print(f"ok   {name}: {said}", flush=True)
                 passed += 1
             except AssertionError as e:
-                print(f"FAIL {case.__name__}: {e}")
+                print(f"FAIL {name}: {e}", flush=True)
                 failed += 1
             finally:
                 while STARTED:
                     STARTED.pop().stop()
+    return passed, failed
+
+
+def main(module_dir, with_postgres):
+    passed, failed = run_cases(module_dir, SqliteLease)
+    if with_postgres:
+        server = postgres.start("127.0.0.1", free_port())
+        try:
+            p, f = run_cases(module_dir, lambda _work: PostgresLease(server))
+        finally:
+            postgres.stop(server["dir"])
+        passed, failed = passed + p, failed + f
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], "--postgres" in sys.argv[2:]))

@@ -1,7 +1,7 @@
 //! The hub's failover on the five-node swarm, as a user lives it: alice
 //! keeps a kernel busy and lists her files through a surviving manager
-//! while the manager whose hub task serves is lost, once stopped while it
-//! is the Raft leader, once frozen while it is not.
+//! while the manager whose hub task serves is lost: its daemon stopped
+//! while it is the Raft leader or a follower, or frozen while it is not.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -91,11 +91,23 @@ fn hold_failures(said: &str) -> (u32, u32) {
     (number("runs of 1+1, "), number("listings, "))
 }
 
-/// The hub's manager is the Raft leader, and its daemon stops.
-pub(crate) fn leader_stopped(scene: &Scene<'_>) {
+/// The swarm role of the manager whose hub is lost.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Raft {
+    Leader,
+    Follower,
+}
+
+/// The hub's manager, the Raft leader or a follower, has its daemon
+/// stopped while alice works through another manager.
+pub(crate) fn manager_stopped(scene: &Scene<'_>, role: Raft) {
     let c = scene.cluster;
-    let holder = wait_serving(c, scene.managers[0], scene.name, Duration::from_secs(60));
-    make_leader(c, holder, &scene.managers);
+    let mut holder = wait_serving(c, scene.managers[0], scene.name, Duration::from_secs(60));
+    match role {
+        Raft::Leader => make_leader(c, holder, &scene.managers),
+        Raft::Follower if leader(c, holder) == holder => holder = move_hub_off(scene, holder),
+        Raft::Follower => {}
+    }
     let via = scene.other(holder);
     let alice = scene.user_via(via);
     // The demoted managers' hubgate replicas and hub tasks are back, and
@@ -111,7 +123,11 @@ pub(crate) fn leader_stopped(scene: &Scene<'_>) {
     let login = first_login(scene.addr(via), Duration::from_secs(60));
     let new_holder = wait_serving(c, via, scene.name, Duration::from_secs(30));
     assert_ne!(new_holder, holder);
-    let total = scene.report("the Raft leader's daemon stopped", new_holder, lost, login);
+    let what = match role {
+        Raft::Leader => "the Raft leader's daemon stopped",
+        Raft::Follower => "a follower's daemon stopped",
+    };
+    let total = scene.report(what, new_holder, lost, login);
     let said = alice.finish(hold, "hold");
     assert_eq!(hold_failures(&said), (0, 0), "{said}");
 
@@ -120,6 +136,9 @@ pub(crate) fn leader_stopped(scene: &Scene<'_>) {
     // both.
     alice.step("known", &[]);
     assert_eq!(scene.server_task(via), task, "the server was started anew");
+    // Her server's own activity report reaches the hub that took over (its
+    // address changed: the server must not keep the old one).
+    alice.step("activity", &["--timeout", "30"]);
     let bob = User::new("umbob", vec![scene.public(via)]);
     bob.step("login", &[]);
     bob.step("spawn", &[]);

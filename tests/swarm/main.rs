@@ -19,6 +19,7 @@ mod deploy;
 mod discovery;
 mod failover;
 mod hub_failover;
+mod hub_postgres;
 mod jupyterhub;
 mod multinode;
 mod multinode_checks;

@@ -2,17 +2,19 @@
 //! this machine (one dockerd per network namespace): a hub task and a
 //! hubgate replica on every manager, user servers on the workers; the hub
 //! fails over twice (`hub_failover`); then a manager and the user's worker
-//! lose their daemons.
+//! lose their daemons; the storage moves; last, a deployment with its
+//! database on PostgreSQL fails over twice (`hub_postgres`).
 
 use std::time::{Duration, Instant};
 
 use crate::cluster::free_port;
-use crate::deployment::{Deployment, User, deploy_images, local_file, port_gaps};
-use crate::failover::{running_task_ip, wait_serving};
-use crate::hub_failover::{Scene, follower_frozen, leader_stopped, move_hub_off};
+use crate::deployment::{Deployment, User, deploy_images, port_gaps};
+use crate::failover::{running_task_ip, wait_managers, wait_serving};
+use crate::hub_failover::{Raft, Scene, follower_frozen, manager_stopped, move_hub_off};
+use crate::hub_postgres::failovers_on_postgresql;
 use crate::multinode_checks::{
     LogsOnPanic, assert_api_routes, assert_service_gone, discovered, form_with_hubgate,
-    own_shutdown, task_node, user_state,
+    multinode_file, own_shutdown, task_node, user_state,
 };
 use crate::nodes::{Cluster, Node};
 
@@ -29,29 +31,7 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     let port = free_port();
     let storage = tempfile::tempdir().unwrap();
     let name = "multi";
-    let text = local_file(name, port, storage.path(), "")
-        .replace(
-            &format!("image = \"{}\"\n", images.hub),
-            // The hub polls its servers every second (not 30 s), so a poll
-            // lands while the swarm moves the server to the other worker.
-            &format!(
-                "image = \"{}\"\nextra_config = \"c.Spawner.poll_interval = 1\"\n",
-                images.hub
-            ),
-        )
-        .replace(
-            "kind = \"dummy\"",
-            "kind = \"dummy\"\nadmin_users = [\"umadmin\"]",
-        )
-        // The hub's public address (its OAuth redirects) is node1's.
-        .replace(
-            "hosts = [\"localhost\"]",
-            &format!("hosts = [\"{}\"]", cluster.nodes[0].ip),
-        )
-        .replace(
-            "start_timeout = 90",
-            "start_timeout = 90\nconstraints = [\"node.role==worker\"]",
-        );
+    let text = multinode_file(&cluster, name, port, storage.path());
     let mut d = Deployment::new(name, &text);
     d.docker_host = Some(cluster.nodes[0].host.clone());
     let probe = format!("{}:{port}", cluster.nodes[0].ip);
@@ -222,7 +202,7 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
         user: &user,
         managers: [0, 1, 2],
     };
-    leader_stopped(&scene);
+    manager_stopped(&scene, Raft::Leader);
     follower_frozen(&scene);
 
     // Lose node2, a manager whose hub task does not serve (a hub failover
@@ -395,4 +375,15 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     }
     eprintln!("destroy --purge left no deployment volume on the live nodes");
     drop(d);
+
+    // The hub's database on PostgreSQL, on the same swarm with every node
+    // back.
+    cluster.nodes[1].start();
+    cluster.nodes[lost_worker].start();
+    wait_managers(&cluster.nodes[0], 3);
+    crate::cluster::wait_for("every node ready", Duration::from_secs(90), || {
+        let ls = cluster.nodes[0].docker(&["node", "ls", "--format", "{{.Status}}"]);
+        (ls.lines().filter(|l| *l == "Ready").count() == 5).then_some(())
+    });
+    failovers_on_postgresql(&cluster);
 }

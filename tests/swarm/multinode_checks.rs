@@ -1,9 +1,47 @@
 //! What the multi-node test reads off the nodes: where a task runs, each
 //! hubgate replica's API, a container's shutdown from the node's events,
-//! the logs on failure; and the swarm with hubgate's image formed.
+//! the logs on failure; the swarm with hubgate's image formed, and the
+//! deployment file its deployments share.
 
-use crate::deployment::User;
+use crate::deployment::{User, deploy_images, local_file};
 use crate::nodes::{Cluster, Node};
+
+/// A deployment on the five-node swarm: the hub on the managers, reached
+/// at node1's address, polling its servers every second; servers on the
+/// workers, reporting activity every 5 s; `umadmin` an admin.
+pub(crate) fn multinode_file(
+    cluster: &Cluster,
+    name: &str,
+    port: u16,
+    storage: &std::path::Path,
+) -> String {
+    let hub = &deploy_images().hub;
+    local_file(name, port, storage, "")
+        .replace(
+            &format!("image = \"{hub}\"\n"),
+            // The hub polls its servers every second (not 30 s), so a poll
+            // lands while the swarm moves the server to the other worker;
+            // servers report their activity every 5 s (not 300).
+            &format!(
+                "image = \"{hub}\"\nextra_config = '''\n{}\n{}\n'''\n",
+                "c.Spawner.poll_interval = 1",
+                r#"c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "5"}"#
+            ),
+        )
+        .replace(
+            "kind = \"dummy\"",
+            "kind = \"dummy\"\nadmin_users = [\"umadmin\"]",
+        )
+        // The hub's public address (its OAuth redirects) is node1's.
+        .replace(
+            "hosts = [\"localhost\"]",
+            &format!("hosts = [\"{}\"]", cluster.nodes[0].ip),
+        )
+        .replace(
+            "start_timeout = 90",
+            "start_timeout = 90\nconstraints = [\"node.role==worker\"]",
+        )
+}
 
 /// The node a service's running task is on.
 pub(crate) fn task_node(manager: &Node, service: &str) -> Option<String> {

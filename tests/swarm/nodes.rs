@@ -263,6 +263,12 @@ impl Cluster {
         });
     }
 
+    /// The host's address on the nodes' bridge (a server the test runs on
+    /// the host is reached there).
+    pub fn host_ip(&self) -> String {
+        format!("{}.1", self.net)
+    }
+
     /// Copies `image` from the host's engine onto `nodes` (indexes).
     pub fn load(&self, image: &str, nodes: &[usize]) {
         let tar = self

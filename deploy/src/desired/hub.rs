@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use super::hub_config::{HUB_LEASE_FILE, HUB_MODULE_FILE};
 use super::inputs::Inputs;
 use super::layout::{
-    COOKIE_SECRET_PATH, CRYPT_KEY_PATH, HUB_CONFIG_PATH, HUB_MODULE_DIR, HUB_PORT, HUB_STATE_DIR,
-    OAUTH_SECRET_PATH, PASSWORD_PATH, STORAGE_DIR, names,
+    COOKIE_SECRET_PATH, CRYPT_KEY_PATH, DB_PASSWORD_PATH, HUB_CONFIG_PATH, HUB_MODULE_DIR,
+    HUB_PORT, HUB_STATE_DIR, OAUTH_SECRET_PATH, PASSWORD_PATH, STORAGE_DIR, names,
 };
 use super::parts::{blob, file_ref, labels, resources, socket, storage_mount};
 use crate::DeployError;
@@ -26,8 +26,8 @@ pub(super) struct HubConfigs<'a> {
 }
 
 /// The secrets the hub reads besides the proxy token: the OAuth client
-/// secret and the trial password, from the files the deployment names or
-/// (the client secret) a secret the operator made.
+/// secret, the trial password and the database's password, from the files
+/// the deployment names or (the client secret) a secret the operator made.
 pub(super) fn secrets(
     f: &DeployFile,
     inputs: &Inputs,
@@ -43,6 +43,15 @@ pub(super) fn secrets(
         let bytes = inputs.password.as_deref();
         let bytes = bytes.ok_or_else(|| missing("auth.password_file"))?;
         out.push((blob(f, Role::DummyPassword, bytes), PASSWORD_PATH));
+    }
+    if f.hub
+        .database
+        .as_ref()
+        .is_some_and(|d| d.password_file.is_some())
+    {
+        let bytes = inputs.db_password.as_deref();
+        let bytes = bytes.ok_or_else(|| missing("hub.database.password_file"))?;
+        out.push((blob(f, Role::HubDbPassword, bytes), DB_PASSWORD_PATH));
     }
     if let Some(name) = &f.auth.client_secret_secret {
         let secret = BlobWant {
@@ -97,7 +106,7 @@ pub(super) fn service(
     ServiceWant {
         name: names(f).hub,
         image: f.hub.image.clone(),
-        command: lease_command(),
+        command: lease_command(f),
         args: vec![],
         env: BTreeMap::from([(
             "HUBGATE_HOLDER".to_owned(),
@@ -137,11 +146,23 @@ fn module_path(file: &str) -> String {
     format!("{HUB_MODULE_DIR}/{file}")
 }
 
-/// The lease entrypoint's command line, JupyterHub's after `--`.
-fn lease_command() -> Vec<String> {
-    let store = format!("sqlite:///{HUB_STATE_DIR}/lease.sqlite");
+/// The lease entrypoint's command line, JupyterHub's after `--`. The
+/// lease is kept beside the hub's database: a sqlite file on the storage,
+/// or a table in its PostgreSQL database.
+fn lease_command(f: &DeployFile) -> Vec<String> {
     let mut command: Vec<String> = vec!["python3".into(), module_path(HUB_LEASE_FILE)];
-    command.extend(["--store".into(), store]);
+    match &f.hub.database {
+        Some(db) => {
+            command.extend(["--store".into(), db.url.clone()]);
+            if db.password_file.is_some() {
+                command.extend(["--password-file".into(), DB_PASSWORD_PATH.into()]);
+            }
+        }
+        None => command.extend([
+            "--store".into(),
+            format!("sqlite:///{HUB_STATE_DIR}/lease.sqlite"),
+        ]),
+    }
     for (flag, secs) in [
         ("--renew", LEASE_RENEW_SECS),
         ("--ttl", LEASE_TTL_SECS),

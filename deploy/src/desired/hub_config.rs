@@ -10,8 +10,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::layout::{
-    API_PORT, COOKIE_SECRET_PATH, CRYPT_KEY_PATH, HUB_MODULE_DIR, HUB_PORT, HUB_STATE_DIR,
-    OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
+    API_PORT, COOKIE_SECRET_PATH, CRYPT_KEY_PATH, DB_PASSWORD_PATH, HUB_MODULE_DIR, HUB_PORT,
+    HUB_STATE_DIR, OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR,
+    STORAGE_DIR, names,
 };
 use super::python;
 use crate::DeployError;
@@ -57,6 +58,8 @@ struct HubPart {
     connect_ip: String,
     public_url: String,
     db_url: String,
+    /// The file holding the database's password (PostgreSQL).
+    db_password_path: Option<&'static str>,
     cookie_secret_path: &'static str,
     crypt_key_path: &'static str,
 }
@@ -154,7 +157,16 @@ fn hub(f: &DeployFile) -> HubPart {
         port: HUB_PORT,
         connect_ip: names(f).hub,
         public_url: f.public_url(),
-        db_url: format!("sqlite:///{HUB_STATE_DIR}/jupyterhub.sqlite"),
+        db_url: match &f.hub.database {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite:///{HUB_STATE_DIR}/jupyterhub.sqlite"),
+        },
+        db_password_path: f
+            .hub
+            .database
+            .as_ref()
+            .and_then(|d| d.password_file.as_ref())
+            .map(|_| DB_PASSWORD_PATH),
         cookie_secret_path: COOKIE_SECRET_PATH,
         crypt_key_path: CRYPT_KEY_PATH,
     }

@@ -332,10 +332,14 @@ def configure_hub(c, hub):
     c.JupyterHub.hub_port = hub["port"]
     c.JupyterHub.hub_connect_ip = hub["connect_ip"]
     c.JupyterHub.public_url = hub["public_url"]
-    # The database on the storage every manager mounts, and the secrets in
+    # The database (sqlite on the storage every manager mounts, or
+    # PostgreSQL), and the secrets in
     # Docker secrets (made once and kept): a hub that fails over to another
     # manager finds its users, their servers, tokens and sessions.
     c.JupyterHub.db_url = hub["db_url"]
+    if hub["db_password_path"]:
+        # PostgreSQL's password, from its Docker secret (never in the URL).
+        c.JupyterHub.db_kwargs = {"connect_args": {"password": read_secret(hub["db_password_path"])}}
     c.JupyterHub.cookie_secret = bytes.fromhex(read_secret(hub["cookie_secret_path"]))
     c.CryptKeeper.keys = [bytes.fromhex(read_secret(hub["crypt_key_path"]))]
     # User servers are swarm services: they outlive a hub restart.

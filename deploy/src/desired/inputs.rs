@@ -7,6 +7,8 @@ pub struct Inputs {
     pub oauth_client_secret: Option<Vec<u8>>,
     /// The dummy authenticator's shared password (`auth.password_file`).
     pub password: Option<Vec<u8>>,
+    /// The hub database's password (`hub.database.password_file`).
+    pub db_password: Option<Vec<u8>>,
     pub tls_cert: Option<Vec<u8>>,
     pub tls_key: Option<Vec<u8>>,
     pub acme_ca: Option<Vec<u8>>,

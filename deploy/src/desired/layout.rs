@@ -17,6 +17,7 @@ pub(crate) const OAUTH_SECRET_PATH: &str = "/run/secrets/oauth-client-secret";
 pub(crate) const PASSWORD_PATH: &str = "/run/secrets/dummy-password";
 pub(crate) const COOKIE_SECRET_PATH: &str = "/run/secrets/hub-cookie-secret";
 pub(crate) const CRYPT_KEY_PATH: &str = "/run/secrets/hub-crypt-key";
+pub(crate) const DB_PASSWORD_PATH: &str = "/run/secrets/hub-db-password";
 pub(crate) const TLS_CERT_PATH: &str = "/run/secrets/tls-cert";
 pub(crate) const TLS_KEY_PATH: &str = "/run/secrets/tls-key";
 pub(crate) const ACME_CA_PATH: &str = "/etc/hubgate/acme-ca.pem";

@@ -49,6 +49,9 @@ pub struct Desired {
     pub keep: Keep,
     /// The image of the one-off jobs that run on every node (hubgate's).
     pub tool_image: String,
+    /// The hub's database and lease are sqlite files on the storage (not
+    /// PostgreSQL).
+    pub hub_db_on_storage: bool,
 }
 
 /// What `f` wants, given the bytes of the files it names.
@@ -118,6 +121,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
         user_volume,
         keep,
         tool_image: f.proxy.image.clone(),
+        hub_db_on_storage: f.hub.database.is_none(),
     })
 }
 

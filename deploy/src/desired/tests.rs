@@ -201,3 +201,55 @@ fn a_trial_password_is_a_secret_the_hub_reads() {
     let e = DeployFile::parse(&github).unwrap_err().to_string();
     assert!(e.contains("field auth.password_file"), "{e}");
 }
+
+#[test]
+fn a_postgresql_hub_keeps_its_lease_there_and_its_password_in_a_secret() {
+    let text = PRODUCTION.replace("# database = {", "database = {");
+    let f = DeployFile::parse(&text).unwrap();
+    let err = desired(&f, &inputs()).unwrap_err();
+    assert!(
+        err.to_string().contains("hub.database.password_file"),
+        "{err}"
+    );
+    let d = desired(
+        &f,
+        &Inputs {
+            db_password: Some(b"pg-s3cret".to_vec()),
+            ..inputs()
+        },
+    )
+    .unwrap();
+    let secret = d
+        .secrets
+        .iter()
+        .find(|s| s.role == Role::HubDbPassword)
+        .unwrap();
+    assert!(
+        secret.name.starts_with("jhub-hub-db-password-"),
+        "{}",
+        secret.name
+    );
+    let hub = service(&d, "jhub-hub");
+    let url = "postgresql://jupyterhub@db.example.org:5432/jupyterhub";
+    let store = hub.command.iter().position(|a| a == "--store").unwrap();
+    assert_eq!(
+        hub.command[store + 1..store + 4],
+        [url, "--password-file", "/run/secrets/hub-db-password"]
+    );
+    assert!(
+        hub.secrets
+            .iter()
+            .any(|s| s.target == "/run/secrets/hub-db-password")
+    );
+    let py = config_text(&d);
+    for wanted in [
+        format!("\"db_url\": \"{url}\","),
+        "\"db_password_path\": \"/run/secrets/hub-db-password\",".to_owned(),
+    ] {
+        assert!(py.contains(&wanted), "missing {wanted:?} in\n{py}");
+    }
+    let everything = format!("{py}{:?}", d.services);
+    assert!(!everything.contains("pg-s3cret"), "the password leaked");
+    assert!(!d.hub_db_on_storage);
+    assert!(production().hub_db_on_storage);
+}

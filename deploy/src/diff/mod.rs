@@ -154,8 +154,13 @@ fn volume_step(want: &Desired, seen: &Observed) -> Option<Step> {
     };
     let mut why = vec![];
     if let Some((from, to)) = moved {
+        let hub = if want.hub_db_on_storage {
+            "; the hub's database and lease are there too (.hubgate/hub/): the hub uses the new place's, the same files when only the address changed, a new database when the place is new"
+        } else {
+            ""
+        };
         why.push(format!(
-            "the storage moved from {from} to {to}: every server started from now on, on any node, mounts a new volume with the new options; running servers keep the old storage until they stop; the hub's database and lease are there too (.hubgate/hub/): the hub uses the new place's, the same files when only the address changed, a new database when the place is new"
+            "the storage moved from {from} to {to}: every server started from now on, on any node, mounts a new volume with the new options; running servers keep the old storage until they stop{hub}"
         ));
     }
     if !stale.is_empty() {

@@ -28,6 +28,9 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
     if let Some(node) = &f.hub.node {
         host_name("hub.node", node)?;
     }
+    if let Some(db) = &f.hub.database {
+        database_url("hub.database.url", &db.url)?;
+    }
     absolute("singleuser.notebook_dir", &f.singleuser.notebook_dir)?;
     if f.singleuser.cmd.first().is_none_or(String::is_empty) {
         return fail("singleuser.cmd", "name the server's command");
@@ -174,6 +177,39 @@ fn port(field: &str, port: u16) -> Result<(), Failure> {
         ),
         None => Ok(()),
     }
+}
+
+/// A PostgreSQL URL both JupyterHub (SQLAlchemy) and the lease (libpq)
+/// read, naming a server the hub's container reaches, without a password.
+fn database_url(field: &str, url: &str) -> Result<(), Failure> {
+    let Some(rest) = url.strip_prefix("postgresql://") else {
+        return fail(
+            field,
+            "a postgresql://USER@HOST/DB URL (leave hub.database out for sqlite on the storage)",
+        );
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, host) = authority.rsplit_once('@').unwrap_or(("", authority));
+    if user.contains(':') {
+        return fail(
+            field,
+            "the URL holds a password: put it in hub.database.password_file",
+        );
+    }
+    let host = host.split(':').next().unwrap_or_default();
+    if host.is_empty() {
+        return fail(field, "name the database server's host");
+    }
+    if host == "localhost" || host.starts_with("127.") {
+        return fail(
+            field,
+            format!("{host} is the hub's own container: name the database server's address"),
+        );
+    }
+    if path.split('?').next().unwrap_or_default().is_empty() {
+        return fail(field, "name the database (postgresql://USER@HOST/DB)");
+    }
+    Ok(())
 }
 
 fn object_name(field: &str, name: &str) -> Result<(), Failure> {

@@ -57,6 +57,20 @@ pub struct Hub {
     pub idle_timeout: Option<Duration>,
     /// Python appended verbatim to the generated `jupyterhub_config.py`.
     pub extra_config: Option<String>,
+    /// An external PostgreSQL database for the hub (and its lease); none:
+    /// sqlite on the storage.
+    pub database: Option<Database>,
+}
+
+/// The hub's PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// `postgresql://USER@HOST[:PORT]/DB[?OPTIONS]`, without the password.
+    pub url: String,
+    /// A file holding the password (made a Docker secret by `apply`);
+    /// none: the server asks for none (a client certificate, trust).
+    pub password_file: Option<String>,
 }
 
 /// The single-user servers SwarmSpawner starts.

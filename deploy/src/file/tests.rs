@@ -49,7 +49,7 @@ fn errors_name_the_line_and_the_field() {
 
     let e = error(&PRODUCTION.replace("memory_limit = \"4G\"", "memory_limit = \"4X\""));
     assert!(
-        e.starts_with("line 31") && e.contains("unknown unit"),
+        e.starts_with("line 36") && e.contains("unknown unit"),
         "{e}"
     );
 
@@ -90,4 +90,51 @@ fn port_mistakes_are_refused_naming_the_field() {
     }
     let e = error(&PRODUCTION.replace("https_port = 443", "https_port = 2377"));
     assert!(e.contains("field proxy.https_port"), "{e}");
+}
+
+#[test]
+fn a_database_url_is_postgresql_without_a_password() {
+    let commented =
+        "# database = { url = \"postgresql://jupyterhub@db.example.org:5432/jupyterhub\"";
+    let with = |url: &str| PRODUCTION.replace(commented, &format!("database = {{ url = \"{url}\""));
+    let f = DeployFile::parse(&with(
+        "postgresql://jupyterhub@db.example.org:5432/jupyterhub",
+    ))
+    .unwrap();
+    let db = f.hub.database.unwrap();
+    assert_eq!(db.password_file.as_deref(), Some("hub-db-password"));
+    for (url, said) in [
+        (
+            "postgresql://hub:pw@db/jupyterhub",
+            "put it in hub.database.password_file",
+        ),
+        (
+            "mysql://hub@db/jupyterhub",
+            "a postgresql://USER@HOST/DB URL",
+        ),
+        (
+            "postgres://hub@db/jupyterhub",
+            "a postgresql://USER@HOST/DB URL",
+        ),
+        (
+            "postgresql://hub@/jupyterhub",
+            "name the database server's host",
+        ),
+        (
+            "postgresql://hub@127.0.0.1/jupyterhub",
+            "the hub's own container",
+        ),
+        (
+            "postgresql://hub@localhost:5432/jupyterhub",
+            "the hub's own container",
+        ),
+        ("postgresql://hub@db:5432/", "name the database"),
+        ("postgresql://hub@db", "name the database"),
+    ] {
+        let e = error(&with(url));
+        assert!(
+            e.starts_with("line 32, field hub.database.url:") && e.contains(said),
+            "{url}: {e}"
+        );
+    }
 }

@@ -42,6 +42,8 @@ pub enum Role {
     OauthClientSecret,
     /// The dummy authenticator's shared password.
     DummyPassword,
+    /// The password of the hub's PostgreSQL database.
+    HubDbPassword,
     /// A fixed TLS certificate chain and its key.
     TlsCert,
     TlsKey,
@@ -60,7 +62,7 @@ pub enum Role {
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 19] = [
+    pub const ALL: [Role; 20] = [
         Role::Network,
         Role::Hub,
         Role::Hubgate,
@@ -73,6 +75,7 @@ impl Role {
         Role::ProxyToken,
         Role::OauthClientSecret,
         Role::DummyPassword,
+        Role::HubDbPassword,
         Role::TlsCert,
         Role::TlsKey,
         Role::AcmeCa,
@@ -97,6 +100,7 @@ impl Role {
             Role::ProxyToken => "proxy-token",
             Role::OauthClientSecret => "oauth-client-secret",
             Role::DummyPassword => "dummy-password",
+            Role::HubDbPassword => "hub-db-password",
             Role::TlsCert => "tls-cert",
             Role::TlsKey => "tls-key",
             Role::AcmeCa => "acme-ca",
