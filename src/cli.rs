@@ -28,6 +28,26 @@ pub(crate) enum Command {
     /// from CONFIGPROXY_AUTH_TOKEN(_FILE); prints the answer (used by
     /// `hubgate deploy status` inside the hubgate containers).
     Api(ApiArgs),
+    /// Serve guarded Docker API sockets: forward to the engine only what
+    /// each socket's policy allows (`hubgate deploy` runs it on every
+    /// manager, the only task that holds the engine's socket).
+    DockerGuard(DockerGuardArgs),
+}
+
+/// `hubgate docker-guard`.
+#[derive(Debug, Args)]
+pub(crate) struct DockerGuardArgs {
+    /// The engine's socket, which only the guard holds.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub(crate) upstream: PathBuf,
+    /// The guard's configuration: JSON naming each socket's path, owner
+    /// uid and policy.
+    #[arg(long)]
+    pub(crate) config: PathBuf,
+    /// Exit 0 when every configured socket answers `GET /_ping` with 200
+    /// (the guard's health check), else 1.
+    #[arg(long)]
+    pub(crate) check: bool,
 }
 
 /// `hubgate api`.

@@ -55,7 +55,7 @@ async fn dispatch(command: DeployCommand, host: &DockerHost) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
         DeployCommand::Plan(a) => {
-            let (_, want) = load(&a.file, host)?;
+            let (_, want) = load(&a.file)?;
             let engine = manager(host).await?;
             let plan = engine.plan(&want).await?;
             print!("{plan}");
@@ -67,7 +67,7 @@ async fn dispatch(command: DeployCommand, host: &DockerHost) -> anyhow::Result<E
         }
         DeployCommand::Apply(a) => apply(&a, host).await,
         DeployCommand::Status(a) => {
-            let (file, _) = load(&a.file, host)?;
+            let (file, _) = load(&a.file)?;
             print!("{}", manager(host).await?.status(&file.name).await?);
             Ok(ExitCode::SUCCESS)
         }
@@ -94,7 +94,7 @@ async fn manager(host: &DockerHost) -> anyhow::Result<Engine> {
 
 /// Reads, checks and expands a deployment file (errors name the file, the
 /// line and the field).
-fn load(path: &Path, host: &DockerHost) -> anyhow::Result<(DeployFile, Desired)> {
+fn load(path: &Path) -> anyhow::Result<(DeployFile, Desired)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the deployment file {}", path.display()))?;
     let file =
@@ -144,10 +144,6 @@ fn load(path: &Path, host: &DockerHost) -> anyhow::Result<(DeployFile, Desired)>
         tls_cert: read("tls.cert_file", &tls.cert_file)?,
         tls_key: read("tls.key_file", &tls.key_file)?,
         acme_ca: read("tls.acme_ca_file", &tls.acme_ca_file)?,
-        docker_gid: file
-            .proxy
-            .docker_gid
-            .unwrap_or_else(|| local_socket_gid(host)),
     };
     let want = desired(&file, &inputs)?;
     Ok((file, want))
@@ -160,15 +156,6 @@ fn secret_text(field: &str, bytes: Option<Vec<u8>>) -> anyhow::Result<Option<Vec
     let text = String::from_utf8_lossy(&bytes).trim().to_owned();
     anyhow::ensure!(!text.is_empty(), "{field}: the password is empty");
     Ok(Some(text.into_bytes()))
-}
-
-/// The group of the local Docker socket when `host` is unset or a local
-/// socket; else 0.
-fn local_socket_gid(host: &DockerHost) -> u32 {
-    use std::os::unix::fs::MetadataExt as _;
-    host.socket_path()
-        .and_then(|path| std::fs::metadata(path).ok())
-        .map_or(0, |m| m.gid())
 }
 
 /// Where `apply` checks hubgate answers by default: the machine the engine
@@ -223,7 +210,7 @@ fn primary_address() -> Option<IpAddr> {
 
 async fn apply(a: &ApplyArgs, host: &DockerHost) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let (file, want) = load(&a.file, host)?;
+    let (file, want) = load(&a.file)?;
     let engine = manager(host).await?;
     let plan = engine.plan(&want).await?;
     print!("{plan}");
@@ -317,7 +304,7 @@ fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
 }
 
 async fn destroy(a: &DestroyArgs, host: &DockerHost) -> anyhow::Result<ExitCode> {
-    let (file, _) = load(&a.file, host)?;
+    let (file, _) = load(&a.file)?;
     let engine = manager(host).await?;
     if !a.yes {
         print!(

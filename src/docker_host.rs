@@ -73,14 +73,6 @@ impl DockerHost {
         }
     }
 
-    /// The socket file of a unix engine.
-    pub(crate) fn socket_path(&self) -> Option<&str> {
-        match self {
-            Self::Unix(path) => Some(path.strip_prefix("unix://").unwrap_or(path)),
-            Self::Tcp { .. } => None,
-        }
-    }
-
     /// A client for the engine (a unix socket must exist; no request is
     /// made yet); callers set their own timeout and negotiate the API
     /// version.

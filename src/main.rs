@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod discover;
 mod docker_host;
+mod guard;
 mod healthcheck;
 mod http_get;
 mod input;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
     match command {
         Command::Healthcheck(args) => healthcheck::run(&args),
         Command::Api(args) => api::run(&args),
+        Command::DockerGuard(args) => guard::run(&args),
         Command::Deploy(args) => deploy::run(args.command),
         Command::Serve(args) => {
             if let Err(e) = serve::validate(&args) {

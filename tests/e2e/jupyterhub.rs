@@ -240,7 +240,6 @@ fn every_example_renders_a_hub_configuration_that_loads() {
         tls_key: Some(b"k".to_vec()),
         acme_ca: Some(b"a".to_vec()),
         db_password: Some(b"d".to_vec()),
-        docker_gid: 999,
     };
     let mut configs = vec![];
     for example in ["local", "production", "production-postgresql"] {

@@ -62,10 +62,7 @@ def check(path, hubgate_hub):
     if len(config.JupyterHub.cookie_secret) != 32 or len(config.CryptKeeper["keys"][0]) != 32:
         raise AssertionError("the cookie secret and the crypt key are not 32 bytes")
     db_url = config.JupyterHub.db_url
-    if db_url.startswith("postgresql://"):
-        if config.JupyterHub.db_kwargs["connect_args"]["password"] != "ab" * 32:
-            raise AssertionError("PostgreSQL's password is not the secret's")
-    elif not db_url.startswith("sqlite:////srv/hubgate-storage/"):
+    if not db_url.startswith(("postgresql+psycopg2://", "sqlite:////srv/hubgate-storage/")):
         raise AssertionError(f"the database is neither PostgreSQL nor on the storage: {db_url}")
     return len(config)
 

@@ -194,6 +194,30 @@ def cases(hub):
         asyncio.run(hub.remove_leftover_service(s))
         assert engine.count("inspect_service") == 1
 
+    def a_starting_hub_waits_longer_for_a_running_server_than_a_spawn():
+        # A hub that starts checks the servers it had (JupyterHub stops one
+        # that does not answer within http_timeout); on a manager whose
+        # overlay paths are still coming back that took servers the swarm
+        # ran. A spawn waits as configured.
+        s = hub.HubgateSwarmSpawner(http_timeout=60, startup_http_timeout=900)
+        assert s.http_timeout == 900, s.http_timeout
+        started = []
+
+        async def spawned(self):
+            started.append(self.http_timeout)
+            return ("10.0.0.5", 8888)
+
+        saved = hub.SwarmSpawner.__dict__.get("start")
+        hub.SwarmSpawner.start = spawned
+        try:
+            asyncio.run(s.start())
+        finally:
+            if saved is None:
+                del hub.SwarmSpawner.start
+            else:
+                hub.SwarmSpawner.start = saved
+        assert started == [60] and s.http_timeout == 60, (started, s.http_timeout)
+
     def a_volume_named_by_its_storage():
         # A storage that moves gets new names: Docker reuses a volume by
         # name, old options and all, on a node that has one.

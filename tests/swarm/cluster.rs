@@ -295,12 +295,28 @@ impl Hubgate {
         socket_mount: &str,
         docker_host: Option<&str>,
     ) -> Self {
+        Self::start_as(
+            &unique("hubgate"),
+            network,
+            extra,
+            socket_mount,
+            docker_host,
+        )
+    }
+
+    /// The same as the service `name`.
+    pub fn start_as(
+        name: &str,
+        network: &Network,
+        extra: &[&str],
+        socket_mount: &str,
+        docker_host: Option<&str>,
+    ) -> Self {
         let (port, api_port) = (free_port(), free_port());
         let publish = format!("mode=host,target=80,published={port}");
         let publish_api = format!("mode=host,target=8001,published={api_port}");
         let token = format!("CONFIGPROXY_AUTH_TOKEN={TOKEN}");
         let group = socket_group();
-        let name = unique("hubgate");
         let docker_host = format!("DOCKER_HOST={}", docker_host.unwrap_or(""));
         let mut args = vec![
             "--env",
@@ -336,7 +352,7 @@ impl Hubgate {
             "debug",
         ];
         args.extend_from_slice(extra);
-        let service = Service::create(&name, &args);
+        let service = Service::create(name, &args);
         let hubgate = Self {
             service,
             port,

@@ -89,10 +89,10 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     let label = format!("hubgate.deploy={name}");
     let applied = d.ok(&["apply", "--no-wait", "--skip-nfs-check", "FILE"]);
     // Network, hub config, hubgate's hub module and lease entrypoint, the
-    // servers' config, proxy token, client secret, cookie secret, crypt
-    // key, hub, hubgate.
+    // servers' config, the guard's config, proxy token, client secret,
+    // cookie secret, crypt key, hub, hubgate, the Docker API guard.
     assert!(
-        applied.contains("11 to create, 0 to change, 0 to remove."),
+        applied.contains("13 to create, 0 to change, 0 to remove."),
         "{applied}"
     );
 
@@ -102,7 +102,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert_eq!(net["Attachable"], true);
     // The hub's configuration, a Docker config, with the callback URL.
     let configs = names("config", &label);
-    assert_eq!(configs.len(), 4, "{configs:?}");
+    assert_eq!(configs.len(), 5, "{configs:?}");
     let hub_config = configs
         .iter()
         .find(|c| c.starts_with(&format!("{name}-hub-config-")))
@@ -187,8 +187,9 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
         "NFS: the options are checked as Docker records them; no NFS mount runs here (this kernel has no NFS client)"
     );
 
-    // hubgate: global on the managers, host-mode ports, read-only socket,
-    // certificates on the storage, the token from its secret.
+    // hubgate: global on the managers, host-mode ports, the guard's
+    // discovery socket (not the engine's), certificates on the storage,
+    // the token from its secret.
     let proxy = service_spec(&format!("{name}-hubgate"));
     assert!(proxy["Mode"]["Global"].is_object());
     for p in proxy["EndpointSpec"]["Ports"].as_array().unwrap() {
@@ -200,8 +201,20 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert!(
         pmounts
             .iter()
-            .any(|m| m["Source"] == "/var/run/docker.sock" && m["ReadOnly"] == true)
+            .any(|m| m["Source"] == format!("{name}-guard-discovery") && m["ReadOnly"] == true)
     );
+    assert!(
+        !pmounts
+            .iter()
+            .any(|m| m["Source"] == "/var/run/docker.sock"),
+        "hubgate mounts the engine's socket"
+    );
+    // The guard: on every manager, on no network, the engine's socket.
+    let guard = service_spec(&format!("{name}-docker-guard"));
+    assert!(guard["Mode"]["Global"].is_object());
+    assert!(guard["TaskTemplate"]["Networks"].is_null(), "{guard}");
+    let gmounts = guard["TaskTemplate"]["ContainerSpec"]["Mounts"].to_string();
+    assert!(gmounts.contains("/var/run/docker.sock"), "{gmounts}");
     let certs = pmounts
         .iter()
         .find(|m| m["Target"] == "/var/lib/hubgate")
@@ -284,7 +297,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     );
     assert_eq!(
         names("config", &label).len(),
-        4,
+        5,
         "the old hub config is gone"
     );
     assert!(

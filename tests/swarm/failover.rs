@@ -28,34 +28,42 @@ pub(crate) fn serving_hub(cluster: &Cluster, via: usize, name: &str) -> Option<u
         .next()?
         .to_owned();
     let manager = &cluster.nodes[via];
-    let ids = manager.docker(&[
+    // The swarm may have no leader to answer for a moment (one was just
+    // lost): no answer is "not known yet", and the caller asks again.
+    let ask = |args: &[&str]| {
+        let out = manager.try_docker(args);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let ids = ask(&[
         "service",
         "ps",
         "-q",
         "--filter",
         "desired-state=running",
         &format!("{name}-hub"),
-    ]);
+    ])?;
     let node_id = ids.lines().find_map(|id| {
-        let seen = manager.docker(&[
+        let seen = ask(&[
             "inspect",
             "--format",
             "{{.NodeID}} {{range .NetworksAttachments}}{{range .Addresses}}{{.}} {{end}}{{end}}",
             id,
-        ]);
+        ])?;
         let (node, addrs) = seen.split_once(' ')?;
         addrs
             .split_whitespace()
             .any(|a| a.split('/').next() == Some(ip.as_str()))
             .then(|| node.to_owned())
     })?;
-    let host = manager.docker(&[
+    let host = ask(&[
         "node",
         "inspect",
         "--format",
         "{{.Description.Hostname}}",
         &node_id,
-    ]);
+    ])?;
     cluster.nodes.iter().position(|n| n.hostname == host)
 }
 

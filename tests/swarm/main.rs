@@ -18,6 +18,7 @@ mod deployment;
 mod deploy;
 mod discovery;
 mod failover;
+mod guard;
 mod hub_failover;
 mod hub_postgres;
 mod jupyterhub;

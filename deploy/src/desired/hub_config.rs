@@ -10,9 +10,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::layout::{
-    API_PORT, COOKIE_SECRET_PATH, CRYPT_KEY_PATH, DB_PASSWORD_PATH, HUB_MODULE_DIR, HUB_PORT,
-    HUB_STATE_DIR, OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR,
-    STORAGE_DIR, names,
+    API_PORT, COOKIE_SECRET_PATH, CRYPT_KEY_PATH, HUB_MODULE_DIR, HUB_PORT, HUB_STATE_DIR,
+    OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
 };
 use super::python;
 use crate::DeployError;
@@ -58,8 +57,6 @@ struct HubPart {
     connect_ip: String,
     public_url: String,
     db_url: String,
-    /// The file holding the database's password (PostgreSQL).
-    db_password_path: Option<&'static str>,
     cookie_secret_path: &'static str,
     crypt_key_path: &'static str,
 }
@@ -158,15 +155,13 @@ fn hub(f: &DeployFile) -> HubPart {
         connect_ip: names(f).hub,
         public_url: f.public_url(),
         db_url: match &f.hub.database {
-            Some(db) => db.url.clone(),
+            // SQLAlchemy's driver named: its default for postgresql:// is
+            // psycopg 3 in newer releases; the hub image has psycopg2.
+            Some(db) => db
+                .url
+                .replacen("postgresql://", "postgresql+psycopg2://", 1),
             None => format!("sqlite:///{HUB_STATE_DIR}/jupyterhub.sqlite"),
         },
-        db_password_path: f
-            .hub
-            .database
-            .as_ref()
-            .and_then(|d| d.password_file.as_ref())
-            .map(|_| DB_PASSWORD_PATH),
         cookie_secret_path: COOKIE_SECRET_PATH,
         crypt_key_path: CRYPT_KEY_PATH,
     }

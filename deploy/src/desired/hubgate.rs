@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use super::inputs::Inputs;
 use super::layout::{
-    ACME_CA_PATH, API_PORT, CERTS_DIR, CERTS_SUBDIR, HTTP_PORT, HTTPS_PORT, HUB_PORT, HUBGATE_UID,
-    PROXY_TOKEN_PATH, TLS_CERT_PATH, TLS_KEY_PATH, names,
+    ACME_CA_PATH, API_PORT, CERTS_DIR, CERTS_SUBDIR, GUARD_DISCOVERY_SOCKET, HTTP_PORT, HTTPS_PORT,
+    HUB_PORT, HUBGATE_UID, PROXY_TOKEN_PATH, TLS_CERT_PATH, TLS_KEY_PATH, names,
 };
-use super::parts::{LocalDir, blob, file_ref, labels, socket, storage_mount};
+use super::parts::{LocalDir, blob, file_ref, labels, storage_mount};
 use crate::DeployError;
 use crate::file::{DeployFile, Replicas, Tls};
 use crate::model::{BlobWant, FileRef, Mode, MountWant, ResourcesWant, Role, ServiceWant};
@@ -34,11 +34,13 @@ struct TlsParts {
     local_dirs: Vec<LocalDir>,
 }
 
-/// hubgate for `f`, reading the proxy token `token`.
+/// hubgate for `f`, reading the proxy token `token`; its discovery reaches
+/// the engine through the guard's socket in `discovery` only.
 pub(super) fn hubgate(
     f: &DeployFile,
     inputs: &Inputs,
     token: &BlobWant,
+    discovery: MountWant,
 ) -> Result<Hubgate, DeployError> {
     let mut args = base_args(f);
     let mut ports = vec![(f.proxy.http_port, HTTP_PORT)];
@@ -53,7 +55,7 @@ pub(super) fn hubgate(
         }
     };
     args.extend(tls.args);
-    let mut mounts = vec![socket(true)];
+    let mut mounts = vec![discovery];
     mounts.extend(tls.mounts);
     let refs = |objects: &[(BlobWant, &str)]| -> Vec<FileRef> {
         objects.iter().map(|(b, path)| file_ref(b, path)).collect()
@@ -70,12 +72,19 @@ pub(super) fn hubgate(
         command: vec![],
         spec_hash: false,
         args,
-        env: BTreeMap::from([(
-            "CONFIGPROXY_AUTH_TOKEN_FILE".to_owned(),
-            PROXY_TOKEN_PATH.to_owned(),
-        )]),
+        env: BTreeMap::from([
+            (
+                "CONFIGPROXY_AUTH_TOKEN_FILE".to_owned(),
+                PROXY_TOKEN_PATH.to_owned(),
+            ),
+            (
+                "DOCKER_HOST".to_owned(),
+                format!("unix://{GUARD_DISCOVERY_SOCKET}"),
+            ),
+        ]),
         labels: labels(f, Role::Hubgate),
-        user: format!("{HUBGATE_UID}:{}", inputs.docker_gid),
+        // Not in the engine socket's group: it holds no socket of Docker.
+        user: format!("{HUBGATE_UID}:{HUBGATE_UID}"),
         mode,
         constraints: vec!["node.role==manager".to_owned()],
         max_per_node,
@@ -89,6 +98,7 @@ pub(super) fn hubgate(
         start_first: false,
         update_delay_secs: 5,
         stop_grace_secs: 5,
+        healthcheck: vec![],
     };
     Ok(Hubgate {
         service,

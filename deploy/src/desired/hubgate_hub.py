@@ -156,6 +156,13 @@ class HubgateSwarmSpawner(SwarmSpawner):
     - Whatever a stop found, the hub's stop ends with the service removed
       (`remove_leftover_service`, the post-stop hook): a server the hub
       forgot never keeps running, reachable, beside it.
+    - A hub that starts (after a failover, or on a manager whose daemon
+      has just restarted, whose overlay paths to the workers can take
+      minutes to come back) gives a server the swarm runs
+      `startup_http_timeout` seconds to answer it before JupyterHub's
+      check gives the server up and stops it (`http_timeout`, 60 s, killed
+      running servers the swarm, and hubgate's routes, still had).
+      Spawns use `http_timeout` as configured.
     - Every server gets the deployment's jupyter_server configuration (a
       Docker config, `singleuser_config`) in a directory its
       JUPYTER_CONFIG_PATH names: it keeps the server from calling a
@@ -169,6 +176,20 @@ class HubgateSwarmSpawner(SwarmSpawner):
     volume_labels = Dict(help="labels of the user volumes").tag(config=True)
     singleuser_config = Unicode(help="the Docker config of the servers' configuration").tag(config=True)
     singleuser_config_dir = Unicode(help="where servers find that configuration").tag(config=True)
+    startup_http_timeout = Integer(
+        900, help="seconds a starting hub waits for a running server to answer it"
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Until this spawner starts a server, the server it may have is one
+        # a starting hub checks: it gets the longer wait.
+        self.spawn_http_timeout = self.http_timeout
+        self.http_timeout = max(self.http_timeout, self.startup_http_timeout)
+
+    async def start(self):
+        self.http_timeout = self.spawn_http_timeout
+        return await super().start()
 
     def get_env(self):
         env = super().get_env()
@@ -336,10 +357,9 @@ def configure_hub(c, hub):
     # PostgreSQL), and the secrets in
     # Docker secrets (made once and kept): a hub that fails over to another
     # manager finds its users, their servers, tokens and sessions.
+    # PostgreSQL's password reaches JupyterHub in the file PGPASSFILE names,
+    # which the lease entrypoint writes from its Docker secret.
     c.JupyterHub.db_url = hub["db_url"]
-    if hub["db_password_path"]:
-        # PostgreSQL's password, from its Docker secret (never in the URL).
-        c.JupyterHub.db_kwargs = {"connect_args": {"password": read_secret(hub["db_password_path"])}}
     c.JupyterHub.cookie_secret = bytes.fromhex(read_secret(hub["cookie_secret_path"]))
     c.CryptKeeper.keys = [bytes.fromhex(read_secret(hub["crypt_key_path"]))]
     # User servers are swarm services: they outlive a hub restart.

@@ -42,6 +42,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -169,21 +170,35 @@ def open_store(url, password_file):
     if url.startswith(("postgresql://", "postgres://")):
         import psycopg2  # noqa: PLC0415 - only hubs on PostgreSQL have it
 
-        password = None
         if password_file:
-            with open(password_file) as f:
-                password = f.read().strip()
+            os.environ["PGPASSFILE"] = pgpass(password_file)
 
         def connect():
             return psycopg2.connect(
                 url,
-                password=password,
                 connect_timeout=int(CALL_TIMEOUT),
                 options=f"-c statement_timeout={int(CALL_TIMEOUT * 1000)}",
             )
 
         return PostgresStore(connect)
     raise SystemExit(f"hubgate-lease: --store {url!r}: not sqlite:////PATH or postgresql://...")
+
+
+def pgpass(password_file):
+    """A libpq password file (mode 0600, in the container's memory) with
+    the password of `password_file` for any server: libpq reads it for this
+    process and for JupyterHub, which inherits PGPASSFILE (JupyterHub's
+    schema migrations connect with its URL alone, so a password passed to
+    its engine would not reach them). The password stays out of every URL,
+    spec, environment value and log."""
+    with open(password_file) as f:
+        password = f.read().strip()
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    fd, path = tempfile.mkstemp(prefix="hubgate-pgpass-", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"*:*:*:*:{escaped}\n")
+    return path
 
 
 def engine_answers(socket_path):

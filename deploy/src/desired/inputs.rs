@@ -12,6 +12,4 @@ pub struct Inputs {
     pub tls_cert: Option<Vec<u8>>,
     pub tls_key: Option<Vec<u8>>,
     pub acme_ca: Option<Vec<u8>>,
-    /// The group of the managers' Docker socket.
-    pub docker_gid: u32,
 }

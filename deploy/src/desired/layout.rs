@@ -35,6 +35,12 @@ pub(crate) const HUB_CONFIG_PATH: &str = "/srv/jupyterhub/jupyterhub_config.py";
 pub(crate) const HUB_MODULE_DIR: &str = "/srv/jupyterhub/hubgate";
 pub(crate) const CERTS_DIR: &str = "/var/lib/hubgate";
 pub(crate) const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// Where the guard's configuration is, in its task.
+pub(crate) const GUARD_CONFIG_PATH: &str = "/etc/hubgate/docker-guard.json";
+/// The directory of the guard's discovery socket (a volume the guard and
+/// hubgate share on each node), and the socket.
+pub(crate) const GUARD_DISCOVERY_DIR: &str = "/run/hubgate-guard/discovery";
+pub(crate) const GUARD_DISCOVERY_SOCKET: &str = "/run/hubgate-guard/discovery/docker.sock";
 /// The uid hubgate's image runs as.
 pub const HUBGATE_UID: u32 = 10001;
 /// The storage subdirectory hubgate keeps certificates in.
@@ -44,11 +50,13 @@ pub const CERTS_SUBDIR: &str = ".hubgate/certs";
 pub(crate) struct Names {
     pub(crate) hub: String,
     pub(crate) hubgate: String,
+    pub(crate) guard: String,
 }
 
 pub(crate) fn names(f: &DeployFile) -> Names {
     Names {
         hub: format!("{}-hub", f.name),
         hubgate: format!("{}-hubgate", f.name),
+        guard: format!("{}-docker-guard", f.name),
     }
 }

@@ -4,6 +4,7 @@
 //! secrets, the hub and hubgate services. Pure: the bytes of files the
 //! deployment names come in as `Inputs`, read by the caller.
 
+mod guard;
 mod hub;
 mod hub_config;
 mod hubgate;
@@ -81,7 +82,8 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
         lease: &lease,
     };
     let hub = hub::service(f, &configs, hub_refs);
-    let hubgate = hubgate::hubgate(f, inputs, &token)?;
+    let guard = guard::guard(f);
+    let hubgate = hubgate::hubgate(f, inputs, &token, guard.discovery_mount)?;
 
     let mut local_dirs: Vec<LocalDir> = f
         .storage
@@ -96,9 +98,9 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
     let mut secrets = vec![token];
     secrets.extend(hub_secrets.into_iter().map(|(b, _)| b));
     secrets.extend(hubgate.secrets);
-    let mut configs = vec![config, module, lease, singleuser_config];
+    let mut configs = vec![config, module, lease, singleuser_config, guard.config];
     configs.extend(hubgate.configs);
-    let services = vec![hub, hubgate.service];
+    let services = vec![hub, hubgate.service, guard.service];
     let keep = Keep {
         names: volume_names(&services),
         user_storage: Some(storage_id),

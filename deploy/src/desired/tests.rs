@@ -7,7 +7,6 @@ const LOCAL: &str = include_str!("../../../examples/local.toml");
 pub(crate) fn inputs() -> Inputs {
     Inputs {
         oauth_client_secret: Some(b"s3cret-from-the-file".to_vec()),
-        docker_gid: 999,
         ..Default::default()
     }
 }
@@ -68,7 +67,13 @@ fn the_production_example_wants_every_object() {
     let proxy = service(&d, "jhub-hubgate");
     assert_eq!(proxy.mode, Mode::Global);
     assert_eq!(proxy.ports, [(80, 80), (443, 443)]);
-    assert_eq!(proxy.user, "10001:999");
+    // hubgate is in no group of the engine's socket: it reaches the
+    // engine only through the guard's discovery socket.
+    assert_eq!(proxy.user, "10001:10001");
+    assert_eq!(
+        proxy.env["DOCKER_HOST"],
+        "unix:///run/hubgate-guard/discovery/docker.sock"
+    );
     assert!(
         proxy
             .args
@@ -79,9 +84,33 @@ fn the_production_example_wants_every_object() {
             .args
             .contains(&"--max-body-size=1073741824".to_owned())
     );
+    let guarded = &proxy.mounts[0];
+    assert!(!guarded.bind && guarded.source == "jhub-guard-discovery" && guarded.read_only);
     assert!(
-        proxy.mounts[0].read_only,
-        "the socket is read-only for hubgate"
+        proxy
+            .mounts
+            .iter()
+            .all(|m| m.source != "/var/run/docker.sock"),
+        "hubgate mounts the engine's socket"
+    );
+    let guard = service(&d, "jhub-docker-guard");
+    assert_eq!(guard.mode, Mode::Global);
+    assert_eq!(guard.user, "0:0");
+    assert!(guard.networks.is_empty() && guard.ports.is_empty());
+    assert_eq!(guard.mounts[0].source, "/var/run/docker.sock");
+    assert_eq!(guard.mounts[1].source, "jhub-guard-discovery");
+    let config = d
+        .configs
+        .iter()
+        .find(|c| c.role == Role::GuardConfig)
+        .unwrap();
+    let SecretData::Bytes(text) = &config.data else {
+        panic!("a guard config without bytes")
+    };
+    let text = String::from_utf8_lossy(text);
+    assert!(
+        text.contains(r#""kind":"discovery","service":"jhub-hubgate""#),
+        "{text}"
     );
     assert_eq!(
         proxy.mounts[1].driver_opts["device"],
@@ -242,12 +271,11 @@ fn a_postgresql_hub_keeps_its_lease_there_and_its_password_in_a_secret() {
             .any(|s| s.target == "/run/secrets/hub-db-password")
     );
     let py = config_text(&d);
-    for wanted in [
-        format!("\"db_url\": \"{url}\","),
-        "\"db_password_path\": \"/run/secrets/hub-db-password\",".to_owned(),
-    ] {
-        assert!(py.contains(&wanted), "missing {wanted:?} in\n{py}");
-    }
+    let wanted = format!(
+        "\"db_url\": \"{}\",",
+        url.replace("postgresql:", "postgresql+psycopg2:")
+    );
+    assert!(py.contains(&wanted), "missing {wanted:?} in\n{py}");
     let everything = format!("{py}{:?}", d.services);
     assert!(!everything.contains("pg-s3cret"), "the password leaked");
     assert!(!d.hub_db_on_storage);

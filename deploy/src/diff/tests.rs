@@ -74,18 +74,20 @@ fn a_fresh_swarm_gets_everything() {
             "create config hub-module",
             "create config hub-lease",
             "create config singleuser-config",
+            "create config guard-config",
             "create secret proxy-token",
             "create secret oauth-client-secret",
             "create secret hub-cookie-secret",
             "create secret hub-crypt-key",
             "create service jhub-hub",
             "create service jhub-hubgate",
+            "create service jhub-docker-guard",
         ]
     );
     assert!(plan.problems.is_empty());
     assert!(
         plan.to_string()
-            .ends_with("11 to create, 0 to change, 0 to remove.\n")
+            .ends_with("13 to create, 0 to change, 0 to remove.\n")
     );
 }
 
@@ -232,7 +234,8 @@ fn a_network_with_other_options_is_made_anew_when_nothing_else_uses_it() {
         [
             "replace network jhub",
             "create service jhub-hub",
-            "create service jhub-hubgate"
+            "create service jhub-hubgate",
+            "create service jhub-docker-guard"
         ]
     );
     seen.network.as_mut().unwrap().foreign_services = vec!["jupyter-alice".into()];

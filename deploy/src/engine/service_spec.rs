@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-    EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountType, MountVolumeOptions,
+    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, Mount, MountType, MountVolumeOptions,
     MountVolumeOptionsDriverConfig, NetworkAttachmentConfig, ResourceObject, ServiceSpec,
     ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
     ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecUpdateConfig,
@@ -117,6 +117,18 @@ fn task(want: &ServiceWant, ids: &HashMap<String, String>) -> TaskSpec {
             secrets: Some(secrets),
             configs: Some(configs),
             stop_grace_period: Some(want.stop_grace_secs as i64 * SECOND_NS),
+            health_check: (!want.healthcheck.is_empty()).then(|| HealthConfig {
+                test: Some(
+                    std::iter::once("CMD".to_owned())
+                        .chain(want.healthcheck.iter().cloned())
+                        .collect(),
+                ),
+                interval: Some(5 * SECOND_NS),
+                timeout: Some(3 * SECOND_NS),
+                retries: Some(3),
+                start_period: Some(2 * SECOND_NS),
+                start_interval: None,
+            }),
             ..Default::default()
         }),
         resources: Some(resources(want.resources)),
@@ -310,6 +322,8 @@ pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) 
         spec_hash,
         update_delay_secs: (update.delay.unwrap_or(0) / SECOND_NS).max(0) as u64,
         stop_grace_secs: (c.stop_grace_period.unwrap_or(10 * SECOND_NS) / SECOND_NS).max(0) as u64,
+        // Not readable (see `ServiceWant::healthcheck`).
+        healthcheck: vec![],
     }
 }
 
@@ -380,6 +394,7 @@ mod tests {
             spec_hash: true,
             update_delay_secs: 5,
             stop_grace_secs: 3,
+            healthcheck: vec![],
         };
         let ids = [("s".to_owned(), "id-s".to_owned())].into();
         let spec = to_spec(&want, &ids);

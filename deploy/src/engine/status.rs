@@ -262,7 +262,7 @@ fn database(command: &[String]) -> Option<String> {
     Some(if store.starts_with("sqlite:") {
         format!("sqlite on the storage, beside the lease ({store})")
     } else {
-        "PostgreSQL (hub.database)".to_owned()
+        format!("PostgreSQL, {store} (hub.database)")
     })
 }
 

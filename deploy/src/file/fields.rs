@@ -222,8 +222,9 @@ pub struct Proxy {
     pub https_port: u16,
     /// Largest request body (uploads), e.g. `1G`; none: no limit.
     pub max_upload: Option<Size>,
-    /// The group that owns the Docker socket on the managers; none: the
-    /// group of the socket `apply` talks to when it is local, else 0.
+    /// Ignored: hubgate reaches the engine through the Docker API guard
+    /// and is in no group of its socket. Accepted so that files written
+    /// for earlier releases still parse.
     pub docker_gid: Option<u32>,
 }
 

@@ -24,6 +24,15 @@ pub enum Role {
     Hub,
     /// The hubgate service.
     Hubgate,
+    /// The Docker API guard service, the only one holding the engine's
+    /// socket.
+    DockerGuard,
+    /// The guard's configuration: its sockets and their policies (a
+    /// Docker config).
+    GuardConfig,
+    /// The guard's discovery socket, shared with hubgate on each node (a
+    /// volume).
+    GuardSocket,
     /// The hub's `jupyterhub_config.py` (a Docker config).
     HubConfig,
     /// hubgate's JupyterHub module (a Docker config).
@@ -62,10 +71,13 @@ pub enum Role {
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 20] = [
+    pub const ALL: [Role; 23] = [
         Role::Network,
         Role::Hub,
         Role::Hubgate,
+        Role::DockerGuard,
+        Role::GuardConfig,
+        Role::GuardSocket,
         Role::HubConfig,
         Role::HubModule,
         Role::HubLease,
@@ -91,6 +103,9 @@ impl Role {
             Role::Network => "network",
             Role::Hub => "hub",
             Role::Hubgate => "hubgate",
+            Role::DockerGuard => "docker-guard",
+            Role::GuardConfig => "guard-config",
+            Role::GuardSocket => "guard-socket",
             Role::HubConfig => "hub-config",
             Role::HubModule => "hub-module",
             Role::HubLease => "hub-lease",

@@ -92,6 +92,12 @@ pub struct ServiceWant {
     pub update_delay_secs: u64,
     /// Seconds a task has to stop before it is killed.
     pub stop_grace_secs: u64,
+    /// The health check's command (`CMD` form, without the `CMD`); empty:
+    /// the image's own. Set on every create and update, not compared: the
+    /// engine returns it under `Healthcheck`, a key bollard does not read
+    /// (it writes `HealthCheck`, which the engine folds), so it cannot be
+    /// read back. It changes with the image it runs.
+    pub healthcheck: Vec<String>,
 }
 
 /// The environment variable a task finds its spec's hash in (see
