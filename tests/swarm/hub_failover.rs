@@ -253,9 +253,14 @@ pub(crate) fn move_hub_off(scene: &Scene<'_>, from: usize) -> usize {
     ]);
     node.docker(&["kill", id.lines().next().unwrap()]);
     let via = scene.other(from);
+    // Up to 3 min: a manager that was just demoted and promoted (to move
+    // the Raft leadership) can take the lease while its overlay paths to
+    // the other nodes are not back (seen once: its JupyterHub ran 28 s
+    // after the kill, yet neither hubgate nor it reached across the
+    // overlay for the rest of a 60 s wait).
     wait_for(
         "the hub on another manager",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         || serving_hub(c, via, scene.name).filter(|&h| h != from),
     )
 }
