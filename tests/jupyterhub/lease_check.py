@@ -99,11 +99,11 @@ class PostgresLease:
 
     kind = "postgresql"
 
-    def __init__(self, server):
+    def __init__(self, server, work):
         import psycopg2  # noqa: PLC0415 - only the --postgres run needs it
 
         self.connect = lambda: psycopg2.connect(server["url"], password=read(server["password_file"]))
-        self.args = ["--store", server["url"], "--password-file", server["password_file"]]
+        self.args = ["--store", server["url"], "--password-file", server["password_file"], "--pgpass-dir", work]
         with self.connect() as conn, conn.cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS hubgate_lease")
 
@@ -330,7 +330,7 @@ def main(module_dir, with_postgres):
     if with_postgres:
         server = postgres.start("127.0.0.1", free_port())
         try:
-            p, f = run_cases(module_dir, lambda _work: PostgresLease(server))
+            p, f = run_cases(module_dir, lambda work: PostgresLease(server, work))
         finally:
             postgres.stop(server["dir"])
         passed, failed = passed + p, failed + f

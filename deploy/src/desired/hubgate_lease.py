@@ -161,7 +161,7 @@ def now_text():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def open_store(url, password_file):
+def open_store(url, password_file, pgpass_dir):
     """The store a URL names: sqlite:////path or postgresql://user@host/db."""
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
@@ -171,7 +171,7 @@ def open_store(url, password_file):
         import psycopg2  # noqa: PLC0415 - only hubs on PostgreSQL have it
 
         if password_file:
-            os.environ["PGPASSFILE"] = pgpass(password_file)
+            os.environ["PGPASSFILE"] = pgpass(password_file, pgpass_dir)
 
         def connect():
             return psycopg2.connect(
@@ -184,8 +184,8 @@ def open_store(url, password_file):
     raise SystemExit(f"hubgate-lease: --store {url!r}: not sqlite:////PATH or postgresql://...")
 
 
-def pgpass(password_file):
-    """A libpq password file (mode 0600, in the container's memory) with
+def pgpass(password_file, folder):
+    """A libpq password file (mode 0600, in `folder`: the task's memory) with
     the password of `password_file` for any server: libpq reads it for this
     process and for JupyterHub, which inherits PGPASSFILE (JupyterHub's
     schema migrations connect with its URL alone, so a password passed to
@@ -194,10 +194,12 @@ def pgpass(password_file):
     with open(password_file) as f:
         password = f.read().strip()
     escaped = password.replace("\\", "\\\\").replace(":", "\\:")
-    folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    fd, path = tempfile.mkstemp(prefix="hubgate-pgpass-", dir=folder)
+    # One file per task, replaced whole: `--status` runs write the same.
+    path = os.path.join(folder, f"hubgate-pgpass-{os.getuid()}")
+    fd, new = tempfile.mkstemp(prefix="hubgate-pgpass-", dir=folder)
     with os.fdopen(fd, "w") as f:
         f.write(f"*:*:*:*:{escaped}\n")
+    os.replace(new, path)
     return path
 
 
@@ -386,6 +388,7 @@ def parse(argv):
     p = argparse.ArgumentParser(prog="hubgate_lease.py", description=__doc__.splitlines()[0])
     p.add_argument("--store", required=True, help="sqlite:////PATH or postgresql://USER@HOST/DB")
     p.add_argument("--password-file", help="the PostgreSQL password")
+    p.add_argument("--pgpass-dir", default="/dev/shm", help="where libpq's password file is written")
     p.add_argument("--docker-socket", default="/var/run/docker.sock", help="the node's engine ('' : none)")
     p.add_argument(
         "--generation",
@@ -428,10 +431,10 @@ def status(store):
 def main(argv):
     args, command = parse(argv)
     if args.status:
-        print(status(open_store(args.store, args.password_file)))
+        print(status(open_store(args.store, args.password_file, args.pgpass_dir)))
         return 0
     me = args.holder or f"{socket.gethostname()}/{os.getpid()}"
-    runner = Runner(open_store(args.store, args.password_file), me, args, command)
+    runner = Runner(open_store(args.store, args.password_file, args.pgpass_dir), me, args, command)
 
     def stop(signum, _frame):
         log(f"signal {signal.Signals(signum).name}")
