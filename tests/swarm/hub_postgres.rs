@@ -88,11 +88,7 @@ pub(crate) fn failovers_on_postgresql(cluster: &Cluster) {
         "the password is in the spec"
     );
 
-    let publics = cluster.nodes[..3]
-        .iter()
-        .map(|n| format!("http://{}:{port}", n.ip))
-        .collect();
-    let user = User::new("umpg", publics);
+    let user = User::new("umpg", cluster.publics(3, port));
     user.step("login", &[]);
     user.step("spawn", &[]);
     user.step("kernel", &[]);

@@ -69,10 +69,7 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
 
     // Log in, spawn on a worker, run a kernel; the route answers on every
     // manager's published port.
-    let publics: Vec<String> = cluster.nodes[..3]
-        .iter()
-        .map(|n| format!("http://{}:{port}", n.ip))
-        .collect();
+    let publics = cluster.publics(3, port);
     let user = User::new("umulti", publics.clone());
     user.step("login", &[]);
     user.step("spawn", &[]);

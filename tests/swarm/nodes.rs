@@ -269,6 +269,14 @@ impl Cluster {
         format!("{}.1", self.net)
     }
 
+    /// `http://IP:port` of the first `count` nodes (the managers).
+    pub fn publics(&self, count: usize, port: u16) -> Vec<String> {
+        self.nodes[..count]
+            .iter()
+            .map(|n| format!("http://{}:{port}", n.ip))
+            .collect()
+    }
+
     /// Copies `image` from the host's engine onto `nodes` (indexes).
     pub fn load(&self, image: &str, nodes: &[usize]) {
         let tar = self

@@ -18,7 +18,13 @@ pub(super) fn judge(service: &str, call: &Call, body: Option<&Value>) -> Verdict
     if body.is_some() {
         return deny("discovery.read-only", "a read with a body");
     }
-    match call.path().as_slice() {
+    let path = call.path();
+    // HEAD only where an answer needs no filter: a filtered answer is read
+    // whole, and a HEAD's has no body to read.
+    if call.method == Method::HEAD && path != ["_ping"] {
+        return deny("discovery.read-only", "HEAD is for /_ping only");
+    }
+    match path.as_slice() {
         ["_ping"] | ["version"] | ["events"] => Verdict::Allow(Filter::Pass),
         ["services"] | ["services", _] | ["tasks"] | ["tasks", _] => {
             Verdict::Allow(Filter::RedactEnv(KEPT_ENV))
@@ -44,6 +50,7 @@ mod tests {
 
     #[test]
     fn discovery_reads_pass_and_nothing_else() {
+        assert!(matches!(verdict("HEAD", "/_ping"), Verdict::Allow(_)));
         for target in [
             "/_ping",
             "/version",
@@ -73,6 +80,8 @@ mod tests {
             ("GET", "/v1.41/nodes"),
             ("POST", "/v1.41/swarm/leave"),
             ("GET", "/v1.41/images/json"),
+            ("HEAD", "/v1.41/services"),
+            ("HEAD", "/v1.41/containers/x/json"),
             ("POST", "/v1.41/plugins/pull"),
         ] {
             assert!(
