@@ -42,8 +42,13 @@ pub(crate) struct DockerGuardArgs {
     pub(crate) upstream: PathBuf,
     /// The guard's configuration: JSON naming each socket's path, owner
     /// uid and policy.
-    #[arg(long)]
-    pub(crate) config: PathBuf,
+    #[arg(long, required_unless_present = "print_policy")]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the configuration (sockets and policies) `hubgate deploy
+    /// apply` gives the guard for this deployment file, and exit: what
+    /// the hub and hubgate may do, to audit.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "check"])]
+    pub(crate) print_policy: Option<PathBuf>,
     /// Exit 0 when every configured socket answers `GET /_ping` with 200
     /// (the guard's health check), else 1.
     #[arg(long)]

@@ -94,7 +94,7 @@ async fn manager(host: &DockerHost) -> anyhow::Result<Engine> {
 
 /// Reads, checks and expands a deployment file (errors name the file, the
 /// line and the field).
-fn load(path: &Path) -> anyhow::Result<(DeployFile, Desired)> {
+pub(crate) fn load(path: &Path) -> anyhow::Result<(DeployFile, Desired)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the deployment file {}", path.display()))?;
     let file =

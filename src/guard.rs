@@ -7,11 +7,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hubgate_deploy::model::{Role, SecretData};
 use hubgate_guard::GuardConfig;
 
 use crate::cli::DockerGuardArgs;
 
 pub(crate) fn run(args: &DockerGuardArgs) -> ExitCode {
+    if let Some(file) = &args.print_policy {
+        return match print_policy(file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.check {
         return match check(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -38,16 +48,31 @@ pub(crate) fn run(args: &DockerGuardArgs) -> ExitCode {
     }
 }
 
+/// The guard's configuration for deployment file `file`, pretty-printed.
+#[allow(clippy::print_stdout)] // the policy is the command's output
+fn print_policy(file: &std::path::Path) -> anyhow::Result<()> {
+    let (_, desired) = crate::deploy::load(file)?;
+    let blob = desired
+        .configs
+        .iter()
+        .find(|c| c.role == Role::GuardConfig)
+        .context("the deployment has no guard configuration")?;
+    let SecretData::Bytes(bytes) = &blob.data else {
+        anyhow::bail!("the guard's configuration is not a value");
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes)?;
+    println!("# {}", blob.name);
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
 fn config(args: &DockerGuardArgs) -> anyhow::Result<GuardConfig> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let path = args.config.as_deref().context("--config is needed")?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let config = GuardConfig::parse(&text)
-        .with_context(|| format!("{} is not a guard configuration", args.config.display()))?;
-    anyhow::ensure!(
-        !config.sockets.is_empty(),
-        "{}: no sockets",
-        args.config.display()
-    );
+        .with_context(|| format!("{} is not a guard configuration", path.display()))?;
+    anyhow::ensure!(!config.sockets.is_empty(), "{}: no sockets", path.display());
     Ok(config)
 }
 

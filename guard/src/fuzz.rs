@@ -3,16 +3,18 @@
 //! committed corpus through it. A panic is a finding.
 
 use http::{Method, Uri};
+use serde_json::Value;
 
-use crate::json::parse_strict;
-use crate::policy::{Policy, Verdict};
+use crate::json::{fold, parse_strict};
+use crate::policy::{Policy, SpawnerPolicy, Verdict};
 use crate::target::parse;
 
 /// One request as the guard sees it: the first line `METHOD TARGET`, the
 /// rest its body. What passes the shape check has no segment to resolve
 /// and a method the API uses; a body parsed strictly serialises to JSON
 /// that parses to the same value; the discovery policy allows only reads
-/// without a body.
+/// without a body; the spawner policy allows a body only for the calls
+/// that take one, and never one holding a key that reaches the node.
 pub fn request(data: &[u8]) {
     let (line, body) = match data.iter().position(|&b| b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
@@ -50,6 +52,64 @@ pub fn request(data: &[u8]) {
     };
     if let Verdict::Allow(_) = policy.judge(&call, json.as_ref()) {
         assert!(matches!(call.method, Method::GET | Method::HEAD) && json.is_none());
+    }
+    let spawner = Policy::Spawner(Box::new(spawner_policy()));
+    let allowed = !matches!(spawner.judge(&call, json.as_ref()), Verdict::Deny { .. });
+    if let (true, Some(body)) = (allowed, &json) {
+        let path = call.path();
+        assert!(
+            matches!(
+                path.as_slice(),
+                ["services", "create"] | ["services", _, "update"] | ["secrets", "create"]
+            ),
+            "a body allowed for {path:?}"
+        );
+        if let Some(key) = reaching_key(body) {
+            panic!("the spawner allowed {key:?} in {body}");
+        }
+    }
+}
+
+/// A spawner policy like the one `hubgate deploy` generates.
+fn spawner_policy() -> SpawnerPolicy {
+    let json = r#"{"label": "l", "deployment": "d", "name_prefix": "jupyter-",
+        "secret_prefix": "d-token-", "images": ["i"], "network": "n", "configs": ["c"],
+        "uid": 1000, "volume": {"name": "d-user-{username}", "target": "/home",
+        "driver": "local", "options": {"type": "none", "o": "bind",
+        "device": "/srv/{username}"}, "labels": {"l": "d"}}, "constraints": [],
+        "limits": {}}"#;
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("the fuzz policy: {e}"))
+}
+
+/// A key (any case) anywhere in `v` that would give a container the node.
+fn reaching_key(v: &Value) -> Option<String> {
+    const REACHING: &[&str] = &[
+        "privileged",
+        "binds",
+        "devices",
+        "capabilityadd",
+        "sysctls",
+        "privileges",
+        "bindoptions",
+        "tmpfsoptions",
+        "ports",
+        "hostconfig",
+        "global",
+    ];
+    match v {
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let empty = matches!(v, Value::Null)
+                || v.as_array().is_some_and(Vec::is_empty)
+                || v.as_object().is_some_and(serde_json::Map::is_empty);
+            let key = fold(k);
+            if REACHING.contains(&key.as_str()) && (!empty || key == "global") {
+                Some(k.clone())
+            } else {
+                reaching_key(v)
+            }
+        }),
+        Value::Array(items) => items.iter().find_map(reaching_key),
+        _ => None,
     }
 }
 

@@ -19,7 +19,7 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
 }
 
 /// A key as Go's decoder compares it.
-fn fold(key: &str) -> String {
+pub(crate) fn fold(key: &str) -> String {
     key.chars()
         .flat_map(char::to_lowercase)
         .map(|c| if c == '\u{17f}' { 's' } else { c })

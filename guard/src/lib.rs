@@ -16,6 +16,7 @@ mod error;
 pub mod fuzz;
 pub mod json;
 mod policy;
+mod query;
 mod redact;
 mod server;
 pub mod target;
@@ -23,7 +24,7 @@ pub mod target;
 use serde::Deserialize;
 
 pub use error::GuardError;
-pub use policy::{Filter, Policy, Verdict};
+pub use policy::{Filter, Limits, Owned, Policy, SpawnerPolicy, Verdict, VolumePolicy, Want};
 pub use server::{MAX_BODY, serve};
 
 /// The guard's configuration: the sockets it serves and each one's policy.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::json::parse_strict;
-use crate::policy::{Filter, Policy, Verdict};
+use crate::policy::{Filter, Owned, Policy, Verdict};
 use crate::redact::{container_service, redact_env};
 use crate::target;
 
@@ -109,13 +109,54 @@ impl Guard {
         match self.policy.judge(&call, json.as_ref()) {
             Verdict::Deny { rule, why } => self.refuse(StatusCode::FORBIDDEN, rule, &parts, why),
             Verdict::Allow(filter) => self.forward(&parts, json, filter).await,
+            Verdict::AllowIfOwned(owned, filter) => match self.check_owned(&parts, &owned).await {
+                Ok(()) => self.forward(&parts, json, filter).await,
+                Err(refused) => refused,
+            },
         }
+    }
+
+    /// Asks the engine about each object the call names or refers to: a
+    /// refusal unless each is the policy's. The first is the object the
+    /// call is about: when the engine does not find it, the call gets the
+    /// engine's status (a 404 says a server is gone, as it would have).
+    async fn check_owned(&self, parts: &Parts, owned: &[Owned]) -> Result<(), Response<Body>> {
+        for (i, o) in owned.iter().enumerate() {
+            let target = format!("/{}", o.path);
+            let answer = self.send(&Method::GET, &target, None).await;
+            let engine = |why: String| self.refuse(StatusCode::BAD_GATEWAY, "engine", parts, why);
+            let answer =
+                answer.map_err(|why| engine(format!("the Docker engine did not answer: {why}")))?;
+            let status = answer.status();
+            let body = Limited::new(answer.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| engine(format!("the engine's answer to {target}: {e}")))?
+                .to_bytes();
+            if !status.is_success() {
+                let status = if i == 0 {
+                    status
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                let why = format!("{target}: the engine answered {status}");
+                return Err(self.refuse(status, "owned", parts, why));
+            }
+            let inspect: Value = serde_json::from_slice(&body)
+                .map_err(|e| engine(format!("the engine's answer to {target}: {e}")))?;
+            if !o.holds(&inspect) {
+                let why = format!("{target} is not the deployment's ({:?})", o.want);
+                return Err(self.refuse(StatusCode::FORBIDDEN, "owned", parts, why));
+            }
+        }
+        Ok(())
     }
 
     /// Sends the judged call (its JSON re-serialised: what was judged is
     /// what the engine reads) and filters the answer.
     async fn forward(&self, parts: &Parts, json: Option<Value>, filter: Filter) -> Response<Body> {
-        let answer = match self.send(parts, json).await {
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let answer = match self.send(&parts.method, target, json).await {
             Ok(answer) => answer,
             Err(why) => {
                 let why = format!("the Docker engine did not answer: {why}");
@@ -159,10 +200,14 @@ impl Guard {
         Response::from_parts(head, full(bytes))
     }
 
-    async fn send(&self, parts: &Parts, json: Option<Value>) -> Result<Response<Incoming>, String> {
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    async fn send(
+        &self,
+        method: &Method,
+        target: &str,
+        json: Option<Value>,
+    ) -> Result<Response<Incoming>, String> {
         let mut req = Request::builder()
-            .method(parts.method.clone())
+            .method(method.clone())
             .uri(target)
             .header(header::HOST, "docker");
         let body = match json {

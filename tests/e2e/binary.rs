@@ -485,3 +485,34 @@ async fn an_open_api_off_loopback_is_refused_and_on_loopback_warned() {
     let hg = Hubgate::spawn_env(&[], &[]).await;
     assert_eq!(get(hg.addr(), "/_chp_healthz").await.0, StatusCode::OK);
 }
+
+/// `hubgate docker-guard --print-policy FILE`: the guard's configuration
+/// `apply` would make for a deployment file, to audit; a file that cannot
+/// be read is a clear error.
+#[test]
+fn the_guards_policies_print_from_a_deployment_file() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/local.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_hubgate"))
+        .args(["docker-guard", "--print-policy", file])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (head, json) = text.split_once('\n').unwrap();
+    assert!(head.starts_with("# trial-guard-config-"), "{head}");
+    let config: serde_json::Value = serde_json::from_str(json).unwrap();
+    let kinds: Vec<&str> = config["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["policy"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["discovery", "spawner"]);
+    let spawner = &config["sockets"][1]["policy"];
+    assert_eq!(spawner["network"], "trial-jupyterhub");
+    assert_eq!(spawner["name_prefix"], "jupyter-");
+
+    let (code, err) = run(&["docker-guard", "--print-policy", "/nonexistent/deploy.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read the deployment file"), "{err}");
+}

@@ -3,18 +3,26 @@ attacker in that task would try, sent raw (so malformed requests reach the
 guard as written), each expected to be refused; then the reads the task's
 job needs, expected to pass.
 
-Usage: guard_probe.py SOCKET POLICY [--secret TEXT]...
+Usage: guard_probe.py SOCKET POLICY [--secret TEXT]... [--other-container ID]
+                      [--other-service NAME] [--policy-b64 DATA] [--hub-secret NAME]
 
-POLICY is the socket's policy (`discovery`). A `--secret` is a value that
-must appear in no answer (a user's token in a service's environment).
+POLICY is the socket's policy (`discovery` or `spawner`; a spawner probe
+reads the policy itself from `--policy-b64`, the guard's configuration as
+`docker config inspect` shows it,
+to build user-server specs that differ from an allowed one in one
+attack each). A `--secret` is a value that must appear in no answer (a
+user's token, the hub's cookie secret). The other container and service
+are the deployment's neighbours', which the task may not touch.
 Prints one line a call and `N refused, N passed, N failed`; exits non-zero
 on a failure. Makes nothing when the guard holds: every call that would
 make something names `hgprobe-*` so the test can look for it afterwards.
 """
 
+import base64
 import json
 import socket
 import sys
+from urllib.parse import quote
 
 # A container that would own the node: privileged, with / bound in.
 ROOT_CONTAINER = {"Image": "x", "HostConfig": {"Privileged": True, "Binds": ["/:/host"]}}
@@ -58,8 +66,8 @@ def attacks():
         ("create a privileged container binding /", request("POST", f"{create}?name=hgprobe-c", ROOT_CONTAINER)),
         ("create a service binding the Docker socket", request("POST", f"{v}/services/create", BIND_SERVICE)),
         ("a spec with Mounts and mounts", request("POST", f"{v}/services/create", CASE_TRICK)),
-        ("update a service", request("POST", f"{v}/services/x/update?version=1", {"Name": "x"})),
-        ("remove a service", request("DELETE", f"{v}/services/x")),
+        ("update another service", request("POST", f"{v}/services/{{service}}/update?version=1", {"Name": "x"})),
+        ("remove another service", request("DELETE", f"{v}/services/{{service}}")),
         ("exec into a container", request("POST", f"{v}/containers/x/exec", {"Cmd": ["sh"]})),
         ("list containers", request("GET", f"{v}/containers/json?all=1")),
         ("read a container's files", request("GET", f"{v}/containers/x/archive?path=/srv")),
@@ -98,9 +106,108 @@ def attacks():
     ]
 
 
-def reads(policy):
+def server_spec(p, user="hgprobe"):
+    """A user server's spec the spawner policy `p` allows (never sent as
+    is: each attack changes one thing)."""
+    vol = p["volume"]
+    options = {k: value.replace("{username}", user) for k, value in vol["options"].items()}
+    limits = {}
+    if p["limits"].get("cpu_limit"):
+        limits["NanoCPUs"] = p["limits"]["cpu_limit"]
+    if p["limits"].get("memory_limit"):
+        limits["MemoryBytes"] = p["limits"]["memory_limit"]
+    mount = {
+        "Type": "volume",
+        "Source": vol["name"].replace("{username}", user),
+        "Target": vol["target"],
+        "VolumeOptions": {"Labels": vol["labels"], "DriverConfig": {"Name": vol["driver"], "Options": options}},
+    }
+    return {
+        "Name": p["name_prefix"] + user,
+        "Labels": {p["label"]: p["deployment"]},
+        "TaskTemplate": {
+            "ContainerSpec": {"Image": p["images"][0], "Mounts": [mount]},
+            "Resources": {"Limits": limits},
+            "Placement": {"Constraints": p["constraints"]},
+            "Networks": [{"Target": p["network"]}],
+        },
+        "EndpointSpec": {"Mode": "dnsrr"},
+    }
+
+
+def changed(p, change):
+    spec = server_spec(p)
+    change(spec, spec["TaskTemplate"]["ContainerSpec"])
+    return spec
+
+
+def spawner_attacks(p, hub_secret):
+    """User-server specs and calls the hub's spawner may not make."""
+    v = "/v1.41"
+    bind = {"Type": "bind", "Source": "/", "Target": "/host"}
+    sock = {"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/var/run/docker.sock"}
+
+    def device(path):
+        def change(_spec, c):
+            c["Mounts"][0]["VolumeOptions"]["DriverConfig"]["Options"]["device"] = path
+
+        return change
+
+    specs = [
+        ("a server binding /", lambda _s, c: c.update(Mounts=[bind])),
+        ("a server with the Docker socket", lambda _s, c: c.update(Mounts=[sock])),
+        ("a server whose volume binds /", device("/")),
+        (
+            "a server on another user's directory",
+            device(
+                server_spec(p, "other")["TaskTemplate"]["ContainerSpec"]["Mounts"][0]["VolumeOptions"]["DriverConfig"][
+                    "Options"
+                ].get("device", "/srv/other")
+            ),
+        ),
+        ("a server of a foreign image", lambda _s, c: c.update(Image="alpine:latest")),
+        ("a server on the host network", lambda s, _c: s["TaskTemplate"].update(Networks=[{"Target": "host"}])),
+        ("a server on another network", lambda s, _c: s["TaskTemplate"].update(Networks=[{"Target": "ingress"}])),
+        ("a server with added capabilities", lambda _s, c: c.update(CapabilityAdd=["CAP_SYS_ADMIN"])),
+        ("a server with sysctls", lambda _s, c: c.update(Sysctls={"kernel.domainname": "x"})),
+        ("a server named outside the pattern", lambda s, _c: s.update(Name="hgprobe-server")),
+        ("a server on every node", lambda s, _c: s.update(Mode={"Global": {}})),
+        ("a server publishing a port", lambda s, _c: s["EndpointSpec"].update(Ports=[{"TargetPort": 22}])),
+        ("a server with a routing label", lambda s, _c: s["Labels"].update({"hubgate.host": "hgprobe.example"})),
+        ("a server with its token in the spec", lambda _s, c: c.update(Env=["JUPYTERHUB_API_TOKEN=x"])),
+        ("a server mounting the hub's secret", lambda _s, c: c.update(Secrets=[{"SecretID": hub_secret, "File": {}}])),
+    ]
+    out = [(what, request("POST", f"{v}/services/create", changed(p, change))) for what, change in specs]
+    hidden = json.dumps(server_spec(p))[:-1] + ', "endpointspec": {"Ports": [{"TargetPort": 22}]}}'
+    mounts = json.dumps(server_spec(p)).replace('"Mounts": [', '"mounts": [' + json.dumps(bind) + '], "Mounts": [')
+    token = {"Name": p["secret_prefix"] + "hgprobe", "Data": "eA=="}
+    foreign = "/services/{service}"
+    return out + [
+        ("a spec hiding ports under a lower-case key", request("POST", f"{v}/services/create", hidden)),
+        ("a spec with Mounts and mounts on an allowed server", request("POST", f"{v}/services/create", mounts)),
+        ("a token secret without the deployment's label", request("POST", f"{v}/secrets/create", token)),
+        ("inspect another service", request("GET", f"{v}{foreign}")),
+        (
+            "update another service to a server's spec",
+            request("POST", f"{v}{foreign}/update?version=1", server_spec(p)),
+        ),
+        (
+            "the tasks of another service",
+            request("GET", f"{v}/tasks?filters=" + quote(json.dumps({"service": ["{service}"]}), safe="{}")),
+        ),
+        ("remove the hub's secret", request("DELETE", f"{v}/secrets/{hub_secret}")),
+    ]
+
+
+def reads(policy, p):
     """(what, raw request, check) the policy's job needs."""
     v = "/v1.41"
+    if policy == "spawner":
+        return [
+            ("ping", request("GET", "/_ping"), None),
+            ("version", request("GET", "/version"), None),
+            ("the servers' configuration", request("GET", f"{v}/configs/{p['configs'][0]}"), p["configs"][0]),
+        ]
     if policy != "discovery":
         raise SystemExit(f"guard_probe.py: no reads known for the policy {policy!r}")
     return [
@@ -135,13 +242,24 @@ def send(path, raw, timeout=10):
     return status, body.decode(errors="replace")
 
 
+def option(argv, name, default):
+    return next((argv[i + 1] for i, a in enumerate(argv) if a == name), default)
+
+
 def main(argv):
     path, policy = argv[0], argv[1]
     secrets = [argv[i + 1] for i, a in enumerate(argv) if a == "--secret"]
-    other = next((argv[i + 1] for i, a in enumerate(argv) if a == "--other-container"), "x")
+    other = option(argv, "--other-container", "x")
+    service = option(argv, "--other-service", "x")
+    p = None
+    calls = attacks()
+    if policy == "spawner":
+        sockets = json.loads(base64.b64decode(option(argv, "--policy-b64", "")))["sockets"]
+        p = next(s["policy"] for s in sockets if s["policy"]["kind"] == "spawner")
+        calls += spawner_attacks(p, option(argv, "--hub-secret", "x"))
     refused = passed = failed = 0
-    for what, raw in attacks():
-        raw = raw.replace(b"{other}", other.encode())
+    for what, raw in calls:
+        raw = raw.replace(b"{other}", other.encode()).replace(b"{service}", service.encode())
         status, body = send(path, raw)
         if status in (0, 400, 403, 405, 413):
             refused += 1
@@ -149,7 +267,7 @@ def main(argv):
         else:
             failed += 1
             print(f"FAIL    {status} {what}: {body[:200]}")
-    for what, raw, wanted in reads(policy):
+    for what, raw, wanted in reads(policy, p):
         status, body = send(path, raw)
         leaked = [s for s in secrets if s in body]
         if status == 200 and not leaked and (wanted is None or wanted in body):

@@ -69,10 +69,33 @@ def children(pid):
         return []
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+class Peer:
+    """A stand-in for one hubgate task's API: a port on a loopback address
+    that accepts connections once `listen` is called."""
+
+    def __init__(self, host):
+        self.host = host
+        self.port = free_port(host)
+        self.server = None
+
+    def listen(self):
+        self.server = socket.socket()
+        self.server.bind((self.host, self.port))
+        self.server.listen(64)
+        STARTED.append(self)
+        return self
+
+    def stop(self):
+        self.server.close()
+
+    def __str__(self):
+        return f"{self.host}:{self.port}"
 
 
 class SqliteLease:
@@ -124,7 +147,7 @@ def read(path):
 class Task:
     """One hub task: the entrypoint, its engine and its server's port."""
 
-    def __init__(self, case, name, generation="g1"):
+    def __init__(self, case, name, generation="g1", peers=()):
         module_dir, work, lease = case
         self.name = name
         self.port = free_port()
@@ -139,6 +162,7 @@ class Task:
             name,
             "--generation",
             generation,
+            *(["--peers", ",".join(map(str, peers))] if peers else []),
             *TIMES,
             "--",
             sys.executable,
@@ -302,7 +326,44 @@ def case_store_locked(case):
     return f"the store locked: a stopped after {stopped:.1f} s; one served again after the unlock"
 
 
-CASES = [case_standby_waits, case_frozen_engine, case_hand_over, case_holder_killed, case_store_locked]
+def case_cut_off_standby(case):
+    """A standby that reaches one of two hubgate tasks (its own node's, the
+    overlay's links being down) never takes the lease; one that reaches
+    both does, and the cut-off one takes it once its links are back."""
+    local, remote, lost = Peer("127.0.0.1").listen(), Peer("127.0.0.2").listen(), Peer("127.0.0.3")
+    a = Task(case, "a", peers=[local, remote])
+    wait_until("a serves", a.serving, 10)
+    cut = Task(case, "cut", peers=[local, lost])
+    good = Task(case, "good", peers=[local, remote])
+    time.sleep(1)
+    probe = Prober([a, cut, good])
+    a.kill()
+    killed = time.monotonic()
+    wait_until("good serves", good.serving, TTL + 5)
+    took = time.monotonic() - killed
+    good.kill()
+    time.sleep(2 * TTL)
+    assert "cut" not in probe.first, "the cut-off standby took the lease"
+    lost.listen()
+    back = time.monotonic()
+    wait_until("cut serves once it reaches both", cut.serving, TTL + 5)
+    probe.stop()
+    assert not probe.both, probe.both
+    assert "reaches 1 of 2 addresses" in cut.output(), cut.output()
+    return (
+        f"a killed: the standby reaching both took over after {took:.1f} s; the one reaching "
+        f"1 of 2 waited {2 * TTL:.0f} s more, then served {time.monotonic() - back:.1f} s after its links were back"
+    )
+
+
+CASES = [
+    case_standby_waits,
+    case_frozen_engine,
+    case_hand_over,
+    case_holder_killed,
+    case_store_locked,
+    case_cut_off_standby,
+]
 
 
 def run_cases(module_dir, make_lease):

@@ -71,13 +71,14 @@ def stand_in(hub, script):
     spawner = hub.HubgateSwarmSpawner
     engine = Engine(script)
     methods = ["get_object", "poll", "poll_swarm", "wanted_running", "stop_object"]
-    methods += ["remove_object", "remove_leftover_service"]
+    methods += ["remove_object", "remove_leftover_service", "remove_token_secrets", "token_labels"]
     cls = type("StandIn", (), {m: getattr(spawner, m) for m in methods if hasattr(spawner, m)})
     s = cls()
     s.docker = engine
     s.object_type = "service"
     s.service_name = "jupyter-alice"
     s.object_id = "stale-id"  # get_object must set or clear it
+    s.token_secret = {"labels": {"spawned": "jhub"}, "server_label": "server", "prefix": "jhub-token-", "file": "t"}
     s._log_name = "alice"
     s.log = logging.getLogger("spawner_check")
     return s, engine
@@ -173,10 +174,17 @@ def cases(hub):
         engine = stop_with(hub, [[task("shutdown", "running", "lost"), task("shutdown", "shutdown", "n2")]])
         assert engine.count("tasks") == 1
 
-    def a_leftover_service_is_removed():
-        s, engine = stand_in(hub, {"inspect_service": [SERVICE], "remove_service": [None]})
+    def a_leftover_service_is_removed_with_its_token_secrets():
+        secrets = [[{"ID": "t1"}, {"ID": "t2"}]]
+        script = {"inspect_service": [SERVICE], "remove_service": [None], "secrets": secrets}
+        s, engine = stand_in(hub, {**script, "remove_secret": [None, api_error(404)]})
         asyncio.run(s.remove_leftover_service())
         assert [a for m, a, _ in engine.calls if m == "remove_service"] == [("svc1",)]
+        # Listed by the deployment's label and the server's.
+        assert [k["filters"] for m, _, k in engine.calls if m == "secrets"] == [
+            {"label": ["spawned=jhub", "server=jupyter-alice"]}
+        ]
+        assert [a for m, a, _ in engine.calls if m == "remove_secret"] == [("t1",), ("t2",)]
 
     def no_service_nothing_to_remove():
         s, engine = stand_in(hub, {"inspect_service": [api_error(404)]})

@@ -86,7 +86,7 @@ pub fn docker_ok(args: &[&str]) -> bool {
     run(args).status.success()
 }
 
-fn run(args: &[&str]) -> Output {
+pub fn run(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)
         .output()

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::cluster::{docker_ok, free_port, unique};
+use crate::cluster::{docker, docker_ok, free_port, unique};
 use crate::deploy::service_spec;
 use crate::deployment::{Deployment, User, deploy_images, inspect, local_file, port_gaps};
 
@@ -81,6 +81,26 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     eprintln!(
         "NFS: production puts type=nfs options in this same mount; this kernel has no NFS client, so the bind-type stand-in carries the files here"
     );
+
+    // The user's token is a Docker secret of the server's, in no spec;
+    // the guard's sockets, probed from the hub's and hubgate's positions,
+    // refuse every attack and show neither it nor the cookie secret.
+    let token = docker(&[
+        "exec",
+        &running_container(&server),
+        "cat",
+        "/run/secrets/hubgate-api-token",
+    ]);
+    assert!(token.len() >= 32, "the server's token file: {token:?}");
+    let spec_text = docker(&["service", "inspect", &server]);
+    assert!(
+        !spec_text.contains(&token),
+        "the token is in the server's spec"
+    );
+    assert!(!spec_text.contains("JUPYTERHUB_API_TOKEN"), "{spec_text}");
+    let hub = running_container(&format!("{name}-hub"));
+    let cookie = docker(&["exec", &hub, "cat", "/run/secrets/hub-cookie-secret"]);
+    crate::guard::probe_deployment(&name, &[token, cookie]);
 
     // A file outlives the server.
     user.step("write", &[]);
@@ -189,4 +209,14 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
         &format!("http_port = {busy}"),
         &format!("http_port = {port}"),
     );
+}
+
+/// The ID of the running container of `service` on this engine.
+fn running_container(service: &str) -> String {
+    let label = format!("label=com.docker.swarm.service.name={service}");
+    let ids = docker(&["ps", "-q", "--filter", &label]);
+    ids.lines()
+        .next()
+        .unwrap_or_else(|| panic!("no container of {service}"))
+        .to_owned()
 }

@@ -145,16 +145,10 @@ fn discovery_works_through_the_guard_and_nothing_else_does() {
         &token,
         "--other-container",
         &other,
+        "--other-service",
+        &web.name,
     ]);
-    eprintln!("{out}");
-    let refused: usize = out
-        .lines()
-        .last()
-        .and_then(|l| l.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(out.ends_with(" 0 failed"), "{out}");
-    assert!(refused >= 40, "only {refused} calls refused:\n{out}");
+    probe_passed(&out);
 
     // Nothing the probe tried exists; the swarm is as it was.
     for kind in ["container", "volume", "secret", "config", "service"] {
@@ -174,4 +168,101 @@ fn discovery_works_through_the_guard_and_nothing_else_does() {
         log.contains("docker-guard refused") && log.contains("discovery.paths"),
         "{log}"
     );
+}
+
+/// A probe's output ends `N refused, N passed, 0 failed` with 40 or more
+/// refused; printed.
+fn probe_passed(out: &str) {
+    eprintln!("{out}");
+    let refused: usize = out
+        .lines()
+        .last()
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(out.ends_with(" 0 failed"), "{out}");
+    assert!(refused >= 40, "only {refused} calls refused:\n{out}");
+}
+
+/// Probes deployment `name`'s guard from each guarded task's position, as
+/// `apply` made it: hubgate's (its uid, the discovery socket's volume)
+/// and the hub's (root, the spawner socket's volume), each with every
+/// attack refused and no `secrets` value in any answer. The hub's probe
+/// builds its user-server specs from the deployment's own policy.
+pub fn probe_deployment(name: &str, secrets: &[String]) {
+    let probe = workspace_root().join("tests/jupyterhub/guard_probe.py");
+    let probe_mount = format!(
+        "type=bind,source={},target=/probe.py,readonly",
+        probe.display()
+    );
+    let hub = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={name}-hub"),
+    ]);
+    let hub = hub.lines().next().expect("the hub's container").to_owned();
+    let config = docker(&[
+        "config",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={name}-guard-config"),
+    ]);
+    let policy = docker(&[
+        "config",
+        "inspect",
+        "--format",
+        "{{.Spec.Data}}",
+        config.trim(),
+    ]);
+    let hub_secret = format!("{name}-hub-cookie-secret");
+    let image = deploy_images().hub;
+    let mut args = vec![];
+    for s in secrets {
+        args.extend(["--secret".to_owned(), s.clone()]);
+    }
+    for (what, uid, policy_name) in [
+        ("discovery", HUBGATE_UID, "discovery"),
+        ("spawner", 0, "spawner"),
+    ] {
+        let dir = format!("/run/hubgate-guard/{what}");
+        let volume = format!("type=volume,source={name}-guard-{what},target={dir},readonly");
+        let user = format!("{uid}:{uid}");
+        let socket = format!("{dir}/docker.sock");
+        let mut run = vec![
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            &user,
+            "--mount",
+            &volume,
+            "--mount",
+            &probe_mount,
+            "--entrypoint",
+            "python3",
+            &image,
+            "/probe.py",
+            &socket,
+            policy_name,
+            "--other-container",
+            &hub,
+            "--other-service",
+        ];
+        let hubgate = format!("{name}-hubgate");
+        run.extend([
+            hubgate.as_str(),
+            "--policy-b64",
+            policy.trim(),
+            "--hub-secret",
+            &hub_secret,
+        ]);
+        run.extend(args.iter().map(String::as_str));
+        let out = crate::cluster::run(&run);
+        let out = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        eprintln!("the guard's {what} socket, probed from its task's position:");
+        probe_passed(&out);
+    }
 }

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use super::hub_config::{HUB_LEASE_FILE, HUB_MODULE_FILE};
 use super::inputs::Inputs;
 use super::layout::{
-    COOKIE_SECRET_PATH, CRYPT_KEY_PATH, DB_PASSWORD_PATH, HUB_CONFIG_PATH, HUB_MODULE_DIR,
-    HUB_PORT, HUB_STATE_DIR, OAUTH_SECRET_PATH, PASSWORD_PATH, STORAGE_DIR, names,
+    API_PORT, COOKIE_SECRET_PATH, CRYPT_KEY_PATH, DB_PASSWORD_PATH, GUARD_SPAWNER_SOCKET,
+    HUB_CONFIG_PATH, HUB_MODULE_DIR, HUB_PORT, HUB_STATE_DIR, OAUTH_SECRET_PATH, PASSWORD_PATH,
+    STORAGE_DIR, names,
 };
-use super::parts::{blob, file_ref, labels, resources, socket, storage_mount};
+use super::parts::{blob, file_ref, labels, resources, storage_mount};
 use crate::DeployError;
 use crate::file::DeployFile;
-use crate::model::{BlobWant, FileRef, Mode, Role, SecretData, ServiceWant};
+use crate::model::{BlobWant, FileRef, Mode, MountWant, Role, SecretData, ServiceWant};
 
 /// The hub's configuration files, as Docker configs.
 pub(super) struct HubConfigs<'a> {
@@ -81,11 +82,13 @@ const HUB_STOP_SECS: u32 = 6;
 /// running hubgate's lease entrypoint; the one holding the lease runs
 /// JupyterHub, and hubgate routes only to a task whose `/hub/health`
 /// answers. `secrets` are the files it reads, the proxy token's among
-/// them.
+/// them; `guard` is the volume of its guarded Docker socket (it holds no
+/// other).
 pub(super) fn service(
     f: &DeployFile,
     configs: &HubConfigs<'_>,
     secrets: Vec<FileRef>,
+    guard: MountWant,
 ) -> ServiceWant {
     let mut constraints = vec!["node.role==manager".to_owned()];
     if let Some(node) = &f.hub.node {
@@ -108,19 +111,23 @@ pub(super) fn service(
         image: f.hub.image.clone(),
         command: lease_command(f),
         args: vec![],
-        env: BTreeMap::from([(
-            "HUBGATE_HOLDER".to_owned(),
-            "{{.Node.Hostname}}/{{.Task.Name}}".to_owned(),
-        )]),
+        env: BTreeMap::from([
+            (
+                "HUBGATE_HOLDER".to_owned(),
+                "{{.Node.Hostname}}/{{.Task.Name}}".to_owned(),
+            ),
+            // docker-py (SwarmSpawner) reaches the engine through the guard.
+            (
+                "DOCKER_HOST".to_owned(),
+                format!("unix://{GUARD_SPAWNER_SOCKET}"),
+            ),
+        ]),
         labels: hub_labels,
         user: String::new(),
         mode: Mode::Global,
         constraints,
         max_per_node: 0,
-        mounts: vec![
-            socket(false),
-            storage_mount(f, Role::Storage, "", STORAGE_DIR),
-        ],
+        mounts: vec![guard, storage_mount(f, Role::Storage, "", STORAGE_DIR)],
         secrets,
         configs: vec![
             file_ref(configs.config, HUB_CONFIG_PATH),
@@ -164,6 +171,12 @@ fn lease_command(f: &DeployFile) -> Vec<String> {
             format!("sqlite:///{HUB_STATE_DIR}/lease.sqlite"),
         ]),
     }
+    // A standby takes the lease only while it reaches hubgate's tasks
+    // across the overlay (a node whose links are down could neither be
+    // routed to nor update routes).
+    command.extend(["--peers".into(), format!("{}:{API_PORT}", names(f).hubgate)]);
+    // The node's engine, as the hub reaches it: through the guard.
+    command.extend(["--docker-socket".into(), GUARD_SPAWNER_SOCKET.into()]);
     for (flag, secs) in [
         ("--renew", LEASE_RENEW_SECS),
         ("--ttl", LEASE_TTL_SECS),

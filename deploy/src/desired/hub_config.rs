@@ -11,12 +11,13 @@ use serde::Serialize;
 
 use super::layout::{
     API_PORT, COOKIE_SECRET_PATH, CRYPT_KEY_PATH, HUB_MODULE_DIR, HUB_PORT, HUB_STATE_DIR,
-    OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
+    OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SERVER_PREFIX, SERVER_TOKEN_FILE,
+    SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
 };
 use super::python;
 use crate::DeployError;
 use crate::file::{AuthKind, DeployFile, Resources};
-use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role, SPAWNED_LABEL, STORAGE_LABEL};
+use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role, SERVER_LABEL, SPAWNED_LABEL, STORAGE_LABEL};
 
 /// hubgate's JupyterHub module, mounted at [`HUB_MODULE_DIR`].
 pub(super) const HUB_MODULE: &str = include_str!("hubgate_hub.py");
@@ -86,6 +87,21 @@ struct SpawnerPart<'a> {
     singleuser_config: &'a str,
     singleuser_config_dir: &'static str,
     resources: ResourcesPart,
+    /// The spawner's prefix: servers are `<prefix>-<user>`.
+    prefix: &'static str,
+    token_secret: TokenSecretPart<'a>,
+}
+
+/// Each server's API token, a Docker secret of its own.
+#[derive(Debug, Serialize)]
+struct TokenSecretPart<'a> {
+    /// The start of its name (a random part follows).
+    prefix: String,
+    labels: BTreeMap<&'static str, &'a str>,
+    /// The label naming the server (its service) a secret is for.
+    server_label: &'static str,
+    /// Its file in the server's `/run/secrets`.
+    file: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -189,16 +205,31 @@ fn spawner<'a>(f: &'a DeployFile, v: &Volumes<'a>, singleuser_config: &'a str) -
         user_uid: s.uid,
         user_volume: v.name,
         volume_options: v.options,
-        volume_labels: BTreeMap::from([
-            (DEPLOY_LABEL, f.name.as_str()),
-            (ROLE_LABEL, Role::User.as_str()),
-            (STORAGE_LABEL, v.storage_id),
-        ]),
+        volume_labels: user_volume_labels(f, v),
         service_labels: BTreeMap::from([(SPAWNED_LABEL, f.name.as_str())]),
         singleuser_config,
         singleuser_config_dir: SINGLEUSER_CONFIG_DIR,
         resources: resources(&s.resources),
+        prefix: SERVER_PREFIX,
+        token_secret: TokenSecretPart {
+            prefix: super::guard::token_secret_prefix(f),
+            labels: BTreeMap::from([(SPAWNED_LABEL, f.name.as_str())]),
+            server_label: SERVER_LABEL,
+            file: SERVER_TOKEN_FILE,
+        },
     }
+}
+
+/// The labels of every user's volume.
+pub(super) fn user_volume_labels<'a>(
+    f: &'a DeployFile,
+    v: &Volumes<'a>,
+) -> BTreeMap<&'static str, &'a str> {
+    BTreeMap::from([
+        (DEPLOY_LABEL, f.name.as_str()),
+        (ROLE_LABEL, Role::User.as_str()),
+        (STORAGE_LABEL, v.storage_id),
+    ])
 }
 
 fn resources(r: &Resources) -> ResourcesPart {

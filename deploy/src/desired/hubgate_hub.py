@@ -13,6 +13,7 @@ configurations through it.
 import asyncio
 import json
 import os
+import secrets
 import socket
 import sys
 
@@ -21,7 +22,7 @@ import aiohttp.connector
 import aiohttp.resolver
 from aiohttp import ClientResponseError
 from docker.errors import APIError
-from docker.types import ConfigReference, DriverConfig, Mount, ServiceMode
+from docker.types import ConfigReference, DriverConfig, Mount, SecretReference, ServiceMode
 from dockerspawner import SwarmSpawner
 from jupyterhub.httpclient import fetch
 from jupyterhub.proxy import ConfigurableHTTPProxy
@@ -32,6 +33,8 @@ from traitlets import Dict, Float, Integer, Unicode
 LIVE_TASK_STATES = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
 # How many more times (a second apart) a manager's 5xx is asked again.
 MANAGER_RETRIES = 5
+# The environment keys of a server's API token: never in its spec.
+TOKEN_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 
 
 def read_secret(path):
@@ -167,6 +170,11 @@ class HubgateSwarmSpawner(SwarmSpawner):
       Docker config, `singleuser_config`) in a directory its
       JUPYTER_CONFIG_PATH names: it keeps the server from calling a
       restarted hub at its old address.
+    - A server's API token is not in its service's spec (where anyone
+      reading services saw it): it is a Docker secret of its own, made at
+      spawn and removed with the service, whose file the server's
+      configuration reads into the environment (HUBGATE_API_TOKEN_FILE
+      names it).
     """
 
     storage = Unicode(help="the whole storage, mounted in the hub").tag(config=True)
@@ -178,6 +186,9 @@ class HubgateSwarmSpawner(SwarmSpawner):
     singleuser_config_dir = Unicode(help="where servers find that configuration").tag(config=True)
     startup_http_timeout = Integer(
         900, help="seconds a starting hub waits for a running server to answer it"
+    ).tag(config=True)
+    token_secret = Dict(
+        help="each server's token secret: its name's prefix, labels, server_label and file"
     ).tag(config=True)
 
     def __init__(self, **kwargs):
@@ -194,19 +205,54 @@ class HubgateSwarmSpawner(SwarmSpawner):
     def get_env(self):
         env = super().get_env()
         env["JUPYTER_CONFIG_PATH"] = self.singleuser_config_dir
+        for key in TOKEN_ENV:
+            env.pop(key, None)
+        env["HUBGATE_API_TOKEN_FILE"] = f"/run/secrets/{self.token_secret['file']}"
         return env
 
     async def create_object(self):
         config = await self.docker("inspect_config", self.singleuser_config)
-        reference = ConfigReference(
-            config["ID"],
-            self.singleuser_config,
-            filename=f"{self.singleuser_config_dir}/jupyter_server_config.py",
-            uid=str(self.user_uid),
-            gid=str(self.user_uid),
-        )
-        self.extra_container_spec = {**self.extra_container_spec, "configs": [reference]}
+        ids = dict(uid=str(self.user_uid), gid=str(self.user_uid))
+        configs = [
+            ConfigReference(
+                config["ID"],
+                self.singleuser_config,
+                filename=f"{self.singleuser_config_dir}/jupyter_server_config.py",
+                **ids,
+            )
+        ]
+        await self.remove_token_secrets()
+        token = await self.make_token_secret()
+        tokens = [SecretReference(token["ID"], token["Name"], filename=self.token_secret["file"], mode=0o400, **ids)]
+        self.extra_container_spec = {**self.extra_container_spec, "configs": configs, "secrets": tokens}
         return await super().create_object()
+
+    def token_labels(self):
+        return {**self.token_secret["labels"], self.token_secret["server_label"]: self.service_name}
+
+    async def make_token_secret(self):
+        """This server's API token as a Docker secret of its own."""
+        name = f"{self.token_secret['prefix']}{secrets.token_hex(8)}"
+        made = await self.docker("create_secret", name, self.api_token.encode(), labels=self.token_labels())
+        return {"ID": made["ID"], "Name": name}
+
+    async def remove_token_secrets(self):
+        """Removes this server's token secrets (one in use by a service the
+        swarm still has is left to the next removal)."""
+        labels = [f"{k}={v}" for k, v in self.token_labels().items()]
+        for secret in await self.docker("secrets", filters={"label": labels}):
+            try:
+                await self.docker("remove_secret", secret["ID"])
+            except APIError as e:
+                status = e.response.status_code if e.response is not None else None
+                if status != 404:
+                    self.log.warning("%s: cannot remove its token secret %s: %s", self._log_name, secret["ID"], e)
+
+    async def remove_object(self):
+        """Removes the service, then its token secrets (in use until then)."""
+        self.log.info("Removing service %s", self.object_id)
+        await self.docker("remove_service", self.object_id)
+        await self.remove_token_secrets()
 
     @property
     def mounts(self):
@@ -390,6 +436,8 @@ def configure_spawner(c, s):
     c.HubgateSwarmSpawner.volume_labels = s["volume_labels"]
     c.HubgateSwarmSpawner.singleuser_config = s["singleuser_config"]
     c.HubgateSwarmSpawner.singleuser_config_dir = s["singleuser_config_dir"]
+    c.HubgateSwarmSpawner.token_secret = s["token_secret"]
+    c.SwarmSpawner.prefix = s["prefix"]
     c.SwarmSpawner.image = s["image"]
     # Named, not read from the image: the hub's node need not have it.
     c.SwarmSpawner.cmd = s["cmd"]

@@ -21,7 +21,14 @@ the hub's PostgreSQL database. No clocks are compared between nodes:
   it saw, so only one can) once `seq` has not moved for `ttl` seconds of
   its own clock; at once when the holder released it and was of another
   generation (an update handing over to its new task); `handoff` seconds
-  after a release by its own generation.
+  after a release by its own generation. It takes it only while its node's
+  engine answers and, given `--peers`, while it reaches hubgate across the
+  overlay: of the addresses the peers resolve to (hubgate's tasks, one per
+  manager), two accept a connection (all of them when fewer). One of them
+  may be on its own node, which a local bridge reaches even when the
+  node's overlay links are down (seen for over a minute on a manager just
+  restarted or promoted); such a hub could neither be routed to nor update
+  routes, so a standby with working links takes the lease instead.
 - The holder counts from the start of its last renewal that went through:
   `term` seconds later it stops JupyterHub (SIGTERM), `kill` seconds later
   it kills it. A standby counts `ttl` from the moment it saw that renewal's
@@ -52,6 +59,8 @@ from datetime import datetime, timezone
 DEFAULTS = {"renew": 1.0, "ttl": 10.0, "term": 5.0, "kill": 8.0, "handoff": 3.0}
 # How long one store call or one engine check may take.
 CALL_TIMEOUT = 3.0
+# How long a connection to a peer may take.
+PEER_TIMEOUT = 1.0
 LEASE = "hub"
 
 
@@ -217,6 +226,76 @@ def engine_answers(socket_path):
         return False
 
 
+def peer_addresses(peers):
+    """Every address the `HOST:PORT` peers resolve to now."""
+    addresses = set()
+    for peer in peers:
+        host, _, port = peer.rpartition(":")
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        except (socket.gaierror, ValueError):
+            continue
+        addresses.update((info[0], info[4]) for info in infos)
+    return sorted(addresses, key=str)
+
+
+def accepts(address):
+    family, sockaddr = address
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(PEER_TIMEOUT)
+            s.connect(sockaddr)
+            return True
+    except OSError:
+        return False
+
+
+def peers_reached(peers, pool):
+    """(reached, resolved): how many peer addresses accept a connection."""
+    addresses = peer_addresses(peers)
+    return sum(pool.map(accepts, addresses)), len(addresses)
+
+
+class Watch:
+    """A check repeated every `period` seconds on a thread of its own (one
+    that hangs never holds up the loop): when it last passed."""
+
+    def __init__(self, check, period, passed_at):
+        self.check = check
+        self.period = period
+        self.passed_at = passed_at
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            started = time.monotonic()
+            if self.check():
+                self.passed_at = time.monotonic()
+            time.sleep(max(0.0, self.period - (time.monotonic() - started)))
+
+    def passed_within(self, seconds):
+        return time.monotonic() - self.passed_at <= seconds
+
+
+class Reach:
+    """Whether this task reaches enough of its peers: two addresses, or all
+    when fewer resolve. Logs each change."""
+
+    def __init__(self, peers):
+        self.peers = peers
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+        self.said = None
+
+    def __call__(self):
+        reached, resolved = peers_reached(self.peers, self.pool)
+        ok = resolved > 0 and reached >= min(2, resolved)
+        if ok != self.said:
+            self.said = ok
+            verdict = "may take the lease" if ok else "does not take the lease"
+            log(f"reaches {reached} of {resolved} addresses of {','.join(self.peers)}: {verdict}")
+        return ok
+
+
 class Standby:
     """What a standby saw of the lease, and when (its own clock)."""
 
@@ -257,23 +336,24 @@ class Runner:
         self.command = command
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self.stopping = False
-        # When the node's engine last answered (its own thread asks, so a
-        # frozen engine never holds up a store call).
-        self.engine_ok_at = time.monotonic()
-        threading.Thread(target=self.watch_engine, daemon=True).start()
+        renew = args.renew
+        # Whether the node's engine answers (a frozen one never holds up a
+        # store call), assumed at the start.
+        self.engine = Watch(lambda: engine_answers(args.docker_socket), renew, time.monotonic())
+        # Whether hubgate is reached across the overlay, not assumed.
+        self.reach = Watch(Reach(args.peers), renew, float("-inf")) if args.peers else None
         # When this task's claim of the lease started (its own clock).
         self.claimed_at = 0.0
 
-    def watch_engine(self):
-        while True:
-            started = time.monotonic()
-            if engine_answers(self.args.docker_socket):
-                self.engine_ok_at = time.monotonic()
-            time.sleep(max(0.0, self.args.renew - (time.monotonic() - started)))
-
     def engine_answered(self):
         """The engine answered within the last two renewal periods."""
-        return time.monotonic() - self.engine_ok_at <= 2 * self.args.renew + 0.5
+        return self.engine.passed_within(2 * self.args.renew + 0.5)
+
+    def may_claim(self):
+        """The engine answers and, given peers, they are reached."""
+        if self.reach is None:
+            return self.engine_answered()
+        return self.engine_answered() and self.reach.passed_within(2 * self.args.renew + PEER_TIMEOUT + 0.5)
 
     def call(self, fn, *args):
         """A call on the worker thread: its result, or FAILED."""
@@ -302,7 +382,7 @@ class Runner:
         return False
 
     def take(self, row):
-        if not self.engine_answered():
+        if not self.may_claim():
             return False
         self.claimed_at = time.monotonic()
         if row is None:
@@ -390,6 +470,12 @@ def parse(argv):
     p.add_argument("--password-file", help="the PostgreSQL password")
     p.add_argument("--pgpass-dir", default="/dev/shm", help="where libpq's password file is written")
     p.add_argument("--docker-socket", default="/var/run/docker.sock", help="the node's engine ('' : none)")
+    p.add_argument(
+        "--peers",
+        type=lambda v: [p for p in v.split(",") if p],
+        default=[],
+        help="HOST:PORT,... a standby must reach to take the lease (hubgate's API)",
+    )
     p.add_argument(
         "--generation",
         default=os.environ.get("HUBGATE_SPEC", ""),

@@ -41,6 +41,16 @@ pub(crate) const GUARD_CONFIG_PATH: &str = "/etc/hubgate/docker-guard.json";
 /// hubgate share on each node), and the socket.
 pub(crate) const GUARD_DISCOVERY_DIR: &str = "/run/hubgate-guard/discovery";
 pub(crate) const GUARD_DISCOVERY_SOCKET: &str = "/run/hubgate-guard/discovery/docker.sock";
+/// The directory of the guard's spawner socket (a volume the guard and the
+/// hub share on each manager), and the socket.
+pub(crate) const GUARD_SPAWNER_DIR: &str = "/run/hubgate-guard/spawner";
+pub(crate) const GUARD_SPAWNER_SOCKET: &str = "/run/hubgate-guard/spawner/docker.sock";
+/// The start of a user server's service name (the spawner's prefix and a
+/// dash); JupyterHub's spawners name servers `jupyter-<user>` by default.
+pub(crate) const SERVER_PREFIX: &str = "jupyter";
+/// Where a user server finds its API token (a Docker secret's file, under
+/// `/run/secrets`).
+pub(crate) const SERVER_TOKEN_FILE: &str = "hubgate-api-token";
 /// The uid hubgate's image runs as.
 pub const HUBGATE_UID: u32 = 10001;
 /// The storage subdirectory hubgate keeps certificates in.

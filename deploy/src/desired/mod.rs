@@ -81,8 +81,8 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
         module: &module,
         lease: &lease,
     };
-    let hub = hub::service(f, &configs, hub_refs);
-    let guard = guard::guard(f);
+    let guard = guard::guard(f, &volumes, &singleuser_config.name);
+    let hub = hub::service(f, &configs, hub_refs, guard.spawner_mount.clone());
     let hubgate = hubgate::hubgate(f, inputs, &token, guard.discovery_mount)?;
 
     let mut local_dirs: Vec<LocalDir> = f

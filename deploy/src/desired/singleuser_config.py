@@ -5,6 +5,16 @@ names its directory in JUPYTER_CONFIG_PATH, so it works with any image that
 runs jupyterhub-singleuser. It holds no value of a deployment.
 """
 
+import os
+
+# The server's API token: a Docker secret's file (the hub keeps it out of
+# the service's spec, which anyone reading services could see), read into
+# the environment jupyterhub-singleuser and its kernels read it from.
+_token_file = os.environ.get("HUBGATE_API_TOKEN_FILE")
+if _token_file:
+    with open(_token_file) as _f:
+        os.environ["JUPYTERHUB_API_TOKEN"] = os.environ["JPY_API_TOKEN"] = _f.read().strip()
+
 try:
     import aiohttp.connector
     import aiohttp.resolver

@@ -63,6 +63,23 @@ fn the_production_example_wants_every_object() {
     );
     assert_eq!(storage.driver_opts["device"], ":/srv/jupyterhub");
     assert_eq!(hub.labels["hubgate.path"], "/");
+    // The hub holds no engine socket: docker-py and the lease's engine
+    // check go through the guard's spawner socket; a standby must reach
+    // hubgate's API to take the lease.
+    let guarded = "/run/hubgate-guard/spawner/docker.sock";
+    assert_eq!(hub.env["DOCKER_HOST"], format!("unix://{guarded}"));
+    assert!(
+        hub.mounts
+            .iter()
+            .all(|m| m.source != "/var/run/docker.sock")
+    );
+    assert!(hub.mounts[0].source == "jhub-guard-spawner" && hub.mounts[0].read_only);
+    let flag = |name: &str| {
+        let at = hub.command.iter().position(|a| a == name).unwrap();
+        hub.command[at + 1].clone()
+    };
+    assert_eq!(flag("--docker-socket"), guarded);
+    assert_eq!(flag("--peers"), "jhub-hubgate:8001");
 
     let proxy = service(&d, "jhub-hubgate");
     assert_eq!(proxy.mode, Mode::Global);
@@ -99,6 +116,8 @@ fn the_production_example_wants_every_object() {
     assert!(guard.networks.is_empty() && guard.ports.is_empty());
     assert_eq!(guard.mounts[0].source, "/var/run/docker.sock");
     assert_eq!(guard.mounts[1].source, "jhub-guard-discovery");
+    assert_eq!(guard.mounts[2].source, "jhub-guard-spawner");
+    assert!(guard.start_first);
     let config = d
         .configs
         .iter()
@@ -112,6 +131,17 @@ fn the_production_example_wants_every_object() {
         text.contains(r#""kind":"discovery","service":"jhub-hubgate""#),
         "{text}"
     );
+    // The spawner policy, from the file: its image, network and storage.
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let spawner = &config["sockets"][1]["policy"];
+    assert_eq!(spawner["kind"], "spawner");
+    assert_eq!(spawner["network"], "jhub");
+    assert_eq!(spawner["secret_prefix"], "jhub-token-");
+    assert_eq!(
+        spawner["volume"]["options"]["device"],
+        ":/srv/jupyterhub/{username}"
+    );
+    assert_eq!(spawner["limits"]["memory_limit"], 4u64 << 30);
     assert_eq!(
         proxy.mounts[1].driver_opts["device"],
         ":/srv/jupyterhub/.hubgate/certs"

@@ -160,8 +160,12 @@ fn a_new_nfs_server_moves_every_mount_and_prunes_volumes_on_every_node() {
         summary(&plan),
         [
             "create config hub-config",
+            // The spawner policy names the user volumes' options.
+            "create config guard-config",
             "update service jhub-hub (mounts, configs)",
             "update service jhub-hubgate (mounts)",
+            "update service jhub-docker-guard (configs)",
+            "remove config",
             "remove config",
             "prune volumes",
         ]

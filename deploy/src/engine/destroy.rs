@@ -63,7 +63,10 @@ impl Engine {
             progress(format!("removed config {c}"));
             removed.configs.push(c);
         }
-        for s in self.secret_names(Some(&filter)).await? {
+        // The deployment's secrets, and its user servers' token secrets.
+        let mut secrets = self.secret_names(Some(&filter)).await?;
+        secrets.extend(self.secret_names(Some(&spawned)).await?);
+        for s in secrets {
             self.docker
                 .delete_secret(&s)
                 .await

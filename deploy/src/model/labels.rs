@@ -12,8 +12,11 @@ pub const ROLE_LABEL: &str = "hubgate.deploy.role";
 /// The label on user volumes naming the storage they mount (a hash of the
 /// storage's options).
 pub const STORAGE_LABEL: &str = "hubgate.deploy.storage";
-/// The label on user servers the hub spawned for a deployment.
+/// The label on user servers the hub spawned for a deployment, and on
+/// their token secrets.
 pub const SPAWNED_LABEL: &str = "hubgate.deploy.spawned";
+/// The label on a token secret naming the user server it is for.
+pub const SERVER_LABEL: &str = "hubgate.deploy.server";
 
 /// An object's part in a deployment: the value of its [`ROLE_LABEL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

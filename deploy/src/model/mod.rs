@@ -7,7 +7,7 @@ mod labels;
 
 use std::collections::BTreeMap;
 
-pub use labels::{DEPLOY_LABEL, ROLE_LABEL, Role, SPAWNED_LABEL, STORAGE_LABEL};
+pub use labels::{DEPLOY_LABEL, ROLE_LABEL, Role, SERVER_LABEL, SPAWNED_LABEL, STORAGE_LABEL};
 
 /// How long the swarm watches an updated task before it counts the update
 /// a success: a task that fails within it (a port already taken, a hub

@@ -3,11 +3,15 @@
 //! do with the engine's answer: pass it on, or filter it first.
 
 mod discovery;
+mod fields;
+mod spawner;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::target::Call;
+
+pub use spawner::{Limits, SpawnerPolicy, VolumePolicy};
 
 /// The policy of one guarded socket, as the policy file names it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -16,6 +20,8 @@ pub enum Policy {
     /// hubgate's swarm discovery: reads only, environment redacted, its
     /// own containers only (those of `service`).
     Discovery { service: String },
+    /// The hub's spawner: its user servers and their token secrets only.
+    Spawner(Box<SpawnerPolicy>),
 }
 
 /// What the guard does with one call.
@@ -23,6 +29,9 @@ pub enum Policy {
 pub enum Verdict {
     /// Forward it; treat the answer as `Filter` says.
     Allow(Filter),
+    /// Forward it only once the engine shows each object is one the policy
+    /// owns (an answer other than 200 to the first check is the call's).
+    AllowIfOwned(Vec<Owned>, Filter),
     /// Answer 403 naming the rule.
     Deny { rule: &'static str, why: String },
 }
@@ -44,6 +53,7 @@ impl Policy {
     pub fn judge(&self, call: &Call, body: Option<&Value>) -> Verdict {
         match self {
             Policy::Discovery { service } => discovery::judge(service, call, body),
+            Policy::Spawner(p) => spawner::judge(p, call, body),
         }
     }
 
@@ -51,6 +61,59 @@ impl Policy {
     pub fn name(&self) -> &'static str {
         match self {
             Policy::Discovery { .. } => "discovery",
+            Policy::Spawner(_) => "spawner",
+        }
+    }
+}
+
+/// An object a call names or refers to, which must be the policy's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    /// Its inspect path without the version (`services/<id or name>`).
+    pub path: String,
+    pub want: Want,
+}
+
+/// What its inspect must show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// `Spec.Labels[key] == value`.
+    Label(String, String),
+    /// `Spec.Name` one of these.
+    SpecName(Vec<String>),
+    /// `Name` this (networks).
+    Name(String),
+}
+
+impl Owned {
+    /// The object `id` of `kind` (`services`, `secrets`, ...); an ID or
+    /// name that is not one plain path segment is refused.
+    pub fn new(kind: &str, id: &str, want: Want) -> Result<Self, String> {
+        let plain = !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && id != "."
+            && id != "..";
+        if !plain {
+            return Err(format!(
+                "the {kind} reference {id:?} is not a plain ID or name"
+            ));
+        }
+        Ok(Owned {
+            path: format!("{kind}/{id}"),
+            want,
+        })
+    }
+
+    /// Whether `inspect` (the engine's answer for `path`) shows it owned.
+    pub fn holds(&self, inspect: &Value) -> bool {
+        match &self.want {
+            Want::Label(k, v) => inspect["Spec"]["Labels"][k].as_str() == Some(v),
+            Want::SpecName(names) => inspect["Spec"]["Name"]
+                .as_str()
+                .is_some_and(|n| names.iter().any(|w| w == n)),
+            Want::Name(name) => inspect["Name"].as_str() == Some(name),
         }
     }
 }
