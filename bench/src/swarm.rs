@@ -13,6 +13,11 @@
 //! - Docker API calls per second, idle, with the trial services and with
 //!   `--services` more (0 replicas each: the service list grows, the task
 //!   refresh does not).
+//!
+//! Everything twice: hubgate on the engine's socket, then through the
+//! Docker API guard as `hubgate deploy` runs it (a `hubgate docker-guard`
+//! process serving the discovery policy's socket, hubgate's task mounting
+//! only that), with the ratios of the two.
 
 #[allow(
     dead_code,
@@ -50,6 +55,63 @@ struct Args {
     /// Where the report goes.
     #[arg(long, default_value = "bench/results")]
     out: std::path::PathBuf,
+    /// The hubgate binary that runs the guard.
+    #[arg(long, default_value = "target/release/hubgate")]
+    hubgate: std::path::PathBuf,
+}
+
+/// hubgate's uid in its image.
+const HUBGATE_UID: u32 = 10001;
+
+/// A `hubgate docker-guard` process serving the discovery policy's socket
+/// in a directory of its own; stopped by its PID when dropped.
+struct Guard {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Guard {
+    fn start(binary: &std::path::Path, service: &str) -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let socket = dir.path().join("docker.sock");
+        let config = serde_json::json!({"sockets": [{
+            "path": socket,
+            "owner": HUBGATE_UID,
+            "policy": {"kind": "discovery", "service": service},
+        }]});
+        let file = dir.path().join("guard.json");
+        std::fs::write(&file, config.to_string())?;
+        let child = std::process::Command::new(binary)
+            .args(["docker-guard", "--config"])
+            .arg(&file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let guard = Self { child, dir };
+        wait_for("the guard's socket", Duration::from_secs(10), || {
+            socket.exists().then_some(())
+        });
+        Ok(guard)
+    }
+
+    /// hubgate's `--mount` of the guard's directory.
+    fn mount(&self) -> String {
+        format!(
+            "type=bind,source={},target=/run/hubgate-guard",
+            self.dir.path().display()
+        )
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 /// Milliseconds between two instants of the wall clock.
@@ -120,21 +182,50 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let images = images();
     let net = Network::create("bench");
-    let hubgate = Hubgate::start(&net, &[]);
-    let idle_empty = calls_per_second(&hubgate, args.sample_secs.min(15));
+    let mut direct = {
+        let hubgate = Hubgate::start(&net, &[]);
+        measure(&args, images, &net, &hubgate)?
+    };
+    eprintln!("again, through the Docker API guard");
+    let mut guarded = {
+        let name = unique("hubgate");
+        let guard = Guard::start(&args.hubgate, &name)?;
+        let host = "unix:///run/hubgate-guard/docker.sock";
+        let hubgate = Hubgate::start_as(&name, &net, &[], &guard.mount(), Some(host));
+        measure(&args, images, &net, &hubgate)?
+    };
+    let date = chrono::Local::now().format("%Y-%m-%d").to_string();
+    let mut md = report(&args, images, &mut direct, &date)?;
+    md.push_str(&guard_report(&mut direct, &mut guarded)?);
+    std::fs::create_dir_all(&args.out)?;
+    let file = args.out.join(format!("{date}-swarm.md"));
+    std::fs::write(&file, &md)?;
+    eprintln!("{md}\nreport: {}", file.display());
+    Ok(())
+}
+
+/// One hubgate's figures: its trials, then idle loads, the services it
+/// made removed afterwards.
+fn measure(
+    args: &Args,
+    images: &Images,
+    net: &Network,
+    hubgate: &Hubgate,
+) -> anyhow::Result<Measured> {
+    let idle_empty = calls_per_second(hubgate, args.sample_secs.min(15));
     eprintln!("idle, no services: {idle_empty:.2} calls/s");
-    let (trials, created, running) = create_trials(&args, &net, hubgate.addr())?;
+    let (trials, created, running) = create_trials(args, net, hubgate.addr())?;
     let (killed, replaced) = replace_trials(&trials, hubgate.addr())?;
-    let idle_trials = calls_per_second(&hubgate, args.sample_secs);
+    let idle_trials = calls_per_second(hubgate, args.sample_secs);
     eprintln!("idle, {} services: {idle_trials:.2} calls/s", args.trials);
-    let many = many_idle(&args, &net, images);
+    let many = many_idle(args, net, images);
     std::thread::sleep(Duration::from_secs(5));
-    let idle_many = calls_per_second(&hubgate, args.sample_secs);
+    let idle_many = calls_per_second(hubgate, args.sample_secs);
     eprintln!(
         "idle, {} services: {idle_many:.2} calls/s",
         args.services + args.trials
     );
-    let mut measured = Measured {
+    let measured = Measured {
         created,
         running,
         replaced,
@@ -142,15 +233,60 @@ fn main() -> anyhow::Result<()> {
         idle: [idle_empty, idle_trials, idle_many],
         routes: hubgate.discovery()["routes"].as_array().map_or(0, Vec::len),
     };
-    let date = chrono::Local::now().format("%Y-%m-%d").to_string();
-    let md = report(&args, images, &mut measured, &date)?;
-    std::fs::create_dir_all(&args.out)?;
-    let file = args.out.join(format!("{date}-swarm.md"));
-    std::fs::write(&file, &md)?;
-    eprintln!("{md}\nreport: {}", file.display());
     drop(many);
     drop(trials);
-    Ok(())
+    Ok(measured)
+}
+
+/// The median of `v` (sorted in place).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The guard's cost: each propagation median through it against direct.
+fn guard_report(direct: &mut Measured, guarded: &mut Measured) -> anyhow::Result<String> {
+    let mut md = String::new();
+    writeln!(
+        md,
+        "\nThrough the Docker API guard (`hubgate docker-guard`, discovery policy), in the same run:\n"
+    )?;
+    writeln!(
+        md,
+        "| from → to | p50 direct | p50 guarded | guarded / direct |\n|---|---|---|---|"
+    )?;
+    let rows: [(&str, &mut Vec<f64>, &mut Vec<f64>); 4] = [
+        (
+            "`docker service create` → first 200",
+            &mut direct.created,
+            &mut guarded.created,
+        ),
+        (
+            "new task running → first 200",
+            &mut direct.running,
+            &mut guarded.running,
+        ),
+        (
+            "replacement running → routed",
+            &mut direct.replaced,
+            &mut guarded.replaced,
+        ),
+        (
+            "task killed → routed to its replacement",
+            &mut direct.killed,
+            &mut guarded.killed,
+        ),
+    ];
+    for (what, d, g) in rows {
+        let (d, g) = (median(d), median(g));
+        writeln!(md, "| {what} | {d:.0} | {g:.0} | {:.2} |", g / d)?;
+    }
+    let [_, _, idle] = guarded.idle;
+    writeln!(
+        md,
+        "\nIdle Docker API calls per second through the guard, at the most services: {idle:.2}."
+    )?;
+    Ok(md)
 }
 
 /// The trials' services with their probe paths, create → 200 and

@@ -213,9 +213,11 @@ pub fn probe_deployment(name: &str, secrets: &[String]) {
         "config",
         "inspect",
         "--format",
-        "{{.Spec.Data}}",
+        "{{json .Spec.Data}}",
         config.trim(),
     ]);
+    // The config's data as base64, which is how its JSON shows bytes.
+    let policy = policy.trim_matches('"');
     let hub_secret = format!("{name}-hub-cookie-secret");
     let image = deploy_images().hub;
     let mut args = vec![];
