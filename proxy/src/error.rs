@@ -12,6 +12,10 @@ pub enum ProxyError {
     /// No route matches the request (and there is no default route).
     #[error("no route for this request")]
     NoRoute,
+    /// No route matches yet, and route discovery has not delivered its
+    /// first layer (a replica that just started): retry.
+    #[error("no route for this request yet: route discovery has not answered")]
+    RoutesLoading,
     /// The request path holds a malformed percent-escape.
     #[error("malformed percent-escape in the request path")]
     BadPath,
@@ -75,6 +79,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::RoutesLoading => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadPath => StatusCode::BAD_REQUEST,
             Self::Refused(crate::hygiene::Refusal::Coding) => StatusCode::NOT_IMPLEMENTED,
             Self::Refused(crate::hygiene::Refusal::Method) => StatusCode::METHOD_NOT_ALLOWED,
@@ -92,6 +97,7 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NoRoute => "no_route",
+            Self::RoutesLoading => "routes_loading",
             Self::BadPath => "bad_path",
             Self::Refused(_) => "refused",
             Self::ClientBody(_) => "client_body",

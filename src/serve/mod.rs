@@ -72,6 +72,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     control.block_on(async move {
         let routes = Arc::new(RouteStore::new(args.host_routing));
         restore_routes(&args, &routes).await?;
+        // With discovery on, a request no route matches before its first
+        // answer gets a 503 to retry (a replica that just restarted).
+        if args.swarm || args.discovery_file.is_some() {
+            routes.await_discovery().await;
+        }
         let proxy = Arc::new(Proxy::new(config, routes.clone())?);
         let c = Control {
             args,

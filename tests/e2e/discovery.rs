@@ -139,6 +139,18 @@ async fn an_unreachable_docker_engine_is_reported_and_nothing_else_stops() {
         get(hg.addr(), "/user/a/").await,
         (StatusCode::OK, "backend user".into())
     );
+    // Until discovery answers once, a path no route matches may be one a
+    // discovered route will serve (the hub's, on a replica that just
+    // restarted): a 503 to retry, not a 404.
+    let req = http::Request::get("/hub/api/users/a/server")
+        .header("host", "localhost")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let resp = send(hg.addr(), req).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    let page = String::from_utf8_lossy(resp.body());
+    assert!(page.contains("still learning its routes"), "{page}");
     let d = discovery(&hg).await;
     let source = &d["sources"][0];
     assert_eq!(source["source"], "swarm");

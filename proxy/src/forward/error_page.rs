@@ -49,6 +49,7 @@ impl ErrorPages {
         let reason = status.canonical_reason().unwrap_or("Error");
         let what = match err {
             ProxyError::NoEndpoint { .. } => NOT_RUNNING,
+            ProxyError::RoutesLoading => LOADING,
             _ => "hubgate could not serve this request.",
         };
         Bytes::from(format!(
@@ -57,6 +58,10 @@ impl ErrorPages {
         ))
     }
 }
+
+/// The built-in page's words while route discovery has not answered yet.
+const LOADING: &str = "hubgate has just started and is still learning its routes. \
+     Try again in a few seconds.";
 
 /// The built-in page's words for a service with no running task.
 const NOT_RUNNING: &str = "The server for this address is not running, or is starting or \
@@ -138,7 +143,10 @@ impl ErrorResponder {
             *resp.status_mut() = status;
             resp
         });
-        if matches!(err, ProxyError::NoEndpoint { .. }) {
+        if matches!(
+            err,
+            ProxyError::NoEndpoint { .. } | ProxyError::RoutesLoading
+        ) {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -38,7 +38,11 @@ impl Proxy {
         } else {
             table.lookup(&decoded)
         };
-        route.cloned().ok_or(ProxyError::NoRoute)
+        match route {
+            Some(route) => Ok(route.clone()),
+            None if table.awaiting_discovery => Err(ProxyError::RoutesLoading),
+            None => Err(ProxyError::NoRoute),
+        }
     }
 
     pub(super) fn upstream_request<B: RequestBody>(

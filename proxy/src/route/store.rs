@@ -86,6 +86,13 @@ impl RouteStore {
         Ok(n)
     }
 
+    /// Marks the table as waiting for its first discovery layer: until
+    /// [`RouteStore::replace_discovered`] delivers one, requests that match
+    /// no route get a 503 (retry) instead of a 404.
+    pub async fn await_discovery(&self) {
+        self.write(|t| t.awaiting_discovery = true).await;
+    }
+
     /// Replaces the whole discovery layer. Each route is validated on its
     /// own: a bad one is left out (and returned) while the others are taken.
     /// Among routes for the same host and path the highest priority wins.
@@ -106,6 +113,7 @@ impl RouteStore {
         }
         routes.sort_by(|(a, _), (b, _)| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
         self.write(|t| {
+            t.awaiting_discovery = false;
             let mut plain = Map::default();
             let mut hosts: imbl::HashMap<Arc<str>, Map> = imbl::HashMap::default();
             let mut winners: HashMap<(Option<String>, Arc<str>), String> = HashMap::new();

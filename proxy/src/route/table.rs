@@ -134,6 +134,10 @@ pub struct RouteTable {
     /// Task addresses of the swarm services discovery knows, by service
     /// name: an API route whose target names one goes to these addresses.
     pub(crate) services: Arc<HashMap<String, Vec<IpAddr>>>,
+    /// Route discovery is on and has not delivered its first layer yet: a
+    /// request no route matches may be one a discovered route will serve
+    /// (a replica just restarted), so it is told to retry, not "not found".
+    pub(crate) awaiting_discovery: bool,
 }
 
 const DEPTHS: usize = 64;
@@ -151,6 +155,7 @@ impl Default for RouteTable {
             depths: [0; DEPTHS],
             hosts: imbl::HashMap::default(),
             services: Arc::default(),
+            awaiting_discovery: false,
         }
     }
 }
