@@ -64,6 +64,9 @@ fn spec() -> Value {
     })
 }
 
+/// One change to the spawner's spec.
+type Change = Box<dyn Fn(&mut Value)>;
+
 fn judge_call(method: &str, target: &str, body: Option<&Value>) -> Verdict {
     let call = parse(&method.parse().unwrap(), &target.parse().unwrap()).unwrap();
     judge(&policy(), &call, body)
@@ -92,7 +95,7 @@ fn the_spawners_spec_passes_with_its_references_to_check() {
 /// Each change to the spawner's spec, and the words its refusal holds.
 #[test]
 fn specs_that_reach_the_node_or_leave_the_deployment_are_refused() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Change, &str)> = vec![
         (
             "a bind of /",
             Box::new(|s| {
