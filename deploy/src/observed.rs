@@ -37,6 +37,11 @@ pub struct Observed {
     pub old_networks: Vec<String>,
     /// Configs labelled by this deployment.
     pub configs: Vec<String>,
+    /// Configs the deployment's running user servers mount (the servers'
+    /// configuration of an earlier apply): none can go until its servers
+    /// stop, so none is planned for removal (every apply would be a
+    /// change).
+    pub server_configs: HashSet<String>,
     /// Secrets labelled by this deployment.
     pub secrets: Vec<String>,
     /// Every secret's name (external ones must exist).

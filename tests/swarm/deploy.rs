@@ -158,10 +158,12 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert_eq!(opts["type"], "nfs");
     assert_eq!(opts["o"], "addr=192.0.2.10,rw,nfsvers=4.1,hard,noatime");
     assert_eq!(opts["device"], ":/srv/users");
+    // The hub holds no engine socket: the guard's spawner socket only.
+    assert!(!mounts.iter().any(|m| m["Source"] == "/var/run/docker.sock"));
     assert!(
         mounts
             .iter()
-            .any(|m| m["Source"] == "/var/run/docker.sock" && m["ReadOnly"] != true)
+            .any(|m| m["Source"] == format!("{name}-guard-spawner") && m["ReadOnly"] == true)
     );
     let hub_secrets: Vec<&str> = task["ContainerSpec"]["Secrets"]
         .as_array()
@@ -246,19 +248,26 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     let plan = d.plan();
     eprintln!("{plan}");
     let lines: Vec<&str> = plan.lines().filter(|l| !l.starts_with(' ')).collect();
-    assert_eq!(lines.len(), 6, "{plan}");
-    assert!(
-        lines[0].starts_with(&format!("+ config {name}-hub-config-")),
-        "{plan}"
-    );
-    assert_eq!(lines[1], format!("~ service {name}-hub"));
-    assert_eq!(lines[2], format!("~ service {name}-hubgate"));
-    assert!(
-        lines[3].starts_with(&format!("- config {name}-hub-config-")),
-        "{plan}"
-    );
-    assert!(lines[4].starts_with("- volumes on every node"), "{plan}");
-    assert_eq!(lines[5], "1 to create, 2 to change, 2 to remove.");
+    // The guard's configuration changes too: its spawner policy names the
+    // user volumes' storage options.
+    assert_eq!(lines.len(), 9, "{plan}");
+    let starts = [
+        format!("+ config {name}-hub-config-"),
+        format!("+ config {name}-guard-config-"),
+        format!("~ service {name}-hub"),
+        format!("~ service {name}-hubgate"),
+        format!("~ service {name}-docker-guard"),
+        format!("- config {name}-guard-config-"),
+        format!("- config {name}-hub-config-"),
+        "- volumes on every node".to_owned(),
+        "2 to create, 3 to change, 3 to remove.".to_owned(),
+    ];
+    for start in &starts {
+        assert!(
+            lines.iter().any(|l| l.starts_with(start.as_str())),
+            "{start} in\n{plan}"
+        );
+    }
     for field in [
         "mounts:",
         "configs:",

@@ -137,9 +137,10 @@ fn a_deployment_of_the_earlier_layout_moves_its_hub_database_and_keeps_its_users
     let admin = User::new("upadmin", vec![public]);
     admin.step("login", &[]);
     admin.step("admin", &["--expect-user", &alice.name]);
+    let plan = d.plan();
     assert!(
-        d.plan().contains("No changes"),
-        "a second apply would change things"
+        plan.contains("No changes"),
+        "a second apply would change things:\n{plan}"
     );
     eprintln!("the earlier layout upgraded: database moved, session, token and server kept");
     alice.step("stop", &[]);

@@ -335,7 +335,7 @@ fn removal_steps(want: &Desired, seen: &Observed, plan: &mut Plan) {
     }
     let want_configs: HashSet<&str> = want.configs.iter().map(|c| c.name.as_str()).collect();
     for c in &seen.configs {
-        if !want_configs.contains(c.as_str()) {
+        if !want_configs.contains(c.as_str()) && !seen.server_configs.contains(c) {
             plan.steps.push(Step::RemoveConfig(c.clone()));
         }
     }

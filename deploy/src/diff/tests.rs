@@ -21,6 +21,7 @@ fn observed(want: &Desired) -> Observed {
         }),
         old_networks: vec![],
         configs: want.configs.iter().map(|c| c.name.clone()).collect(),
+        server_configs: Default::default(),
         secrets: want.secrets.iter().map(|s| s.name.clone()).collect(),
         all_secrets: want.secrets.iter().map(|s| s.name.clone()).collect(),
         services: want.services.clone(),
@@ -272,6 +273,20 @@ fn objects_the_file_no_longer_names_are_removed() {
             "remove network jhub-old-net",
         ]
     );
+}
+
+/// The servers' configuration of an earlier apply stays while a running
+/// server mounts it (its removal would fail, and every plan would show
+/// it): the upgrade test saw a second apply that was never "No changes".
+#[test]
+fn a_config_running_servers_mount_is_kept_until_they_stop() {
+    let want = production();
+    let mut seen = observed(&want);
+    let old = "jhub-singleuser-config-000000000000".to_owned();
+    seen.configs.push(old.clone());
+    assert_eq!(summary(&diff(&want, &seen)), ["remove config"]);
+    seen.server_configs.insert(old);
+    assert!(diff(&want, &seen).steps.is_empty());
 }
 
 #[test]

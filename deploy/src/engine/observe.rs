@@ -1,6 +1,6 @@
 //! Reading a deployment's objects back from the engine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bollard::models::{Service, ServiceSpec};
 use bollard::query_parameters::{
@@ -14,7 +14,7 @@ use super::{Engine, deployment_filter};
 use crate::DeployError;
 use crate::desired::Desired;
 use crate::diff::{Plan, diff};
-use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role};
+use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role, SPAWNED_LABEL};
 use crate::observed::{HubDataSeen, NetworkSeen, Observed};
 
 impl Engine {
@@ -136,6 +136,7 @@ impl Engine {
             ))
             .await
             .map_err(DeployError::engine("list services"))?;
+        let in_use = servers_configs(&all_services, &want.name);
         Ok(Observed {
             foreign_ports: foreign_ports(&all_services, &want.name),
             network: self.network_seen(want, &all_services).await?,
@@ -145,6 +146,7 @@ impl Engine {
                 .filter(|n| *n != want.network.name)
                 .collect(),
             configs: self.config_names(Some(&filter)).await?,
+            server_configs: in_use,
             hub_config: self.hub_config_text(&filter).await,
             secrets: self.secret_names(Some(&filter)).await?,
             all_secrets: self.secret_names(None).await?.into_iter().collect(),
@@ -283,5 +285,30 @@ fn foreign_ports(services: &[Service], deployment: &str) -> Vec<(u16, String)> {
                 .flatten()
                 .filter_map(move |p| Some((u16::try_from(p.published_port?).ok()?, name.clone()?)))
         })
+        .collect()
+}
+
+/// The configs the deployment's user servers (services the hub spawned)
+/// mount, by name.
+fn servers_configs(services: &[Service], deployment: &str) -> HashSet<String> {
+    services
+        .iter()
+        .filter_map(|s| s.spec.as_ref())
+        .filter(|spec| {
+            spec.labels
+                .as_ref()
+                .and_then(|l| l.get(SPAWNED_LABEL))
+                .is_some_and(|v| v == deployment)
+        })
+        .filter_map(|spec| {
+            spec.task_template
+                .as_ref()?
+                .container_spec
+                .as_ref()?
+                .configs
+                .as_ref()
+        })
+        .flatten()
+        .filter_map(|c| c.config_name.clone())
         .collect()
 }
