@@ -55,6 +55,10 @@ struct Args {
     /// Where the report goes.
     #[arg(long, default_value = "bench/results")]
     out: std::path::PathBuf,
+    /// Measure through the guard first, then direct (the second phase
+    /// runs on a swarm the first one used: compare both orders).
+    #[arg(long)]
+    guarded_first: bool,
     /// The hubgate binary that runs the guard.
     #[arg(long, default_value = "target/release/hubgate")]
     hubgate: std::path::PathBuf,
@@ -182,21 +186,35 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let images = images();
     let net = Network::create("bench");
-    let mut direct = {
+    let direct = || {
+        eprintln!("hubgate on the engine's socket");
         let hubgate = Hubgate::start(&net, &[]);
-        measure(&args, images, &net, &hubgate)?
+        measure(&args, images, &net, &hubgate)
     };
-    eprintln!("again, through the Docker API guard");
-    let mut guarded = {
+    let guarded = || {
+        eprintln!("hubgate through the Docker API guard");
         let name = unique("hubgate");
         let guard = Guard::start(&args.hubgate, &name)?;
         let host = "unix:///run/hubgate-guard/docker.sock";
         let hubgate = Hubgate::start_as(&name, &net, &[], &guard.mount(), Some(host));
-        measure(&args, images, &net, &hubgate)?
+        measure(&args, images, &net, &hubgate)
+    };
+    let (mut direct, mut guarded) = if args.guarded_first {
+        let g = guarded()?;
+        (direct()?, g)
+    } else {
+        let d = direct()?;
+        (d, guarded()?)
     };
     let date = chrono::Local::now().format("%Y-%m-%d").to_string();
     let mut md = report(&args, images, &mut direct, &date)?;
     md.push_str(&guard_report(&mut direct, &mut guarded)?);
+    let order = if args.guarded_first {
+        "guarded first, then direct"
+    } else {
+        "direct first, then guarded"
+    };
+    writeln!(md, "\nOrder of the two phases: {order}.")?;
     std::fs::create_dir_all(&args.out)?;
     let file = args.out.join(format!("{date}-swarm.md"));
     std::fs::write(&file, &md)?;
