@@ -194,10 +194,19 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
             "{out}"
         );
     });
+    // The tasks' history, to tell a replaced old task from a slow one.
+    let tasks = docker(&[
+        "service",
+        "ps",
+        "--no-trunc",
+        "--format",
+        "{{.Name}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+        &format!("{name}-hubgate"),
+    ]);
     assert_eq!(
         gaps[0],
         std::time::Duration::ZERO,
-        "the old task kept serving"
+        "the old task kept serving; hubgate's tasks:\n{tasks}"
     );
     drop(taken);
     let spec = service_spec(&format!("{name}-hubgate"));
