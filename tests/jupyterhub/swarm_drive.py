@@ -257,7 +257,10 @@ def stop(s):
     # The first URL's manager may have just come back (its hubgate starting,
     # then learning its routes, answers 503): wait for the hub there, as a
     # browser would retry.
-    wait("the hub's login page", lambda: s.http.get(f"{s.public}/hub/login", timeout=10).status_code == 200, 120)
+    # Asked without the session's cookies: a logged-in session is sent on
+    # from the login page, and its XSRF cookie must stay as it is.
+    login_page = f"{s.public}/hub/login"
+    wait("the hub's login page", lambda: requests.get(login_page, timeout=10, allow_redirects=False).ok, 120)
     started = time.monotonic()
     r = s.hub_api("DELETE", f"/users/{s.args.user}/server")
     if r.status_code not in (202, 204):
