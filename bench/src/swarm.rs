@@ -14,10 +14,13 @@
 //!   `--services` more (0 replicas each: the service list grows, the task
 //!   refresh does not).
 //!
-//! Everything twice: hubgate on the engine's socket, then through the
-//! Docker API guard as `hubgate deploy` runs it (a `hubgate docker-guard`
-//! process serving the discovery policy's socket, hubgate's task mounting
-//! only that), with the ratios of the two.
+//! Two hubgate services side by side, timed on the same swarm changes: one
+//! on the engine's socket, one through the Docker API guard as `hubgate
+//! deploy` runs it (a `hubgate docker-guard` process serving the discovery
+//! policy's socket, hubgate's task mounting only that), with the ratios of
+//! the two. Each change is polled through both every 5 ms, the order of the
+//! two alternating: both see the same engine at the same moment, so the
+//! ratios hold the guard's cost and not the swarm's drift between runs.
 
 #[allow(
     dead_code,
@@ -30,6 +33,7 @@
 mod cluster;
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
@@ -55,10 +59,6 @@ struct Args {
     /// Where the report goes.
     #[arg(long, default_value = "bench/results")]
     out: std::path::PathBuf,
-    /// Measure through the guard first, then direct (the second phase
-    /// runs on a swarm the first one used: compare both orders).
-    #[arg(long)]
-    guarded_first: bool,
     /// The hubgate binary that runs the guard.
     #[arg(long, default_value = "target/release/hubgate")]
     hubgate: std::path::PathBuf,
@@ -186,35 +186,18 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let images = images();
     let net = Network::create("bench");
-    let direct = || {
-        eprintln!("hubgate on the engine's socket");
-        let hubgate = Hubgate::start(&net, &[]);
-        measure(&args, images, &net, &hubgate)
-    };
-    let guarded = || {
-        eprintln!("hubgate through the Docker API guard");
-        let name = unique("hubgate");
-        let guard = Guard::start(&args.hubgate, &name)?;
-        let host = "unix:///run/hubgate-guard/docker.sock";
-        let hubgate = Hubgate::start_as(&name, &net, &[], &guard.mount(), Some(host));
-        measure(&args, images, &net, &hubgate)
-    };
-    let (mut direct, mut guarded) = if args.guarded_first {
-        let g = guarded()?;
-        (direct()?, g)
-    } else {
-        let d = direct()?;
-        (d, guarded()?)
-    };
+    eprintln!("hubgate on the engine's socket, and hubgate through the Docker API guard");
+    let direct = Hubgate::start(&net, &[]);
+    let name = unique("hubgate");
+    let guard = Guard::start(&args.hubgate, &name)?;
+    let host = "unix:///run/hubgate-guard/docker.sock";
+    let guarded = Hubgate::start_as(&name, &net, &[], &guard.mount(), Some(host));
+    let [mut direct, mut guarded] = measure(&args, images, &net, [&direct, &guarded])?;
     let date = chrono::Local::now().format("%Y-%m-%d").to_string();
+    // Before the report's summaries sort the direct figures in place.
+    let paired = guard_report(&mut direct, &mut guarded)?;
     let mut md = report(&args, images, &mut direct, &date)?;
-    md.push_str(&guard_report(&mut direct, &mut guarded)?);
-    let order = if args.guarded_first {
-        "guarded first, then direct"
-    } else {
-        "direct first, then guarded"
-    };
-    writeln!(md, "\nOrder of the two phases: {order}.")?;
+    md.push_str(&paired);
     std::fs::create_dir_all(&args.out)?;
     let file = args.out.join(format!("{date}-swarm.md"));
     std::fs::write(&file, &md)?;
@@ -222,38 +205,70 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One hubgate's figures: its trials, then idle loads, the services it
-/// made removed afterwards.
+/// Both hubgates' figures: the trials, then idle loads, the services made
+/// removed afterwards.
 fn measure(
     args: &Args,
     images: &Images,
     net: &Network,
-    hubgate: &Hubgate,
-) -> anyhow::Result<Measured> {
-    let idle_empty = calls_per_second(hubgate, args.sample_secs.min(15));
-    eprintln!("idle, no services: {idle_empty:.2} calls/s");
-    let (trials, created, running) = create_trials(args, net, hubgate.addr())?;
-    let (killed, replaced) = replace_trials(&trials, hubgate.addr())?;
-    let idle_trials = calls_per_second(hubgate, args.sample_secs);
-    eprintln!("idle, {} services: {idle_trials:.2} calls/s", args.trials);
+    hubgates: [&Hubgate; 2],
+) -> anyhow::Result<[Measured; 2]> {
+    let idle = |secs| hubgates.map(|h| calls_per_second(h, secs));
+    let idle_empty = idle(args.sample_secs.min(15));
+    eprintln!("idle, no services: {idle_empty:.2?} calls/s");
+    let addrs = hubgates.map(Hubgate::addr);
+    let (trials, created, running) = create_trials(args, net, addrs)?;
+    let (killed, replaced) = replace_trials(&trials, addrs)?;
+    let idle_trials = idle(args.sample_secs);
+    eprintln!("idle, {} services: {idle_trials:.2?} calls/s", args.trials);
     let many = many_idle(args, net, images);
     std::thread::sleep(Duration::from_secs(5));
-    let idle_many = calls_per_second(hubgate, args.sample_secs);
+    let idle_many = idle(args.sample_secs);
     eprintln!(
-        "idle, {} services: {idle_many:.2} calls/s",
+        "idle, {} services: {idle_many:.2?} calls/s",
         args.services + args.trials
     );
-    let measured = Measured {
-        created,
-        running,
-        replaced,
-        killed,
-        idle: [idle_empty, idle_trials, idle_many],
-        routes: hubgate.discovery()["routes"].as_array().map_or(0, Vec::len),
-    };
+    let measured = [0, 1].map(|i| Measured {
+        created: created[i].clone(),
+        running: running[i].clone(),
+        replaced: replaced[i].clone(),
+        killed: killed[i].clone(),
+        idle: [idle_empty[i], idle_trials[i], idle_many[i]],
+        routes: hubgates[i].discovery()["routes"]
+            .as_array()
+            .map_or(0, Vec::len),
+    });
     drop(many);
     drop(trials);
     Ok(measured)
+}
+
+/// When `check` first passed through each hubgate: each not yet passed is
+/// asked every 5 ms, the order of the two alternating, for up to `limit`.
+fn first_pass(
+    addrs: [SocketAddr; 2],
+    what: &str,
+    limit: Duration,
+    check: impl Fn(SocketAddr) -> bool,
+) -> [SystemTime; 2] {
+    let start = Instant::now();
+    let mut at = [None; 2];
+    for round in 0usize.. {
+        for i in [round % 2, 1 - round % 2] {
+            if at[i].is_none() && check(addrs[i]) {
+                at[i] = Some(SystemTime::now());
+            }
+        }
+        if let [Some(a), Some(b)] = at {
+            return [a, b];
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    unreachable!("the rounds end by the limit")
 }
 
 /// The median of `v` (sorted in place).
@@ -267,11 +282,12 @@ fn guard_report(direct: &mut Measured, guarded: &mut Measured) -> anyhow::Result
     let mut md = String::new();
     writeln!(
         md,
-        "\nThrough the Docker API guard (`hubgate docker-guard`, discovery policy), in the same run:\n"
+        "\nThrough the Docker API guard (`hubgate docker-guard`, discovery policy), side by side \
+         with the hubgate above on the same changes:\n"
     )?;
     writeln!(
         md,
-        "| from → to | p50 direct | p50 guarded | guarded / direct |\n|---|---|---|---|"
+        "| from → to | p50 direct | p50 guarded | guarded / direct | p50 of guarded − direct, per change (ms) |\n|---|---|---|---|---|"
     )?;
     let rows: [(&str, &mut Vec<f64>, &mut Vec<f64>); 4] = [
         (
@@ -296,8 +312,15 @@ fn guard_report(direct: &mut Measured, guarded: &mut Measured) -> anyhow::Result
         ),
     ];
     for (what, d, g) in rows {
+        // Trial by trial: both vectors still in the trials' order.
+        let mut paired: Vec<f64> = g.iter().zip(d.iter()).map(|(g, d)| g - d).collect();
+        let paired = median(&mut paired);
         let (d, g) = (median(d), median(g));
-        writeln!(md, "| {what} | {d:.0} | {g:.0} | {:.2} |", g / d)?;
+        writeln!(
+            md,
+            "| {what} | {d:.0} | {g:.0} | {:.2} | {paired:+.1} |",
+            g / d
+        )?;
     }
     let [_, _, idle] = guarded.idle;
     writeln!(
@@ -307,17 +330,17 @@ fn guard_report(direct: &mut Measured, guarded: &mut Measured) -> anyhow::Result
     Ok(md)
 }
 
-/// The trials' services with their probe paths, create → 200 and
-/// running → 200 (ms).
-type Created = (Vec<(Service, String)>, Vec<f64>, Vec<f64>);
+/// Per hubgate, one figure per trial (ms).
+type PerHubgate = [Vec<f64>; 2];
 
-/// New labelled services, each timed until hubgate routes to it.
-fn create_trials(
-    args: &Args,
-    net: &Network,
-    addr: std::net::SocketAddr,
-) -> anyhow::Result<Created> {
-    let (mut created, mut running, mut trials) = (vec![], vec![], vec![]);
+/// The trials' services with their probe paths, create → 200 and
+/// running → 200.
+type Created = (Vec<(Service, String)>, PerHubgate, PerHubgate);
+
+/// New labelled services, each timed until each hubgate routes to it.
+fn create_trials(args: &Args, net: &Network, addrs: [SocketAddr; 2]) -> anyhow::Result<Created> {
+    let (mut created, mut running, mut trials) =
+        (PerHubgate::default(), PerHubgate::default(), vec![]);
     for i in 0..args.trials {
         let name = unique("prop");
         let path = format!("/p{i}");
@@ -335,35 +358,38 @@ fn create_trials(
             &["--restart-delay", "0s"],
         );
         let probe = format!("{path}/");
-        wait_for(
+        let t1 = first_pass(
+            addrs,
             "a new service to be routable",
             Duration::from_secs(60),
-            || task_at(addr, &probe),
+            |a| task_at(a, &probe).is_some(),
         );
-        let t1 = SystemTime::now();
         let container = service
             .containers()
             .first()
             .cloned()
             .context("no container")?;
-        created.push(ms(t0, t1));
-        running.push(ms(started_at(&container)?, t1));
+        let started = started_at(&container)?;
+        for h in 0..2 {
+            created[h].push(ms(t0, t1[h]));
+            running[h].push(ms(started, t1[h]));
+        }
         eprintln!(
-            "create {i}: {:.0} ms (task running -> routable {:.0} ms)",
-            created[i], running[i]
+            "create {i}: {:.0} / {:.0} ms direct / guarded (task running -> routable {:.0} / {:.0} ms)",
+            created[0][i], created[1][i], running[0][i], running[1][i]
         );
         trials.push((service, probe));
     }
     Ok((trials, created, running))
 }
 
-/// Each trial's task killed, timed until hubgate routes to its
-/// replacement: kill → routed and replacement running → routed (ms).
+/// Each trial's task killed, timed until each hubgate routes to its
+/// replacement: kill → routed and replacement running → routed.
 fn replace_trials(
     trials: &[(Service, String)],
-    addr: std::net::SocketAddr,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let (mut killed, mut replaced) = (vec![], vec![]);
+    addrs: [SocketAddr; 2],
+) -> anyhow::Result<(PerHubgate, PerHubgate)> {
+    let (mut killed, mut replaced) = (PerHubgate::default(), PerHubgate::default());
     for (i, (service, probe)) in trials.iter().enumerate() {
         let old = service
             .containers()
@@ -376,17 +402,20 @@ fn replace_trials(
             service.containers().into_iter().find(|c| *c != old)
         });
         let host = hostname(&new);
-        wait_for(
+        let t1 = first_pass(
+            addrs,
             "the replacement to be routed",
             Duration::from_secs(60),
-            || (task_at(addr, probe)? == host).then_some(()),
+            |a| task_at(a, probe).is_some_and(|t| t == host),
         );
-        let t1 = SystemTime::now();
-        killed.push(ms(t0, t1));
-        replaced.push(ms(started_at(&new)?, t1));
+        let started = started_at(&new)?;
+        for h in 0..2 {
+            killed[h].push(ms(t0, t1[h]));
+            replaced[h].push(ms(started, t1[h]));
+        }
         eprintln!(
-            "replace {i}: {:.0} ms after kill, {:.0} ms after its start",
-            killed[i], replaced[i]
+            "replace {i}: {:.0} / {:.0} ms after kill, {:.0} / {:.0} ms after its start (direct / guarded)",
+            killed[0][i], killed[1][i], replaced[0][i], replaced[1][i]
         );
     }
     Ok((killed, replaced))

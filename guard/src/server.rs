@@ -117,11 +117,10 @@ impl Guard {
     }
 
     /// Asks the engine about each object the call names or refers to: a
-    /// refusal unless each is the policy's. The first is the object the
-    /// call is about: when the engine does not find it, the call gets the
-    /// engine's status (a 404 says a server is gone, as it would have).
+    /// refusal unless each is the policy's. When the engine does not find
+    /// the call's subject, the call gets the engine's status.
     async fn check_owned(&self, parts: &Parts, owned: &[Owned]) -> Result<(), Response<Body>> {
-        for (i, o) in owned.iter().enumerate() {
+        for o in owned {
             let target = format!("/{}", o.path);
             let answer = self.send(&Method::GET, &target, None).await;
             let engine = |why: String| self.refuse(StatusCode::BAD_GATEWAY, "engine", parts, why);
@@ -134,7 +133,7 @@ impl Guard {
                 .map_err(|e| engine(format!("the engine's answer to {target}: {e}")))?
                 .to_bytes();
             if !status.is_success() {
-                let status = if i == 0 {
+                let status = if o.subject {
                     status
                 } else {
                     StatusCode::FORBIDDEN

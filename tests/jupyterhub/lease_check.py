@@ -356,6 +356,25 @@ def case_cut_off_standby(case):
     )
 
 
+def case_malformed_peers(case):
+    """A peer list with an entry that is not HOST:PORT is refused at the
+    start, naming it, rather than skipped (a standby that silently checked
+    fewer peers would take the lease when cut off)."""
+    module_dir, _, lease = case
+    said = []
+    for bad in ["hubgate", "hubgate:api", "hubgate:70000", ":8001"]:
+        command = [sys.executable, os.path.join(module_dir, "hubgate_lease.py"), *lease.args]
+        command += ["--peers", f"a:8001,{bad}", "--", "true"]
+        try:
+            run = subprocess.run(command, capture_output=True, text=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{bad!r}: accepted (still running after 10 s)") from None
+        assert run.returncode == 2, f"{bad!r}: exit {run.returncode}: {run.stderr}"
+        assert repr(bad) in run.stderr and "HOST:PORT" in run.stderr, run.stderr
+        said.append(bad)
+    return f"refused at the start, naming the entry: {', '.join(said)}"
+
+
 CASES = [
     case_standby_waits,
     case_frozen_engine,
@@ -363,6 +382,7 @@ CASES = [
     case_holder_killed,
     case_store_locked,
     case_cut_off_standby,
+    case_malformed_peers,
 ]
 
 

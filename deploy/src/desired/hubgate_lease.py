@@ -226,14 +226,25 @@ def engine_answers(socket_path):
         return False
 
 
+def peer_list(value):
+    """`HOST:PORT,...` as (host, port) pairs; an entry that is not one is an
+    error (a standby that skipped it would check fewer peers)."""
+    peers = []
+    for entry in filter(None, value.split(",")):
+        host, _, port = entry.rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(f"{entry!r} is not HOST:PORT")
+        peers.append((host.strip("[]"), int(port)))
+    return peers
+
+
 def peer_addresses(peers):
-    """Every address the `HOST:PORT` peers resolve to now."""
+    """Every address the (host, port) peers resolve to now."""
     addresses = set()
-    for peer in peers:
-        host, _, port = peer.rpartition(":")
+    for host, port in peers:
         try:
-            infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
-        except (socket.gaierror, ValueError):
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror:
             continue
         addresses.update((info[0], info[4]) for info in infos)
     return sorted(addresses, key=str)
@@ -292,7 +303,8 @@ class Reach:
         if ok != self.said:
             self.said = ok
             verdict = "may take the lease" if ok else "does not take the lease"
-            log(f"reaches {reached} of {resolved} addresses of {','.join(self.peers)}: {verdict}")
+            peers = ",".join(f"{h}:{p}" for h, p in self.peers)
+            log(f"reaches {reached} of {resolved} addresses of {peers}: {verdict}")
         return ok
 
 
@@ -472,7 +484,7 @@ def parse(argv):
     p.add_argument("--docker-socket", default="/var/run/docker.sock", help="the node's engine ('' : none)")
     p.add_argument(
         "--peers",
-        type=lambda v: [p for p in v.split(",") if p],
+        type=peer_list,
         default=[],
         help="HOST:PORT,... a standby must reach to take the lease (hubgate's API)",
     )

@@ -5,7 +5,10 @@
 //! Swarm has no task events (moby/moby#37403), so this source combines:
 //! - **service events** (create, update, remove: swarm-scoped, on managers)
 //!   and **container events** (local node) from one event stream, each
-//!   followed at once by a re-read;
+//!   followed at once by a re-read, and by a task refresh 200 ms
+//!   later (the engine lists a task's endpoint a moment after its
+//!   container's start event; without it, a re-read that came too early
+//!   waited for the next refresh);
 //! - a **task refresh** every `refresh` (1 s): one verbose `GET /networks/<id>`
 //!   per network hubgate is on, which lists every service's task endpoints
 //!   on that network, cluster-wide: the addresses hubgate dials;
@@ -74,6 +77,10 @@ impl Default for SwarmConfig {
         }
     }
 }
+
+/// How long after an event the task refresh looks again (see the module
+/// docs); never later than the refresh period itself.
+const FOLLOW_UP: Duration = Duration::from_millis(200);
 
 /// The swarm source. See the module docs.
 pub struct SwarmSource {
@@ -164,6 +171,7 @@ impl SwarmSource {
                     while let Some(Some(more)) = events.next().now_or_never() {
                         note(more?);
                     }
+                    refresh.reset_after(FOLLOW_UP.min(self.config.refresh));
                 }
                 _ = refresh.tick() => {}
                 _ = resync.tick() => full = true,

@@ -30,7 +30,7 @@ pub enum Verdict {
     /// Forward it; treat the answer as `Filter` says.
     Allow(Filter),
     /// Forward it only once the engine shows each object is one the policy
-    /// owns (an answer other than 200 to the first check is the call's).
+    /// owns (see [`Owned::subject`] for one the engine does not find).
     AllowIfOwned(Vec<Owned>, Filter),
     /// Answer 403 naming the rule.
     Deny { rule: &'static str, why: String },
@@ -72,6 +72,32 @@ pub struct Owned {
     /// Its inspect path without the version (`services/<id or name>`).
     pub path: String,
     pub want: Want,
+    /// The object the call is about (a service to inspect or remove), not
+    /// one its body refers to: when the engine does not find it, the call
+    /// gets the engine's status (a 404 says a server is gone, as it would
+    /// have); a missing reference is a refusal.
+    pub subject: bool,
+}
+
+/// The kinds of object a spawner call may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Services,
+    Secrets,
+    Configs,
+    Networks,
+}
+
+impl Kind {
+    /// Its API path segment.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Kind::Services => "services",
+            Kind::Secrets => "secrets",
+            Kind::Configs => "configs",
+            Kind::Networks => "networks",
+        }
+    }
 }
 
 /// What its inspect must show.
@@ -86,9 +112,19 @@ pub enum Want {
 }
 
 impl Owned {
-    /// The object `id` of `kind` (`services`, `secrets`, ...); an ID or
-    /// name that is not one plain path segment is refused.
-    pub fn new(kind: &str, id: &str, want: Want) -> Result<Self, String> {
+    /// The object `id` of `kind` the call is about; an ID or name that is
+    /// not one plain path segment is refused.
+    pub fn subject(kind: Kind, id: &str, want: Want) -> Result<Self, String> {
+        Self::new(kind, id, want, true)
+    }
+
+    /// An object of `kind` the call's body refers to.
+    pub fn reference(kind: Kind, id: &str, want: Want) -> Result<Self, String> {
+        Self::new(kind, id, want, false)
+    }
+
+    fn new(kind: Kind, id: &str, want: Want, subject: bool) -> Result<Self, String> {
+        let kind = kind.segment();
         let plain = !id.is_empty()
             && id
                 .bytes()
@@ -103,6 +139,7 @@ impl Owned {
         Ok(Owned {
             path: format!("{kind}/{id}"),
             want,
+            subject,
         })
     }
 

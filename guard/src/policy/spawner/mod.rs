@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::fields::fields;
-use super::{Filter, Owned, Verdict, Want, deny};
+use super::{Filter, Kind, Owned, Verdict, Want, deny};
 use crate::query::{filters, query_pairs};
 use crate::target::Call;
 
@@ -75,7 +75,7 @@ impl SpawnerPolicy {
     }
 
     fn service(&self, id: &str) -> Result<Owned, String> {
-        Owned::new("services", id, self.spawned())
+        Owned::subject(Kind::Services, id, self.spawned())
     }
 }
 
@@ -138,7 +138,7 @@ fn route(p: &SpawnerPolicy, call: &Call, body: Option<&Value>) -> Judged {
         }
         (&Method::DELETE, ["secrets", id]) => {
             no_body()?;
-            let o = owned(Owned::new("secrets", id, p.spawned()))?;
+            let o = owned(Owned::subject(Kind::Secrets, id, p.spawned()))?;
             Ok(Verdict::AllowIfOwned(vec![o], Filter::Pass))
         }
         (&Method::GET, ["secrets"]) => {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::SpawnerPolicy;
 use crate::policy::fields::{Fields, fields};
-use crate::policy::{Owned, Want};
+use crate::policy::{Kind, Owned, Want};
 
 /// Environment keys a spec may not set: a user's token reaches the server
 /// as a Docker secret, never in the spec.
@@ -150,8 +150,8 @@ fn networks(p: &SpawnerPolicy, task: &Fields<'_>) -> Result<Vec<Owned>, String> 
         n.empty("Aliases")?;
         let target = n.str("Target")?.unwrap_or_default();
         // The engine stores the network's ID: checked against its name.
-        owned.push(Owned::new(
-            "networks",
+        owned.push(Owned::reference(
+            Kind::Networks,
             target,
             Want::Name(p.network.clone()),
         )?);
@@ -218,24 +218,19 @@ fn container_spec(p: &SpawnerPolicy, c: &Value) -> Result<Vec<Owned>, String> {
         }
     }
     super::mounts::check(p, &c)?;
-    let mut owned = refs(&c, "Configs", "configs", &Want::SpecName(p.configs.clone()))?;
+    let mut owned = refs(&c, Kind::Configs, &Want::SpecName(p.configs.clone()))?;
     let token = Want::Label(p.label.clone(), p.deployment.clone());
-    owned.extend(refs(&c, "Secrets", "secrets", &token)?);
+    owned.extend(refs(&c, Kind::Secrets, &token)?);
     Ok(owned)
 }
 
 /// Config or secret references: each by ID, checked against the engine;
 /// files only (no runtime target).
-fn refs(c: &Fields<'_>, key: &str, kind: &'static str, want: &Want) -> Result<Vec<Owned>, String> {
-    let id_key = if kind == "configs" {
-        "ConfigID"
-    } else {
-        "SecretID"
-    };
-    let name_key = if kind == "configs" {
-        "ConfigName"
-    } else {
-        "SecretName"
+fn refs(c: &Fields<'_>, kind: Kind, want: &Want) -> Result<Vec<Owned>, String> {
+    let (key, id_key, name_key) = match kind {
+        Kind::Configs => ("Configs", "ConfigID", "ConfigName"),
+        Kind::Secrets => ("Secrets", "SecretID", "SecretName"),
+        Kind::Services | Kind::Networks => return Err(format!("{kind:?} are not file references")),
     };
     let mut owned = vec![];
     for (i, r) in c.list(key)?.iter().enumerate() {
@@ -245,7 +240,7 @@ fn refs(c: &Fields<'_>, key: &str, kind: &'static str, want: &Want) -> Result<Ve
             return Err(format!("{at}: only a file"));
         }
         let id = r.str(id_key)?.unwrap_or_default();
-        owned.push(Owned::new(kind, id, want.clone())?);
+        owned.push(Owned::reference(kind, id, want.clone())?);
     }
     Ok(owned)
 }

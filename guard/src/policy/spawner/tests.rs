@@ -90,6 +90,8 @@ fn the_spawners_spec_passes_with_its_references_to_check() {
     };
     let paths: Vec<&str> = owned.iter().map(|o| o.path.as_str()).collect();
     assert_eq!(paths, ["networks/jhub-net", "configs/cid", "secrets/sid"]);
+    // A missing reference is a refusal, never the engine's 404 passed on.
+    assert!(owned.iter().all(|o| !o.subject));
 }
 
 /// Each change to the spawner's spec, and the words its refusal holds.
@@ -328,7 +330,8 @@ fn calls_on_services_secrets_and_tasks_are_checked_against_the_engine() {
     let listed = "/v1.41/secrets?filters=%7B%22label%22%3A%5B%22hubgate.spawned%3Djhub%22%5D%7D";
     assert!(matches!(judge_call("GET", listed, None), Verdict::Allow(_)));
     let label = Want::Label("hubgate.spawned".into(), "jhub".into());
-    let o = Owned::new("services", "x", label).unwrap();
+    let o = Owned::subject(Kind::Services, "x", label).unwrap();
+    assert!(o.subject);
     assert!(o.holds(&json!({"Spec": {"Labels": {"hubgate.spawned": "jhub"}}})));
     assert!(!o.holds(&json!({"Spec": {"Labels": {"hubgate.deploy": "jhub"}}})));
 }
