@@ -50,6 +50,26 @@ struct HubValues<'a> {
     auth: AuthPart<'a>,
     /// Seconds a server may idle before the culler stops it.
     idle_timeout: Option<u64>,
+    /// The culler's other options (with `idle_timeout` only).
+    cull: Option<CullPart>,
+    limits: LimitsPart,
+}
+
+#[derive(Debug, Serialize)]
+struct CullPart {
+    every: Option<u64>,
+    max_age: Option<u64>,
+    users: bool,
+    remove_named_servers: bool,
+}
+
+/// JupyterHub's limits; `None`: JupyterHub's default.
+#[derive(Debug, Serialize)]
+struct LimitsPart {
+    concurrent_spawns: Option<u32>,
+    active_servers: Option<u32>,
+    consecutive_failures: Option<u32>,
+    named_servers: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,6 +157,18 @@ pub(super) fn render(
         spawner: spawner(f, volumes, singleuser_config),
         auth: auth(f),
         idle_timeout: f.hub.idle_timeout.map(|d| d.0),
+        cull: f.hub.idle_timeout.map(|_| CullPart {
+            every: f.hub.cull.every.map(|d| d.0),
+            max_age: f.hub.cull.max_age.map(|d| d.0),
+            users: f.hub.cull.users,
+            remove_named_servers: f.hub.cull.remove_named_servers,
+        }),
+        limits: LimitsPart {
+            concurrent_spawns: f.hub.limits.concurrent_spawns,
+            active_servers: f.hub.limits.active_servers,
+            consecutive_failures: f.hub.limits.consecutive_failures,
+            named_servers: f.hub.limits.named_servers,
+        },
     };
     let values = serde_json::to_value(&values).map_err(|e| DeployError::Render(e.to_string()))?;
     let py = |s: &str| serde_json::Value::from(s).to_string();

@@ -378,8 +378,9 @@ def configure(c, values):
     configure_proxy(c, values["proxy"])
     configure_spawner(c, values["spawner"])
     configure_auth(c, values["auth"])
+    configure_limits(c, values["limits"])
     if values.get("idle_timeout"):
-        configure_culler(c, values["idle_timeout"])
+        configure_culler(c, values["idle_timeout"], values["cull"])
 
 
 def configure_clients(c):
@@ -490,9 +491,31 @@ def configure_auth(c, auth):
         c.Authenticator.admin_users = set(auth["admin_users"])
 
 
-def configure_culler(c, idle_timeout):
+def configure_limits(c, limits):
+    # Each unset limit keeps JupyterHub's default.
+    if limits["concurrent_spawns"] is not None:
+        c.JupyterHub.concurrent_spawn_limit = limits["concurrent_spawns"]
+    if limits["active_servers"] is not None:
+        c.JupyterHub.active_server_limit = limits["active_servers"]
+    if limits["consecutive_failures"] is not None:
+        c.Spawner.consecutive_failure_limit = limits["consecutive_failures"]
+    if limits["named_servers"] is not None:
+        c.JupyterHub.allow_named_servers = True
+        c.JupyterHub.named_server_limit_per_user = limits["named_servers"]
+
+
+def configure_culler(c, idle_timeout, cull):
     # Stop servers idle longer than the deployment's idle_timeout.
     command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={idle_timeout}"]
-    c.JupyterHub.services = [{"name": "idle-culler", "command": command}]
     scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    if cull["every"] is not None:
+        command.append(f"--cull-every={cull['every']}")
+    if cull["max_age"] is not None:
+        command.append(f"--max-age={cull['max_age']}")
+    if cull["remove_named_servers"]:
+        command.append("--remove-named-servers")
+    if cull["users"]:
+        command.append("--cull-users")
+        scopes.append("admin:users")
+    c.JupyterHub.services = [{"name": "idle-culler", "command": command}]
     c.JupyterHub.load_roles = [{"name": "idle-culler", "services": ["idle-culler"], "scopes": scopes}]

@@ -3,7 +3,7 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::fields::{AuthKind, DeployFile, Resources};
+use super::fields::{AuthKind, Cull, DeployFile, Resources};
 
 type Failure = (String, String);
 
@@ -31,6 +31,7 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
     if let Some(db) = &f.hub.database {
         database_url("hub.database.url", &db.url)?;
     }
+    hub_limits(f)?;
     absolute("singleuser.notebook_dir", &f.singleuser.notebook_dir)?;
     if f.singleuser.cmd.first().is_none_or(String::is_empty) {
         return fail("singleuser.cmd", "name the server's command");
@@ -106,6 +107,44 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
                 "tls.challenge",
                 format!("{:?}: http-01 or tls-alpn-01", tls.challenge),
             );
+        }
+    }
+    Ok(())
+}
+
+fn hub_limits(f: &DeployFile) -> Result<(), Failure> {
+    let (cull, limits) = (&f.hub.cull, &f.hub.limits);
+    if f.hub.idle_timeout.is_none() && *cull != Cull::default() {
+        return fail(
+            "hub.cull",
+            "the culler runs only with hub.idle_timeout: set it too",
+        );
+    }
+    if cull.every.is_some_and(|d| d.0 == 0) {
+        return fail("hub.cull.every", "at least 1 s");
+    }
+    if cull.max_age.is_some_and(|d| d.0 == 0) {
+        return fail("hub.cull.max_age", "at least 1 s (leave it out for none)");
+    }
+    for (field, value, none) in [
+        (
+            "hub.limits.concurrent_spawns",
+            limits.concurrent_spawns,
+            "JupyterHub's 100",
+        ),
+        (
+            "hub.limits.active_servers",
+            limits.active_servers,
+            "no limit",
+        ),
+        (
+            "hub.limits.named_servers",
+            limits.named_servers,
+            "no named servers",
+        ),
+    ] {
+        if value == Some(0) {
+            return fail(field, format!("at least 1 (leave it out for {none})"));
         }
     }
     Ok(())

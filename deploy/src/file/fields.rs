@@ -55,11 +55,53 @@ pub struct Hub {
     pub resources: Resources,
     /// Stop servers idle this long (`1h`, `30m`); none: never.
     pub idle_timeout: Option<Duration>,
+    /// The idle culler's options beyond `idle_timeout`.
+    #[serde(default)]
+    pub cull: Cull,
+    /// JupyterHub's limits on spawns and servers.
+    #[serde(default)]
+    pub limits: Limits,
     /// Python appended verbatim to the generated `jupyterhub_config.py`.
     pub extra_config: Option<String>,
     /// An external PostgreSQL database for the hub (and its lease); none:
     /// sqlite on the storage.
     pub database: Option<Database>,
+}
+
+/// The idle culler (jupyterhub-idle-culler), z2jh's `cull.*`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cull {
+    /// How often it looks (its default: 10 minutes).
+    pub every: Option<Duration>,
+    /// Stop servers this old however active they are.
+    pub max_age: Option<Duration>,
+    /// Remove users (not admins) who have no server and were idle as long.
+    #[serde(default)]
+    pub users: bool,
+    /// Remove named servers it stops, rather than only stopping them.
+    #[serde(default)]
+    pub remove_named_servers: bool,
+}
+
+/// JupyterHub's limits (z2jh `hub.concurrentSpawnLimit`,
+/// `hub.activeServerLimit`, `hub.consecutiveFailureLimit`,
+/// `hub.allowNamedServers` and `hub.namedServerLimitPerUser`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Spawns in progress at once; one more gets JupyterHub's 429 (its
+    /// default: 100).
+    pub concurrent_spawns: Option<u32>,
+    /// Servers running or starting at once; one more gets a 429 (none: no
+    /// limit).
+    pub active_servers: Option<u32>,
+    /// Failed spawns in a row after which the hub stops, for its service
+    /// to start it again (its default: 0, never).
+    pub consecutive_failures: Option<u32>,
+    /// Named servers a user may have besides the default one (none: no
+    /// named servers).
+    pub named_servers: Option<u32>,
 }
 
 /// The hub's PostgreSQL database.

@@ -49,7 +49,7 @@ fn errors_name_the_line_and_the_field() {
 
     let e = error(&PRODUCTION.replace("memory_limit = \"4G\"", "memory_limit = \"4X\""));
     assert!(
-        e.starts_with("line 36") && e.contains("unknown unit"),
+        e.starts_with("line 47") && e.contains("unknown unit"),
         "{e}"
     );
 
@@ -58,6 +58,24 @@ fn errors_name_the_line_and_the_field() {
 
     let e = error(&PRODUCTION.replace("replicas = \"managers\"", "replicas = 0"));
     assert!(e.contains("at least 1"), "{e}");
+
+    let e = error(&PRODUCTION.replace("named_servers = 3", "named_servers = 0"));
+    assert!(
+        e.starts_with("line 38, field hub.limits.named_servers:") && e.contains("at least 1"),
+        "{e}"
+    );
+    let e = error(&PRODUCTION.replace("every = \"10m\"", "every = \"0s\""));
+    assert!(e.contains("field hub.cull.every: at least 1 s"), "{e}");
+    let e = error(&PRODUCTION.replace("idle_timeout = \"2h\"", ""));
+    assert!(
+        e.contains("field hub.cull:") && e.contains("set it too"),
+        "{e}"
+    );
+    let e = error(&PRODUCTION.replace("named_servers = 3", "named_servers = -1"));
+    assert!(
+        e.starts_with("line 38") && e.contains("invalid value"),
+        "{e}"
+    );
 
     let e = error("name = \"x\"\n");
     assert!(e.contains("missing field"), "{e}");
@@ -133,7 +151,7 @@ fn a_database_url_is_postgresql_without_a_password() {
     ] {
         let e = error(&with(url));
         assert!(
-            e.starts_with("line 32, field hub.database.url:") && e.contains(said),
+            e.starts_with("line 43, field hub.database.url:") && e.contains(said),
             "{url}: {e}"
         );
     }
