@@ -73,11 +73,11 @@ pub fn request(data: &[u8]) {
 /// A spawner policy like the one `hubgate deploy` generates.
 fn spawner_policy() -> SpawnerPolicy {
     let json = r#"{"label": "l", "deployment": "d", "name_prefix": "jupyter-",
-        "secret_prefix": "d-token-", "images": ["i"], "network": "n", "configs": ["c"],
+        "secret_prefix": "d-token-", "network": "n", "configs": ["c"],
         "uid": 1000, "volume": {"name": "d-user-{username}", "target": "/home",
         "driver": "local", "options": {"type": "none", "o": "bind",
-        "device": "/srv/{username}"}, "labels": {"l": "d"}}, "constraints": [],
-        "limits": {}}"#;
+        "device": "/srv/{username}"}, "labels": {"l": "d"}},
+        "servers": [{"image": "i", "constraints": [], "limits": {}}]}"#;
     serde_json::from_str(json).unwrap_or_else(|e| panic!("the fuzz policy: {e}"))
 }
 

@@ -24,7 +24,9 @@ pub mod target;
 use serde::Deserialize;
 
 pub use error::GuardError;
-pub use policy::{Filter, Kind, Limits, Owned, Policy, SpawnerPolicy, Verdict, VolumePolicy, Want};
+pub use policy::{
+    Filter, Kind, Limits, Owned, Policy, ServerRule, SpawnerPolicy, Verdict, VolumePolicy, Want,
+};
 pub use server::{MAX_BODY, serve};
 
 /// The guard's configuration: the sockets it serves and each one's policy.

@@ -343,11 +343,66 @@ def oauth(s):
     step(f"/hub/oauth_login redirects to {where} with client_id and redirect_uri {s.args.callback}")
 
 
+def named(s, server):
+    return s.hub_api("GET", f"/users/{s.args.user}").json().get("servers", {}).get(server)
+
+
+def start_named(s, server):
+    return s.hub_api("POST", f"/users/{s.args.user}/servers/{server}")
+
+
+def expect(r, status, words, what):
+    if r.status_code != status or words not in r.text:
+        fail(f"{what} answered {r.status_code}, not {status} with {words!r}: {r.text[:300]}")
+    step(f"{what}: {status} {r.json().get('message', r.text)[:120]!r}")
+
+
+def limits(s):
+    """The deployment's limits as JupyterHub enforces them: concurrent
+    spawns 1, active servers 2, named servers 2, the culler after 40 s."""
+    r = start_named(s, "a")
+    if r.status_code not in (201, 202):
+        fail(f"starting the named server a answered {r.status_code}: {r.text[:300]}")
+    # While a is starting, a second spawn is one too many.
+    expect(start_named(s, "b"), 429, "Too many users trying to log in", "a second spawn while a starts")
+    wait("the named server a to be ready", lambda: (named(s, "a") or {}).get("ready"), 180)
+    r = start_named(s, "b")
+    if r.status_code not in (201, 202):
+        fail(f"starting the named server b answered {r.status_code}: {r.text[:300]}")
+    wait("the named server b to be ready", lambda: (named(s, "b") or {}).get("ready"), 180)
+    step("named servers a and b run (the limit is 2)")
+    expect(start_named(s, "c"), 400, "maximum of 2 named servers", "a third named server")
+    r = s.hub_api("POST", f"/users/{s.args.user}/server")
+    expect(r, 429, "Active user limit exceeded", "the default server beside two running")
+    started = time.monotonic()
+
+    def culled():
+        return not s.hub_api("GET", f"/users/{s.args.user}").json().get("servers", {})
+
+    wait("the culler to stop both idle servers", culled, s.args.timeout)
+    step(f"the culler stopped both idle servers {time.monotonic() - started:.0f} s after the last was ready")
+
+
+def profile(s):
+    """The spawn page offers the deployment's profiles; a spawn through the
+    REST API that names one gets it."""
+    page = s.http.get(f"{s.public}/hub/spawn", timeout=30)
+    offered = [p for p in ("small", "big") if f'value="{p}"' in page.text]
+    if offered != ["small", "big"]:
+        fail(f"the spawn page ({page.status_code}) offers {offered}: {page.text[:500]}")
+    step("the spawn page offers the profiles small and big")
+    r = s.hub_api("POST", f"/users/{s.args.user}/server", json={"profile": "big"})
+    if r.status_code not in (201, 202):
+        fail(f"starting the server with the profile big answered {r.status_code}: {r.text[:300]}")
+    wait("the server to be ready", lambda: (named(s, "") or {}).get("ready"), 180)
+    step("the server with the profile big is ready")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("action", choices=["login", "spawn", "kernel", "write", "read", "routed",
                                       "unrouted", "known", "stop", "oauth", "browse", "activity",
-                                      "refused", "hold", "admin"])
+                                      "refused", "hold", "admin", "limits", "profile"])
     p.add_argument("--public", action="append", required=True)
     p.add_argument("--state", required=True)
     p.add_argument("--user", default="alice")

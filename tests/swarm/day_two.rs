@@ -1,8 +1,9 @@
 //! A real JupyterHub deployed by `hubgate deploy apply` on this machine's
 //! swarm, then the operator's second day: a kernel and a kept file, a hub
 //! restart under a running server (a fresh login and the server's activity
-//! reach the new hub at once), hubgate's update, and a port another
-//! process holds (the update rolls back while the old port keeps serving).
+//! reach the new hub at once), JupyterHub's limits and the culler set in
+//! the file, hubgate's update, and a port another process holds (the
+//! update rolls back while the old port keeps serving).
 
 use std::time::Instant;
 
@@ -130,6 +131,61 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     user.step("stop", &[]);
     user.step("unrouted", &[]);
     assert!(!docker_ok(&["service", "inspect", &server]));
+
+    // JupyterHub's limits and the culler, from the file: at most one spawn
+    // at once, two servers running, two named servers; idle ones stopped
+    // after 40 s. The edit changes the hub's settings and nothing else.
+    d.edit(
+        &hub_image,
+        &format!(
+            "{hub_image}\ncull = {{ every = \"10s\" }}\n\
+             limits = {{ concurrent_spawns = 1, active_servers = 2, named_servers = 2 }}"
+        ),
+    );
+    d.edit("idle_timeout = \"1h\"", "idle_timeout = \"40s\"");
+    // Two profiles, the second with an image of its own (the single-user
+    // image under another name) and other limits.
+    let images = deploy_images();
+    let big_image = images
+        .singleuser
+        .replacen("hubgate-singleuser:", "hubgate-singleuser-big:", 1);
+    docker(&["tag", &images.singleuser, &big_image]);
+    d.edit(
+        "[network]",
+        &format!(
+            "[[singleuser.profiles]]\nname = \"small\"\ndisplay_name = \"Small\"\ndefault = true\n\n\
+             [[singleuser.profiles]]\nname = \"big\"\ndisplay_name = \"Big\"\n\
+             description = \"More of everything\"\nimage = \"{big_image}\"\n\
+             resources = {{ cpu_limit = 1.5, memory_limit = \"1536M\" }}\n\n[network]"
+        ),
+    );
+    let plan = d.plan();
+    for setting in [
+        "+ idle_timeout: 40",
+        "+ spawner.profiles[1].image:",
+        "+ cull.every: 10",
+        "+ limits.concurrent_spawns: 1",
+        "+ limits.active_servers: 2",
+        "+ limits.named_servers: 2",
+    ] {
+        assert!(plan.contains(setting), "{setting} not in\n{plan}");
+    }
+    let out = d.apply();
+    assert!(
+        out.contains(&format!("updated service {name}-hub "))
+            && !out.contains(&format!("updated service {name}-hubgate")),
+        "{out}"
+    );
+    user.step("limits", &["--timeout", "120"]);
+    assert!(d.apply().contains("No changes"));
+    // The second profile: its image and limits, read back from the task.
+    user.step("profile", &[]);
+    let task = &service_spec(&server)["TaskTemplate"];
+    assert_eq!(task["ContainerSpec"]["Image"], big_image.as_str());
+    assert_eq!(task["Resources"]["Limits"]["NanoCPUs"], 1_500_000_000u64);
+    assert_eq!(task["Resources"]["Limits"]["MemoryBytes"], 1536u64 << 20);
+    user.step("stop", &[]);
+    user.step("unrouted", &[]);
 
     // The proxy's routes, from inside its container.
     let status = d.ok(&["status", "FILE"]);

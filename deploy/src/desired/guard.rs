@@ -17,6 +17,7 @@ use super::layout::{
     GUARD_SPAWNER_SOCKET, HUBGATE_UID, SERVER_PREFIX, names,
 };
 use super::parts::{blob, file_ref, labels, socket};
+use super::profiles::server_kinds;
 use crate::file::DeployFile;
 use crate::model::{BlobWant, Mode, MountWant, ResourcesWant, Role, SPAWNED_LABEL, ServiceWant};
 
@@ -47,7 +48,6 @@ fn spawner_policy(f: &DeployFile, v: &Volumes<'_>, singleuser_config: &str) -> V
         "deployment": f.name,
         "name_prefix": format!("{SERVER_PREFIX}-"),
         "secret_prefix": token_secret_prefix(f),
-        "images": [s.image],
         "network": f.network.name,
         "configs": [singleuser_config],
         "uid": s.uid,
@@ -58,13 +58,17 @@ fn spawner_policy(f: &DeployFile, v: &Volumes<'_>, singleuser_config: &str) -> V
             "options": v.options,
             "labels": user_volume_labels(f, v),
         },
-        "constraints": s.constraints,
-        "limits": {
-            "cpu_limit": nanos(s.resources.cpu_limit),
-            "memory_limit": bytes(s.resources.memory_limit),
-            "cpu_reservation": nanos(s.resources.cpu_reservation),
-            "memory_reservation": bytes(s.resources.memory_reservation),
-        },
+        "servers": server_kinds(s).iter().map(|k| json!({
+            "image": k.image,
+            "constraints": k.constraints,
+            "limits": {
+                "cpu_limit": nanos(k.resources.cpu_limit),
+                "memory_limit": bytes(k.resources.memory_limit),
+                "cpu_reservation": nanos(k.resources.cpu_reservation),
+                "memory_reservation": bytes(k.resources.memory_reservation),
+            },
+            "generic": k.generic,
+        })).collect::<Vec<_>>(),
     })
 }
 

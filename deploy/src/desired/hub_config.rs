@@ -14,6 +14,7 @@ use super::layout::{
     OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SERVER_PREFIX, SERVER_TOKEN_FILE,
     SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
 };
+use super::profiles::server_kinds;
 use super::python;
 use crate::DeployError;
 use crate::file::{AuthKind, DeployFile, Resources};
@@ -109,6 +110,8 @@ struct SpawnerPart<'a> {
     resources: ResourcesPart,
     /// The spawner's prefix: servers are `<prefix>-<user>`.
     prefix: &'static str,
+    /// The environments on the spawn page (none: no choice).
+    profiles: Vec<ProfilePart<'a>>,
     token_secret: TokenSecretPart<'a>,
 }
 
@@ -122,6 +125,21 @@ struct TokenSecretPart<'a> {
     server_label: &'static str,
     /// Its file in the server's `/run/secrets`.
     file: &'static str,
+}
+
+/// A profile, resolved against `[singleuser]`.
+#[derive(Debug, Serialize)]
+struct ProfilePart<'a> {
+    name: &'a str,
+    display_name: &'a str,
+    description: &'a str,
+    image: &'a str,
+    resources: ResourcesPart,
+    constraints: Vec<String>,
+    generic_resources: BTreeMap<String, u64>,
+    default: bool,
+    allowed_users: &'a [String],
+    allowed_groups: &'a [String],
 }
 
 #[derive(Debug, Serialize)]
@@ -243,6 +261,24 @@ fn spawner<'a>(f: &'a DeployFile, v: &Volumes<'a>, singleuser_config: &'a str) -
         singleuser_config_dir: SINGLEUSER_CONFIG_DIR,
         resources: resources(&s.resources),
         prefix: SERVER_PREFIX,
+        profiles: server_kinds(s)
+            .into_iter()
+            .filter_map(|k| {
+                let p = k.profile?;
+                Some(ProfilePart {
+                    name: &p.name,
+                    display_name: &p.display_name,
+                    description: &p.description,
+                    image: k.image,
+                    resources: resources(k.resources),
+                    constraints: k.constraints,
+                    generic_resources: k.generic,
+                    default: p.default,
+                    allowed_users: &p.allowed_users,
+                    allowed_groups: &p.allowed_groups,
+                })
+            })
+            .collect(),
         token_secret: TokenSecretPart {
             prefix: super::guard::token_secret_prefix(f),
             labels: BTreeMap::from([(SPAWNED_LABEL, f.name.as_str())]),
@@ -300,7 +336,9 @@ fn auth(f: &DeployFile) -> AuthPart<'_> {
 /// (`spawner.image: "..."`), every other line (the operator's
 /// `extra_config`) as written; comments and blank lines left out.
 pub fn hub_settings(text: &str) -> Vec<String> {
-    let mut path: Vec<&str> = vec![];
+    // Each open bracket's segment of the path; a list's, how many items
+    // it has opened (an item is `[i]` in the path: `profiles[1].image`).
+    let mut path: Vec<(String, Option<usize>)> = vec![];
     let mut out = vec![];
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
@@ -308,13 +346,20 @@ pub fn hub_settings(text: &str) -> Vec<String> {
         }
         let entry = line.strip_prefix('"').and_then(|l| l.split_once("\": "));
         match entry {
-            Some((key, "{" | "[")) => path.push(key),
+            Some((key, "{")) => path.push((key.to_owned(), None)),
+            Some((key, "[")) => path.push((key.to_owned(), Some(0))),
             Some((key, value)) => {
-                let mut at = path.join(".");
-                if !at.is_empty() {
-                    at.push('.');
-                }
-                out.push(format!("{at}{key}: {}", value.trim_end_matches(',')));
+                let at = joined(&path);
+                let dot = if at.is_empty() { "" } else { "." };
+                out.push(format!("{at}{dot}{key}: {}", value.trim_end_matches(',')));
+            }
+            None if line == "{" && matches!(path.last(), Some((_, Some(_)))) => {
+                let Some((_, Some(items))) = path.last_mut() else {
+                    unreachable!("matched above")
+                };
+                let segment = format!("[{items}]");
+                *items += 1;
+                path.push((segment, None));
             }
             None if matches!(line, "}," | "],") && !path.is_empty() => {
                 path.pop();
@@ -323,4 +368,16 @@ pub fn hub_settings(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A settings path: segments joined by `.`, list items (`[i]`) appended.
+fn joined(path: &[(String, Option<usize>)]) -> String {
+    let mut at = String::new();
+    for (segment, _) in path {
+        if !at.is_empty() && !segment.starts_with('[') {
+            at.push('.');
+        }
+        at.push_str(segment);
+    }
+    at
 }

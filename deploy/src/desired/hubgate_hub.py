@@ -11,6 +11,7 @@ configurations through it.
 """
 
 import asyncio
+import html
 import json
 import os
 import secrets
@@ -27,12 +28,20 @@ from dockerspawner import SwarmSpawner
 from jupyterhub.httpclient import fetch
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from jupyterhub.utils import url_path_join
-from traitlets import Dict, Float, Integer, Unicode
+from tornado import web
+from traitlets import Dict, Float, Integer, List, Unicode, default
 
 # Task states on the way to running, and running.
 LIVE_TASK_STATES = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
 # How many more times (a second apart) a manager's 5xx is asked again.
 MANAGER_RETRIES = 5
+# The spawner's resource traits, and the deployment's names for them.
+RESOURCE_TRAITS = {
+    "cpu_limit": "cpu_limit",
+    "mem_limit": "memory_limit",
+    "cpu_guarantee": "cpu_reservation",
+    "mem_guarantee": "memory_reservation",
+}
 # The environment keys of a server's API token: never in its spec.
 TOKEN_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 
@@ -175,6 +184,9 @@ class HubgateSwarmSpawner(SwarmSpawner):
       spawn and removed with the service, whose file the server's
       configuration reads into the environment (HUBGATE_API_TOKEN_FILE
       names it).
+    - With `profiles`, the spawn page offers those a user may choose; the
+      chosen one (or the default) sets the server's image, resources,
+      placement and generic resources (GPUs).
     """
 
     storage = Unicode(help="the whole storage, mounted in the hub").tag(config=True)
@@ -190,6 +202,52 @@ class HubgateSwarmSpawner(SwarmSpawner):
     token_secret = Dict(
         help="each server's token secret: its name's prefix, labels, server_label and file"
     ).tag(config=True)
+    profiles = List(
+        help="the environments users choose from: name, display_name, description, image, "
+        "resources, constraints, generic_resources, default, allowed_users, allowed_groups"
+    ).tag(config=True)
+
+    @default("options_form")
+    def _profile_form(self):
+        return profile_form if self.profiles else ""
+
+    def options_from_form(self, formdata):
+        return {"profile": formdata.get("profile", [""])[0]}
+
+    def allowed_profiles(self):
+        """The profiles this user may choose."""
+        groups = {g.name for g in self.user.groups}
+        return [
+            p
+            for p in self.profiles
+            if not (p["allowed_users"] or p["allowed_groups"])
+            or self.user.name in p["allowed_users"]
+            or groups & set(p["allowed_groups"])
+        ]
+
+    def chosen_profile(self):
+        """The profile the spawn asks for, or the default one."""
+        allowed = self.allowed_profiles()
+        name = (self.user_options or {}).get("profile")
+        if name:
+            chosen = next((p for p in allowed if p["name"] == name), None)
+            if chosen is None:
+                raise web.HTTPError(403, f"{self.user.name} may not choose the profile {name!r}")
+            return chosen
+        chosen = next((p for p in allowed if p["default"]), allowed[0] if allowed else None)
+        if chosen is None:
+            raise web.HTTPError(403, f"{self.user.name} may choose none of the deployment's profiles")
+        return chosen
+
+    def apply_profile(self, profile):
+        self.image = profile["image"]
+        for trait, key in RESOURCE_TRAITS.items():
+            # 0: none (the engine's "no limit"; SwarmSpawner leaves it out).
+            setattr(self, trait, profile["resources"].get(key) or 0)
+        self.extra_placement_spec = {"constraints": profile["constraints"]} if profile["constraints"] else {}
+        generic = profile["generic_resources"]
+        self.extra_resources_spec = {"generic_resources": generic} if generic else {}
+        self.log.info("%s: profile %s (%s)", self._log_name, profile["name"], profile["image"])
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -200,6 +258,8 @@ class HubgateSwarmSpawner(SwarmSpawner):
 
     async def start(self):
         self.http_timeout = self.spawn_http_timeout
+        if self.profiles:
+            self.apply_profile(self.chosen_profile())
         return await super().start()
 
     def get_env(self):
@@ -360,6 +420,22 @@ class HubgateSwarmSpawner(SwarmSpawner):
             self.log.error("%s: cannot remove a leftover service %s: %s", self._log_name, self.service_name, e)
 
 
+def profile_form(spawner):
+    """The spawn page's choice: one radio button a profile the user may
+    choose, the default checked."""
+    allowed = spawner.allowed_profiles()
+    chosen = next((p for p in allowed if p["default"]), allowed[0] if allowed else None)
+    items = []
+    for p in allowed:
+        checked = " checked" if p is chosen else ""
+        items.append(
+            f'<label class="hubgate-profile"><input type="radio" name="profile" '
+            f'value="{html.escape(p["name"])}"{checked}> <strong>{html.escape(p["display_name"])}</strong>'
+            f"<br><span>{html.escape(p['description'])}</span></label>"
+        )
+    return "<br>".join(items)
+
+
 def prepare_user_directory(spawner):
     """The pre-spawn hook."""
     spawner.prepare_user_directory()
@@ -438,6 +514,7 @@ def configure_spawner(c, s):
     c.HubgateSwarmSpawner.singleuser_config = s["singleuser_config"]
     c.HubgateSwarmSpawner.singleuser_config_dir = s["singleuser_config_dir"]
     c.HubgateSwarmSpawner.token_secret = s["token_secret"]
+    c.HubgateSwarmSpawner.profiles = s["profiles"]
     c.SwarmSpawner.prefix = s["prefix"]
     c.SwarmSpawner.image = s["image"]
     # Named, not read from the image: the hub's node need not have it.
@@ -455,13 +532,7 @@ def configure_spawner(c, s):
     c.SwarmSpawner.notebook_dir = s["notebook_dir"]
     c.SwarmSpawner.start_timeout = s["start_timeout"]
     c.SwarmSpawner.http_timeout = 60
-    limits = {
-        "cpu_limit": "cpu_limit",
-        "mem_limit": "memory_limit",
-        "cpu_guarantee": "cpu_reservation",
-        "mem_guarantee": "memory_reservation",
-    }
-    for trait, key in limits.items():
+    for trait, key in RESOURCE_TRAITS.items():
         if s["resources"].get(key) is not None:
             setattr(c.SwarmSpawner, trait, s["resources"][key])
 

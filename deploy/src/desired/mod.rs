@@ -11,6 +11,7 @@ mod hubgate;
 mod inputs;
 mod layout;
 mod parts;
+mod profiles;
 mod python;
 
 use std::collections::BTreeMap;

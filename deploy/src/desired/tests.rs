@@ -141,7 +141,25 @@ fn the_production_example_wants_every_object() {
         spawner["volume"]["options"]["device"],
         ":/srv/jupyterhub/{username}"
     );
-    assert_eq!(spawner["limits"]["memory_limit"], 4u64 << 30);
+    // One server rule a profile: the first with [singleuser]'s image and
+    // limits, the GPU one with its own, its placement and its GPU.
+    let servers = spawner["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2);
+    assert_eq!(servers[0]["limits"]["memory_limit"], 4u64 << 30);
+    assert_eq!(
+        servers[0]["image"],
+        "registry.example.org/jupyterhub-singleuser:6.1.1"
+    );
+    assert_eq!(servers[1]["limits"]["memory_limit"], 32u64 << 30);
+    assert_eq!(servers[1]["limits"]["cpu_limit"], 8_000_000_000u64);
+    assert_eq!(
+        servers[1]["constraints"],
+        serde_json::json!(["node.role==worker", "node.labels.gpu==true"])
+    );
+    assert_eq!(servers[1]["generic"]["NVIDIA-GPU"], 1);
+    // The policy the guard reads is the one it parses.
+    let parsed: hubgate_guard::Policy = serde_json::from_value(spawner.clone()).unwrap();
+    assert_eq!(parsed.name(), "spawner");
     assert_eq!(
         proxy.mounts[1].driver_opts["device"],
         ":/srv/jupyterhub/.hubgate/certs"
@@ -171,6 +189,9 @@ fn the_hub_config_points_at_hubgate_and_keeps_secrets_out() {
         "\"concurrent_spawns\": 20,",
         "\"active_servers\": 400,",
         "\"named_servers\": 3,",
+        "\"display_name\": \"Python with a GPU\",",
+        "\"NVIDIA-GPU\": 1,",
+        "\"allowed_groups\": [\"gpu-users\"],",
         "\"device\": \":/srv/jupyterhub/{username}\",",
         "\"constraints\": [\"node.role==worker\"],",
         "\"hubgate.deploy.spawned\": \"jhub\",",

@@ -333,6 +333,40 @@ fn a_hub_config_change_names_the_settings() {
             .contains(&('+', "spawner.notebook_dir: \"/srv/work\"".to_owned())),
         "{plan}"
     );
+    // A limit: the hub's configuration and service, nothing else.
+    let want = edited("named_servers = 3", "named_servers = 4");
+    let plan = diff(&want, &seen);
+    assert_eq!(
+        plan.hub_settings,
+        [
+            ('-', "limits.named_servers: 3".to_owned()),
+            ('+', "limits.named_servers: 4".to_owned())
+        ],
+        "{plan}"
+    );
+    let text = plan.to_string();
+    assert!(text.contains("~ service jhub-hub"), "{text}");
+    assert!(!text.contains("service jhub-hubgate"), "{text}");
+    // A profile's limit: named by its place in the list.
+    let want = edited(
+        "resources = { cpu_limit = 8.0, memory_limit = \"32G\" }",
+        "resources = { cpu_limit = 8.0, memory_limit = \"64G\" }",
+    );
+    let plan = diff(&want, &seen);
+    assert_eq!(
+        plan.hub_settings,
+        [
+            (
+                '-',
+                "spawner.profiles[1].resources.memory_limit: 34359738368".to_owned()
+            ),
+            (
+                '+',
+                "spawner.profiles[1].resources.memory_limit: 68719476736".to_owned()
+            )
+        ],
+        "{plan}"
+    );
 }
 
 #[test]

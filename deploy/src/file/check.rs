@@ -3,7 +3,7 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::fields::{AuthKind, Cull, DeployFile, Resources};
+use super::fields::{AuthKind, Cull, DeployFile, Profile, Resources};
 
 type Failure = (String, String);
 
@@ -36,14 +36,8 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
     if f.singleuser.cmd.first().is_none_or(String::is_empty) {
         return fail("singleuser.cmd", "name the server's command");
     }
-    for c in &f.singleuser.constraints {
-        if !(c.contains("==") || c.contains("!=")) {
-            return fail(
-                "singleuser.constraints",
-                format!("{c:?} is not a placement constraint like node.role==worker"),
-            );
-        }
-    }
+    constraints("singleuser.constraints", &f.singleuser.constraints)?;
+    profiles(&f.singleuser.profiles)?;
     object_name("network.name", &f.network.name)?;
     if let Some(subnet) = &f.network.subnet {
         cidr("network.subnet", subnet)?;
@@ -107,6 +101,66 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
                 "tls.challenge",
                 format!("{:?}: http-01 or tls-alpn-01", tls.challenge),
             );
+        }
+    }
+    Ok(())
+}
+
+fn constraints(field: &str, list: &[String]) -> Result<(), Failure> {
+    for c in list {
+        if !(c.contains("==") || c.contains("!=")) {
+            return fail(
+                field,
+                format!("{c:?} is not a placement constraint like node.role==worker"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn profiles(list: &[Profile]) -> Result<(), Failure> {
+    let field = "singleuser.profiles";
+    if list.iter().filter(|p| p.default).count() > 1 {
+        return fail(field, "more than one profile says default = true");
+    }
+    for (i, p) in list.iter().enumerate() {
+        let at = |key: &str| format!("{field}[{i}].{key}");
+        let slug = !p.name.is_empty()
+            && p.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !slug {
+            return fail(
+                &at("name"),
+                format!("{:?}: lower case letters, digits and -", p.name),
+            );
+        }
+        if list[..i].iter().any(|q| q.name == p.name) {
+            return fail(&at("name"), format!("{:?} names two profiles", p.name));
+        }
+        if p.display_name.trim().is_empty() {
+            return fail(&at("display_name"), "give the name users see");
+        }
+        if let Some(img) = &p.image {
+            image(&at("image"), img)?;
+        }
+        if let Some(r) = &p.resources {
+            resources(&at("resources"), r)?;
+        }
+        constraints(&at("constraints"), &p.constraints)?;
+        for (kind, n) in &p.generic_resources {
+            let plain = !kind.is_empty()
+                && kind
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !plain || *n == 0 {
+                return fail(
+                    &at("generic_resources"),
+                    format!(
+                        "{kind:?} = {n}: a resource kind like NVIDIA-GPU and a count of 1 or more"
+                    ),
+                );
+            }
         }
     }
     Ok(())
@@ -378,12 +432,27 @@ pub(super) fn line_of(text: &str, path: &str) -> Option<usize> {
     let doc = DeTable::parse(text).ok()?;
     let mut table = doc.get_ref();
     let mut found = None;
-    for key in path.split('.') {
+    for part in path.split('.') {
+        // `profiles[1]`: the second table of an array.
+        let (key, index) = match part.split_once('[') {
+            Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
         let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == key) else {
             break;
         };
         found = Some(line_at(text, k.span().start));
-        match v.get_ref() {
+        let v = match (v.get_ref(), index) {
+            (DeValue::Array(items), Some(i)) => match items.get(i) {
+                Some(item) => {
+                    found = Some(line_at(text, item.span().start));
+                    item.get_ref()
+                }
+                None => break,
+            },
+            (v, _) => v,
+        };
+        match v {
             DeValue::Table(t) => table = t,
             _ => break,
         }

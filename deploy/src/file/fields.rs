@@ -1,5 +1,7 @@
 //! The deployment file's fields as serde reads them, with their defaults.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::units::{Duration, Size};
@@ -138,6 +140,42 @@ pub struct SingleUser {
     /// Seconds SwarmSpawner waits for a server to start.
     #[serde(default = "default_start_timeout")]
     pub start_timeout: u32,
+    /// Environments users choose from on the spawn page (z2jh
+    /// `singleuser.profileList`); none: every server is the one above.
+    #[serde(default)]
+    pub profiles: Vec<Profile>,
+}
+
+/// One environment on the spawn page: what it changes of `[singleuser]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Its slug (lower case, digits, `-`): the spawn form's value, and
+    /// `user_options.profile` through the REST API.
+    pub name: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub description: String,
+    /// None: `singleuser.image`.
+    pub image: Option<String>,
+    /// None: `singleuser.resources`.
+    pub resources: Option<Resources>,
+    /// Placement constraints besides `singleuser.constraints`.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    /// Swarm generic resources each server reserves (`{ NVIDIA-GPU = 1 }`):
+    /// it starts only on a node that advertises them free.
+    #[serde(default)]
+    pub generic_resources: BTreeMap<String, u64>,
+    /// The one chosen when a spawn names none.
+    #[serde(default)]
+    pub default: bool,
+    /// Who may choose it (by name, or by a group the authenticator
+    /// gives); both empty: everyone.
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
 }
 
 fn default_notebook_dir() -> String {

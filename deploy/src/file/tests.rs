@@ -77,6 +77,22 @@ fn errors_name_the_line_and_the_field() {
         "{e}"
     );
 
+    let e = error(&PRODUCTION.replace("name = \"gpu\"", "name = \"GPU\""));
+    assert!(
+        e.starts_with("line 66, field singleuser.profiles[1].name:") && e.contains("lower case"),
+        "{e}"
+    );
+    let e = error(&PRODUCTION.replace("name = \"gpu\"", "name = \"python\""));
+    assert!(e.contains("\"python\" names two profiles"), "{e}");
+    let e = error(&PRODUCTION.replace("allowed_groups = [", "default = true\nallowed_groups = ["));
+    assert!(e.contains("more than one profile says default"), "{e}");
+    let e = error(&PRODUCTION.replace("NVIDIA-GPU = 1", "NVIDIA-GPU = 0"));
+    assert!(
+        e.starts_with("line 74, field singleuser.profiles[1].generic_resources:")
+            && e.contains("a count of 1 or more"),
+        "{e}"
+    );
+
     let e = error("name = \"x\"\n");
     assert!(e.contains("missing field"), "{e}");
 

@@ -33,8 +33,9 @@ pub struct SpawnerPolicy {
     pub name_prefix: String,
     /// The start of every token secret's name.
     pub secret_prefix: String,
-    /// The images a user server may run.
-    pub images: Vec<String>,
+    /// The servers the file lets users run (one per profile): a spec must
+    /// match one in image, resources and placement.
+    pub servers: Vec<ServerRule>,
     /// The one network a user server joins (by name).
     pub network: String,
     /// The configs (by name) a user server may mount.
@@ -42,9 +43,19 @@ pub struct SpawnerPolicy {
     /// The uid servers run as, when a spec names one.
     pub uid: u32,
     pub volume: VolumePolicy,
-    /// Placement constraints every server carries.
+}
+
+/// One kind of server the file lets users run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerRule {
+    pub image: String,
+    /// Placement constraints it carries (it may add more).
     pub constraints: Vec<String>,
     pub limits: Limits,
+    /// Generic resources (`NVIDIA-GPU`) it may reserve, and how many.
+    #[serde(default)]
+    pub generic: BTreeMap<String, u64>,
 }
 
 /// A user's volume: `{username}` in the name and options stands for the

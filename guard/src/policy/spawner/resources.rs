@@ -1,11 +1,12 @@
-//! A user server's resources: no more than the deployment file gives
-//! (its limits present, nothing where it sets no value), no generic
-//! resources.
+//! A user server's resources: no more than the deployment file gives one
+//! kind of server (its limits present, nothing where it sets no value),
+//! generic resources only of the kinds and counts it names.
 
-use super::SpawnerPolicy;
+use super::ServerRule;
 use crate::policy::fields::{Fields, fields};
 
-pub(super) fn check(p: &SpawnerPolicy, task: &Fields<'_>) -> Result<(), String> {
+pub(super) fn check(rule: &ServerRule, task: &Fields<'_>) -> Result<(), String> {
+    let p = rule;
     let Some(resources) = task.get("Resources") else {
         if p.limits.cpu_limit.is_some() || p.limits.memory_limit.is_some() {
             return Err(format!(
@@ -41,7 +42,7 @@ pub(super) fn check(p: &SpawnerPolicy, task: &Fields<'_>) -> Result<(), String> 
         )?;
         within(&l, "NanoCPUs", p.limits.cpu_reservation, false)?;
         within(&l, "MemoryBytes", p.limits.memory_reservation, false)?;
-        l.empty("GenericResources")?;
+        generic(rule, &l)?;
     }
     Ok(())
 }
@@ -59,4 +60,30 @@ fn within(l: &Fields<'_>, key: &str, most: Option<u64>, required: bool) -> Resul
         (Some(n), Some(most)) => Err(format!("{} {n} is over the file's {most}", l.at(key))),
         (Some(n), None) => Err(format!("{} {n}: the file sets none", l.at(key))),
     }
+}
+
+/// Each generic resource reserved: a discrete one the rule names, no more
+/// of it than the rule gives.
+fn generic(rule: &ServerRule, l: &Fields<'_>) -> Result<(), String> {
+    for (i, g) in l.list("GenericResources")?.iter().enumerate() {
+        let at = format!("{}[{i}]", l.at("GenericResources"));
+        let g = fields(g, &at, &["DiscreteResourceSpec"])?;
+        let Some(spec) = g.get("DiscreteResourceSpec") else {
+            return Err(format!("{at}: only a discrete resource"));
+        };
+        let d = fields(spec, &g.at("DiscreteResourceSpec"), &["Kind", "Value"])?;
+        let kind = d.str("Kind")?.unwrap_or_default();
+        let value = d.uint("Value")?.unwrap_or(0);
+        match rule.generic.get(kind) {
+            Some(&most) if value <= most => {}
+            Some(most) => {
+                return Err(format!(
+                    "{} {value} {kind}: the file gives {most}",
+                    d.at("Value")
+                ));
+            }
+            None => return Err(format!("{} {kind:?}: the file gives none", d.at("Kind"))),
+        }
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::SpawnerPolicy;
+use super::{ServerRule, SpawnerPolicy};
 use crate::policy::fields::{Fields, fields};
 use crate::policy::{Kind, Owned, Want};
 
@@ -109,17 +109,35 @@ fn task_template(p: &SpawnerPolicy, task: &Value) -> Result<Vec<Owned>, String> 
         return Err("Spec.TaskTemplate.Runtime: only containers".to_owned());
     }
     task.uint("ForceUpdate")?;
-    super::resources::check(p, &task)?;
-    placement(p, &task)?;
     let mut owned = networks(p, &task)?;
     let Some(container) = task.get("ContainerSpec") else {
         return Err("Spec.TaskTemplate.ContainerSpec is missing".to_owned());
     };
-    owned.extend(container_spec(p, container)?);
+    let (refs, image) = container_spec(p, container)?;
+    owned.extend(refs);
+    server_rule(p, &task, image)?;
     Ok(owned)
 }
 
-fn placement(p: &SpawnerPolicy, task: &Fields<'_>) -> Result<(), String> {
+/// The spec's image, resources and placement are those of one kind of
+/// server the file names (several may share an image).
+fn server_rule(p: &SpawnerPolicy, task: &Fields<'_>, image: &str) -> Result<(), String> {
+    let mut why = vec![];
+    for rule in p.servers.iter().filter(|r| r.image == image) {
+        match super::resources::check(rule, task).and_then(|()| placement(rule, task)) {
+            Ok(()) => return Ok(()),
+            Err(e) => why.push(e),
+        }
+    }
+    if why.is_empty() {
+        return Err(format!(
+            "Spec.TaskTemplate.ContainerSpec.Image {image:?} is not one of the file's images"
+        ));
+    }
+    Err(why.join("; "))
+}
+
+fn placement(rule: &ServerRule, task: &Fields<'_>) -> Result<(), String> {
     let given = match task.get("Placement") {
         Some(v) => fields(
             v,
@@ -132,7 +150,7 @@ fn placement(p: &SpawnerPolicy, task: &Fields<'_>) -> Result<(), String> {
     };
     // More constraints only narrow where a server runs; the file's must all
     // be there.
-    for wanted in &p.constraints {
+    for wanted in &rule.constraints {
         if !given.iter().any(|c| c.as_str() == Some(wanted)) {
             return Err(format!(
                 "Spec.TaskTemplate.Placement.Constraints lacks the file's {wanted:?}"
@@ -159,7 +177,8 @@ fn networks(p: &SpawnerPolicy, task: &Fields<'_>) -> Result<Vec<Owned>, String> 
     Ok(owned)
 }
 
-fn container_spec(p: &SpawnerPolicy, c: &Value) -> Result<Vec<Owned>, String> {
+/// The container's references to check, and its image.
+fn container_spec<'v>(p: &SpawnerPolicy, c: &'v Value) -> Result<(Vec<Owned>, &'v str), String> {
     let c = fields(
         c,
         "Spec.TaskTemplate.ContainerSpec",
@@ -186,12 +205,6 @@ fn container_spec(p: &SpawnerPolicy, c: &Value) -> Result<Vec<Owned>, String> {
         ],
     )?;
     let image = c.str("Image")?.unwrap_or_default();
-    if !p.images.iter().any(|i| i == image) {
-        return Err(format!(
-            "{} {image:?} is not one of the file's images",
-            c.at("Image")
-        ));
-    }
     if !matches!(c.str("Isolation")?, None | Some("default" | "")) {
         return Err(format!("{} is not allowed", c.at("Isolation")));
     }
@@ -221,7 +234,7 @@ fn container_spec(p: &SpawnerPolicy, c: &Value) -> Result<Vec<Owned>, String> {
     let mut owned = refs(&c, Kind::Configs, &Want::SpecName(p.configs.clone()))?;
     let token = Want::Label(p.label.clone(), p.deployment.clone());
     owned.extend(refs(&c, Kind::Secrets, &token)?);
-    Ok(owned)
+    Ok((owned, image))
 }
 
 /// Config or secret references: each by ID, checked against the engine;

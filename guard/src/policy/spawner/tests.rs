@@ -9,7 +9,15 @@ fn policy() -> SpawnerPolicy {
         "deployment": "jhub",
         "name_prefix": "jupyter-",
         "secret_prefix": "jhub-token-",
-        "images": ["local/su:1"],
+        "servers": [
+            {"image": "local/su:1", "constraints": ["node.role==worker"], "limits": {"memory_limit": 2000}},
+            {
+                "image": "local/gpu:1",
+                "constraints": ["node.role==worker", "node.labels.gpu==yes"],
+                "limits": {"memory_limit": 8000},
+                "generic": {"NVIDIA-GPU": 1},
+            },
+        ],
         "network": "jhub-net",
         "configs": ["jhub-singleuser-config-abc"],
         "uid": 1000,
@@ -20,8 +28,6 @@ fn policy() -> SpawnerPolicy {
             "options": {"type": "none", "o": "bind", "device": "/srv/users/{username}"},
             "labels": {"hubgate.deploy": "jhub"},
         },
-        "constraints": ["node.role==worker"],
-        "limits": {"memory_limit": 2000},
     }))
     .unwrap()
 }
@@ -402,5 +408,76 @@ fn everything_else_is_refused() {
     for (method, target, body) in cases {
         let v = judge_call(method, target, body.as_ref());
         denied(&v, &format!("{method} {target}"));
+    }
+}
+
+/// A GPU profile's server: its image with its own limits, its placement
+/// and its one GPU; each mixed with the other profile's is refused.
+#[test]
+fn each_profile_passes_with_its_own_image_limits_placement_and_gpus() {
+    let gpu = |s: &mut Value| {
+        let t = &mut s["TaskTemplate"];
+        t["ContainerSpec"]["Image"] = json!("local/gpu:1");
+        t["Resources"] = json!({
+            "Limits": {"MemoryBytes": 8000},
+            "Reservations": {"GenericResources": [
+                {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}]},
+        });
+        t["Placement"]["Constraints"] = json!(["node.role==worker", "node.labels.gpu==yes"]);
+    };
+    let mut s = spec();
+    gpu(&mut s);
+    assert!(
+        matches!(create(&s), Verdict::AllowIfOwned(..)),
+        "{:?}",
+        create(&s)
+    );
+    let cases: Vec<(&str, Change, &str)> = vec![
+        (
+            "two GPUs",
+            Box::new(|s| {
+                s["TaskTemplate"]["Resources"]["Reservations"]["GenericResources"][0]["DiscreteResourceSpec"]
+                    ["Value"] = json!(2);
+            }),
+            "the file gives 1",
+        ),
+        (
+            "the GPU image off the GPU nodes",
+            Box::new(|s| {
+                s["TaskTemplate"]["Placement"]["Constraints"] = json!(["node.role==worker"]);
+            }),
+            "lacks the file's \"node.labels.gpu==yes\"",
+        ),
+        (
+            "a GPU with the plain image",
+            Box::new(|s| {
+                s["TaskTemplate"]["ContainerSpec"]["Image"] = json!("local/su:1");
+                s["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] = json!(2000);
+            }),
+            "the file gives none",
+        ),
+        (
+            "the plain image with the GPU profile's memory",
+            Box::new(|s| {
+                s["TaskTemplate"]["ContainerSpec"]["Image"] = json!("local/su:1");
+                s["TaskTemplate"]["Resources"] = json!({"Limits": {"MemoryBytes": 8000}});
+            }),
+            "over the file's 2000",
+        ),
+        (
+            "a named resource",
+            Box::new(|s| {
+                s["TaskTemplate"]["Resources"]["Reservations"]["GenericResources"] =
+                    json!([{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-0"}}]);
+            }),
+            "NamedResourceSpec",
+        ),
+    ];
+    for (what, change, words) in cases {
+        let mut s = spec();
+        gpu(&mut s);
+        change(&mut s);
+        let why = denied(&create(&s), what);
+        assert!(why.contains(words), "{what}: {why}");
     }
 }
