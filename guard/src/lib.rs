@@ -25,7 +25,8 @@ use serde::Deserialize;
 
 pub use error::GuardError;
 pub use policy::{
-    Filter, Kind, Limits, Owned, Policy, ServerRule, SpawnerPolicy, Verdict, VolumePolicy, Want,
+    DataMount, Filter, Kind, Limits, Owned, Policy, ServerRule, SpawnerPolicy, Verdict,
+    VolumePolicy, Want,
 };
 pub use server::{MAX_BODY, serve};
 

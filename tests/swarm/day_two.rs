@@ -156,7 +156,10 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
             "[[singleuser.profiles]]\nname = \"small\"\ndisplay_name = \"Small\"\ndefault = true\n\n\
              [[singleuser.profiles]]\nname = \"big\"\ndisplay_name = \"Big\"\n\
              description = \"More of everything\"\nimage = \"{big_image}\"\n\
-             resources = {{ cpu_limit = 1.5, memory_limit = \"1536M\" }}\n\n[network]"
+             resources = {{ cpu_limit = 1.5, memory_limit = \"1536M\" }}\n\n\
+             [[singleuser.mounts]]\ntarget = \"/home/jovyan/work/datasets\"\n\
+             path = \"datasets\"\n\n[[singleuser.mounts]]\n\
+             target = \"/home/jovyan/work/shared\"\npath = \"shared\"\nread_only = false\n\n[network]"
         ),
     );
     let plan = d.plan();
@@ -171,6 +174,8 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
         assert!(plan.contains(setting), "{setting} not in\n{plan}");
     }
     let out = d.apply();
+    // apply made the shared directories on the storage.
+    std::fs::write(storage.path().join("datasets/readme.txt"), "shared data").unwrap();
     assert!(
         out.contains(&format!("updated service {name}-hub "))
             && !out.contains(&format!("updated service {name}-hubgate")),
@@ -184,6 +189,27 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     assert_eq!(task["ContainerSpec"]["Image"], big_image.as_str());
     assert_eq!(task["Resources"]["Limits"]["NanoCPUs"], 1_500_000_000u64);
     assert_eq!(task["Resources"]["Limits"]["MemoryBytes"], 1536u64 << 20);
+    // The shared data beside the user's own files: the dataset read-only,
+    // the group space writable.
+    let c = running_container(&server);
+    let sh = |script: &str| docker(&["exec", &c, "sh", "-c", script]);
+    assert_eq!(
+        sh("cat /home/jovyan/work/datasets/readme.txt"),
+        "shared data"
+    );
+    assert!(!docker_ok(&[
+        "exec",
+        &c,
+        "touch",
+        "/home/jovyan/work/datasets/x"
+    ]));
+    sh("echo mine > /home/jovyan/work/shared/from-server.txt");
+    assert!(storage.path().join("shared/from-server.txt").exists());
+    assert_eq!(
+        sh("cat /home/jovyan/work/kept.txt"),
+        "written before the restart"
+    );
+    eprintln!("shared data: the dataset read-only, the group space written, the user's files kept");
     user.step("stop", &[]);
     user.step("unrouted", &[]);
 

@@ -58,7 +58,7 @@ fn spawner_policy(f: &DeployFile, v: &Volumes<'_>, singleuser_config: &str) -> V
             "options": v.options,
             "labels": user_volume_labels(f, v),
         },
-        "servers": server_kinds(s).iter().map(|k| json!({
+        "servers": server_kinds(f).iter().map(|k| json!({
             "image": k.image,
             "constraints": k.constraints,
             "limits": {
@@ -68,6 +68,7 @@ fn spawner_policy(f: &DeployFile, v: &Volumes<'_>, singleuser_config: &str) -> V
                 "memory_reservation": bytes(k.resources.memory_reservation),
             },
             "generic": k.generic,
+            "mounts": k.mounts,
         })).collect::<Vec<_>>(),
     })
 }

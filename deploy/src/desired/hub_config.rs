@@ -14,7 +14,7 @@ use super::layout::{
     OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SERVER_PREFIX, SERVER_TOKEN_FILE,
     SINGLEUSER_CONFIG_DIR, STORAGE_DIR, names,
 };
-use super::profiles::server_kinds;
+use super::profiles::{DataVolume, server_kinds};
 use super::python;
 use crate::DeployError;
 use crate::file::{AuthKind, DeployFile, Resources};
@@ -110,6 +110,9 @@ struct SpawnerPart<'a> {
     resources: ResourcesPart,
     /// The spawner's prefix: servers are `<prefix>-<user>`.
     prefix: &'static str,
+    /// The shared data every server mounts (with profiles: each
+    /// profile's own list).
+    data_mounts: Vec<DataVolume>,
     /// The environments on the spawn page (none: no choice).
     profiles: Vec<ProfilePart<'a>>,
     token_secret: TokenSecretPart<'a>,
@@ -140,6 +143,7 @@ struct ProfilePart<'a> {
     default: bool,
     allowed_users: &'a [String],
     allowed_groups: &'a [String],
+    mounts: Vec<DataVolume>,
 }
 
 #[derive(Debug, Serialize)]
@@ -261,7 +265,12 @@ fn spawner<'a>(f: &'a DeployFile, v: &Volumes<'a>, singleuser_config: &'a str) -
         singleuser_config_dir: SINGLEUSER_CONFIG_DIR,
         resources: resources(&s.resources),
         prefix: SERVER_PREFIX,
-        profiles: server_kinds(s)
+        data_mounts: server_kinds(f)
+            .into_iter()
+            .find(|k| k.profile.is_none())
+            .map(|k| k.mounts)
+            .unwrap_or_default(),
+        profiles: server_kinds(f)
             .into_iter()
             .filter_map(|k| {
                 let p = k.profile?;
@@ -276,6 +285,7 @@ fn spawner<'a>(f: &'a DeployFile, v: &Volumes<'a>, singleuser_config: &'a str) -
                     default: p.default,
                     allowed_users: &p.allowed_users,
                     allowed_groups: &p.allowed_groups,
+                    mounts: k.mounts,
                 })
             })
             .collect(),

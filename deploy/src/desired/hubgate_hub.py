@@ -202,6 +202,9 @@ class HubgateSwarmSpawner(SwarmSpawner):
     token_secret = Dict(
         help="each server's token secret: its name's prefix, labels, server_label and file"
     ).tag(config=True)
+    data_mounts = List(
+        help="shared data volumes every server mounts: source, target, read_only, driver, options, labels"
+    ).tag(config=True)
     profiles = List(
         help="the environments users choose from: name, display_name, description, image, "
         "resources, constraints, generic_resources, default, allowed_users, allowed_groups"
@@ -247,6 +250,7 @@ class HubgateSwarmSpawner(SwarmSpawner):
         self.extra_placement_spec = {"constraints": profile["constraints"]} if profile["constraints"] else {}
         generic = profile["generic_resources"]
         self.extra_resources_spec = {"generic_resources": generic} if generic else {}
+        self.data_mounts = profile["mounts"]
         self.log.info("%s: profile %s (%s)", self._log_name, profile["name"], profile["image"])
 
     def __init__(self, **kwargs):
@@ -318,15 +322,25 @@ class HubgateSwarmSpawner(SwarmSpawner):
     def mounts(self):
         user = self.escaped_name
         options = {k: v.format(username=user) for k, v in self.volume_options.items()}
-        return [
+        own = Mount(
+            target=self.notebook_dir,
+            source=self.user_volume.format(username=user),
+            type="volume",
+            driver_config=DriverConfig("local", options),
+            labels=self.volume_labels,
+        )
+        shared = [
             Mount(
-                target=self.notebook_dir,
-                source=self.user_volume.format(username=user),
+                target=m["target"],
+                source=m["source"],
                 type="volume",
-                driver_config=DriverConfig("local", options),
-                labels=self.volume_labels,
+                read_only=m["read_only"],
+                driver_config=DriverConfig(m["driver"], m["options"]),
+                labels=m["labels"],
             )
+            for m in self.data_mounts
         ]
+        return [own, *shared]
 
     def prepare_user_directory(self):
         """The user's directory on the storage, owned by the server's uid."""
@@ -515,6 +529,7 @@ def configure_spawner(c, s):
     c.HubgateSwarmSpawner.singleuser_config_dir = s["singleuser_config_dir"]
     c.HubgateSwarmSpawner.token_secret = s["token_secret"]
     c.HubgateSwarmSpawner.profiles = s["profiles"]
+    c.HubgateSwarmSpawner.data_mounts = s["data_mounts"]
     c.SwarmSpawner.prefix = s["prefix"]
     c.SwarmSpawner.image = s["image"]
     # Named, not read from the image: the hub's node need not have it.

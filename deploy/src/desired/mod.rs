@@ -96,14 +96,32 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
         })
         .collect();
     local_dirs.extend(hubgate.local_dirs);
+    let data = profiles::data_volumes(f);
+    // A shared directory of a local storage is made, owned by the
+    // servers' uid (a read-write group space must be theirs to write).
+    if let Some(dir) = &f.storage.local {
+        let mounts = f.singleuser.mounts.iter();
+        let paths = mounts.chain(f.singleuser.profiles.iter().flat_map(|p| &p.mounts));
+        for path in paths.filter_map(|m| m.path.as_deref()) {
+            let path = format!("{}/{path}", dir.trim_end_matches('/'));
+            if !local_dirs.iter().any(|d| d.path == path) {
+                local_dirs.push(LocalDir {
+                    path,
+                    uid: f.singleuser.uid,
+                });
+            }
+        }
+    }
     let mut secrets = vec![token];
     secrets.extend(hub_secrets.into_iter().map(|(b, _)| b));
     secrets.extend(hubgate.secrets);
     let mut configs = vec![config, module, lease, singleuser_config, guard.config];
     configs.extend(hubgate.configs);
     let services = vec![hub, hubgate.service, guard.service];
+    let mut names = volume_names(&services);
+    names.extend(data.into_iter().map(|d| d.source));
     let keep = Keep {
-        names: volume_names(&services),
+        names,
         user_storage: Some(storage_id),
         // The hub's database from before it moved to the storage: left
         // where it is (its copy is on the storage).

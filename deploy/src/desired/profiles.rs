@@ -1,10 +1,15 @@
 //! The kinds of user server a deployment offers: each profile resolved
 //! against `[singleuser]` (its image, resources and placement unless the
-//! profile names its own), or the one server `[singleuser]` describes.
+//! profile names its own, and the shared data of both), or the one server
+//! `[singleuser]` describes.
 
 use std::collections::BTreeMap;
 
-use crate::file::{Profile, Resources, SingleUser};
+use serde::Serialize;
+
+use super::parts::{labels, options_hash, storage_opts};
+use crate::file::{DataMount, DeployFile, Profile, Resources};
+use crate::model::Role;
 
 /// One kind of user server, as the hub starts it and the guard allows it.
 pub(super) struct ServerKind<'a> {
@@ -15,10 +20,27 @@ pub(super) struct ServerKind<'a> {
     /// `singleuser.constraints`, then the profile's.
     pub(super) constraints: Vec<String>,
     pub(super) generic: BTreeMap<String, u64>,
+    /// `singleuser.mounts`, then the profile's.
+    pub(super) mounts: Vec<DataVolume>,
+}
+
+/// A shared data volume: the local driver's options travel in the mount,
+/// so it appears on whichever node runs the server. Named by its options
+/// (Docker keeps a volume's first options while it exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct DataVolume {
+    pub(super) source: String,
+    pub(super) target: String,
+    pub(super) read_only: bool,
+    pub(super) driver: &'static str,
+    pub(super) options: BTreeMap<String, String>,
+    pub(super) labels: BTreeMap<String, String>,
 }
 
 /// Every kind of server, in the file's order.
-pub(super) fn server_kinds(s: &SingleUser) -> Vec<ServerKind<'_>> {
+pub(super) fn server_kinds(f: &DeployFile) -> Vec<ServerKind<'_>> {
+    let s = &f.singleuser;
+    let shared: Vec<DataVolume> = s.mounts.iter().map(|m| data_volume(f, m)).collect();
     if s.profiles.is_empty() {
         return vec![ServerKind {
             profile: None,
@@ -26,6 +48,7 @@ pub(super) fn server_kinds(s: &SingleUser) -> Vec<ServerKind<'_>> {
             resources: &s.resources,
             constraints: s.constraints.clone(),
             generic: BTreeMap::new(),
+            mounts: shared,
         }];
     }
     s.profiles
@@ -41,6 +64,46 @@ pub(super) fn server_kinds(s: &SingleUser) -> Vec<ServerKind<'_>> {
                 .cloned()
                 .collect(),
             generic: p.generic_resources.clone(),
+            mounts: shared
+                .iter()
+                .cloned()
+                .chain(p.mounts.iter().map(|m| data_volume(f, m)))
+                .collect(),
         })
         .collect()
+}
+
+/// Every data volume any server mounts, once each.
+pub(super) fn data_volumes(f: &DeployFile) -> Vec<DataVolume> {
+    let mut all: Vec<DataVolume> = vec![];
+    for kind in server_kinds(f) {
+        for m in kind.mounts {
+            if !all.iter().any(|a| a.source == m.source) {
+                all.push(m);
+            }
+        }
+    }
+    all
+}
+
+fn data_volume(f: &DeployFile, m: &DataMount) -> DataVolume {
+    let options = match (&m.nfs, &m.path) {
+        (Some(nfs), _) => BTreeMap::from([
+            ("type".to_owned(), "nfs".to_owned()),
+            (
+                "o".to_owned(),
+                format!("addr={},{}", nfs.server, nfs.options),
+            ),
+            ("device".to_owned(), format!(":{}", nfs.export)),
+        ]),
+        (None, path) => storage_opts(f, path.as_deref().unwrap_or_default()),
+    };
+    DataVolume {
+        source: format!("{}-data-{}", f.name, options_hash(&options)),
+        target: m.target.clone(),
+        read_only: m.read_only,
+        driver: "local",
+        options,
+        labels: labels(f, Role::Data),
+    }
 }

@@ -157,6 +157,31 @@ fn the_production_example_wants_every_object() {
         serde_json::json!(["node.role==worker", "node.labels.gpu==true"])
     );
     assert_eq!(servers[1]["generic"]["NVIDIA-GPU"], 1);
+    // The shared data: both profiles mount the storage's datasets
+    // (read-only) and group space; the GPU one its own NFS export too.
+    let mounts = |i: usize| servers[i]["mounts"].as_array().unwrap().clone();
+    assert_eq!(mounts(0).len(), 2);
+    assert_eq!(mounts(1).len(), 3);
+    assert_eq!(mounts(0)[0]["target"], "/home/jovyan/datasets");
+    assert_eq!(mounts(0)[0]["read_only"], true);
+    assert_eq!(mounts(0)[1]["read_only"], false);
+    assert_eq!(
+        mounts(0)[0]["options"]["device"],
+        ":/srv/jupyterhub/datasets"
+    );
+    assert_eq!(
+        mounts(1)[2]["options"]["o"],
+        "addr=10.0.0.11,rw,nfsvers=4.1,hard,noatime"
+    );
+    assert_eq!(mounts(1)[2]["labels"]["hubgate.deploy.role"], "data");
+    // Every node keeps them.
+    for m in mounts(1) {
+        assert!(
+            d.keep
+                .names
+                .contains(&m["source"].as_str().unwrap().to_owned())
+        );
+    }
     // The policy the guard reads is the one it parses.
     let parsed: hubgate_guard::Policy = serde_json::from_value(spawner.clone()).unwrap();
     assert_eq!(parsed.name(), "spawner");

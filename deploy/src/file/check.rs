@@ -3,7 +3,7 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::fields::{AuthKind, Cull, DeployFile, Profile, Resources};
+use super::fields::{AuthKind, Cull, DataMount, DeployFile, Profile, Resources};
 
 type Failure = (String, String);
 
@@ -37,7 +37,12 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
         return fail("singleuser.cmd", "name the server's command");
     }
     constraints("singleuser.constraints", &f.singleuser.constraints)?;
+    data_mounts("singleuser.mounts", &f.singleuser.mounts, &[])?;
     profiles(&f.singleuser.profiles)?;
+    for (i, p) in f.singleuser.profiles.iter().enumerate() {
+        let field = format!("singleuser.profiles[{i}].mounts");
+        data_mounts(&field, &p.mounts, &f.singleuser.mounts)?;
+    }
     object_name("network.name", &f.network.name)?;
     if let Some(subnet) = &f.network.subnet {
         cidr("network.subnet", subnet)?;
@@ -113,6 +118,42 @@ fn constraints(field: &str, list: &[String]) -> Result<(), Failure> {
                 field,
                 format!("{c:?} is not a placement constraint like node.role==worker"),
             );
+        }
+    }
+    Ok(())
+}
+
+/// Each mount: an absolute target no other mount of the server has (those
+/// of `also` mount beside them), and one source.
+fn data_mounts(field: &str, list: &[DataMount], also: &[DataMount]) -> Result<(), Failure> {
+    for (i, m) in list.iter().enumerate() {
+        let at = |key: &str| format!("{field}[{i}].{key}");
+        absolute(&at("target"), &m.target)?;
+        let earlier = also.iter().chain(&list[..i]);
+        if earlier.clone().any(|o| o.target == m.target) {
+            return fail(&at("target"), format!("{} is mounted twice", m.target));
+        }
+        match (&m.path, &m.nfs) {
+            (Some(path), None) => {
+                let plain = !path.is_empty()
+                    && !path.starts_with('/')
+                    && path
+                        .split('/')
+                        .all(|s| !s.is_empty() && s != "." && s != "..");
+                if !plain {
+                    return fail(
+                        &at("path"),
+                        format!("{path:?}: a directory of the storage, like datasets/gis"),
+                    );
+                }
+            }
+            (None, Some(nfs)) => absolute(&at("nfs.export"), &nfs.export)?,
+            _ => {
+                return fail(
+                    &format!("{field}[{i}]"),
+                    "give exactly one of path (on the storage) and nfs",
+                );
+            }
         }
     }
     Ok(())

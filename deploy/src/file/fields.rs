@@ -144,6 +144,30 @@ pub struct SingleUser {
     /// `singleuser.profileList`); none: every server is the one above.
     #[serde(default)]
     pub profiles: Vec<Profile>,
+    /// Shared data every server mounts beside the user's own volume (z2jh
+    /// `singleuser.storage.extraVolumes`).
+    #[serde(default)]
+    pub mounts: Vec<DataMount>,
+}
+
+/// Shared data a server mounts: a directory of the deployment's storage,
+/// or an NFS export of its own.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataMount {
+    /// Where the server sees it.
+    pub target: String,
+    /// A directory of the storage, relative to it (`datasets`).
+    pub path: Option<String>,
+    /// Or an NFS export of its own.
+    pub nfs: Option<Nfs>,
+    /// Servers cannot write it (a dataset); `false` for a shared space.
+    #[serde(default = "default_true")]
+    pub read_only: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// One environment on the spawn page: what it changes of `[singleuser]`.
@@ -176,6 +200,9 @@ pub struct Profile {
     pub allowed_users: Vec<String>,
     #[serde(default)]
     pub allowed_groups: Vec<String>,
+    /// Shared data its servers mount besides `singleuser.mounts`.
+    #[serde(default)]
+    pub mounts: Vec<DataMount>,
 }
 
 fn default_notebook_dir() -> String {

@@ -7,8 +7,8 @@ mod fields;
 mod units;
 
 pub use fields::{
-    Auth, AuthKind, Cull, Database, DeployFile, Hub, LETSENCRYPT, Limits, Network, Nfs, Profile,
-    Proxy, Replicas, Resources, SingleUser, Storage, Tls,
+    Auth, AuthKind, Cull, DataMount, Database, DeployFile, Hub, LETSENCRYPT, Limits, Network, Nfs,
+    Profile, Proxy, Replicas, Resources, SingleUser, Storage, Tls,
 };
 pub use units::{Duration, Size};
 

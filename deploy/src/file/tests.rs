@@ -93,6 +93,22 @@ fn errors_name_the_line_and_the_field() {
         "{e}"
     );
 
+    let e = error(&PRODUCTION.replace("path = \"shared\"", "path = \"../etc\""));
+    assert!(
+        e.contains("field singleuser.mounts[1].path:") && e.contains("a directory of the storage"),
+        "{e}"
+    );
+    let e = error(&PRODUCTION.replace(
+        "path = \"shared\"",
+        "path = \"shared\"\nnfs = { server = \"x\", export = \"/y\" }",
+    ));
+    assert!(
+        e.contains("field singleuser.mounts[1]: give exactly one"),
+        "{e}"
+    );
+    let e = error(&PRODUCTION.replace("/home/jovyan/shared", "/home/jovyan/datasets"));
+    assert!(e.contains("/home/jovyan/datasets is mounted twice"), "{e}");
+
     let e = error("name = \"x\"\n");
     assert!(e.contains("missing field"), "{e}");
 

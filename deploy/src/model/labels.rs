@@ -70,11 +70,13 @@ pub enum Role {
     HubData,
     /// A user's volume, made by the spawner.
     User,
+    /// Shared data user servers mount (a volume, made by the spawner).
+    Data,
 }
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 23] = [
+    pub const ALL: [Role; 24] = [
         Role::Network,
         Role::Hub,
         Role::Hubgate,
@@ -98,6 +100,7 @@ impl Role {
         Role::Certs,
         Role::HubData,
         Role::User,
+        Role::Data,
     ];
 
     /// The label value (and the word in the object's name).
@@ -126,6 +129,7 @@ impl Role {
             Role::Certs => "certs",
             Role::HubData => "hub-data",
             Role::User => "user",
+            Role::Data => "data",
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::target::Call;
 
-pub use spawner::{Limits, ServerRule, SpawnerPolicy, VolumePolicy};
+pub use spawner::{DataMount, Limits, ServerRule, SpawnerPolicy, VolumePolicy};
 
 /// The policy of one guarded socket, as the policy file names it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

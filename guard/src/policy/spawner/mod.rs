@@ -56,6 +56,21 @@ pub struct ServerRule {
     /// Generic resources (`NVIDIA-GPU`) it may reserve, and how many.
     #[serde(default)]
     pub generic: BTreeMap<String, u64>,
+    /// Shared data volumes it may mount.
+    #[serde(default)]
+    pub mounts: Vec<DataMount>,
+}
+
+/// A shared data volume, as the file makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataMount {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A user's volume: `{username}` in the name and options stands for the

@@ -113,18 +113,22 @@ fn task_template(p: &SpawnerPolicy, task: &Value) -> Result<Vec<Owned>, String> 
     let Some(container) = task.get("ContainerSpec") else {
         return Err("Spec.TaskTemplate.ContainerSpec is missing".to_owned());
     };
-    let (refs, image) = container_spec(p, container)?;
-    owned.extend(refs);
-    server_rule(p, &task, image)?;
+    let c = container_spec(p, container)?;
+    server_rule(p, &task, &c)?;
+    owned.extend(c.refs);
     Ok(owned)
 }
 
-/// The spec's image, resources and placement are those of one kind of
-/// server the file names (several may share an image).
-fn server_rule(p: &SpawnerPolicy, task: &Fields<'_>, image: &str) -> Result<(), String> {
+/// The spec's image, resources, placement and mounts are those of one
+/// kind of server the file names (several may share an image).
+fn server_rule(p: &SpawnerPolicy, task: &Fields<'_>, c: &Container<'_>) -> Result<(), String> {
+    let image = c.image;
     let mut why = vec![];
     for rule in p.servers.iter().filter(|r| r.image == image) {
-        match super::resources::check(rule, task).and_then(|()| placement(rule, task)) {
+        let judged = super::resources::check(rule, task)
+            .and_then(|()| placement(rule, task))
+            .and_then(|()| super::mounts::check(p, rule, &c.mounts_at, c.mounts));
+        match judged {
             Ok(()) => return Ok(()),
             Err(e) => why.push(e),
         }
@@ -177,8 +181,16 @@ fn networks(p: &SpawnerPolicy, task: &Fields<'_>) -> Result<Vec<Owned>, String> 
     Ok(owned)
 }
 
-/// The container's references to check, and its image.
-fn container_spec<'v>(p: &SpawnerPolicy, c: &'v Value) -> Result<(Vec<Owned>, &'v str), String> {
+/// What the container spec holds that the server's kind decides, and
+/// its references to check.
+struct Container<'v> {
+    refs: Vec<Owned>,
+    image: &'v str,
+    mounts: &'v [Value],
+    mounts_at: String,
+}
+
+fn container_spec<'v>(p: &SpawnerPolicy, c: &'v Value) -> Result<Container<'v>, String> {
     let c = fields(
         c,
         "Spec.TaskTemplate.ContainerSpec",
@@ -230,11 +242,15 @@ fn container_spec<'v>(p: &SpawnerPolicy, c: &'v Value) -> Result<(Vec<Owned>, &'
             ));
         }
     }
-    super::mounts::check(p, &c)?;
     let mut owned = refs(&c, Kind::Configs, &Want::SpecName(p.configs.clone()))?;
     let token = Want::Label(p.label.clone(), p.deployment.clone());
     owned.extend(refs(&c, Kind::Secrets, &token)?);
-    Ok((owned, image))
+    Ok(Container {
+        refs: owned,
+        image,
+        mounts: c.list("Mounts")?,
+        mounts_at: c.at("Mounts"),
+    })
 }
 
 /// Config or secret references: each by ID, checked against the engine;

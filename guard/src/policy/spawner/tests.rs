@@ -10,7 +10,19 @@ fn policy() -> SpawnerPolicy {
         "name_prefix": "jupyter-",
         "secret_prefix": "jhub-token-",
         "servers": [
-            {"image": "local/su:1", "constraints": ["node.role==worker"], "limits": {"memory_limit": 2000}},
+            {
+                "image": "local/su:1",
+                "constraints": ["node.role==worker"],
+                "limits": {"memory_limit": 2000},
+                "mounts": [{
+                    "source": "jhub-data-abc",
+                    "target": "/home/jovyan/datasets",
+                    "read_only": true,
+                    "driver": "local",
+                    "options": {"type": "none", "o": "bind", "device": "/srv/users/datasets"},
+                    "labels": {"hubgate.deploy": "jhub", "hubgate.deploy.role": "data"},
+                }],
+            },
             {
                 "image": "local/gpu:1",
                 "constraints": ["node.role==worker", "node.labels.gpu==yes"],
@@ -142,7 +154,7 @@ fn specs_that_reach_the_node_or_leave_the_deployment_are_refused() {
                 s["TaskTemplate"]["ContainerSpec"]["Mounts"][0]["Source"] =
                     json!("jhub-user-abc-..");
             }),
-            "not a user volume",
+            "neither a user volume nor",
         ),
         (
             "a second mount",
@@ -150,7 +162,7 @@ fn specs_that_reach_the_node_or_leave_the_deployment_are_refused() {
                 let m = s["TaskTemplate"]["ContainerSpec"]["Mounts"][0].clone();
                 s["TaskTemplate"]["ContainerSpec"]["Mounts"] = json!([m.clone(), m]);
             }),
-            "own volume only",
+            "a second user volume",
         ),
         (
             "a foreign image",
@@ -478,6 +490,86 @@ fn each_profile_passes_with_its_own_image_limits_placement_and_gpus() {
         gpu(&mut s);
         change(&mut s);
         let why = denied(&create(&s), what);
+        assert!(why.contains(words), "{what}: {why}");
+    }
+}
+
+/// The shared dataset of the plain profile: read-only, exactly as the file
+/// makes it, once; not on the GPU profile's servers.
+#[test]
+fn data_volumes_pass_only_as_the_file_makes_them() {
+    let dataset = json!({
+        "Target": "/home/jovyan/datasets",
+        "Source": "jhub-data-abc",
+        "Type": "volume",
+        "ReadOnly": true,
+        "VolumeOptions": {
+            "Labels": {"hubgate.deploy": "jhub", "hubgate.deploy.role": "data"},
+            "DriverConfig": {"Name": "local", "Options": {
+                "type": "none", "o": "bind", "device": "/srv/users/datasets"}},
+        },
+    });
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut s = spec();
+        let mut d = dataset.clone();
+        change(&mut d);
+        let mounts = &mut s["TaskTemplate"]["ContainerSpec"]["Mounts"];
+        mounts.as_array_mut().unwrap().push(d);
+        s
+    };
+    let passes = with(&|_| {});
+    assert!(
+        matches!(create(&passes), Verdict::AllowIfOwned(..)),
+        "{:?}",
+        create(&passes)
+    );
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "writable",
+            with(&|d| d["ReadOnly"] = json!(false)),
+            "not read-only",
+        ),
+        (
+            "another device",
+            with(&|d| d["VolumeOptions"]["DriverConfig"]["Options"]["device"] = json!("/")),
+            "driver options other than",
+        ),
+        (
+            "elsewhere",
+            with(&|d| d["Target"] = json!("/etc")),
+            "mounted elsewhere",
+        ),
+        (
+            "a bind",
+            with(&|d| d["Type"] = json!("bind")),
+            "only a volume",
+        ),
+        (
+            "twice",
+            {
+                let mut s = with(&|_| {});
+                let m = &mut s["TaskTemplate"]["ContainerSpec"]["Mounts"];
+                let again = m[1].clone();
+                m.as_array_mut().unwrap().push(again);
+                s
+            },
+            "mounted twice",
+        ),
+        (
+            "on a GPU server",
+            {
+                let mut s = with(&|_| {});
+                let t = &mut s["TaskTemplate"];
+                t["ContainerSpec"]["Image"] = json!("local/gpu:1");
+                t["Placement"]["Constraints"] =
+                    json!(["node.role==worker", "node.labels.gpu==yes"]);
+                s
+            },
+            "nor one of this server's data volumes",
+        ),
+    ];
+    for (what, spec, words) in cases {
+        let why = denied(&create(&spec), what);
         assert!(why.contains(words), "{what}: {why}");
     }
 }
