@@ -226,7 +226,8 @@ fn the_hub_lease_never_lets_two_hubs_serve() {
 }
 
 /// The hub's configuration as each example deployment file renders it (the
-/// production one also with its PostgreSQL database), compiled and loaded by JupyterHub's own config loader through hubgate's
+/// production one also with its PostgreSQL database, and with Keycloak
+/// through the generic OAuth authenticator), compiled and loaded by JupyterHub's own config loader through hubgate's
 /// module (`tests/jupyterhub/config_check.py`): every setting must be a
 /// configurable trait of the class it names.
 #[test]
@@ -245,12 +246,29 @@ fn every_example_renders_a_hub_configuration_that_loads() {
         db_password: Some(b"d".to_vec()),
     };
     let mut configs = vec![];
-    for example in ["local", "production", "production-postgresql"] {
-        let source = example.trim_end_matches("-postgresql");
+    for example in [
+        "local",
+        "production",
+        "production-postgresql",
+        "production-oauth",
+    ] {
+        let source = example.split('-').next().unwrap();
         let path = repo().join(format!("examples/{source}.toml"));
         let mut text = std::fs::read_to_string(&path).unwrap();
         if example.ends_with("-postgresql") {
             text = text.replace("# database = {", "database = {");
+        }
+        if example.ends_with("-oauth") {
+            text = text
+                .replace(
+                    "kind = \"github\"",
+                    "kind = \"oauth\"\npreset = \"keycloak\"",
+                )
+                .replace(
+                    "allowed_organizations = [\"example-org\"]",
+                    "issuer = \"https://id.example.org/realms/research\"\n\
+                     allowed_groups = [\"researchers\"]\nadmin_groups = [\"hub-admins\"]",
+                );
         }
         let file = DeployFile::parse(&text).unwrap();
         let want = desired(&file, &inputs).unwrap();
@@ -265,7 +283,7 @@ fn every_example_renders_a_hub_configuration_that_loads() {
     let mut args = vec![repo().join("deploy/src/desired")];
     args.extend(configs);
     let text = check_script("config_check.py", &args);
-    assert!(text.contains("3 passed, 0 failed"), "{text}");
+    assert!(text.contains("4 passed, 0 failed"), "{text}");
 }
 
 /// Runs `tests/jupyterhub/<script>` with the test venv's Python; its

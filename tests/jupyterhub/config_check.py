@@ -20,6 +20,7 @@ from jupyterhub.crypto import CryptKeeper
 from jupyterhub.httpclient import JupyterHubHTTPClient
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from jupyterhub.spawner import Spawner
+from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.github import GitHubOAuthenticator
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -32,6 +33,7 @@ def classes(hubgate_hub):
         Authenticator,
         DummyAuthenticator,
         GitHubOAuthenticator,
+        GenericOAuthenticator,
         ConfigurableHTTPProxy,
         JupyterHubHTTPClient,
         CryptKeeper,

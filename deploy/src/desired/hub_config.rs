@@ -162,9 +162,25 @@ struct AuthPart<'a> {
     client_secret_path: Option<&'static str>,
     callback_url: Option<String>,
     allowed_organizations: &'a [String],
+    /// kind = "oauth": the provider.
+    provider: Option<ProviderPart<'a>>,
     allow_all: bool,
     allowed_users: &'a [String],
     admin_users: &'a [String],
+}
+
+/// A generic OAuth provider, resolved from its preset.
+#[derive(Debug, Serialize)]
+struct ProviderPart<'a> {
+    authorize_url: String,
+    token_url: String,
+    userdata_url: String,
+    scopes: Vec<String>,
+    username_claim: String,
+    groups_claim: Option<String>,
+    login_service: String,
+    allowed_groups: &'a [String],
+    admin_groups: &'a [String],
 }
 
 /// The generated `jupyterhub_config.py`.
@@ -321,21 +337,40 @@ fn resources(r: &Resources) -> ResourcesPart {
 
 fn auth(f: &DeployFile) -> AuthPart<'_> {
     let a = &f.auth;
-    let github = a.kind == AuthKind::Github;
+    let oauth = a.kind != AuthKind::Dummy;
     AuthPart {
-        kind: if github { "github" } else { "dummy" },
+        kind: match a.kind {
+            AuthKind::Dummy => "dummy",
+            AuthKind::Github => "github",
+            AuthKind::Oauth => "oauth",
+        },
         password_path: (a.kind == AuthKind::Dummy && a.password_file.is_some())
             .then_some(PASSWORD_PATH),
-        client_id: github.then(|| a.client_id.as_deref().unwrap_or_default()),
-        client_secret_path: github.then_some(OAUTH_SECRET_PATH),
-        callback_url: github.then(|| f.oauth_callback_url()),
-        allowed_organizations: if github {
+        client_id: oauth.then(|| a.client_id.as_deref().unwrap_or_default()),
+        client_secret_path: oauth.then_some(OAUTH_SECRET_PATH),
+        callback_url: oauth.then(|| f.oauth_callback_url()),
+        allowed_organizations: if a.kind == AuthKind::Github {
             &a.allowed_organizations
         } else {
             &[]
         },
+        // The file's check made sure it resolves.
+        provider: (a.kind == AuthKind::Oauth)
+            .then(|| a.oauth_provider().ok())
+            .flatten()
+            .map(|p| ProviderPart {
+                authorize_url: p.authorize_url,
+                token_url: p.token_url,
+                userdata_url: p.userdata_url,
+                scopes: p.scopes,
+                username_claim: p.username_claim,
+                groups_claim: p.groups_claim,
+                login_service: p.login_service,
+                allowed_groups: &a.allowed_groups,
+                admin_groups: &a.admin_groups,
+            }),
         // JupyterHub 5 lets nobody in unless told who may log in.
-        allow_all: a.allow_all || (!github && a.allowed_users.is_empty()),
+        allow_all: a.allow_all || (!oauth && a.allowed_users.is_empty()),
         allowed_users: &a.allowed_users,
         admin_users: &a.admin_users,
     }

@@ -566,6 +566,8 @@ def configure_auth(c, auth):
         c.GitHubOAuthenticator.oauth_callback_url = auth["callback_url"]
         if auth["allowed_organizations"]:
             c.GitHubOAuthenticator.allowed_organizations = set(auth["allowed_organizations"])
+    elif kind == "oauth":
+        configure_generic_oauth(c, auth)
     else:
         raise ValueError(f"unknown authenticator kind {kind!r}")
     # JupyterHub 5 lets nobody in unless told who may log in.
@@ -575,6 +577,30 @@ def configure_auth(c, auth):
         c.Authenticator.allowed_users = set(auth["allowed_users"])
     if auth["admin_users"]:
         c.Authenticator.admin_users = set(auth["admin_users"])
+
+
+def configure_generic_oauth(c, auth):
+    # Any OAuth 2 / OpenID Connect provider; groups from a userdata claim
+    # become the user's JupyterHub groups (which profiles may require).
+    p = auth["provider"]
+    c.JupyterHub.authenticator_class = "generic-oauth"
+    g = c.GenericOAuthenticator
+    g.client_id = auth["client_id"]
+    g.client_secret = read_secret(auth["client_secret_path"])
+    g.oauth_callback_url = auth["callback_url"]
+    g.authorize_url = p["authorize_url"]
+    g.token_url = p["token_url"]
+    g.userdata_url = p["userdata_url"]
+    g.scope = p["scopes"]
+    g.username_claim = p["username_claim"]
+    g.login_service = p["login_service"]
+    if p["groups_claim"]:
+        c.GenericOAuthenticator.manage_groups = True
+        g.auth_state_groups_key = f"oauth_user.{p['groups_claim']}"
+        if p["allowed_groups"]:
+            g.allowed_groups = set(p["allowed_groups"])
+        if p["admin_groups"]:
+            g.admin_groups = set(p["admin_groups"])
 
 
 def configure_limits(c, limits):

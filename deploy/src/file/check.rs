@@ -3,7 +3,7 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::fields::{AuthKind, Cull, DataMount, DeployFile, Profile, Resources};
+use super::fields::{Auth, AuthKind, Cull, DataMount, DeployFile, Profile, Resources};
 
 type Failure = (String, String);
 
@@ -268,12 +268,12 @@ fn auth(f: &DeployFile) -> Result<(), Failure> {
                 );
             }
         }
-        AuthKind::Github => {
+        AuthKind::Github | AuthKind::Oauth => {
             if a.password_file.is_some() {
                 return fail("auth.password_file", "only with kind = \"dummy\"");
             }
             if a.client_id.as_deref().is_none_or(str::is_empty) {
-                return fail("auth.client_id", "GitHub OAuth needs the app's client_id");
+                return fail("auth.client_id", "OAuth needs the app's client_id");
             }
             match (&a.client_secret_file, &a.client_secret_secret) {
                 (Some(_), None) | (None, Some(_)) => {}
@@ -284,6 +284,9 @@ fn auth(f: &DeployFile) -> Result<(), Failure> {
                     );
                 }
             }
+            if a.kind == AuthKind::Oauth {
+                return oauth(a);
+            }
             if !a.allow_all && a.allowed_users.is_empty() && a.allowed_organizations.is_empty() {
                 return fail(
                     "auth.allowed_users",
@@ -291,6 +294,38 @@ fn auth(f: &DeployFile) -> Result<(), Failure> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// A generic OAuth provider: its URLs, and who may log in.
+fn oauth(a: &Auth) -> Result<(), Failure> {
+    if !a.allowed_organizations.is_empty() {
+        return fail("auth.allowed_organizations", "only with kind = \"github\"");
+    }
+    let provider = a.oauth_provider()?;
+    for (field, url) in [
+        ("auth.authorize_url", &provider.authorize_url),
+        ("auth.token_url", &provider.token_url),
+        ("auth.userdata_url", &provider.userdata_url),
+    ] {
+        let rest = url.strip_prefix("https://").or(url.strip_prefix("http://"));
+        if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+            return fail(field, format!("{url:?} is not an http(s) URL"));
+        }
+    }
+    let groups = !a.allowed_groups.is_empty() || !a.admin_groups.is_empty();
+    if groups && provider.groups_claim.is_none() {
+        return fail(
+            "auth.groups_claim",
+            "allowed_groups and admin_groups need the claim that lists a user's groups",
+        );
+    }
+    if !a.allow_all && a.allowed_users.is_empty() && a.allowed_groups.is_empty() {
+        return fail(
+            "auth.allowed_users",
+            "nobody could log in: name allowed_users or allowed_groups, or set allow_all = true",
+        );
     }
     Ok(())
 }

@@ -299,6 +299,31 @@ pub struct Auth {
     /// kind = "dummy": a file holding the one password every name logs in
     /// with (made a Docker secret by `apply`); none: any password.
     pub password_file: Option<String>,
+    /// kind = "oauth": `cilogon`, `gitlab`, `google` or `keycloak` (the
+    /// provider's URLs, scopes and claims; each may still be set).
+    pub preset: Option<String>,
+    /// kind = "oauth": the provider's base URL, for the presets that have
+    /// none of their own: a Keycloak realm
+    /// (`https://id.example.org/realms/research`), a GitLab of one's own.
+    pub issuer: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub userdata_url: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The userdata claim that is the user's name.
+    pub username_claim: Option<String>,
+    /// The userdata claim listing the user's groups (they become the
+    /// user's JupyterHub groups).
+    pub groups_claim: Option<String>,
+    /// Groups (from `groups_claim`) whose members may log in.
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    /// Groups whose members are admins.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// The login button's "Sign in with ...".
+    pub login_service: Option<String>,
 }
 
 /// The authenticators the file knows.
@@ -309,6 +334,9 @@ pub enum AuthKind {
     Dummy,
     /// GitHub OAuth (oauthenticator).
     Github,
+    /// Any OAuth 2 / OpenID Connect provider (oauthenticator's
+    /// GenericOAuthenticator), by `preset` or by its URLs.
+    Oauth,
 }
 
 /// hubgate itself.

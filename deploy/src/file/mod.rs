@@ -4,12 +4,14 @@
 
 mod check;
 mod fields;
+mod oauth;
 mod units;
 
 pub use fields::{
     Auth, AuthKind, Cull, DataMount, Database, DeployFile, Hub, LETSENCRYPT, Limits, Network, Nfs,
     Profile, Proxy, Replicas, Resources, SingleUser, Storage, Tls,
 };
+pub use oauth::{OauthProvider, preset_names};
 pub use units::{Duration, Size};
 
 use crate::DeployError;

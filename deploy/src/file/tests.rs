@@ -188,3 +188,61 @@ fn a_database_url_is_postgresql_without_a_password() {
         );
     }
 }
+
+#[test]
+fn a_generic_oauth_provider_comes_from_a_preset_or_its_urls() {
+    let oauth = |auth: &str| {
+        PRODUCTION
+            .replace("kind = \"github\"", &format!("kind = \"oauth\"\n{auth}"))
+            .replace("allowed_organizations = [\"example-org\"]", "")
+    };
+    let keycloak = oauth(
+        "preset = \"keycloak\"\nissuer = \"https://id.example.org/realms/r/\"\nallowed_groups = [\"staff\"]",
+    );
+    let f = DeployFile::parse(&keycloak).unwrap();
+    let p = f.auth.oauth_provider().unwrap();
+    assert_eq!(
+        p.token_url,
+        "https://id.example.org/realms/r/protocol/openid-connect/token"
+    );
+    assert_eq!(p.username_claim, "preferred_username");
+    assert_eq!(p.groups_claim.as_deref(), Some("groups"));
+    // The file's own values win over the preset's.
+    let own = keycloak.replace(
+        "allowed_groups = [\"staff\"]",
+        "username_claim = \"email\"\nallowed_groups = [\"staff\"]",
+    );
+    let p = DeployFile::parse(&own)
+        .unwrap()
+        .auth
+        .oauth_provider()
+        .unwrap();
+    assert_eq!(p.username_claim, "email");
+
+    for (auth, words) in [
+        (
+            "preset = \"okta\"\nallow_all = true",
+            "field auth.preset: \"okta\": one of cilogon",
+        ),
+        (
+            "preset = \"keycloak\"\nallow_all = true",
+            "field auth.issuer: this preset needs",
+        ),
+        ("preset = \"google\"", "nobody could log in"),
+        (
+            "preset = \"google\"\nallowed_groups = [\"g\"]",
+            "field auth.groups_claim: allowed_groups and admin_groups need",
+        ),
+        (
+            "authorize_url = \"https://a/\"\nallow_all = true",
+            "field auth.token_url: give it",
+        ),
+        (
+            "authorize_url = \"ftp://a\"\ntoken_url = \"https://a\"\nuserdata_url = \"https://a\"\nallow_all = true",
+            "field auth.authorize_url: \"ftp://a\" is not an http(s) URL",
+        ),
+    ] {
+        let e = error(&oauth(auth));
+        assert!(e.contains(words), "{auth}: {e}");
+    }
+}
