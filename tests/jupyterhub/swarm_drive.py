@@ -398,11 +398,46 @@ def profile(s):
     step("the server with the profile big is ready")
 
 
+def oidc(s):
+    """Signs in through the deployment's OAuth provider as a browser does:
+    the hub's redirect (with a PKCE challenge), the provider's sign-in
+    form, the callback through hubgate (where the hub exchanges the code)."""
+    user = s.args.user
+    s.http.cookies.clear()
+
+    def redirected():
+        r = s.http.get(f"{s.public}/hub/oauth_login", allow_redirects=False, timeout=10)
+        return r if r.status_code == 302 else None
+
+    authorize = wait("the hub's OAuth login", redirected, 120).headers["Location"]
+    query = {k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(authorize).query).items()}
+    if query.get("code_challenge_method") != "S256":
+        fail(f"no PKCE challenge in {authorize}")
+    r = s.http.post(authorize.split("?")[0], data={**query, "username": user}, allow_redirects=False, timeout=30)
+    if r.status_code != 302:
+        fail(f"the provider's sign-in answered {r.status_code}: {r.text[:300]}")
+    r = s.http.get(r.headers["Location"], allow_redirects=False, timeout=60)
+    if s.args.expect_refused:
+        if r.status_code != 403:
+            fail(f"the callback for {user} answered {r.status_code}, not 403: {r.text[:300]}")
+        step(f"the hub refused {user} after the provider's sign-in (403: not in an allowed group)")
+        return
+    if r.status_code != 302:
+        fail(f"the callback answered {r.status_code}: {r.text[:300]}")
+    r = s.hub_api("POST", f"/users/{user}/tokens", json={"note": "swarm test"})
+    if r.status_code != 201:
+        fail(f"token request answered {r.status_code}: {r.text[:300]}")
+    s.token = r.json()["token"]
+    info = s.hub_api("GET", f"/users/{user}").json()
+    groups = sorted(info.get("groups", []))
+    step(f"signed in as {user} through the provider: admin {info.get('admin')}, groups {groups}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("action", choices=["login", "spawn", "kernel", "write", "read", "routed",
                                       "unrouted", "known", "stop", "oauth", "browse", "activity",
-                                      "refused", "hold", "admin", "limits", "profile"])
+                                      "refused", "hold", "admin", "limits", "profile", "oidc"])
     p.add_argument("--public", action="append", required=True)
     p.add_argument("--state", required=True)
     p.add_argument("--user", default="alice")
@@ -414,6 +449,7 @@ def main():
     p.add_argument("--expect-user", action="append", default=[])
     p.add_argument("--client-id")
     p.add_argument("--callback")
+    p.add_argument("--expect-refused", action="store_true")
     args = p.parse_args()
     s = Session(args)
     globals()[args.action](s)

@@ -359,7 +359,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert!(!docker_ok(&["volume", "inspect", &volume]));
 }
 
-fn decode_base64(s: &str) -> Vec<u8> {
+pub fn decode_base64(s: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::new();
     let (mut acc, mut bits) = (0u32, 0);

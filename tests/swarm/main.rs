@@ -25,6 +25,7 @@ mod jupyterhub;
 mod multinode;
 mod multinode_checks;
 mod nodes;
+mod oauth;
 mod outage;
 mod stack;
 mod trial;
