@@ -110,12 +110,13 @@ def server_spec(p, user="hgprobe"):
     """A user server's spec the spawner policy `p` allows (never sent as
     is: each attack changes one thing)."""
     vol = p["volume"]
+    server = p["servers"][0]
     options = {k: value.replace("{username}", user) for k, value in vol["options"].items()}
     limits = {}
-    if p["limits"].get("cpu_limit"):
-        limits["NanoCPUs"] = p["limits"]["cpu_limit"]
-    if p["limits"].get("memory_limit"):
-        limits["MemoryBytes"] = p["limits"]["memory_limit"]
+    if server["limits"].get("cpu_limit"):
+        limits["NanoCPUs"] = server["limits"]["cpu_limit"]
+    if server["limits"].get("memory_limit"):
+        limits["MemoryBytes"] = server["limits"]["memory_limit"]
     mount = {
         "Type": "volume",
         "Source": vol["name"].replace("{username}", user),
@@ -126,9 +127,9 @@ def server_spec(p, user="hgprobe"):
         "Name": p["name_prefix"] + user,
         "Labels": {p["label"]: p["deployment"]},
         "TaskTemplate": {
-            "ContainerSpec": {"Image": p["images"][0], "Mounts": [mount]},
+            "ContainerSpec": {"Image": server["image"], "Mounts": [mount]},
             "Resources": {"Limits": limits},
-            "Placement": {"Constraints": p["constraints"]},
+            "Placement": {"Constraints": server["constraints"]},
             "Networks": [{"Target": p["network"]}],
         },
         "EndpointSpec": {"Mode": "dnsrr"},
@@ -153,6 +154,11 @@ def spawner_attacks(p, hub_secret):
 
         return change
 
+    def gpu(spec, _c):
+        spec["TaskTemplate"]["Resources"]["Reservations"] = {
+            "GenericResources": [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}]
+        }
+
     specs = [
         ("a server binding /", lambda _s, c: c.update(Mounts=[bind])),
         ("a server with the Docker socket", lambda _s, c: c.update(Mounts=[sock])),
@@ -175,6 +181,7 @@ def spawner_attacks(p, hub_secret):
         ("a server publishing a port", lambda s, _c: s["EndpointSpec"].update(Ports=[{"TargetPort": 22}])),
         ("a server with a routing label", lambda s, _c: s["Labels"].update({"hubgate.host": "hgprobe.example"})),
         ("a server with its token in the spec", lambda _s, c: c.update(Env=["JUPYTERHUB_API_TOKEN=x"])),
+        ("a server reserving a GPU no profile gives", gpu),
         ("a server mounting the hub's secret", lambda _s, c: c.update(Secrets=[{"SecretID": hub_secret, "File": {}}])),
     ]
     out = [(what, request("POST", f"{v}/services/create", changed(p, change))) for what, change in specs]
