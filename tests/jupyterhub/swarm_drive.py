@@ -108,11 +108,16 @@ def login(s):
     )
     if r.status_code != 302:
         fail(f"login answered {r.status_code}: {r.text[:300]}")
-    r = s.hub_api("POST", f"/users/{user}/tokens", json={"note": "swarm test"})
+    take_token(s)
+    step(f"logged in as {user}")
+
+
+def take_token(s):
+    """An API token of the logged-in session's user, for the server's API."""
+    r = s.hub_api("POST", f"/users/{s.args.user}/tokens", json={"note": "swarm test"})
     if r.status_code != 201:
         fail(f"token request answered {r.status_code}: {r.text[:300]}")
     s.token = r.json()["token"]
-    step(f"logged in as {user}")
 
 
 def spawn(s):
@@ -431,10 +436,7 @@ def oidc(s):
         return
     if r.status_code != 302:
         fail(f"the callback answered {r.status_code}: {r.text[:300]}")
-    r = s.hub_api("POST", f"/users/{user}/tokens", json={"note": "swarm test"})
-    if r.status_code != 201:
-        fail(f"token request answered {r.status_code}: {r.text[:300]}")
-    s.token = r.json()["token"]
+    take_token(s)
     info = s.hub_api("GET", f"/users/{user}").json()
     groups = sorted(info.get("groups", []))
     step(f"signed in as {user} through the provider: admin {info.get('admin')}, groups {groups}")
