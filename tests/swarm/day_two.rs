@@ -5,7 +5,7 @@
 //! the file, hubgate's update, and a port another process holds (the
 //! update rolls back while the old port keeps serving).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cluster::{docker, docker_ok, free_port, unique};
 use crate::deploy::service_spec;
@@ -139,7 +139,8 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
         &hub_image,
         &format!(
             "{hub_image}\ncull = {{ every = \"10s\" }}\n\
-             limits = {{ concurrent_spawns = 1, active_servers = 2, named_servers = 2 }}"
+             limits = {{ concurrent_spawns = 1, active_servers = 2, named_servers = 2 }}\n\
+             login_message = \"Welcome to the <b>day-two</b> hub\""
         ),
     );
     d.edit("idle_timeout = \"1h\"", "idle_timeout = \"40s\"");
@@ -170,6 +171,7 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
         "+ limits.concurrent_spawns: 1",
         "+ limits.active_servers: 2",
         "+ limits.named_servers: 2",
+        "+ template_vars.announcement_login:",
     ] {
         assert!(plan.contains(setting), "{setting} not in\n{plan}");
     }
@@ -181,6 +183,14 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
             && !out.contains(&format!("updated service {name}-hubgate")),
         "{out}"
     );
+    // The login page's message, from the file.
+    let hubgate: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    crate::cluster::wait_for("the login page's message", Duration::from_secs(30), || {
+        let page = crate::cluster::http_get(hubgate, "/hub/login", &[]).ok()?;
+        page.body
+            .contains("Welcome to the <b>day-two</b> hub")
+            .then_some(())
+    });
     user.step("limits", &["--timeout", "120"]);
     assert!(d.apply().contains("No changes"));
     // The second profile: its image and limits, read back from the task.

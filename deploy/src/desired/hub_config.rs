@@ -54,6 +54,8 @@ struct HubValues<'a> {
     /// The culler's other options (with `idle_timeout` only).
     cull: Option<CullPart>,
     limits: LimitsPart,
+    /// JupyterHub's template variables: the banners.
+    template_vars: BTreeMap<&'static str, &'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -201,6 +203,13 @@ pub(super) fn render(
             users: f.hub.cull.users,
             remove_named_servers: f.hub.cull.remove_named_servers,
         }),
+        template_vars: [
+            ("announcement", &f.hub.announcement),
+            ("announcement_login", &f.hub.login_message),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_deref()?)))
+        .collect(),
         limits: LimitsPart {
             concurrent_spawns: f.hub.limits.concurrent_spawns,
             active_servers: f.hub.limits.active_servers,

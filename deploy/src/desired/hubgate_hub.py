@@ -469,6 +469,8 @@ def configure(c, values):
     configure_spawner(c, values["spawner"])
     configure_auth(c, values["auth"])
     configure_limits(c, values["limits"])
+    # Banners: every page's announcement, the login page's message.
+    c.JupyterHub.template_vars = values["template_vars"]
     if values.get("idle_timeout"):
         configure_culler(c, values["idle_timeout"], values["cull"])
 

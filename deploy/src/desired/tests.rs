@@ -214,6 +214,7 @@ fn the_hub_config_points_at_hubgate_and_keeps_secrets_out() {
         "\"concurrent_spawns\": 20,",
         "\"active_servers\": 400,",
         "\"named_servers\": 3,",
+        "\"announcement\": \"Maintenance on Friday 18:00-20:00: save your work.\",",
         "\"display_name\": \"Python with a GPU\",",
         "\"NVIDIA-GPU\": 1,",
         "\"allowed_groups\": [\"gpu-users\"],",

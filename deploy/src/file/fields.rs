@@ -63,6 +63,12 @@ pub struct Hub {
     /// JupyterHub's limits on spawns and servers.
     #[serde(default)]
     pub limits: Limits,
+    /// A banner on every page of the hub (HTML), e.g. a maintenance
+    /// notice (z2jh `hub.templateVars.announcement`).
+    pub announcement: Option<String>,
+    /// A message on the login page only (HTML), in place of the banner
+    /// there.
+    pub login_message: Option<String>,
     /// Python appended verbatim to the generated `jupyterhub_config.py`.
     pub extra_config: Option<String>,
     /// An external PostgreSQL database for the hub (and its lease); none:

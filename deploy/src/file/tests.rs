@@ -49,7 +49,7 @@ fn errors_name_the_line_and_the_field() {
 
     let e = error(&PRODUCTION.replace("memory_limit = \"4G\"", "memory_limit = \"4X\""));
     assert!(
-        e.starts_with("line 47") && e.contains("unknown unit"),
+        e.starts_with("line 50") && e.contains("unknown unit"),
         "{e}"
     );
 
@@ -79,7 +79,7 @@ fn errors_name_the_line_and_the_field() {
 
     let e = error(&PRODUCTION.replace("name = \"gpu\"", "name = \"GPU\""));
     assert!(
-        e.starts_with("line 66, field singleuser.profiles[1].name:") && e.contains("lower case"),
+        e.starts_with("line 69, field singleuser.profiles[1].name:") && e.contains("lower case"),
         "{e}"
     );
     let e = error(&PRODUCTION.replace("name = \"gpu\"", "name = \"python\""));
@@ -88,7 +88,7 @@ fn errors_name_the_line_and_the_field() {
     assert!(e.contains("more than one profile says default"), "{e}");
     let e = error(&PRODUCTION.replace("NVIDIA-GPU = 1", "NVIDIA-GPU = 0"));
     assert!(
-        e.starts_with("line 74, field singleuser.profiles[1].generic_resources:")
+        e.starts_with("line 77, field singleuser.profiles[1].generic_resources:")
             && e.contains("a count of 1 or more"),
         "{e}"
     );
@@ -183,7 +183,7 @@ fn a_database_url_is_postgresql_without_a_password() {
     ] {
         let e = error(&with(url));
         assert!(
-            e.starts_with("line 43, field hub.database.url:") && e.contains(said),
+            e.starts_with("line 46, field hub.database.url:") && e.contains(said),
             "{url}: {e}"
         );
     }
