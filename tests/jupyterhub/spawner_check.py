@@ -235,10 +235,50 @@ def cases(hub):
             user_volume="check-user-0123abcd-{username}",
             volume_options={"type": "none", "o": "bind", "device": "/srv/users/{username}"},
             volume_labels={"hubgate.deploy": "check"},
+            data_mounts=[
+                {
+                    "source": "check-data-89abcdef",
+                    "target": "/home/jovyan/datasets",
+                    "read_only": True,
+                    "driver": "local",
+                    "options": {"type": "none", "o": "bind", "device": "/srv/users/datasets"},
+                    "labels": {"hubgate.deploy": "check", "hubgate.deploy.role": "data"},
+                }
+            ],
         )
-        mount = hub.HubgateSwarmSpawner.mounts.fget(s)[0]
+        mount, data = hub.HubgateSwarmSpawner.mounts.fget(s)
         assert mount["Source"] == "check-user-0123abcd-alice", mount
         assert mount["VolumeOptions"]["DriverConfig"]["Options"]["device"] == "/srv/users/alice"
+        # The shared data beside it, read-only, its options in the mount.
+        assert data["Source"] == "check-data-89abcdef" and data["ReadOnly"] is True, data
+        assert data["VolumeOptions"]["DriverConfig"]["Options"]["device"] == "/srv/users/datasets"
+
+    def a_profile_is_chosen_among_those_the_user_may():
+        def profile(name, default=False, groups=()):
+            return {"name": name, "display_name": name.title(), "description": "", "default": default,
+                    "allowed_users": [], "allowed_groups": list(groups)}
+
+        profiles = [profile("small"), profile("gpu", default=True, groups=["gpu-users"])]
+
+        def spawner(groups, options):
+            user = types.SimpleNamespace(name="alice", groups=[types.SimpleNamespace(name=g) for g in groups])
+            s = types.SimpleNamespace(profiles=profiles, user=user, user_options=options)
+            s.allowed_profiles = types.MethodType(hub.HubgateSwarmSpawner.allowed_profiles, s)
+            return s
+
+        chosen = hub.HubgateSwarmSpawner.chosen_profile
+        # The default is one the user may choose, else the first they may.
+        assert chosen(spawner(["gpu-users"], {}))["name"] == "gpu"
+        assert chosen(spawner([], {}))["name"] == "small"
+        assert chosen(spawner([], {"profile": "small"}))["name"] == "small"
+        try:
+            chosen(spawner([], {"profile": "gpu"}))
+        except hub.web.HTTPError as e:
+            assert e.status_code == 403, e
+        else:
+            raise AssertionError("a profile of another group was given")
+        form = hub.profile_form(spawner([], {}))
+        assert 'value="small" checked' in form and 'value="gpu"' not in form, form
 
     return [v for v in locals().values() if callable(v)]
 
