@@ -273,6 +273,10 @@ fn proxy(f: &DeployFile) -> ProxyPart {
 
 fn spawner<'a>(f: &'a DeployFile, v: &Volumes<'a>, singleuser_config: &'a str) -> SpawnerPart<'a> {
     let s = &f.singleuser;
+    // The one server `[singleuser]` describes, or its profiles.
+    let (plain, profiled): (Vec<_>, Vec<_>) = server_kinds(f)
+        .into_iter()
+        .partition(|k| k.profile.is_none());
     SpawnerPart {
         image: &s.image,
         cmd: &s.cmd,
@@ -290,12 +294,12 @@ fn spawner<'a>(f: &'a DeployFile, v: &Volumes<'a>, singleuser_config: &'a str) -
         singleuser_config_dir: SINGLEUSER_CONFIG_DIR,
         resources: resources(&s.resources),
         prefix: SERVER_PREFIX,
-        data_mounts: server_kinds(f)
+        data_mounts: plain
             .into_iter()
-            .find(|k| k.profile.is_none())
+            .next()
             .map(|k| k.mounts)
             .unwrap_or_default(),
-        profiles: server_kinds(f)
+        profiles: profiled
             .into_iter()
             .filter_map(|k| {
                 let p = k.profile?;

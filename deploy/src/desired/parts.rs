@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::layout::DOCKER_SOCKET;
-use crate::file::{DeployFile, Resources};
+use crate::file::{DeployFile, Nfs, Resources};
 use crate::model::{
     BlobWant, DEPLOY_LABEL, FileRef, MountWant, ROLE_LABEL, ResourcesWant, Role, SecretData,
 };
@@ -27,6 +27,18 @@ pub fn short_hash(data: &[u8]) -> String {
         .collect()
 }
 
+/// The `local` driver options that mount `dir` of an NFS server.
+pub(super) fn nfs_opts(nfs: &Nfs, dir: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("type".to_owned(), "nfs".to_owned()),
+        (
+            "o".to_owned(),
+            format!("addr={},{}", nfs.server, nfs.options),
+        ),
+        ("device".to_owned(), format!(":{dir}")),
+    ])
+}
+
 /// The `local` driver options that mount `sub` of the storage.
 pub(super) fn storage_opts(f: &DeployFile, sub: &str) -> BTreeMap<String, String> {
     let join = |root: &str| {
@@ -39,9 +51,7 @@ pub(super) fn storage_opts(f: &DeployFile, sub: &str) -> BTreeMap<String, String
     };
     let mut opts = BTreeMap::new();
     if let Some(nfs) = &f.storage.nfs {
-        opts.insert("type".into(), "nfs".into());
-        opts.insert("o".into(), format!("addr={},{}", nfs.server, nfs.options));
-        opts.insert("device".into(), format!(":{}", join(&nfs.export)));
+        opts = nfs_opts(nfs, &join(&nfs.export));
     } else if let Some(dir) = &f.storage.local {
         opts.insert("type".into(), "none".into());
         opts.insert("o".into(), "bind".into());

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::parts::{labels, options_hash, storage_opts};
+use super::parts::{labels, nfs_opts, options_hash, storage_opts};
 use crate::file::{DataMount, DeployFile, Profile, Resources};
 use crate::model::Role;
 
@@ -88,14 +88,7 @@ pub(super) fn data_volumes(f: &DeployFile) -> Vec<DataVolume> {
 
 fn data_volume(f: &DeployFile, m: &DataMount) -> DataVolume {
     let options = match (&m.nfs, &m.path) {
-        (Some(nfs), _) => BTreeMap::from([
-            ("type".to_owned(), "nfs".to_owned()),
-            (
-                "o".to_owned(),
-                format!("addr={},{}", nfs.server, nfs.options),
-            ),
-            ("device".to_owned(), format!(":{}", nfs.export)),
-        ]),
+        (Some(nfs), _) => nfs_opts(nfs, &nfs.export),
         (None, path) => storage_opts(f, path.as_deref().unwrap_or_default()),
     };
     DataVolume {
