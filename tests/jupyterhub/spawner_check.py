@@ -1,6 +1,7 @@
 """Run the deployment's HubgateSwarmSpawner against scripted engine answers.
 
-Usage: spawner_check.py MODULE_DIR (the folder of hubgate_hub.py)
+Usage: spawner_check.py MODULE_DIR (the folder of hubgate_hub.py and
+hubgate_spawner.py)
 
 The module is imported as the hub imports it; the spawner's methods then
 run on a stand-in whose `docker` calls answer from a script instead of an
@@ -19,9 +20,11 @@ from docker.errors import APIError
 
 
 def load(module_dir):
-    """hubgate's JupyterHub module, with no real waits and no DNS."""
+    """hubgate's spawner module (imported by its JupyterHub module, as the
+    hub imports them), with no real waits and no DNS."""
     sys.path.insert(0, module_dir)
     import hubgate_hub
+    import hubgate_spawner
 
     async def no_wait(_seconds):
         pass
@@ -30,8 +33,11 @@ def load(module_dir):
         async def getaddrinfo(self, *_args):
             raise socket.gaierror("no such name")
 
-    hubgate_hub.asyncio = types.SimpleNamespace(sleep=no_wait, get_running_loop=Loop)
-    return hubgate_hub
+    quick = types.SimpleNamespace(sleep=no_wait, get_running_loop=Loop)
+    hubgate_hub.asyncio = quick
+    hubgate_spawner.asyncio = quick
+    # The spawner's module, the hub's having imported it.
+    return hubgate_spawner
 
 
 def api_error(status):
@@ -279,6 +285,48 @@ def cases(hub):
             raise AssertionError("a profile of another group was given")
         form = hub.profile_form(spawner([], {}))
         assert 'value="small" checked' in form and 'value="gpu"' not in form, form
+
+    def a_server_no_node_has_room_for_is_refused():
+        # Every GPU in use: the swarm keeps the task pending; the spawn is
+        # refused with the swarm's reason after unplaced_timeout, not after
+        # start_timeout. A task that runs within it is started.
+        def start(tasks, generic=None):
+            s, engine = stand_in(hub, {"tasks": [tasks]})
+            s.start_object = types.MethodType(hub.HubgateSwarmSpawner.start_object, s)
+            s.no_room_message = types.MethodType(hub.HubgateSwarmSpawner.no_room_message, s)
+            s.unplaced_timeout = 15
+            s.extra_resources_spec = {"generic_resources": generic} if generic else {}
+            s.profile_name = "gpu"
+
+            async def get_task():
+                answer = await engine("tasks")
+                return answer[0] if answer else None
+
+            s.get_task = get_task
+            asyncio.run(s.start_object())
+            return engine
+
+        pending = dict(task("running", "pending"), Status={
+            "State": "pending", "Err": "no suitable node (insufficient resources on 1 node)"})
+        try:
+            start([pending], {"NVIDIA-GPU": 1})
+        except RuntimeError as e:
+            text = str(e)
+            assert "reserves 1 NVIDIA-GPU" in text and "insufficient resources on 1 node" in text, text
+        else:
+            raise AssertionError("a server no node has room for was waited for")
+        engine = Engine({"tasks": [[pending]] * 3 + [[task("running", "running")]]})
+        s, _ = stand_in(hub, {})
+        s.docker = engine
+        s.start_object = types.MethodType(hub.HubgateSwarmSpawner.start_object, s)
+        s.unplaced_timeout = 15
+
+        async def get_task():
+            return (await engine("tasks"))[0]
+
+        s.get_task = get_task
+        asyncio.run(s.start_object())
+        assert engine.count("tasks") == 4, engine.calls
 
     return [v for v in locals().values() if callable(v)]
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::hub_config::{HUB_LEASE_FILE, HUB_MODULE_FILE};
+use super::hub_config::{HUB_LEASE_FILE, HUB_MODULE_FILE, HUB_SPAWNER_FILE};
 use super::inputs::Inputs;
 use super::layout::{
     API_PORT, COOKIE_SECRET_PATH, CRYPT_KEY_PATH, DB_PASSWORD_PATH, GUARD_SPAWNER_SOCKET,
@@ -20,8 +20,9 @@ use crate::model::{BlobWant, FileRef, Mode, MountWant, Role, SecretData, Service
 pub(super) struct HubConfigs<'a> {
     /// The generated `jupyterhub_config.py`.
     pub(super) config: &'a BlobWant,
-    /// hubgate's JupyterHub module.
+    /// hubgate's JupyterHub module, and its spawner's.
     pub(super) module: &'a BlobWant,
+    pub(super) spawner: &'a BlobWant,
     /// The lease entrypoint.
     pub(super) lease: &'a BlobWant,
 }
@@ -132,6 +133,7 @@ pub(super) fn service(
         configs: vec![
             file_ref(configs.config, HUB_CONFIG_PATH),
             file_ref(configs.module, &module_path(HUB_MODULE_FILE)),
+            file_ref(configs.spawner, &module_path(HUB_SPAWNER_FILE)),
             file_ref(configs.lease, &module_path(HUB_LEASE_FILE)),
         ],
         ports: vec![],

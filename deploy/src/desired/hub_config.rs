@@ -24,6 +24,9 @@ use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role, SERVER_LABEL, SPAWNED_LABEL, 
 pub(super) const HUB_MODULE: &str = include_str!("hubgate_hub.py");
 /// Its file name (the module's name, `.py`).
 pub(super) const HUB_MODULE_FILE: &str = "hubgate_hub.py";
+/// The spawner's module, which the first imports, mounted beside it.
+pub(super) const HUB_SPAWNER: &str = include_str!("hubgate_spawner.py");
+pub(super) const HUB_SPAWNER_FILE: &str = "hubgate_spawner.py";
 /// The hub's entrypoint, which runs JupyterHub while it holds the lease,
 /// mounted beside the module.
 pub(super) const HUB_LEASE: &str = include_str!("hubgate_lease.py");

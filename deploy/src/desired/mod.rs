@@ -22,7 +22,7 @@ use crate::model::{BlobWant, NetworkWant, Role, ServiceWant};
 use crate::volumes::Keep;
 
 pub use hub_config::hub_settings;
-use hub_config::{HUB_LEASE, HUB_MODULE};
+use hub_config::{HUB_LEASE, HUB_MODULE, HUB_SPAWNER};
 pub use inputs::Inputs;
 pub use layout::{API_PORT, CERTS_SUBDIR, HUB_PORT, HUB_STATE_SUBDIR, HUBGATE_UID};
 pub use parts::{LocalDir, short_hash};
@@ -71,6 +71,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
     let config = blob(f, Role::HubConfig, text.as_bytes());
     let module = blob(f, Role::HubModule, HUB_MODULE.as_bytes());
     let lease = blob(f, Role::HubLease, HUB_LEASE.as_bytes());
+    let spawner = blob(f, Role::HubSpawner, HUB_SPAWNER.as_bytes());
 
     let token = hub::proxy_token(f);
     let mut hub_secrets = hub::secrets(f, inputs)?;
@@ -80,6 +81,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
     let configs = hub::HubConfigs {
         config: &config,
         module: &module,
+        spawner: &spawner,
         lease: &lease,
     };
     let guard = guard::guard(f, &volumes, &singleuser_config.name);
@@ -115,7 +117,8 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
     let mut secrets = vec![token];
     secrets.extend(hub_secrets.into_iter().map(|(b, _)| b));
     secrets.extend(hubgate.secrets);
-    let mut configs = vec![config, module, lease, singleuser_config, guard.config];
+    let mut configs = vec![config, module, spawner, lease, singleuser_config];
+    configs.push(guard.config);
     configs.extend(hubgate.configs);
     let services = vec![hub, hubgate.service, guard.service];
     let mut names = volume_names(&services);

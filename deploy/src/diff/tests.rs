@@ -73,6 +73,7 @@ fn a_fresh_swarm_gets_everything() {
             "create network jhub",
             "create config hub-config",
             "create config hub-module",
+            "create config hub-spawner",
             "create config hub-lease",
             "create config singleuser-config",
             "create config guard-config",
@@ -88,7 +89,7 @@ fn a_fresh_swarm_gets_everything() {
     assert!(plan.problems.is_empty());
     assert!(
         plan.to_string()
-            .ends_with("13 to create, 0 to change, 0 to remove.\n")
+            .ends_with("14 to create, 0 to change, 0 to remove.\n")
     );
 }
 

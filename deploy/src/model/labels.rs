@@ -40,6 +40,8 @@ pub enum Role {
     HubConfig,
     /// hubgate's JupyterHub module (a Docker config).
     HubModule,
+    /// hubgate's spawner module, beside it (a Docker config).
+    HubSpawner,
     /// The hub's entrypoint, which holds the lease (a Docker config).
     HubLease,
     /// JupyterHub's cookie secret (a generated secret).
@@ -76,7 +78,7 @@ pub enum Role {
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 24] = [
+    pub const ALL: [Role; 25] = [
         Role::Network,
         Role::Hub,
         Role::Hubgate,
@@ -85,6 +87,7 @@ impl Role {
         Role::GuardSocket,
         Role::HubConfig,
         Role::HubModule,
+        Role::HubSpawner,
         Role::HubLease,
         Role::HubCookieSecret,
         Role::HubCryptKey,
@@ -114,6 +117,7 @@ impl Role {
             Role::GuardSocket => "guard-socket",
             Role::HubConfig => "hub-config",
             Role::HubModule => "hub-module",
+            Role::HubSpawner => "hub-spawner",
             Role::HubLease => "hub-lease",
             Role::HubCookieSecret => "hub-cookie-secret",
             Role::HubCryptKey => "hub-crypt-key",
