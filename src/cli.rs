@@ -114,6 +114,28 @@ pub(crate) enum DeployCommand {
     /// volume onto the storage (what `apply` runs as a job on that node).
     #[command(hide = true)]
     MigrateHubData(MigrateArgs),
+    /// Keep this node's swarm containers from the cloud's metadata
+    /// service: an nftables table refusing what they send to the
+    /// addresses, removed on SIGTERM (what the deployment's
+    /// `<name>-metadata-block` service runs on every node).
+    #[command(hide = true)]
+    BlockMetadata(BlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BlockArgs {
+    /// The nftables table (inet family) the rules live in.
+    #[arg(long)]
+    pub(crate) table: String,
+    /// The interface containers' traffic enters forwarding through.
+    #[arg(long, default_value = hubgate_deploy::metadata::GATEWAY_BRIDGE)]
+    pub(crate) interface: String,
+    /// An address or IPv4 network to refuse (repeatable).
+    #[arg(long, required = true)]
+    pub(crate) address: Vec<String>,
+    /// Only check that the table is in place (the service's health check).
+    #[arg(long)]
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -74,6 +74,7 @@ async fn dispatch(command: DeployCommand, host: &DockerHost) -> anyhow::Result<E
         DeployCommand::Destroy(a) => destroy(&a, host).await,
         DeployCommand::PruneVolumes(a) => prune_volumes(a, host).await,
         DeployCommand::MigrateHubData(a) => migrate_hub_data(a, host).await,
+        DeployCommand::BlockMetadata(a) => crate::block_metadata::run(&a).await,
     }
 }
 
@@ -144,9 +145,39 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<(DeployFile, Desired)> {
         tls_cert: read("tls.cert_file", &tls.cert_file)?,
         tls_key: read("tls.key_file", &tls.key_file)?,
         acme_ca: read("tls.acme_ca_file", &tls.acme_ca_file)?,
+        logo: read("hub.logo_file", &file.hub.logo_file)?,
+        templates: match &file.hub.templates {
+            Some(dir) => read_templates(&base.join(dir))?,
+            None => vec![],
+        },
     };
     let want = desired(&file, &inputs)?;
     Ok((file, want))
+}
+
+/// The files of the templates directory `dir` (not its subdirectories),
+/// by name.
+fn read_templates(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("hub.templates: cannot read the directory {}", dir.display()))?;
+    let mut files = vec![];
+    for entry in entries {
+        let entry = entry.with_context(|| format!("hub.templates: {}", dir.display()))?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(entry.path())
+            .with_context(|| format!("hub.templates: cannot read {}", entry.path().display()))?;
+        files.push((name, bytes));
+    }
+    anyhow::ensure!(
+        !files.is_empty(),
+        "hub.templates: {} holds no file",
+        dir.display()
+    );
+    files.sort();
+    Ok(files)
 }
 
 /// A password file's text without surrounding white space (an editor's

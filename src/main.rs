@@ -4,6 +4,7 @@
 
 mod acme;
 mod api;
+mod block_metadata;
 mod cli;
 mod deploy;
 mod discover;

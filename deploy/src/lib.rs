@@ -14,6 +14,8 @@
 //!   specs and back, reading the observed state and planning
 //!   ([`engine::Engine::plan`]), running a plan, waiting for convergence, swarm init and join tokens,
 //!   status, destroy;
+//! - [`metadata`]: the firewall rules that keep user servers from the
+//!   cloud's metadata service (run on every node by a service);
 //! - [`volumes`]: which of a deployment's per-node volumes a node keeps
 //!   (run on every node by a one-off job).
 //!
@@ -26,6 +28,7 @@ pub mod diff;
 pub mod engine;
 mod error;
 pub mod file;
+pub mod metadata;
 pub mod model;
 pub mod observed;
 pub mod volumes;

@@ -244,6 +244,8 @@ fn every_example_renders_a_hub_configuration_that_loads() {
         tls_key: Some(b"k".to_vec()),
         acme_ca: Some(b"a".to_vec()),
         db_password: Some(b"d".to_vec()),
+        logo: Some(b"l".to_vec()),
+        templates: vec![("page.html".into(), b"t".to_vec())],
     };
     let mut configs = vec![];
     for example in [
@@ -251,6 +253,7 @@ fn every_example_renders_a_hub_configuration_that_loads() {
         "production",
         "production-postgresql",
         "production-oauth",
+        "production-extras",
     ] {
         let source = example.split('-').next().unwrap();
         let path = repo().join(format!("examples/{source}.toml"));
@@ -270,6 +273,25 @@ fn every_example_renders_a_hub_configuration_that_loads() {
                      allowed_groups = [\"researchers\"]\nadmin_groups = [\"hub-admins\"]",
                 );
         }
+        if example.ends_with("-extras") {
+            // The logo, the templates and the service the example shows.
+            for line in [
+                "logo_file",
+                "templates",
+                "[[hub.services]]",
+                "name = \"dashboard\"",
+            ] {
+                text = text.replace(&format!("# {line}"), line);
+            }
+            for key in [
+                "image = \"registry.example.org/hub-dashboard",
+                "command",
+                "port",
+                "scopes",
+            ] {
+                text = text.replace(&format!("# {key}"), key);
+            }
+        }
         let file = DeployFile::parse(&text).unwrap();
         let want = desired(&file, &inputs).unwrap();
         let config = want.configs.iter().find(|c| c.role == Role::HubConfig);
@@ -283,7 +305,7 @@ fn every_example_renders_a_hub_configuration_that_loads() {
     let mut args = vec![repo().join("deploy/src/desired")];
     args.extend(configs);
     let text = check_script("config_check.py", &args);
-    assert!(text.contains("4 passed, 0 failed"), "{text}");
+    assert!(text.contains("5 passed, 0 failed"), "{text}");
 }
 
 /// Runs `tests/jupyterhub/<script>` with the test venv's Python; its

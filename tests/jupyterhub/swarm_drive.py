@@ -121,11 +121,19 @@ def take_token(s):
 
 
 def spawn(s):
+    """Starts the user's server (with --profile, that profile) and waits
+    until hubgate reaches it; with --expect-refused, until the hub gives
+    the spawn up, and prints why."""
     user = s.args.user
     started = time.monotonic()
-    r = s.hub_api("POST", f"/users/{user}/server")
+    options = {"json": {"profile": s.args.profile}} if s.args.profile else {}
+    r = s.hub_api("POST", f"/users/{user}/server", **options)
     if r.status_code not in (201, 202, 400):
         fail(f"starting the server answered {r.status_code}: {r.text[:300]}")
+    if s.args.expect_refused:
+        message = spawn_failure(s)
+        step(f"the spawn was refused after {time.monotonic() - started:.1f} s: {message}")
+        return
 
     def ready():
         server = s.hub_api("GET", f"/users/{user}").json().get("servers", {}).get("")
@@ -136,6 +144,22 @@ def spawn(s):
     step(f"server ready at {server['url']} in {at - started:.1f} s")
     wait("hubgate to reach the new server", lambda: reaches_server(s, s.public), 30)
     step(f"reached through hubgate {time.monotonic() - at:.2f} s after the hub said ready")
+
+
+def spawn_failure(s):
+    """The message of the spawn's failure, from the hub's progress events
+    (fails if the server starts instead)."""
+    url = f"{s.public}/hub/api/users/{s.args.user}/server/progress"
+    with s.http.get(url, headers=s.xsrf(), stream=True, timeout=s.args.timeout) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if not line or not line.startswith("data:"):
+                continue
+            event = json.loads(line[5:])
+            if event.get("failed"):
+                return event.get("message", "")
+            if event.get("ready"):
+                fail(f"the server started: {event}")
+    fail("the progress events ended with neither a failure nor a start")
 
 
 def kernel(s):
@@ -459,6 +483,7 @@ def main():
     p.add_argument("--client-id")
     p.add_argument("--callback")
     p.add_argument("--expect-refused", action="store_true")
+    p.add_argument("--profile")
     args = p.parse_args()
     s = Session(args)
     globals()[args.action](s)

@@ -163,8 +163,13 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
              target = \"/home/jovyan/work/shared\"\npath = \"shared\"\nread_only = false\n\n[network]"
         ),
     );
+    // A dashboard service with its own token, the hub's logo and a login
+    // template of the deployment's.
+    crate::hub_extras::add_extras(&d, "idle_timeout = \"40s\"");
     let plan = d.plan();
     for setting in [
+        "+ extras.services[0].url: \"http://",
+        "+ extras.logo_file:",
         "+ idle_timeout: 40",
         "+ spawner.profiles[1].image:",
         "+ cull.every: 10",
@@ -191,6 +196,7 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
             .contains("Welcome to the <b>day-two</b> hub")
             .then_some(())
     });
+    crate::hub_extras::check_extras(&name, hubgate, &user.name);
     user.step("limits", &["--timeout", "120"]);
     assert!(d.apply().contains("No changes"));
     // The second profile: its image and limits, read back from the task.
@@ -313,7 +319,7 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
 }
 
 /// The ID of the running container of `service` on this engine.
-fn running_container(service: &str) -> String {
+pub(crate) fn running_container(service: &str) -> String {
     let label = format!("label=com.docker.swarm.service.name={service}");
     let ids = docker(&["ps", "-q", "--filter", &label]);
     ids.lines()

@@ -88,11 +88,12 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     let d = production_like(&name);
     let label = format!("hubgate.deploy={name}");
     let applied = d.ok(&["apply", "--no-wait", "--skip-nfs-check", "FILE"]);
-    // Network, hub config, hubgate's hub module and lease entrypoint, the
-    // servers' config, the guard's config, proxy token, client secret,
-    // cookie secret, crypt key, hub, hubgate, the Docker API guard.
+    // Network, hub config, hubgate's hub and spawner modules and lease
+    // entrypoint, the servers' config, the guard's config, proxy token,
+    // client secret, cookie secret, crypt key, hub, hubgate, the Docker API
+    // guard, the cloud-metadata block.
     assert!(
-        applied.contains("13 to create, 0 to change, 0 to remove."),
+        applied.contains("15 to create, 0 to change, 0 to remove."),
         "{applied}"
     );
 
@@ -217,6 +218,20 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert!(guard["TaskTemplate"]["Networks"].is_null(), "{guard}");
     let gmounts = guard["TaskTemplate"]["ContainerSpec"]["Mounts"].to_string();
     assert!(gmounts.contains("/var/run/docker.sock"), "{gmounts}");
+    // The cloud-metadata block: on every node, the host's network, the one
+    // capability it needs, and nothing else (no socket, no secret).
+    let block = service_spec(&format!("{name}-metadata-block"));
+    let c = &block["TaskTemplate"]["ContainerSpec"];
+    assert!(block["Mode"]["Global"].is_object());
+    assert_eq!(c["CapabilityAdd"], serde_json::json!(["CAP_NET_ADMIN"]));
+    assert!(c["Mounts"].as_array().is_none_or(Vec::is_empty), "{c}");
+    assert!(c["Secrets"].as_array().is_none_or(Vec::is_empty), "{c}");
+    assert!(c["Args"].to_string().contains("--address=169.254.169.254"));
+    let host_net = id_of("network", "host");
+    assert_eq!(
+        block["TaskTemplate"]["Networks"][0]["Target"],
+        host_net.as_str()
+    );
     let certs = pmounts
         .iter()
         .find(|m| m["Target"] == "/var/lib/hubgate")

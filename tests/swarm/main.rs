@@ -19,6 +19,7 @@ mod deploy;
 mod discovery;
 mod failover;
 mod guard;
+mod hub_extras;
 mod hub_failover;
 mod hub_postgres;
 mod jupyterhub;

@@ -8,7 +8,9 @@ use crate::nodes::{Cluster, Node};
 
 /// A deployment on the five-node swarm: the hub on the managers, reached
 /// at node1's address, polling its servers every second; servers on the
-/// workers, reporting activity every 5 s; `umadmin` an admin.
+/// workers, reporting activity every 5 s; `umadmin` an admin; two
+/// profiles, `cpu` (the default) and `gpu` (one `NVIDIA-GPU` each); the
+/// metadata service's stand-in address blocked.
 pub(crate) fn multinode_file(
     cluster: &Cluster,
     name: &str,
@@ -41,6 +43,116 @@ pub(crate) fn multinode_file(
             "start_timeout = 90",
             "start_timeout = 90\nconstraints = [\"node.role==worker\"]",
         )
+        .replace(
+            "[network]",
+            &format!(
+                "[[singleuser.profiles]]\nname = \"cpu\"\ndisplay_name = \"CPU\"\ndefault = true\n\n\
+                 [[singleuser.profiles]]\nname = \"gpu\"\ndisplay_name = \"GPU\"\n\
+                 generic_resources = {{ NVIDIA-GPU = 1 }}\n\n\
+                 [singleuser.cloud_metadata]\naddresses = [\"{}\"]\n\n[network]",
+                cluster.stand_in_ip()
+            ),
+        )
+}
+
+/// A GPU profile's server lands on the one node that advertises a GPU
+/// (node5) and holds it; a second one, with no GPU free, is refused
+/// clearly (the hub's message names what it waits for) and leaves no
+/// service behind.
+pub(crate) fn gpu_servers(cluster: &Cluster, publics: &[String]) {
+    let m1 = &cluster.nodes[0];
+    let first = User::new("ugpu1", publics.to_vec());
+    first.step("login", &[]);
+    first.step("spawn", &["--profile", "gpu"]);
+    let service = format!("jupyter-{}", first.name);
+    assert_eq!(task_node(m1, &service).as_deref(), Some("node5"));
+    let task = m1.docker(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        &service,
+    ]);
+    let task = task.lines().next().unwrap_or_default();
+    let assigned = m1.docker(&[
+        "inspect",
+        task,
+        "--format",
+        "{{json .AssignedGenericResources}}",
+    ]);
+    assert!(assigned.contains("GPU-fake5"), "{assigned}");
+    eprintln!("the gpu profile's server runs on node5 and holds its GPU: {assigned}");
+    let second = User::new("ugpu2", publics.to_vec());
+    second.step("login", &[]);
+    let said = second.step(
+        "spawn",
+        &["--profile", "gpu", "--expect-refused", "--timeout", "120"],
+    );
+    assert!(
+        said.contains("reserves 1 NVIDIA-GPU") && said.contains("insufficient resources"),
+        "{said}"
+    );
+    crate::cluster::wait_for(
+        "the refused server's service to go",
+        std::time::Duration::from_secs(30),
+        || {
+            let out = m1.try_docker(&["service", "inspect", "jupyter-ugpu2"]);
+            (!out.status.success()).then_some(())
+        },
+    );
+    first.step("stop", &[]);
+}
+
+/// From inside the user server `server`: the host answers on its bridge
+/// address, the metadata service's stand-in (an address of the same host)
+/// does not: the node's rules refuse what it forwards there.
+pub(crate) fn metadata_blocked(cluster: &Cluster, server: &str, port: u16) {
+    let m1 = &cluster.nodes[0];
+    let on = task_node(m1, server).unwrap();
+    let node = cluster.nodes.iter().find(|n| n.hostname == on).unwrap();
+    let label = format!("label=com.docker.swarm.service.name={server}");
+    let container = node.docker(&["ps", "-q", "--filter", &label]);
+    let fetch = |ip: &str| {
+        let url = format!("http://{ip}:{port}/latest");
+        let code = "import sys, urllib.request\n\
+                    print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())";
+        node.try_docker(&["exec", &container, "python3", "-c", code, &url])
+    };
+    let open = fetch(&cluster.host_ip());
+    let text = String::from_utf8_lossy(&open.stdout);
+    assert!(
+        open.status.success() && text.contains("instance data"),
+        "{text}"
+    );
+    let blocked = fetch(&cluster.stand_in_ip());
+    let why = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        !blocked.status.success(),
+        "the stand-in answered the server"
+    );
+    assert!(why.contains("Connection refused"), "{why}");
+    let blocker = node.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        "label=com.docker.swarm.service.name=multi-metadata-block",
+    ]);
+    let table = node.docker(&[
+        "exec",
+        &blocker,
+        "nft",
+        "list",
+        "table",
+        "inet",
+        "hubgate_multi_metadata",
+    ]);
+    eprintln!(
+        "from the server on {on}: the host's {} answered, the metadata stand-in {} refused the connection ({}); {on}'s rules:\n{table}",
+        cluster.host_ip(),
+        cluster.stand_in_ip(),
+        why.lines().last().unwrap_or_default()
+    );
 }
 
 /// The node a service's running task is on.

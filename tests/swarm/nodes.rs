@@ -173,8 +173,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `count` daemons (no swarm yet), named node1…nodeN.
-    pub fn start(count: usize) -> Self {
+    /// Starts `count` daemons (no swarm yet), named node1…nodeN; the nodes
+    /// `gpus` names (indexes) advertise a fake GPU each, a Swarm generic
+    /// resource `NVIDIA-GPU` (the daemon's `node-generic-resources`, as a
+    /// node with a real one does).
+    pub fn start(count: usize, gpus: &[usize]) -> Self {
         for tool in ["ip", "iptables", "nsenter", "unshare", "dockerd"] {
             assert!(
                 Command::new("sh")
@@ -208,7 +211,8 @@ impl Cluster {
             net,
         };
         for n in 1..=count {
-            cluster.add_node(n);
+            let gpu = gpus.contains(&(n - 1)).then(|| format!("GPU-fake{n}"));
+            cluster.add_node(n, gpu.as_deref());
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         for node in &cluster.nodes {
@@ -225,7 +229,7 @@ impl Cluster {
         cluster
     }
 
-    fn add_node(&mut self, n: usize) {
+    fn add_node(&mut self, n: usize, gpu: Option<&str>) {
         let id = std::process::id() % 10_000;
         let hostname = format!("node{n}");
         let netns = format!("hgn{id}-{n}");
@@ -239,7 +243,11 @@ impl Cluster {
         ));
         let root = self.dir.join(&hostname);
         std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("daemon.json"), "{}").unwrap();
+        let config = match gpu {
+            Some(id) => serde_json::json!({"node-generic-resources": [format!("NVIDIA-GPU={id}")]}),
+            None => serde_json::json!({}),
+        };
+        std::fs::write(root.join("daemon.json"), config.to_string()).unwrap();
         let sock = root.join("docker.sock");
         let r = root.display();
         // A private /run (opened netns first), its own hostname, then the
@@ -269,6 +277,35 @@ impl Cluster {
         format!("{}.1", self.net)
     }
 
+    /// An address of the host's on the nodes' bridge that stands in for the
+    /// cloud's metadata service (the test's own, never the real one).
+    pub fn stand_in_ip(&self) -> String {
+        format!("{}.254", self.net)
+    }
+
+    /// Serves a stand-in of the metadata service on the host at
+    /// `stand_in_ip` (and every other address of the host) on `port`: a
+    /// Python HTTP server, stopped by its PID when the guard drops.
+    pub fn serve_stand_in(&self, port: u16) -> StandIn {
+        let ip = self.stand_in_ip();
+        sh(&format!("ip addr add {ip}/32 dev {}", self.bridge));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("latest"), "instance data").unwrap();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "0.0.0.0", &port.to_string()])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        StandIn {
+            child,
+            _dir: dir,
+            ip,
+            bridge: self.bridge.clone(),
+        }
+    }
+
     /// `http://IP:port` of the first `count` nodes (the managers).
     pub fn publics(&self, count: usize, port: u16) -> Vec<String> {
         self.nodes[..count]
@@ -288,6 +325,22 @@ impl Cluster {
         for &n in nodes {
             self.nodes[n].docker(&["load", "-q", "-i", tar.to_str().unwrap()]);
         }
+    }
+}
+
+/// The metadata service's stand-in (`Cluster::serve_stand_in`).
+pub struct StandIn {
+    child: Child,
+    _dir: tempfile::TempDir,
+    ip: String,
+    bridge: String,
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        sh_quiet(&format!("ip addr del {}/32 dev {}", self.ip, self.bridge));
     }
 }
 

@@ -140,6 +140,7 @@ pub(super) fn guard(f: &DeployFile, v: &Volumes<'_>, singleuser_config: &str) ->
         spec_hash: false,
         update_delay_secs: 0,
         stop_grace_secs: 5,
+        capabilities: vec![],
         // Its sockets answer `/_ping` through it (the image's own check
         // asks hubgate's proxy port, which the guard does not serve).
         healthcheck: vec![

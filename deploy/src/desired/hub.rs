@@ -148,6 +148,7 @@ pub(super) fn service(
         spec_hash: true,
         update_delay_secs: 0,
         stop_grace_secs: u64::from(HUB_STOP_SECS + 4),
+        capabilities: vec![],
         healthcheck: vec![],
     }
 }

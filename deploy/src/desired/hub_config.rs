@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::extras::ExtrasPart;
 use super::layout::{
     API_PORT, COOKIE_SECRET_PATH, CRYPT_KEY_PATH, HUB_MODULE_DIR, HUB_PORT, HUB_STATE_DIR,
     OAUTH_SECRET_PATH, PASSWORD_PATH, PROXY_TOKEN_PATH, SERVER_PREFIX, SERVER_TOKEN_FILE,
@@ -59,10 +60,14 @@ struct HubValues<'a> {
     limits: LimitsPart,
     /// JupyterHub's template variables: the banners.
     template_vars: BTreeMap<&'static str, &'a str>,
+    /// The hub's services, its logo and templates.
+    extras: &'a ExtrasPart,
 }
 
 #[derive(Debug, Serialize)]
 struct CullPart {
+    admin_users: bool,
+    concurrency: Option<u32>,
     every: Option<u64>,
     max_age: Option<u64>,
     users: bool,
@@ -193,18 +198,22 @@ pub(super) fn render(
     f: &DeployFile,
     volumes: &Volumes<'_>,
     singleuser_config: &str,
+    extras: &ExtrasPart,
 ) -> Result<String, DeployError> {
     let values = HubValues {
         hub: hub(f),
         proxy: proxy(f),
         spawner: spawner(f, volumes, singleuser_config),
         auth: auth(f),
+        extras,
         idle_timeout: f.hub.idle_timeout.map(|d| d.0),
         cull: f.hub.idle_timeout.map(|_| CullPart {
             every: f.hub.cull.every.map(|d| d.0),
             max_age: f.hub.cull.max_age.map(|d| d.0),
             users: f.hub.cull.users,
             remove_named_servers: f.hub.cull.remove_named_servers,
+            admin_users: f.hub.cull.admin_users,
+            concurrency: f.hub.cull.concurrency,
         }),
         template_vars: [
             ("announcement", &f.hub.announcement),

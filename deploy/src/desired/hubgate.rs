@@ -98,6 +98,7 @@ pub(super) fn hubgate(
         start_first: false,
         update_delay_secs: 5,
         stop_grace_secs: 5,
+        capabilities: vec![],
         healthcheck: vec![],
     };
     Ok(Hubgate {

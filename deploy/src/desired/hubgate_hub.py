@@ -137,10 +137,16 @@ def configure(c, values):
     configure_spawner(c, values["spawner"])
     configure_auth(c, values["auth"])
     configure_limits(c, values["limits"])
-    # Banners: every page's announcement, the login page's message.
-    c.JupyterHub.template_vars = values["template_vars"]
+    configure_branding(c, values["template_vars"], values["extras"])
+    # The hub's services: the idle culler (a process of the hub's), and
+    # the deployment's own (swarm services, each with its token).
+    services, roles = [], []
     if values.get("idle_timeout"):
-        configure_culler(c, values["idle_timeout"], values["cull"])
+        culler(services, roles, values["idle_timeout"], values["cull"])
+    for service in values["extras"]["services"]:
+        deployment_service(services, roles, service)
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
 
 
 def configure_clients(c):
@@ -286,7 +292,7 @@ def configure_limits(c, limits):
         c.JupyterHub.named_server_limit_per_user = limits["named_servers"]
 
 
-def configure_culler(c, idle_timeout, cull):
+def culler(services, roles, idle_timeout, cull):
     # Stop servers idle longer than the deployment's idle_timeout.
     command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={idle_timeout}"]
     scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
@@ -299,5 +305,30 @@ def configure_culler(c, idle_timeout, cull):
     if cull["users"]:
         command.append("--cull-users")
         scopes.append("admin:users")
-    c.JupyterHub.services = [{"name": "idle-culler", "command": command}]
-    c.JupyterHub.load_roles = [{"name": "idle-culler", "services": ["idle-culler"], "scopes": scopes}]
+    if not cull["admin_users"]:
+        command.append("--cull-admin-users=false")
+    if cull["concurrency"] is not None:
+        command.append(f"--concurrency={cull['concurrency']}")
+    services.append({"name": "idle-culler", "command": command})
+    roles.append({"name": "idle-culler", "services": ["idle-culler"], "scopes": scopes})
+
+
+def deployment_service(services, roles, service):
+    # A swarm service of the deployment's: its token from its Docker
+    # secret, its pages (with a url) routed at /services/NAME/ by the hub.
+    entry = {"name": service["name"], "api_token": read_secret(service["token_path"])}
+    if service["url"]:
+        entry["url"] = service["url"]
+    services.append(entry)
+    if service["scopes"]:
+        roles.append({"name": f"service-{service['name']}", "services": [service["name"]], "scopes": service["scopes"]})
+
+
+def configure_branding(c, template_vars, extras):
+    # Banners: every page's announcement, the login page's message; the
+    # deployment's logo and templates (Docker configs) before JupyterHub's.
+    c.JupyterHub.template_vars = template_vars
+    if extras["logo_file"]:
+        c.JupyterHub.logo_file = extras["logo_file"]
+    if extras["template_paths"]:
+        c.JupyterHub.template_paths = extras["template_paths"]

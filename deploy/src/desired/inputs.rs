@@ -12,4 +12,8 @@ pub struct Inputs {
     pub tls_cert: Option<Vec<u8>>,
     pub tls_key: Option<Vec<u8>>,
     pub acme_ca: Option<Vec<u8>>,
+    /// The hub's logo (`hub.logo_file`).
+    pub logo: Option<Vec<u8>>,
+    /// The hub's templates (`hub.templates`): each file's name and bytes.
+    pub templates: Vec<(String, Vec<u8>)>,
 }

@@ -33,6 +33,11 @@ pub(crate) const HUB_CONFIG_PATH: &str = "/srv/jupyterhub/jupyterhub_config.py";
 /// Where the hub finds hubgate's JupyterHub module (put on its `sys.path`
 /// by the generated configuration).
 pub(crate) const HUB_MODULE_DIR: &str = "/srv/jupyterhub/hubgate";
+/// Where the hub finds the deployment's logo, and its templates.
+pub(crate) const BRANDING_DIR: &str = "/srv/jupyterhub/branding";
+pub(crate) const TEMPLATES_DIR: &str = "/srv/jupyterhub/templates";
+/// Where a hub service finds its API token.
+pub(crate) const SERVICE_TOKEN_PATH: &str = "/run/secrets/hub-service-token";
 pub(crate) const CERTS_DIR: &str = "/var/lib/hubgate";
 pub(crate) const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// Where the guard's configuration is, in its task.
@@ -55,6 +60,11 @@ pub(crate) const SERVER_TOKEN_FILE: &str = "hubgate-api-token";
 pub const HUBGATE_UID: u32 = 10001;
 /// The storage subdirectory hubgate keeps certificates in.
 pub const CERTS_SUBDIR: &str = ".hubgate/certs";
+
+/// Where the hub finds service `name`'s API token.
+pub(crate) fn hub_service_token_path(name: &str) -> String {
+    format!("/run/secrets/hub-service-{name}-token")
+}
 
 /// Object names of a deployment.
 pub(crate) struct Names {

@@ -4,12 +4,14 @@
 //! secrets, the hub and hubgate services. Pure: the bytes of files the
 //! deployment names come in as `Inputs`, read by the caller.
 
+mod extras;
 mod guard;
 mod hub;
 mod hub_config;
 mod hubgate;
 mod inputs;
 mod layout;
+mod metadata;
 mod parts;
 mod profiles;
 mod python;
@@ -67,7 +69,8 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
         options: &user_volume_opts,
         storage_id: &storage_id,
     };
-    let text = hub_config::render(f, &volumes, &singleuser_config.name)?;
+    let extras = extras::extras(f, inputs)?;
+    let text = hub_config::render(f, &volumes, &singleuser_config.name, &extras.values)?;
     let config = blob(f, Role::HubConfig, text.as_bytes());
     let module = blob(f, Role::HubModule, HUB_MODULE.as_bytes());
     let lease = blob(f, Role::HubLease, HUB_LEASE.as_bytes());
@@ -85,7 +88,9 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
         lease: &lease,
     };
     let guard = guard::guard(f, &volumes, &singleuser_config.name);
-    let hub = hub::service(f, &configs, hub_refs, guard.spawner_mount.clone());
+    hub_refs.extend(extras.hub_secrets);
+    let mut hub = hub::service(f, &configs, hub_refs, guard.spawner_mount.clone());
+    hub.configs.extend(extras.hub_configs);
     let hubgate = hubgate::hubgate(f, inputs, &token, guard.discovery_mount)?;
 
     let mut local_dirs: Vec<LocalDir> = f
@@ -117,10 +122,14 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
     let mut secrets = vec![token];
     secrets.extend(hub_secrets.into_iter().map(|(b, _)| b));
     secrets.extend(hubgate.secrets);
+    secrets.extend(extras.secrets);
     let mut configs = vec![config, module, spawner, lease, singleuser_config];
     configs.push(guard.config);
+    configs.extend(extras.configs);
     configs.extend(hubgate.configs);
-    let services = vec![hub, hubgate.service, guard.service];
+    let mut services = vec![hub, hubgate.service, guard.service];
+    services.extend(metadata::service(f));
+    services.extend(extras.services);
     let mut names = volume_names(&services);
     names.extend(data.into_iter().map(|d| d.source));
     let keep = Keep {

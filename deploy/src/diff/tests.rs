@@ -84,12 +84,13 @@ fn a_fresh_swarm_gets_everything() {
             "create service jhub-hub",
             "create service jhub-hubgate",
             "create service jhub-docker-guard",
+            "create service jhub-metadata-block",
         ]
     );
     assert!(plan.problems.is_empty());
     assert!(
         plan.to_string()
-            .ends_with("14 to create, 0 to change, 0 to remove.\n")
+            .ends_with("15 to create, 0 to change, 0 to remove.\n")
     );
 }
 
@@ -241,7 +242,8 @@ fn a_network_with_other_options_is_made_anew_when_nothing_else_uses_it() {
             "replace network jhub",
             "create service jhub-hub",
             "create service jhub-hubgate",
-            "create service jhub-docker-guard"
+            "create service jhub-docker-guard",
+            "create service jhub-metadata-block"
         ]
     );
     seen.network.as_mut().unwrap().foreign_services = vec!["jupyter-alice".into()];

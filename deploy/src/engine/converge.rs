@@ -86,11 +86,6 @@ impl Engine {
         networks: &HashMap<String, String>,
         progress: Progress<'_>,
     ) -> Result<Look, DeployError> {
-        let expected = match s.mode {
-            Mode::Replicated(n) => n,
-            // Global services here are constrained to managers.
-            Mode::Global => nodes.ready_managers,
-        };
         let filters = HashMap::from([("service".to_owned(), vec![s.name.clone()])]);
         let tasks = self
             .docker
@@ -99,6 +94,10 @@ impl Engine {
             ))
             .await
             .map_err(DeployError::engine(format!("list tasks of {}", s.name)))?;
+        let expected = match s.mode {
+            Mode::Replicated(n) => n,
+            Mode::Global => global_expected(s, &tasks, nodes),
+        };
         let running = tasks
             .iter()
             .filter(|t| {
@@ -165,6 +164,26 @@ impl Engine {
             running,
             updating,
         })
+    }
+}
+
+/// How many tasks a global service should run: one on each ready node
+/// the swarm placed one on; for one on every manager, at least one a
+/// ready manager (before the swarm has placed them all).
+fn global_expected(s: &ServiceWant, tasks: &[Task], nodes: &Nodes) -> u64 {
+    let placed = tasks
+        .iter()
+        .filter(|t| t.desired_state == Some(TaskState::RUNNING))
+        .filter_map(|t| t.node_id.as_ref())
+        .filter(|n| nodes.ready.contains(*n))
+        .collect::<HashSet<_>>()
+        .len() as u64;
+    let every_manager =
+        s.constraints.iter().all(|c| c == "node.role==manager") && !s.constraints.is_empty();
+    if every_manager {
+        placed.max(nodes.ready_managers)
+    } else {
+        placed
     }
 }
 

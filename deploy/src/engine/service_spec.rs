@@ -117,6 +117,7 @@ fn task(want: &ServiceWant, ids: &HashMap<String, String>) -> TaskSpec {
             secrets: Some(secrets),
             configs: Some(configs),
             stop_grace_period: Some(want.stop_grace_secs as i64 * SECOND_NS),
+            capability_add: (!want.capabilities.is_empty()).then(|| want.capabilities.clone()),
             health_check: (!want.healthcheck.is_empty()).then(|| HealthConfig {
                 test: Some(
                     std::iter::once("CMD".to_owned())
@@ -322,6 +323,7 @@ pub(super) fn from_spec(spec: &ServiceSpec, networks: &HashMap<String, String>) 
         spec_hash,
         update_delay_secs: (update.delay.unwrap_or(0) / SECOND_NS).max(0) as u64,
         stop_grace_secs: (c.stop_grace_period.unwrap_or(10 * SECOND_NS) / SECOND_NS).max(0) as u64,
+        capabilities: c.capability_add.unwrap_or_default(),
         // Not readable (see `ServiceWant::healthcheck`).
         healthcheck: vec![],
     }
@@ -394,6 +396,7 @@ mod tests {
             spec_hash: true,
             update_delay_secs: 5,
             stop_grace_secs: 3,
+            capabilities: vec![],
             healthcheck: vec![],
         };
         let ids = [("s".to_owned(), "id-s".to_owned())].into();

@@ -3,11 +3,12 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::fields::{Auth, AuthKind, Cull, DataMount, DeployFile, Profile, Resources};
+use super::fields::{Auth, AuthKind, DataMount, DeployFile, Profile, Resources};
+use super::hub::Cull;
 
-type Failure = (String, String);
+pub(super) type Failure = (String, String);
 
-fn fail<T>(field: &str, message: impl Into<String>) -> Result<T, Failure> {
+pub(super) fn fail<T>(field: &str, message: impl Into<String>) -> Result<T, Failure> {
     Err((field.to_owned(), message.into()))
 }
 
@@ -43,6 +44,7 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
         let field = format!("singleuser.profiles[{i}].mounts");
         data_mounts(&field, &p.mounts, &f.singleuser.mounts)?;
     }
+    super::check_ops::check(f)?;
     object_name("network.name", &f.network.name)?;
     if let Some(subnet) = &f.network.subnet {
         cidr("network.subnet", subnet)?;
@@ -218,6 +220,9 @@ fn hub_limits(f: &DeployFile) -> Result<(), Failure> {
     if cull.every.is_some_and(|d| d.0 == 0) {
         return fail("hub.cull.every", "at least 1 s");
     }
+    if cull.concurrency == Some(0) {
+        return fail("hub.cull.concurrency", "at least 1 (leave it out for 10)");
+    }
     if cull.max_age.is_some_and(|d| d.0 == 0) {
         return fail("hub.cull.max_age", "at least 1 s (leave it out for none)");
     }
@@ -381,7 +386,7 @@ fn database_url(field: &str, url: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn object_name(field: &str, name: &str) -> Result<(), Failure> {
+pub(super) fn object_name(field: &str, name: &str) -> Result<(), Failure> {
     let ok = !name.is_empty()
         && name.len() <= 40
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -416,7 +421,7 @@ fn host_name(field: &str, host: &str) -> Result<(), Failure> {
     }
 }
 
-fn image(field: &str, image: &str) -> Result<(), Failure> {
+pub(super) fn image(field: &str, image: &str) -> Result<(), Failure> {
     if image.is_empty() || image.contains(char::is_whitespace) {
         fail(field, format!("{image:?} is not an image reference"))
     } else {
@@ -446,7 +451,7 @@ fn cidr(field: &str, s: &str) -> Result<(), Failure> {
     }
 }
 
-fn resources(field: &str, r: &Resources) -> Result<(), Failure> {
+pub(super) fn resources(field: &str, r: &Resources) -> Result<(), Failure> {
     for (name, cpu) in [
         ("cpu_limit", r.cpu_limit),
         ("cpu_reservation", r.cpu_reservation),

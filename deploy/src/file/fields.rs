@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::units::{Duration, Size};
+use super::hub::Hub;
+use super::units::Size;
 
 /// The ACME directory used when `[tls]` names none: Let's Encrypt's
 /// production CA.
@@ -46,83 +47,6 @@ pub struct Resources {
     pub memory_reservation: Option<Size>,
 }
 
-/// The JupyterHub service.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Hub {
-    pub image: String,
-    /// Pin the hub (and its database volume) to this manager's hostname.
-    pub node: Option<String>,
-    #[serde(default)]
-    pub resources: Resources,
-    /// Stop servers idle this long (`1h`, `30m`); none: never.
-    pub idle_timeout: Option<Duration>,
-    /// The idle culler's options beyond `idle_timeout`.
-    #[serde(default)]
-    pub cull: Cull,
-    /// JupyterHub's limits on spawns and servers.
-    #[serde(default)]
-    pub limits: Limits,
-    /// A banner on every page of the hub (HTML), e.g. a maintenance
-    /// notice (z2jh `hub.templateVars.announcement`).
-    pub announcement: Option<String>,
-    /// A message on the login page only (HTML), in place of the banner
-    /// there.
-    pub login_message: Option<String>,
-    /// Python appended verbatim to the generated `jupyterhub_config.py`.
-    pub extra_config: Option<String>,
-    /// An external PostgreSQL database for the hub (and its lease); none:
-    /// sqlite on the storage.
-    pub database: Option<Database>,
-}
-
-/// The idle culler (jupyterhub-idle-culler), z2jh's `cull.*`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Cull {
-    /// How often it looks (its default: 10 minutes).
-    pub every: Option<Duration>,
-    /// Stop servers this old however active they are.
-    pub max_age: Option<Duration>,
-    /// Remove users (not admins) who have no server and were idle as long.
-    #[serde(default)]
-    pub users: bool,
-    /// Remove named servers it stops, rather than only stopping them.
-    #[serde(default)]
-    pub remove_named_servers: bool,
-}
-
-/// JupyterHub's limits (z2jh `hub.concurrentSpawnLimit`,
-/// `hub.activeServerLimit`, `hub.consecutiveFailureLimit`,
-/// `hub.allowNamedServers` and `hub.namedServerLimitPerUser`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Spawns in progress at once; one more gets JupyterHub's 429 (its
-    /// default: 100).
-    pub concurrent_spawns: Option<u32>,
-    /// Servers running or starting at once; one more gets a 429 (none: no
-    /// limit).
-    pub active_servers: Option<u32>,
-    /// Failed spawns in a row after which the hub stops, for its service
-    /// to start it again (its default: 0, never).
-    pub consecutive_failures: Option<u32>,
-    /// Named servers a user may have besides the default one (none: no
-    /// named servers).
-    pub named_servers: Option<u32>,
-}
-
-/// The hub's PostgreSQL database.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Database {
-    /// `postgresql://USER@HOST[:PORT]/DB[?OPTIONS]`, without the password.
-    pub url: String,
-    /// A file holding the password (made a Docker secret by `apply`);
-    /// none: the server asks for none (a client certificate, trust).
-    pub password_file: Option<String>,
-}
-
 /// The single-user servers SwarmSpawner starts.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,6 +78,38 @@ pub struct SingleUser {
     /// `singleuser.storage.extraVolumes`).
     #[serde(default)]
     pub mounts: Vec<DataMount>,
+    /// The cloud's instance metadata service, out of user servers' reach
+    /// (z2jh `singleuser.cloudMetadata`).
+    #[serde(default)]
+    pub cloud_metadata: CloudMetadata,
+}
+
+/// Addresses no user server may reach: a firewall rule on every node that
+/// runs servers, for what the swarm forwards from containers (z2jh
+/// `singleuser.cloudMetadata.blockWithIptables`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudMetadata {
+    /// On by default, as in z2jh.
+    #[serde(default = "default_true")]
+    pub block: bool,
+    /// IPv4 addresses or networks (`a.b.c.d/n`).
+    #[serde(default = "default_metadata_addresses")]
+    pub addresses: Vec<String>,
+}
+
+impl Default for CloudMetadata {
+    fn default() -> Self {
+        Self {
+            block: true,
+            addresses: default_metadata_addresses(),
+        }
+    }
+}
+
+/// Where clouds (AWS, GCP, Azure, OpenStack) serve instance metadata.
+fn default_metadata_addresses() -> Vec<String> {
+    vec!["169.254.169.254".to_owned()]
 }
 
 /// Shared data a server mounts: a directory of the deployment's storage,
@@ -172,7 +128,7 @@ pub struct DataMount {
     pub read_only: bool,
 }
 
-fn default_true() -> bool {
+pub(super) fn default_true() -> bool {
     true
 }
 

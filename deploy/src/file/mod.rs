@@ -3,14 +3,17 @@
 //! documents each field; `examples/` holds commented files.
 
 mod check;
+mod check_ops;
 mod fields;
+mod hub;
 mod oauth;
 mod units;
 
 pub use fields::{
-    Auth, AuthKind, Cull, DataMount, Database, DeployFile, Hub, LETSENCRYPT, Limits, Network, Nfs,
-    Profile, Proxy, Replicas, Resources, SingleUser, Storage, Tls,
+    Auth, AuthKind, CloudMetadata, DataMount, DeployFile, LETSENCRYPT, Network, Nfs, Profile,
+    Proxy, Replicas, Resources, SingleUser, Storage, Tls,
 };
+pub use hub::{Cull, Database, Hub, HubService, Limits};
 pub use oauth::{OauthProvider, preset_names};
 pub use units::{Duration, Size};
 

@@ -27,6 +27,15 @@ pub enum Role {
     Hub,
     /// The hubgate service.
     Hubgate,
+    /// The service that keeps user servers from the cloud's metadata
+    /// service on every node that runs them.
+    MetadataBlock,
+    /// A hub service of the deployment's (`hub.services`).
+    HubService,
+    /// A hub service's API token (a generated secret).
+    HubServiceToken,
+    /// The hub's logo or one of its templates (a Docker config).
+    HubBranding,
     /// The Docker API guard service, the only one holding the engine's
     /// socket.
     DockerGuard,
@@ -78,10 +87,14 @@ pub enum Role {
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 25] = [
+    pub const ALL: [Role; 29] = [
         Role::Network,
         Role::Hub,
         Role::Hubgate,
+        Role::MetadataBlock,
+        Role::HubService,
+        Role::HubServiceToken,
+        Role::HubBranding,
         Role::DockerGuard,
         Role::GuardConfig,
         Role::GuardSocket,
@@ -112,6 +125,10 @@ impl Role {
             Role::Network => "network",
             Role::Hub => "hub",
             Role::Hubgate => "hubgate",
+            Role::MetadataBlock => "metadata-block",
+            Role::HubService => "hub-service",
+            Role::HubServiceToken => "hub-service-token",
+            Role::HubBranding => "hub-branding",
             Role::DockerGuard => "docker-guard",
             Role::GuardConfig => "guard-config",
             Role::GuardSocket => "guard-socket",

@@ -92,6 +92,9 @@ pub struct ServiceWant {
     pub update_delay_secs: u64,
     /// Seconds a task has to stop before it is killed.
     pub stop_grace_secs: u64,
+    /// Linux capabilities added to the engine's default set
+    /// (`CAP_NET_ADMIN`); none for every service but the metadata block.
+    pub capabilities: Vec<String>,
     /// The health check's command (`CMD` form, without the `CMD`); empty:
     /// the image's own. Set on every create and update, not compared: the
     /// engine returns it under `Healthcheck`, a key bollard does not read
@@ -175,6 +178,7 @@ impl ServiceWant {
                 if self.dnsrr { "dnsrr" } else { "vip" }.to_owned(),
             ),
             ("networks", list(self.networks.clone())),
+            ("capabilities added", list(self.capabilities.clone())),
             ("cpu limit", cpu(self.resources.cpu_limit)),
             ("memory limit", mem(self.resources.memory_limit)),
             ("cpu reservation", cpu(self.resources.cpu_reservation)),
