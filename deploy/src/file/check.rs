@@ -3,7 +3,8 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::fields::{Auth, AuthKind, DataMount, DeployFile, Profile, Resources};
+use super::common::Resources;
+use super::fields::{Auth, AuthKind, DataMount, DeployFile, Profile};
 use super::hub::Cull;
 
 pub(super) type Failure = (String, String);
@@ -44,7 +45,6 @@ pub(super) fn check(f: &DeployFile) -> Result<(), Failure> {
         let field = format!("singleuser.profiles[{i}].mounts");
         data_mounts(&field, &p.mounts, &f.singleuser.mounts)?;
     }
-    super::check_ops::check(f)?;
     object_name("network.name", &f.network.name)?;
     if let Some(subnet) = &f.network.subnet {
         cidr("network.subnet", subnet)?;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::common::{Resources, default_true};
 use super::hub::Hub;
 use super::units::Size;
 
@@ -34,17 +35,6 @@ pub struct DeployFile {
 
 fn default_name() -> String {
     "jupyterhub".to_owned()
-}
-
-/// CPU and memory limits and reservations of a service's tasks.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resources {
-    /// Cores (fractions allowed).
-    pub cpu_limit: Option<f64>,
-    pub memory_limit: Option<Size>,
-    pub cpu_reservation: Option<f64>,
-    pub memory_reservation: Option<Size>,
 }
 
 /// The single-user servers SwarmSpawner starts.
@@ -126,10 +116,6 @@ pub struct DataMount {
     /// Servers cannot write it (a dataset); `false` for a shared space.
     #[serde(default = "default_true")]
     pub read_only: bool,
-}
-
-pub(super) fn default_true() -> bool {
-    true
 }
 
 /// One environment on the spawn page: what it changes of `[singleuser]`.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::fields::{Resources, default_true};
+use super::common::{Resources, default_true};
 use super::units::Duration;
 
 /// The JupyterHub service.

@@ -4,14 +4,16 @@
 
 mod check;
 mod check_ops;
+mod common;
 mod fields;
 mod hub;
 mod oauth;
 mod units;
 
+pub use common::Resources;
 pub use fields::{
     Auth, AuthKind, CloudMetadata, DataMount, DeployFile, LETSENCRYPT, Network, Nfs, Profile,
-    Proxy, Replicas, Resources, SingleUser, Storage, Tls,
+    Proxy, Replicas, SingleUser, Storage, Tls,
 };
 pub use hub::{Cull, Database, Hub, HubService, Limits};
 pub use oauth::{OauthProvider, preset_names};
@@ -31,11 +33,13 @@ impl DeployFile {
                 message: e.message().to_owned(),
             }
         })?;
-        check::check(&file).map_err(|(field, message)| DeployError::File {
-            line: check::line_of(text, &field),
-            field: Some(field),
-            message,
-        })?;
+        check::check(&file)
+            .and_then(|()| check_ops::check(&file))
+            .map_err(|(field, message)| DeployError::File {
+                line: check::line_of(text, &field),
+                field: Some(field),
+                message,
+            })?;
         Ok(file)
     }
 
