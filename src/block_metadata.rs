@@ -6,7 +6,9 @@
 //! SIGINT, so a deployment without the block leaves no rule behind. It
 //! needs root and `CAP_NET_ADMIN` in the node's network namespace: the
 //! service runs on the host network with that capability added, and it
-//! alone of the deployment's services has it.
+//! alone of the deployment's services has it. `hubgate deploy anchor`
+//! (`hold`) lives here too: the other node-level task, one that only
+//! holds the node's place on the servers' network.
 #![allow(clippy::print_stdout)] // what it blocks is the service's log
 
 use std::io::Write as _;
@@ -55,6 +57,18 @@ pub(crate) async fn run(args: &BlockArgs) -> anyhow::Result<ExitCode> {
     }
     nft(&["delete", "table", "inet", &args.table], None)?;
     println!("removed the table inet {}", args.table);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hubgate deploy anchor`: nothing but a task on the network, until
+/// SIGTERM or SIGINT.
+pub(crate) async fn hold() -> anyhow::Result<ExitCode> {
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -120,6 +120,11 @@ pub(crate) enum DeployCommand {
     /// `<name>-metadata-block` service runs on every node).
     #[command(hide = true)]
     BlockMetadata(BlockArgs),
+    /// Hold a task on the servers' network on this node until SIGTERM
+    /// (what the deployment's `<name>-network-anchor` service runs: see
+    /// docs/deploy.md, GPUs).
+    #[command(hide = true)]
+    Anchor,
 }
 
 #[derive(Debug, Args)]

@@ -75,6 +75,7 @@ async fn dispatch(command: DeployCommand, host: &DockerHost) -> anyhow::Result<E
         DeployCommand::PruneVolumes(a) => prune_volumes(a, host).await,
         DeployCommand::MigrateHubData(a) => migrate_hub_data(a, host).await,
         DeployCommand::BlockMetadata(a) => crate::block_metadata::run(&a).await,
+        DeployCommand::Anchor => crate::block_metadata::hold().await,
     }
 }
 
@@ -270,6 +271,9 @@ async fn apply(a: &ApplyArgs, host: &DockerHost) -> anyhow::Result<ExitCode> {
     }
     let limit = Duration::from_secs(a.timeout);
     engine.converge(&want, limit, &mut progress).await?;
+    if !plan.is_empty() {
+        engine.check_server_images(&want, &mut progress).await?;
+    }
     let Some(probe) = a
         .probe
         .or_else(|| default_probe(host, file.proxy.http_port))

@@ -158,6 +158,8 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
              [[singleuser.profiles]]\nname = \"big\"\ndisplay_name = \"Big\"\n\
              description = \"More of everything\"\nimage = \"{big_image}\"\n\
              resources = {{ cpu_limit = 1.5, memory_limit = \"1536M\" }}\n\n\
+             [[singleuser.profiles]]\nname = \"ghost\"\ndisplay_name = \"Ghost\"\n\
+             image = \"local/hubgate-ghost:1\"\nallowed_users = [\"nobody\"]\n\n\
              [[singleuser.mounts]]\ntarget = \"/home/jovyan/work/datasets\"\n\
              path = \"datasets\"\n\n[[singleuser.mounts]]\n\
              target = \"/home/jovyan/work/shared\"\npath = \"shared\"\nread_only = false\n\n[network]"
@@ -181,6 +183,13 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
         assert!(plan.contains(setting), "{setting} not in\n{plan}");
     }
     let out = d.apply();
+    // The image of a profile no node has is named, with the node.
+    let node = docker(&["info", "--format", "{{.Name}}"]);
+    assert!(
+        out.contains(&format!("local/hubgate-ghost:1 is missing on {node}"))
+            && out.contains(&format!("{big_image} is on the 1 node(s)")),
+        "{out}"
+    );
     // apply made the shared directories on the storage.
     std::fs::write(storage.path().join("datasets/readme.txt"), "shared data").unwrap();
     assert!(
@@ -199,6 +208,7 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     crate::hub_extras::check_extras(&name, hubgate, &user.name);
     user.step("limits", &["--timeout", "120"]);
     assert!(d.apply().contains("No changes"));
+    crate::hub_extras::plan_names_each_field(&d, &name);
     // The second profile: its image and limits, read back from the task.
     user.step("profile", &[]);
     let task = &service_spec(&server)["TaskTemplate"];

@@ -79,3 +79,100 @@ pub(crate) fn check_extras(name: &str, hubgate: SocketAddr, user: &str) {
     assert_eq!(logo.body, LOGO);
     eprintln!("the login page from the file's template, the logo from its file");
 }
+
+/// The objects a plan names, without the content hashes of configs and
+/// the images of services: `+ config NAME-hub-config`, `~ service NAME-hub`.
+fn objects(plan: &str) -> std::collections::BTreeSet<String> {
+    plan.lines()
+        .filter(|l| l.starts_with(['+', '~', '-']) && !l.starts_with("- volumes"))
+        .map(|l| {
+            let l = l.split(" (").next().unwrap_or(l);
+            let parts: Vec<&str> = l.splitn(3, ' ').collect();
+            let name = parts.get(2).copied().unwrap_or_default();
+            // A config's name ends in its content's hash.
+            let name = match name.rsplit_once('-') {
+                Some((stem, hash)) if parts[1] == "config" && hash.len() == 12 => stem,
+                _ => name,
+            };
+            format!("{} {} {name}", parts[0], parts[1])
+        })
+        .collect()
+}
+
+/// With every field of the day-two file applied, each edit of one field
+/// plans exactly the objects it touches; undone, nothing.
+pub(crate) fn plan_names_each_field(d: &Deployment, name: &str) {
+    let n = name;
+    let hub_config = |more: &[String]| {
+        let mut set: Vec<String> = vec![
+            format!("+ config {n}-hub-config"),
+            format!("- config {n}-hub-config"),
+            format!("~ service {n}-hub"),
+        ];
+        set.extend(more.iter().cloned());
+        set
+    };
+    let guard = [
+        format!("+ config {n}-guard-config"),
+        format!("- config {n}-guard-config"),
+        format!("~ service {n}-docker-guard"),
+    ];
+    let cases: Vec<(&str, &str, Vec<String>)> = vec![
+        ("every = \"10s\"", "every = \"20s\"", hub_config(&[])),
+        (
+            "concurrent_spawns = 1",
+            "concurrent_spawns = 2",
+            hub_config(&[]),
+        ),
+        ("day-two</b> hub", "day-three</b> hub", hub_config(&[])),
+        (
+            "idle_timeout = \"40s\"",
+            "idle_timeout = \"50s\"",
+            hub_config(&[]),
+        ),
+        ("cpu_limit = 1.5", "cpu_limit = 1.25", hub_config(&guard)),
+        (
+            "path = \"shared\"\nread_only = false",
+            "path = \"shared\"\nread_only = true",
+            hub_config(&guard),
+        ),
+        (
+            "port = 9000",
+            "port = 9001",
+            hub_config(&[format!("~ service {n}-service-dash")]),
+        ),
+        (
+            "scopes = [\"list:users\"]",
+            "scopes = [\"list:users\", \"read:users:activity\"]",
+            hub_config(&[]),
+        ),
+        (
+            "[singleuser]\n",
+            "[singleuser]\ncloud_metadata = { addresses = [\"169.254.169.254\", \"100.100.100.200\"] }\n",
+            vec![format!("~ service {n}-metadata-block")],
+        ),
+    ];
+    for (from, to, want) in cases {
+        d.edit(from, to);
+        let plan = d.plan();
+        let got = objects(&plan);
+        let want: std::collections::BTreeSet<String> = want.into_iter().collect();
+        assert_eq!(got, want, "{to:?} planned:\n{plan}");
+        d.edit(to, from);
+    }
+    // The logo's file changes: a new config for it, the hub's mount moved.
+    let logo = d.dir.path().join("logo.svg");
+    std::fs::write(&logo, LOGO.replace("day two", "day three")).unwrap();
+    let plan = d.plan();
+    let want: std::collections::BTreeSet<String> = [
+        format!("+ config {n}-hub-branding"),
+        format!("- config {n}-hub-branding"),
+        format!("~ service {n}-hub"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(objects(&plan), want, "{plan}");
+    std::fs::write(&logo, LOGO).unwrap();
+    assert!(d.plan().contains("No changes"), "{}", d.plan());
+    eprintln!("each of 10 edits planned exactly the objects it touches; undone, no changes");
+}

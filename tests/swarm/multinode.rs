@@ -14,7 +14,7 @@ use crate::hub_failover::{Raft, Scene, follower_frozen, manager_stopped, move_hu
 use crate::hub_postgres::failovers_on_postgresql;
 use crate::multinode_checks::{
     LogsOnPanic, assert_api_routes, assert_service_gone, discovered, form_with_hubgate,
-    metadata_blocked, multinode_file, own_shutdown, task_node, user_state,
+    gpu_servers, metadata_blocked, multinode_file, own_shutdown, task_node, user_state,
 };
 use crate::nodes::{Cluster, Node};
 
@@ -63,6 +63,12 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     let out = d.run(&["apply", "--timeout", "120", "--probe", &probe, "FILE"]);
     eprintln!("{}", crate::deployment::output_text(&out));
     assert!(out.status.success(), "apply failed");
+    // The servers' image is on both workers, where they may run.
+    assert!(
+        crate::deployment::output_text(&out)
+            .contains(&format!("{} is on the 2 node(s)", images.singleuser)),
+        "the image check"
+    );
     eprintln!(
         "apply across 5 nodes: ready in {:.1} s",
         applied.elapsed().as_secs_f64()
@@ -86,10 +92,12 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     eprintln!("every replica holds the hub's route {route} -> {target}");
 
     // The cloud's metadata service (a stand-in the test serves) is out of
-    // the server's reach.
+    // the server's reach; a GPU server lands on the GPU node, and a second
+    // one is refused while the GPU is in use.
     let stand_in_port = free_port();
     let _stand_in = cluster.serve_stand_in(stand_in_port);
     metadata_blocked(&cluster, &server, stand_in_port);
+    gpu_servers(&cluster, &publics);
 
     // The hub with no running task (placed on no node here; a restart in
     // life): a manager answers /hub/ with a 503 at once, from hubgate's

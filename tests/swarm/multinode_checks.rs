@@ -55,6 +55,56 @@ pub(crate) fn multinode_file(
         )
 }
 
+/// A GPU profile's server lands on the one node that advertises a GPU
+/// (node5) and holds it, on the servers' network (which the deployment's
+/// network anchor keeps node5 attached to: moby/moby#44378); a second one,
+/// with no GPU free, is refused clearly (the hub's message names what it
+/// waits for) and leaves no service behind.
+pub(crate) fn gpu_servers(cluster: &Cluster, publics: &[String]) {
+    let m1 = &cluster.nodes[0];
+    let first = User::new("ugpu1", publics.to_vec());
+    first.step("login", &[]);
+    first.step("spawn", &["--profile", "gpu"]);
+    let service = format!("jupyter-{}", first.name);
+    assert_eq!(task_node(m1, &service).as_deref(), Some("node5"));
+    let task = m1.docker(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        &service,
+    ]);
+    let task = task.lines().next().unwrap_or_default();
+    let assigned = m1.docker(&[
+        "inspect",
+        task,
+        "--format",
+        "{{json .AssignedGenericResources}}",
+    ]);
+    assert!(assigned.contains("GPU-fake5"), "{assigned}");
+    eprintln!("the gpu profile's server runs on node5 and holds its GPU: {assigned}");
+    let second = User::new("ugpu2", publics.to_vec());
+    second.step("login", &[]);
+    let said = second.step(
+        "spawn",
+        &["--profile", "gpu", "--expect-refused", "--timeout", "120"],
+    );
+    assert!(
+        said.contains("reserves 1 NVIDIA-GPU") && said.contains("insufficient resources"),
+        "{said}"
+    );
+    crate::cluster::wait_for(
+        "the refused server's service to go",
+        std::time::Duration::from_secs(30),
+        || {
+            let out = m1.try_docker(&["service", "inspect", "jupyter-ugpu2"]);
+            (!out.status.success()).then_some(())
+        },
+    );
+    first.step("stop", &[]);
+}
+
 /// From inside the user server `server`: the host answers on its bridge
 /// address, the metadata service's stand-in (an address of the same host)
 /// does not: the node's rules refuse what it forwards there.
@@ -74,7 +124,8 @@ pub(crate) fn metadata_blocked(cluster: &Cluster, server: &str, port: u16) {
     let text = String::from_utf8_lossy(&open.stdout);
     assert!(
         open.status.success() && text.contains("instance data"),
-        "{text}"
+        "the host's address from the server: {text}{}",
+        String::from_utf8_lossy(&open.stderr)
     );
     let blocked = fetch(&cluster.stand_in_ip());
     let why = String::from_utf8_lossy(&blocked.stderr);

@@ -298,12 +298,23 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        StandIn {
+        let stand_in = StandIn {
             child,
             _dir: dir,
             ip,
             bridge: self.bridge.clone(),
+        };
+        // Serving before it is asked (Python takes a moment to start).
+        let addr: std::net::SocketAddr = format!("{}:{port}", stand_in.ip).parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the stand-in does not serve on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
+        stand_in
     }
 
     /// `http://IP:port` of the first `count` nodes (the managers).

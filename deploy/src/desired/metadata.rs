@@ -1,16 +1,24 @@
-//! The cloud-metadata block: a global service on every node user servers
-//! may run on (`singleuser.constraints`), hubgate's image running `hubgate
-//! deploy block-metadata` on the node's network with `CAP_NET_ADMIN` added
-//! (the one service of the deployment with a capability beyond the
-//! engine's defaults; user servers get none). Its rules refuse what the
-//! node forwards from its swarm containers to the blocked addresses.
+//! The services on every node user servers may run on
+//! (`singleuser.constraints`), from hubgate's image:
+//! - the cloud-metadata block, `hubgate deploy block-metadata` on the
+//!   node's network with `CAP_NET_ADMIN` added (the one service of the
+//!   deployment with a capability beyond the engine's defaults; user
+//!   servers get none): its rules refuse what the node forwards from its
+//!   swarm containers to the blocked addresses;
+//! - with GPU profiles, the network anchor, `hubgate deploy anchor`: a task
+//!   on the servers' network that keeps the node's attachment to it. On
+//!   engines before 23.0 the swarm rejects a task holding generic
+//!   resources whenever its node changes (moby/moby#44378), and a node
+//!   gains and loses its attachment with the first and last task of the
+//!   network there: without the anchor a GPU server's own arrival rejected
+//!   it, again and again.
 
 use std::collections::BTreeMap;
 
 use super::parts::labels;
 use crate::file::DeployFile;
 use crate::metadata::{GATEWAY_BRIDGE, table_name};
-use crate::model::{Mode, ResourcesWant, Role, ServiceWant};
+use crate::model::{Mode, NO_HEALTHCHECK, ResourcesWant, Role, ServiceWant};
 
 /// The block's service, when `singleuser.cloud_metadata.block` is on.
 pub(super) fn service(f: &DeployFile) -> Option<ServiceWant> {
@@ -58,5 +66,46 @@ pub(super) fn service(f: &DeployFile) -> Option<ServiceWant> {
         // The table is in place (the image's own check asks hubgate's
         // proxy port, which this task does not serve).
         healthcheck: check,
+    })
+}
+
+/// The network anchor, when a profile reserves generic resources.
+pub(super) fn anchor(f: &DeployFile) -> Option<ServiceWant> {
+    let gpus = f
+        .singleuser
+        .profiles
+        .iter()
+        .any(|p| !p.generic_resources.is_empty());
+    if !gpus {
+        return None;
+    }
+    Some(ServiceWant {
+        name: format!("{}-network-anchor", f.name),
+        image: f.proxy.image.clone(),
+        command: vec![],
+        args: vec!["deploy".into(), "anchor".into()],
+        env: BTreeMap::new(),
+        labels: labels(f, Role::NetworkAnchor),
+        // The image's unprivileged user; no socket, secret or volume.
+        user: String::new(),
+        mode: Mode::Global,
+        constraints: f.singleuser.constraints.clone(),
+        max_per_node: 0,
+        mounts: vec![],
+        secrets: vec![],
+        configs: vec![],
+        ports: vec![],
+        dnsrr: true,
+        networks: vec![f.network.name.clone()],
+        resources: ResourcesWant::default(),
+        // A new task joins before the old one leaves: the attachment stays.
+        start_first: true,
+        spec_hash: false,
+        update_delay_secs: 0,
+        stop_grace_secs: 5,
+        capabilities: vec![],
+        // It serves nothing to check (the image's own check asks hubgate's
+        // proxy port).
+        healthcheck: vec![NO_HEALTHCHECK.to_owned()],
     })
 }

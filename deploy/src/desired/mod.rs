@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use crate::DeployError;
 use crate::file::DeployFile;
-use crate::model::{BlobWant, NetworkWant, Role, ServiceWant};
+use crate::model::{BlobWant, NetworkWant, Role, ServerImage, ServiceWant};
 use crate::volumes::Keep;
 
 pub use hub_config::hub_settings;
@@ -56,6 +56,8 @@ pub struct Desired {
     /// The hub's database and lease are sqlite files on the storage (not
     /// PostgreSQL).
     pub hub_db_on_storage: bool,
+    /// The images user servers run, each with its servers' placement.
+    pub server_images: Vec<ServerImage>,
 }
 
 /// What `f` wants, given the bytes of the files it names.
@@ -129,6 +131,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
     configs.extend(hubgate.configs);
     let mut services = vec![hub, hubgate.service, guard.service];
     services.extend(metadata::service(f));
+    services.extend(metadata::anchor(f));
     services.extend(extras.services);
     let mut names = volume_names(&services);
     names.extend(data.into_iter().map(|d| d.source));
@@ -155,6 +158,7 @@ pub fn desired(f: &DeployFile, inputs: &Inputs) -> Result<Desired, DeployError> 
         keep,
         tool_image: f.proxy.image.clone(),
         hub_db_on_storage: f.hub.database.is_none(),
+        server_images: profiles::server_images(f),
     })
 }
 

@@ -100,3 +100,19 @@ fn data_volume(f: &DeployFile, m: &DataMount) -> DataVolume {
         labels: labels(f, Role::Data),
     }
 }
+
+/// Each image user servers run, with the placement of its servers (once
+/// each): what `apply` looks for on the nodes.
+pub(super) fn server_images(f: &DeployFile) -> Vec<crate::model::ServerImage> {
+    let mut all: Vec<crate::model::ServerImage> = vec![];
+    for kind in server_kinds(f) {
+        let image = crate::model::ServerImage {
+            image: kind.image.to_owned(),
+            constraints: kind.constraints,
+        };
+        if !all.contains(&image) {
+            all.push(image);
+        }
+    }
+    all
+}

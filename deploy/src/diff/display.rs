@@ -130,6 +130,13 @@ impl fmt::Display for Plan {
                 "  then: wait for the services; a service whose new tasks fail within {UPDATE_MONITOR_SECS} s is rolled back by the swarm to its last working spec (apply says so and fails)"
             )?;
         }
+        if !self.image_checks.is_empty() {
+            writeln!(
+                f,
+                "  then: look for the user servers' images on the nodes their servers may run on (a one-off job each, running `true`): {}",
+                self.image_checks.join(", ")
+            )?;
+        }
         let count = |p: fn(&Step) -> bool| self.steps.iter().filter(|s| p(s)).count();
         writeln!(
             f,

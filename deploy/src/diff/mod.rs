@@ -78,6 +78,8 @@ pub struct Plan {
     /// The hub configuration's settings that change: lines of the running
     /// one that go (`-`) and of the new one that come (`+`).
     pub hub_settings: Vec<(char, String)>,
+    /// The user servers' images `apply` then looks for on the nodes.
+    pub image_checks: Vec<String>,
 }
 
 impl Plan {
@@ -215,6 +217,7 @@ pub fn diff(want: &Desired, seen: &Observed) -> Plan {
     blob_steps(want, seen, &mut plan);
     service_steps(want, seen, replace_network, &mut plan);
     removal_steps(want, seen, &mut plan);
+    plan.image_checks = want.server_images.iter().map(|i| i.image.clone()).collect();
     plan
 }
 

@@ -85,12 +85,13 @@ fn a_fresh_swarm_gets_everything() {
             "create service jhub-hubgate",
             "create service jhub-docker-guard",
             "create service jhub-metadata-block",
+            "create service jhub-network-anchor",
         ]
     );
     assert!(plan.problems.is_empty());
     assert!(
         plan.to_string()
-            .ends_with("15 to create, 0 to change, 0 to remove.\n")
+            .ends_with("16 to create, 0 to change, 0 to remove.\n")
     );
 }
 
@@ -243,7 +244,8 @@ fn a_network_with_other_options_is_made_anew_when_nothing_else_uses_it() {
             "create service jhub-hub",
             "create service jhub-hubgate",
             "create service jhub-docker-guard",
-            "create service jhub-metadata-block"
+            "create service jhub-metadata-block",
+            "create service jhub-network-anchor"
         ]
     );
     seen.network.as_mut().unwrap().foreign_services = vec!["jupyter-alice".into()];

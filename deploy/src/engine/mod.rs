@@ -5,6 +5,7 @@
 mod apply;
 mod converge;
 mod destroy;
+mod images;
 mod job;
 mod migrate;
 mod observe;

@@ -25,10 +25,21 @@ impl Engine {
             .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
             .await
             .map_err(DeployError::engine("list networks"))?;
-        Ok(nets
+        let mut names: HashMap<String, String> = nets
             .into_iter()
             .filter_map(|n| Some((n.id?, n.name?)))
-            .collect())
+            .collect();
+        // A service on the host network names it by the swarm's own ID
+        // for it, which the engine's list does not show.
+        let options = bollard::query_parameters::InspectNetworkOptionsBuilder::new()
+            .scope("swarm")
+            .build();
+        if let Ok(host) = self.docker.inspect_network("host", Some(options)).await
+            && let Some(id) = host.id
+        {
+            names.insert(id, "host".to_owned());
+        }
+        Ok(names)
     }
 
     /// Config and secret names to IDs.

@@ -17,7 +17,8 @@ use bollard::models::{
 
 use crate::desired::short_hash;
 use crate::model::{
-    FileRef, Mode, MountWant, ResourcesWant, SPEC_HASH_ENV, ServiceWant, UPDATE_MONITOR_SECS,
+    FileRef, Mode, MountWant, NO_HEALTHCHECK, ResourcesWant, SPEC_HASH_ENV, ServiceWant,
+    UPDATE_MONITOR_SECS,
 };
 
 const SECOND_NS: i64 = 1_000_000_000;
@@ -119,11 +120,13 @@ fn task(want: &ServiceWant, ids: &HashMap<String, String>) -> TaskSpec {
             stop_grace_period: Some(want.stop_grace_secs as i64 * SECOND_NS),
             capability_add: (!want.capabilities.is_empty()).then(|| want.capabilities.clone()),
             health_check: (!want.healthcheck.is_empty()).then(|| HealthConfig {
-                test: Some(
+                test: Some(if want.healthcheck == [NO_HEALTHCHECK] {
+                    want.healthcheck.clone()
+                } else {
                     std::iter::once("CMD".to_owned())
                         .chain(want.healthcheck.iter().cloned())
-                        .collect(),
-                ),
+                        .collect()
+                }),
                 interval: Some(5 * SECOND_NS),
                 timeout: Some(3 * SECOND_NS),
                 retries: Some(3),

@@ -49,7 +49,7 @@ fn errors_name_the_line_and_the_field() {
 
     let e = error(&PRODUCTION.replace("memory_limit = \"4G\"", "memory_limit = \"4X\""));
     assert!(
-        e.starts_with("line 50") && e.contains("unknown unit"),
+        e.starts_with("line 68") && e.contains("unknown unit"),
         "{e}"
     );
 
@@ -61,7 +61,7 @@ fn errors_name_the_line_and_the_field() {
 
     let e = error(&PRODUCTION.replace("named_servers = 3", "named_servers = 0"));
     assert!(
-        e.starts_with("line 38, field hub.limits.named_servers:") && e.contains("at least 1"),
+        e.starts_with("line 40, field hub.limits.named_servers:") && e.contains("at least 1"),
         "{e}"
     );
     let e = error(&PRODUCTION.replace("every = \"10m\"", "every = \"0s\""));
@@ -73,13 +73,13 @@ fn errors_name_the_line_and_the_field() {
     );
     let e = error(&PRODUCTION.replace("named_servers = 3", "named_servers = -1"));
     assert!(
-        e.starts_with("line 38") && e.contains("invalid value"),
+        e.starts_with("line 40") && e.contains("invalid value"),
         "{e}"
     );
 
     let e = error(&PRODUCTION.replace("name = \"gpu\"", "name = \"GPU\""));
     assert!(
-        e.starts_with("line 69, field singleuser.profiles[1].name:") && e.contains("lower case"),
+        e.starts_with("line 87, field singleuser.profiles[1].name:") && e.contains("lower case"),
         "{e}"
     );
     let e = error(&PRODUCTION.replace("name = \"gpu\"", "name = \"python\""));
@@ -88,7 +88,7 @@ fn errors_name_the_line_and_the_field() {
     assert!(e.contains("more than one profile says default"), "{e}");
     let e = error(&PRODUCTION.replace("NVIDIA-GPU = 1", "NVIDIA-GPU = 0"));
     assert!(
-        e.starts_with("line 77, field singleuser.profiles[1].generic_resources:")
+        e.starts_with("line 95, field singleuser.profiles[1].generic_resources:")
             && e.contains("a count of 1 or more"),
         "{e}"
     );
@@ -183,7 +183,7 @@ fn a_database_url_is_postgresql_without_a_password() {
     ] {
         let e = error(&with(url));
         assert!(
-            e.starts_with("line 46, field hub.database.url:") && e.contains(said),
+            e.starts_with("line 53, field hub.database.url:") && e.contains(said),
             "{url}: {e}"
         );
     }
@@ -245,4 +245,43 @@ fn a_generic_oauth_provider_comes_from_a_preset_or_its_urls() {
         let e = error(&oauth(auth));
         assert!(e.contains(words), "{auth}: {e}");
     }
+}
+
+#[test]
+fn the_operations_fields_are_checked() {
+    let e = error(&PRODUCTION.replace(
+        "addresses = [\"169.254.169.254\"]",
+        "addresses = [\"169.254.169.254/40\"]",
+    ));
+    assert!(
+        e.contains("field singleuser.cloud_metadata.addresses:")
+            && e.contains("not an IPv4 address or network"),
+        "{e}"
+    );
+    let e = error(&PRODUCTION.replace("addresses = [\"169.254.169.254\"]", "addresses = []"));
+    assert!(e.contains("or set block = false"), "{e}");
+    let e = error(&PRODUCTION.replace("concurrency = 10", "concurrency = 0"));
+    assert!(e.contains("field hub.cull.concurrency: at least 1"), "{e}");
+    let service = "[[hub.services]]\nname = \"dash\"\nimage = \"d:1\"\ncommand = [\"dash\"]\n";
+    let with = |extra: &str| {
+        PRODUCTION.replace(
+            "\n[singleuser]\n",
+            &format!("\n{service}{extra}\n[singleuser]\n"),
+        )
+    };
+    assert!(DeployFile::parse(&with("")).is_ok());
+    let e = error(&with(&format!("\n{service}")));
+    assert!(
+        e.contains("field hub.services[1].name: \"dash\" twice"),
+        "{e}"
+    );
+    let e = error(&with("environment = { JUPYTERHUB_API_TOKEN = \"x\" }\n"));
+    assert!(
+        e.contains("field hub.services[0].environment:") && e.contains("Docker secret"),
+        "{e}"
+    );
+    let e = error(&with("port = 0\n"));
+    assert!(e.contains("field hub.services[0].port"), "{e}");
+    let e = error(&PRODUCTION.replace("# logo_file = \"logo.png\"", "logo_file = \"\""));
+    assert!(e.contains("field hub.logo_file:"), "{e}");
 }

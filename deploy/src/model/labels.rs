@@ -30,6 +30,11 @@ pub enum Role {
     /// The service that keeps user servers from the cloud's metadata
     /// service on every node that runs them.
     MetadataBlock,
+    /// The service that holds each GPU node's place on the servers'
+    /// network (see `desired::metadata`).
+    NetworkAnchor,
+    /// A one-off job that looks for a user server image on the nodes.
+    ImageCheck,
     /// A hub service of the deployment's (`hub.services`).
     HubService,
     /// A hub service's API token (a generated secret).
@@ -87,11 +92,13 @@ pub enum Role {
 
 impl Role {
     /// Every role, in declaration order.
-    pub const ALL: [Role; 29] = [
+    pub const ALL: [Role; 31] = [
         Role::Network,
         Role::Hub,
         Role::Hubgate,
         Role::MetadataBlock,
+        Role::NetworkAnchor,
+        Role::ImageCheck,
         Role::HubService,
         Role::HubServiceToken,
         Role::HubBranding,
@@ -126,6 +133,8 @@ impl Role {
             Role::Hub => "hub",
             Role::Hubgate => "hubgate",
             Role::MetadataBlock => "metadata-block",
+            Role::NetworkAnchor => "network-anchor",
+            Role::ImageCheck => "image-check",
             Role::HubService => "hub-service",
             Role::HubServiceToken => "hub-service-token",
             Role::HubBranding => "hub-branding",

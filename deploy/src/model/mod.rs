@@ -96,12 +96,23 @@ pub struct ServiceWant {
     /// (`CAP_NET_ADMIN`); none for every service but the metadata block.
     pub capabilities: Vec<String>,
     /// The health check's command (`CMD` form, without the `CMD`); empty:
-    /// the image's own. Set on every create and update, not compared: the
+    /// the image's own; [`NO_HEALTHCHECK`] alone: none. Set on every create and update, not compared: the
     /// engine returns it under `Healthcheck`, a key bollard does not read
     /// (it writes `HealthCheck`, which the engine folds), so it cannot be
     /// read back. It changes with the image it runs.
     pub healthcheck: Vec<String>,
 }
+
+/// An image user servers run, and where its servers may be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerImage {
+    pub image: String,
+    pub constraints: Vec<String>,
+}
+
+/// A [`ServiceWant::healthcheck`] of this one word turns the image's
+/// health check off.
+pub const NO_HEALTHCHECK: &str = "NONE";
 
 /// The environment variable a task finds its spec's hash in (see
 /// [`ServiceWant::spec_hash`]).

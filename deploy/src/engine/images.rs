@@ -1,0 +1,177 @@
+//! Whether the user servers' images are on the nodes their servers may
+//! run on: a one-off `global-job` of each image on those nodes, running
+//! `true` (the image's own command would start a server), with no socket,
+//! network, secret or volume. A node whose task the engine rejects for
+//! want of the image is named; the job's service is removed afterwards.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::models::{
+    HealthConfig, ServiceSpec, ServiceSpecMode, Task, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecPlacement, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+};
+
+use super::{Engine, Progress};
+use crate::DeployError;
+use crate::desired::{Desired, short_hash};
+use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role, ServerImage};
+
+/// How long one image's job may take on every node.
+const JOB_LIMIT: Duration = Duration::from_secs(90);
+/// How long the swarm has to place a job's tasks before none means no
+/// node may run the image's servers.
+const PLACE_LIMIT: Duration = Duration::from_secs(10);
+
+impl Engine {
+    /// Looks for each user server image on the nodes its servers may run
+    /// on and reports, per image, the nodes that lack it (or that every
+    /// node has it). A lacking node is not an error: `apply` has nothing
+    /// to change for it; a server placed there fails to start.
+    pub async fn check_server_images(
+        &self,
+        want: &Desired,
+        progress: Progress<'_>,
+    ) -> Result<(), DeployError> {
+        let checks = want
+            .server_images
+            .iter()
+            .map(|i| self.look_for(&want.name, i));
+        let outcomes = futures_util::future::join_all(checks).await;
+        let host_of = self.nodes().await?.host_of;
+        let node = |id: &str| host_of.get(id).cloned().unwrap_or_else(|| id.to_owned());
+        for (image, outcome) in want.server_images.iter().zip(outcomes) {
+            let Looked { nodes, lacking } = outcome?;
+            let lacking: Vec<String> = lacking.iter().map(|n| node(n)).collect();
+            progress(if nodes == 0 {
+                format!(
+                    "no node may run servers of {} (placement {:?})",
+                    image.image, image.constraints
+                )
+            } else if lacking.is_empty() {
+                format!(
+                    "{} is on the {nodes} node(s) its servers may run on",
+                    image.image
+                )
+            } else {
+                format!(
+                    "{} is missing on {}: a server placed there fails to start; load it there with `images/build --load HOST` or `docker save | docker -H HOST load`",
+                    image.image,
+                    lacking.join(", ")
+                )
+            });
+        }
+        Ok(())
+    }
+
+    /// One image's job: how many nodes ran it, which lacked the image.
+    async fn look_for(&self, deployment: &str, image: &ServerImage) -> Result<Looked, DeployError> {
+        let key = format!("{}\n{}", image.image, image.constraints.join("\n"));
+        let job = format!(
+            "{deployment}-image-check-{}",
+            &short_hash(key.as_bytes())[..8]
+        );
+        self.remove_service(&job).await?;
+        self.docker
+            .create_service(spec(deployment, &job, image), None)
+            .await
+            .map_err(DeployError::engine(format!("create service {job}")))?;
+        let ended = self.wait_ended(&job).await;
+        self.remove_service(&job).await?;
+        let tasks = ended?;
+        let lacking = tasks
+            .iter()
+            .filter(|t| {
+                let status = t.status.as_ref();
+                let err = status.and_then(|s| s.err.as_deref()).unwrap_or_default();
+                err.contains("No such image")
+            })
+            .filter_map(|t| t.node_id.clone())
+            .collect();
+        Ok(Looked {
+            nodes: tasks.len(),
+            lacking,
+        })
+    }
+
+    /// The job's tasks on ready nodes once every one has ended.
+    async fn wait_ended(&self, job: &str) -> Result<Vec<Task>, DeployError> {
+        let started = Instant::now();
+        loop {
+            let ready = self.nodes().await?.ready;
+            let tasks: Vec<Task> = self
+                .tasks_of(job)
+                .await?
+                .into_iter()
+                .filter(|t| t.node_id.as_ref().is_some_and(|n| ready.contains(n)))
+                .collect();
+            let ended = tasks.iter().all(|t| {
+                let state = t.status.as_ref().and_then(|s| s.state);
+                matches!(
+                    state,
+                    Some(
+                        TaskState::COMPLETE
+                            | TaskState::FAILED
+                            | TaskState::REJECTED
+                            | TaskState::SHUTDOWN
+                    )
+                )
+            });
+            if (ended && !tasks.is_empty()) || (tasks.is_empty() && started.elapsed() > PLACE_LIMIT)
+            {
+                return Ok(tasks);
+            }
+            if started.elapsed() > JOB_LIMIT {
+                return Err(DeployError::NotConverged(format!(
+                    "the image check {job} did not end on every node in {} s",
+                    JOB_LIMIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// What one image's job found.
+struct Looked {
+    nodes: usize,
+    /// IDs of the nodes that lack the image.
+    lacking: Vec<String>,
+}
+
+/// The job: `true` from the image, once on each node its servers may run
+/// on, never restarted.
+fn spec(deployment: &str, job: &str, image: &ServerImage) -> ServiceSpec {
+    ServiceSpec {
+        name: Some(job.to_owned()),
+        labels: Some(HashMap::from([
+            (DEPLOY_LABEL.to_owned(), deployment.to_owned()),
+            (ROLE_LABEL.to_owned(), Role::ImageCheck.as_str().to_owned()),
+        ])),
+        mode: Some(ServiceSpecMode {
+            global_job: Some(HashMap::new()),
+            ..Default::default()
+        }),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image.image.clone()),
+                command: Some(vec!["true".to_owned()]),
+                health_check: Some(HealthConfig {
+                    test: Some(vec!["NONE".to_owned()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            placement: (!image.constraints.is_empty()).then(|| TaskSpecPlacement {
+                constraints: Some(image.constraints.clone()),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
