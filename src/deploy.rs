@@ -271,9 +271,8 @@ async fn apply(a: &ApplyArgs, host: &DockerHost) -> anyhow::Result<ExitCode> {
     }
     let limit = Duration::from_secs(a.timeout);
     engine.converge(&want, limit, &mut progress).await?;
-    if !plan.is_empty() {
-        engine.check_server_images(&want, &mut progress).await?;
-    }
+    // Every time: a node may have joined, or lost an image, since.
+    engine.check_server_images(&want, &mut progress).await?;
     let Some(probe) = a
         .probe
         .or_else(|| default_probe(host, file.proxy.http_port))

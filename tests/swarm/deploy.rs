@@ -103,7 +103,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert_eq!(net["Attachable"], true);
     // The hub's configuration, a Docker config, with the callback URL.
     let configs = names("config", &label);
-    assert_eq!(configs.len(), 5, "{configs:?}");
+    assert_eq!(configs.len(), 6, "{configs:?}");
     let hub_config = configs
         .iter()
         .find(|c| c.starts_with(&format!("{name}-hub-config-")))

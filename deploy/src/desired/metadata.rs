@@ -37,35 +37,18 @@ pub(super) fn service(f: &DeployFile) -> Option<ServiceWant> {
     check.extend(args.iter().cloned());
     check.push("--check".into());
     Some(ServiceWant {
-        name: format!("{}-metadata-block", f.name),
-        image: f.proxy.image.clone(),
-        command: vec![],
-        args,
-        env: BTreeMap::new(),
-        labels: labels(f, Role::MetadataBlock),
         // nft needs root and CAP_NET_ADMIN in the node's network
         // namespace; it holds no socket, secret or volume.
         user: "0:0".to_owned(),
-        mode: Mode::Global,
-        constraints: f.singleuser.constraints.clone(),
-        max_per_node: 0,
-        mounts: vec![],
-        secrets: vec![],
-        configs: vec![],
-        ports: vec![],
-        dnsrr: true,
         networks: vec!["host".to_owned()],
-        resources: ResourcesWant::default(),
         // One table per deployment: the old task removes it as it stops,
         // the new one makes it again.
         start_first: false,
-        spec_hash: false,
-        update_delay_secs: 0,
-        stop_grace_secs: 5,
         capabilities: vec!["CAP_NET_ADMIN".to_owned()],
         // The table is in place (the image's own check asks hubgate's
         // proxy port, which this task does not serve).
         healthcheck: check,
+        ..node_service(f, Role::MetadataBlock, args)
     })
 }
 
@@ -80,13 +63,33 @@ pub(super) fn anchor(f: &DeployFile) -> Option<ServiceWant> {
         return None;
     }
     Some(ServiceWant {
-        name: format!("{}-network-anchor", f.name),
+        // The image's unprivileged user.
+        user: String::new(),
+        networks: vec![f.network.name.clone()],
+        // A new task joins before the old one leaves: the attachment stays.
+        start_first: true,
+        capabilities: vec![],
+        // It serves nothing to check (the image's own check asks hubgate's
+        // proxy port).
+        healthcheck: vec![NO_HEALTHCHECK.to_owned()],
+        ..node_service(
+            f,
+            Role::NetworkAnchor,
+            vec!["deploy".into(), "anchor".into()],
+        )
+    })
+}
+
+/// A service of hubgate's image running `args`, one task on every node
+/// user servers may run on, holding no socket, secret or volume.
+fn node_service(f: &DeployFile, role: Role, args: Vec<String>) -> ServiceWant {
+    ServiceWant {
+        name: format!("{}-{role}", f.name),
         image: f.proxy.image.clone(),
         command: vec![],
-        args: vec!["deploy".into(), "anchor".into()],
+        args,
         env: BTreeMap::new(),
-        labels: labels(f, Role::NetworkAnchor),
-        // The image's unprivileged user; no socket, secret or volume.
+        labels: labels(f, role),
         user: String::new(),
         mode: Mode::Global,
         constraints: f.singleuser.constraints.clone(),
@@ -96,16 +99,13 @@ pub(super) fn anchor(f: &DeployFile) -> Option<ServiceWant> {
         configs: vec![],
         ports: vec![],
         dnsrr: true,
-        networks: vec![f.network.name.clone()],
+        networks: vec![],
         resources: ResourcesWant::default(),
-        // A new task joins before the old one leaves: the attachment stays.
-        start_first: true,
+        start_first: false,
         spec_hash: false,
         update_delay_secs: 0,
         stop_grace_secs: 5,
         capabilities: vec![],
-        // It serves nothing to check (the image's own check asks hubgate's
-        // proxy port).
-        healthcheck: vec![NO_HEALTHCHECK.to_owned()],
-    })
+        healthcheck: vec![],
+    }
 }

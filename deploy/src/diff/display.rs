@@ -109,13 +109,29 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// What `apply` does after every plan: the user servers' images
+    /// looked for on the nodes (nodes may have joined since).
+    fn write_image_checks(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.image_checks.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "  then: look for the user servers' images on the nodes their servers may run on (a one-off job each, running `true`): {}",
+            self.image_checks.join(", ")
+        )
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for p in &self.problems {
             writeln!(f, "! {p}")?;
         }
         if self.steps.is_empty() {
-            return writeln!(f, "No changes: the swarm matches the deployment file.");
+            writeln!(f, "No changes: the swarm matches the deployment file.")?;
+            return self.write_image_checks(f);
         }
         for step in &self.steps {
             self.write_step(f, step)?;
@@ -130,13 +146,7 @@ impl fmt::Display for Plan {
                 "  then: wait for the services; a service whose new tasks fail within {UPDATE_MONITOR_SECS} s is rolled back by the swarm to its last working spec (apply says so and fails)"
             )?;
         }
-        if !self.image_checks.is_empty() {
-            writeln!(
-                f,
-                "  then: look for the user servers' images on the nodes their servers may run on (a one-off job each, running `true`): {}",
-                self.image_checks.join(", ")
-            )?;
-        }
+        self.write_image_checks(f)?;
         let count = |p: fn(&Step) -> bool| self.steps.iter().filter(|s| p(s)).count();
         writeln!(
             f,

@@ -100,9 +100,16 @@ fn an_applied_file_plans_nothing() {
     let want = production();
     let plan = diff(&want, &observed(&want));
     assert!(plan.is_empty(), "{plan}");
-    assert_eq!(
-        plan.to_string(),
-        "No changes: the swarm matches the deployment file.\n"
+    let text = plan.to_string();
+    assert!(
+        text.starts_with("No changes: the swarm matches the deployment file.\n"),
+        "{text}"
+    );
+    // apply looks for the servers' images on the nodes all the same.
+    assert!(
+        text.contains("then: look for the user servers' images")
+            && text.contains("jupyterhub-singleuser-gpu:6.1.1"),
+        "{text}"
     );
 }
 

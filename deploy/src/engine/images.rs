@@ -41,9 +41,19 @@ impl Engine {
         let host_of = self.nodes().await?.host_of;
         let node = |id: &str| host_of.get(id).cloned().unwrap_or_else(|| id.to_owned());
         for (image, outcome) in want.server_images.iter().zip(outcomes) {
-            let Looked { nodes, lacking } = outcome?;
+            let Looked {
+                nodes,
+                lacking,
+                unfinished,
+            } = outcome?;
             let lacking: Vec<String> = lacking.iter().map(|n| node(n)).collect();
-            progress(if nodes == 0 {
+            progress(if unfinished > 0 {
+                format!(
+                    "{} not looked for on {unfinished} node(s): the check did not end there in {} s (a pull?)",
+                    image.image,
+                    JOB_LIMIT.as_secs()
+                )
+            } else if nodes == 0 {
                 format!(
                     "no node may run servers of {} (placement {:?})",
                     image.image, image.constraints
@@ -76,9 +86,10 @@ impl Engine {
             .create_service(spec(deployment, &job, image), None)
             .await
             .map_err(DeployError::engine(format!("create service {job}")))?;
-        let ended = self.wait_ended(&job).await;
+        let outcome = self.wait_ended(&job).await;
         self.remove_service(&job).await?;
-        let tasks = ended?;
+        let tasks = outcome?;
+        let unfinished = tasks.iter().filter(|t| !ended(t)).count();
         let lacking = tasks
             .iter()
             .filter(|t| {
@@ -91,10 +102,12 @@ impl Engine {
         Ok(Looked {
             nodes: tasks.len(),
             lacking,
+            unfinished,
         })
     }
 
-    /// The job's tasks on ready nodes once every one has ended.
+    /// The job's tasks on ready nodes once every one has ended, or as they
+    /// are after [`JOB_LIMIT`].
     async fn wait_ended(&self, job: &str) -> Result<Vec<Task>, DeployError> {
         let started = Instant::now();
         loop {
@@ -105,27 +118,15 @@ impl Engine {
                 .into_iter()
                 .filter(|t| t.node_id.as_ref().is_some_and(|n| ready.contains(n)))
                 .collect();
-            let ended = tasks.iter().all(|t| {
-                let state = t.status.as_ref().and_then(|s| s.state);
-                matches!(
-                    state,
-                    Some(
-                        TaskState::COMPLETE
-                            | TaskState::FAILED
-                            | TaskState::REJECTED
-                            | TaskState::SHUTDOWN
-                    )
-                )
-            });
-            if (ended && !tasks.is_empty()) || (tasks.is_empty() && started.elapsed() > PLACE_LIMIT)
+            let all_ended = tasks.iter().all(ended);
+            if (all_ended && !tasks.is_empty())
+                || (tasks.is_empty() && started.elapsed() > PLACE_LIMIT)
             {
                 return Ok(tasks);
             }
             if started.elapsed() > JOB_LIMIT {
-                return Err(DeployError::NotConverged(format!(
-                    "the image check {job} did not end on every node in {} s",
-                    JOB_LIMIT.as_secs()
-                )));
+                // Still pulling a large image, say: what ended is known.
+                return Ok(tasks);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -137,6 +138,17 @@ struct Looked {
     nodes: usize,
     /// IDs of the nodes that lack the image.
     lacking: Vec<String>,
+    /// Nodes whose task had not ended when the check gave up.
+    unfinished: usize,
+}
+
+/// Whether a job's task has ended, one way or another.
+fn ended(t: &Task) -> bool {
+    let state = t.status.as_ref().and_then(|s| s.state);
+    matches!(
+        state,
+        Some(TaskState::COMPLETE | TaskState::FAILED | TaskState::REJECTED | TaskState::SHUTDOWN)
+    )
 }
 
 /// The job: `true` from the image, once on each node its servers may run
