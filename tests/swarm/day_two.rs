@@ -138,7 +138,7 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     d.edit(
         &hub_image,
         &format!(
-            "{hub_image}\ncull = {{ every = \"10s\" }}\n\
+            "{hub_image}\ncull = {{ every = \"10s\", concurrency = 5, admin_users = false }}\n\
              limits = {{ concurrent_spawns = 1, active_servers = 2, named_servers = 2 }}\n\
              login_message = \"Welcome to the <b>day-two</b> hub\""
         ),
@@ -175,6 +175,8 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
         "+ idle_timeout: 40",
         "+ spawner.profiles[1].image:",
         "+ cull.every: 10",
+        "+ cull.concurrency: 5",
+        "+ cull.admin_users: False",
         "+ limits.concurrent_spawns: 1",
         "+ limits.active_servers: 2",
         "+ limits.named_servers: 2",

@@ -227,10 +227,14 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     assert!(c["Mounts"].as_array().is_none_or(Vec::is_empty), "{c}");
     assert!(c["Secrets"].as_array().is_none_or(Vec::is_empty), "{c}");
     assert!(c["Args"].to_string().contains("--address=169.254.169.254"));
-    let host_net = id_of("network", "host");
+    // The swarm names the host network by an ID of its own.
+    let net = block["TaskTemplate"]["Networks"][0]["Target"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(
-        block["TaskTemplate"]["Networks"][0]["Target"],
-        host_net.as_str()
+        docker(&["network", "inspect", &net, "--format", "{{.Name}}"]),
+        "host"
     );
     let certs = pmounts
         .iter()

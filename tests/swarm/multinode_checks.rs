@@ -67,23 +67,18 @@ pub(crate) fn gpu_servers(cluster: &Cluster, publics: &[String]) {
     first.step("spawn", &["--profile", "gpu"]);
     let service = format!("jupyter-{}", first.name);
     assert_eq!(task_node(m1, &service).as_deref(), Some("node5"));
-    let task = m1.docker(&[
-        "service",
-        "ps",
-        "-q",
-        "--filter",
-        "desired-state=running",
-        &service,
-    ]);
-    let task = task.lines().next().unwrap_or_default();
-    let assigned = m1.docker(&[
-        "inspect",
-        task,
-        "--format",
-        "{{json .AssignedGenericResources}}",
-    ]);
-    assert!(assigned.contains("GPU-fake5"), "{assigned}");
-    eprintln!("the gpu profile's server runs on node5 and holds its GPU: {assigned}");
+    // The swarm hands the task the GPU it assigned in the container's
+    // environment (DOCKER_RESOURCE_<KIND>), as the NVIDIA runtime reads it.
+    let node5 = &cluster.nodes[4];
+    let label = format!("label=com.docker.swarm.service.name={service}");
+    let container = node5.docker(&["ps", "-q", "--filter", &label]);
+    let env = node5.docker(&["inspect", &container, "--format", "{{json .Config.Env}}"]);
+    let assigned: Vec<&str> = env
+        .split('"')
+        .filter(|kv| kv.starts_with("DOCKER_RESOURCE_"))
+        .collect();
+    assert!(assigned.iter().any(|kv| kv.ends_with("GPU-fake5")), "{env}");
+    eprintln!("the gpu profile's server runs on node5 and holds its GPU: {assigned:?}");
     let second = User::new("ugpu2", publics.to_vec());
     second.step("login", &[]);
     let said = second.step(

@@ -36,18 +36,19 @@ fn earlier_hubgate() -> PathBuf {
     let mut build = Command::new("cargo");
     build
         .current_dir(&tree)
-        .args(["build", "--quiet", "-p", "hubgate", "--bin", "hubgate"])
-        .env(
-            "CARGO_TARGET_DIR",
-            root.join("target/earlier-hubgate/target"),
-        );
-    // The variables `cargo test` sets would mark the build dirty.
+        .args(["build", "--quiet", "-p", "hubgate", "--bin", "hubgate"]);
+    // The variables `cargo test` sets would mark the build dirty (and a
+    // CARGO_TARGET_DIR of the caller's would put the binary elsewhere).
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
         if k.starts_with("CARGO") && k != "CARGO_HOME" {
             build.env_remove(&*k);
         }
     }
+    build.env(
+        "CARGO_TARGET_DIR",
+        root.join("target/earlier-hubgate/target"),
+    );
     let out = build.output().unwrap();
     assert!(
         out.status.success(),
