@@ -325,7 +325,7 @@ fn apply_makes_the_objects_and_a_second_apply_changes_nothing() {
     );
     assert_eq!(
         names("config", &label).len(),
-        5,
+        6,
         "the old hub config is gone"
     );
     assert!(
