@@ -188,6 +188,27 @@ pub(crate) fn make_leader(cluster: &Cluster, target: usize, managers: &[usize]) 
         node_command(on, "promote", node);
     }
     wait_managers(on, managers.len());
+    managers_answer(cluster, managers);
+}
+
+/// Each of `managers` answers a manager's call itself: a node the leader
+/// lists as a reachable manager may not hold its manager certificate yet,
+/// and the leader's loss then left no quorum ("the swarm does not have a
+/// leader" for over 90 s, seen once right after a promotion).
+pub(crate) fn managers_answer(cluster: &Cluster, managers: &[usize]) {
+    for &m in managers {
+        let node = &cluster.nodes[m];
+        wait_for(
+            &format!("{} to answer as a manager", node.hostname),
+            Duration::from_secs(60),
+            || {
+                node.try_docker(&["node", "ls", "-q"])
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
 }
 
 /// `docker node demote|promote NODE` on `on`, asked again while the swarm

@@ -157,6 +157,7 @@ pub(crate) fn manager_stopped(scene: &Scene<'_>, role: Raft) {
     bob.step("stop", &[]);
     c.nodes[holder].start();
     wait_managers(&c.nodes[via], 3);
+    crate::failover::managers_answer(c, &scene.managers);
     eprintln!("{} is back as a manager", c.nodes[holder].hostname);
     // A figure, not a check: speed goals live in bench/ and the notes.
     eprintln!("failover {total:.1} s (goal: 30 s)");
