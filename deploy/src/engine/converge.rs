@@ -168,7 +168,7 @@ impl Engine {
 }
 
 /// How many tasks a global service should run: one on each ready node
-/// the swarm placed one on; for one on every manager, at least one a
+/// the swarm placed one on; for one on every manager, at least one per
 /// ready manager (before the swarm has placed them all).
 fn global_expected(s: &ServiceWant, tasks: &[Task], nodes: &Nodes) -> u64 {
     let placed = tasks
