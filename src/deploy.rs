@@ -164,7 +164,11 @@ fn read_templates(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut files = vec![];
     for entry in entries {
         let entry = entry.with_context(|| format!("hub.templates: {}", dir.display()))?;
-        if !entry.file_type()?.is_file() {
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("hub.templates: {}", entry.path().display()))?;
+        // Subdirectories are not templates JupyterHub looks in.
+        if !kind.is_file() {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -299,6 +299,10 @@ def cases(hub):
             s.profile_name = "gpu"
 
             async def get_task():
+                # A spawner that never gives up would loop here for good
+                # (its sleeps are no-ops): bounded, it fails instead.
+                if engine.count("tasks") >= 200:
+                    raise AssertionError("still waiting after 200 looks at the task")
                 answer = await engine("tasks")
                 return answer[0] if answer else None
 

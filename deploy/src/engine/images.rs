@@ -7,15 +7,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::models::{
-    HealthConfig, ServiceSpec, ServiceSpecMode, Task, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecPlacement, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
-};
+use bollard::models::{ServiceSpec, ServiceSpecMode, Task, TaskSpecContainerSpec, TaskState};
 
+use super::job::one_off;
 use super::{Engine, Progress};
 use crate::DeployError;
 use crate::desired::{Desired, short_hash};
-use crate::model::{DEPLOY_LABEL, ROLE_LABEL, Role, ServerImage};
+use crate::model::{Role, ServerImage};
 
 /// How long one image's job may take on every node.
 const JOB_LIMIT: Duration = Duration::from_secs(90);
@@ -41,11 +39,19 @@ impl Engine {
         let host_of = self.nodes().await?.host_of;
         let node = |id: &str| host_of.get(id).cloned().unwrap_or_else(|| id.to_owned());
         for (image, outcome) in want.server_images.iter().zip(outcomes) {
+            // A check that could not run is reported like its findings:
+            // everything else of the apply is done and stays.
             let Looked {
                 nodes,
                 lacking,
                 unfinished,
-            } = outcome?;
+            } = match outcome {
+                Ok(looked) => looked,
+                Err(e) => {
+                    progress(format!("{} not looked for on the nodes: {e}", image.image));
+                    continue;
+                }
+            };
             let lacking: Vec<String> = lacking.iter().map(|n| node(n)).collect();
             progress(if unfinished > 0 {
                 format!(
@@ -154,36 +160,21 @@ fn ended(t: &Task) -> bool {
 /// The job: `true` from the image, once on each node its servers may run
 /// on, never restarted.
 fn spec(deployment: &str, job: &str, image: &ServerImage) -> ServiceSpec {
-    ServiceSpec {
-        name: Some(job.to_owned()),
-        labels: Some(HashMap::from([
-            (DEPLOY_LABEL.to_owned(), deployment.to_owned()),
-            (ROLE_LABEL.to_owned(), Role::ImageCheck.as_str().to_owned()),
-        ])),
-        mode: Some(ServiceSpecMode {
-            global_job: Some(HashMap::new()),
-            ..Default::default()
-        }),
-        task_template: Some(TaskSpec {
-            container_spec: Some(TaskSpecContainerSpec {
-                image: Some(image.image.clone()),
-                command: Some(vec!["true".to_owned()]),
-                health_check: Some(HealthConfig {
-                    test: Some(vec!["NONE".to_owned()]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            placement: (!image.constraints.is_empty()).then(|| TaskSpecPlacement {
-                constraints: Some(image.constraints.clone()),
-                ..Default::default()
-            }),
-            restart_policy: Some(TaskSpecRestartPolicy {
-                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+    let container = TaskSpecContainerSpec {
+        image: Some(image.image.clone()),
+        command: Some(vec!["true".to_owned()]),
         ..Default::default()
-    }
+    };
+    let mode = ServiceSpecMode {
+        global_job: Some(HashMap::new()),
+        ..Default::default()
+    };
+    one_off(
+        deployment,
+        job,
+        Role::ImageCheck.as_str(),
+        mode,
+        container,
+        image.constraints.clone(),
+    )
 }

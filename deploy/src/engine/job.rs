@@ -1,6 +1,7 @@
 //! The one-off jobs `apply` and `destroy` run: hubgate's image as root with
-//! the node's Docker socket, no health check (the image's asks a proxy that
-//! does not run there), never restarted.
+//! the node's Docker socket (`Job`), or a user server image's `true` (the
+//! image check); each with no health check (hubgate's image's asks a proxy
+//! that does not run there) and never restarted (`one_off`).
 
 use std::collections::HashMap;
 
@@ -35,37 +36,61 @@ impl Job<'_> {
             ..Default::default()
         }];
         mounts.extend(self.mounts);
-        ServiceSpec {
-            name: Some(self.name.to_owned()),
-            labels: Some(HashMap::from([
-                (DEPLOY_LABEL.to_owned(), self.deployment.to_owned()),
-                (ROLE_LABEL.to_owned(), self.role.to_owned()),
-            ])),
-            mode: Some(self.mode),
-            task_template: Some(TaskSpec {
-                container_spec: Some(TaskSpecContainerSpec {
-                    image: Some(self.image.to_owned()),
-                    args: Some(self.args),
-                    // The socket is root's (and its group's): these jobs alone.
-                    user: Some("0:0".to_owned()),
-                    mounts: Some(mounts),
-                    health_check: Some(HealthConfig {
-                        test: Some(vec!["NONE".to_owned()]),
-                        ..Default::default()
-                    }),
+        let container = TaskSpecContainerSpec {
+            image: Some(self.image.to_owned()),
+            args: Some(self.args),
+            // The socket is root's (and its group's): these jobs alone.
+            user: Some("0:0".to_owned()),
+            mounts: Some(mounts),
+            ..Default::default()
+        };
+        one_off(
+            self.deployment,
+            self.name,
+            self.role,
+            self.mode,
+            container,
+            self.constraints,
+        )
+    }
+}
+
+/// A one-off service of deployment `deployment`: `container` in `mode` on
+/// the nodes `constraints` allow, labelled with `role`, with no health
+/// check and never restarted.
+pub(super) fn one_off(
+    deployment: &str,
+    name: &str,
+    role: &str,
+    mode: ServiceSpecMode,
+    container: TaskSpecContainerSpec,
+    constraints: Vec<String>,
+) -> ServiceSpec {
+    ServiceSpec {
+        name: Some(name.to_owned()),
+        labels: Some(HashMap::from([
+            (DEPLOY_LABEL.to_owned(), deployment.to_owned()),
+            (ROLE_LABEL.to_owned(), role.to_owned()),
+        ])),
+        mode: Some(mode),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                health_check: Some(HealthConfig {
+                    test: Some(vec!["NONE".to_owned()]),
                     ..Default::default()
                 }),
-                placement: (!self.constraints.is_empty()).then(|| TaskSpecPlacement {
-                    constraints: Some(self.constraints),
-                    ..Default::default()
-                }),
-                restart_policy: Some(TaskSpecRestartPolicy {
-                    condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
-                    ..Default::default()
-                }),
+                ..container
+            }),
+            placement: (!constraints.is_empty()).then(|| TaskSpecPlacement {
+                constraints: Some(constraints),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
                 ..Default::default()
             }),
             ..Default::default()
-        }
+        }),
+        ..Default::default()
     }
 }
