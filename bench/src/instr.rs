@@ -47,6 +47,7 @@ pub(crate) fn instructions(ctx: &Ctx, results: &mut Results) -> anyhow::Result<(
             routes_file: None,
             acme: false,
             callgrind: true,
+            users: None,
         };
         let t = ctx.start(&setup)?;
         let label = kind.label(1);

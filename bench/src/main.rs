@@ -10,11 +10,13 @@
 mod api;
 mod backend;
 mod instr;
+mod jhub;
 mod load;
 mod procs;
 mod report;
 mod scenarios;
 mod targets;
+mod userconf;
 mod ws;
 
 use std::fmt::Write as _;
@@ -51,9 +53,11 @@ struct Args {
     /// Length of the soak in seconds.
     #[arg(long, default_value_t = 600)]
     soak_secs: u64,
-    /// Scenarios to run: http, tls, ws, routes, churn, soak, instr.
+    /// Scenarios to run: http, tls, ws, routes, churn, soak, instr, and
+    /// jhub (not in the default run: about 25 minutes of its own).
     #[arg(
         long,
+        alias = "scenario",
         value_delimiter = ',',
         default_value = "http,tls,ws,routes,churn,soak,instr"
     )]
@@ -79,9 +83,25 @@ struct Args {
     /// Where the report goes.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+    /// jhub: the user counts to measure at, ascending. Each proxy holds
+    /// six descriptors per user (two websockets and a kept-alive REST
+    /// connection, each with its upstream) and this machine caps a process
+    /// at 20,000, so 3,000 is as far as any one proxy process can go here.
+    #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,3000")]
+    jhub_users: Vec<usize>,
+    /// jhub: new users per second.
+    #[arg(long, default_value_t = 50.0)]
+    jhub_ramp: f64,
+    /// jhub: seconds each step is measured, once its users are in.
+    #[arg(long, default_value_t = 30)]
+    jhub_window: u64,
     /// Internal: run only the backend, print its port, serve until killed.
     #[arg(long, hide = true)]
     backend_only: bool,
+    /// Internal: run only the jhub backend for N users (prints the hub's
+    /// address, then each user server's), serve until killed.
+    #[arg(long, hide = true)]
+    jhub_backend: Option<usize>,
 }
 
 /// How many scenarios and proxies a full run has.
@@ -146,6 +166,9 @@ fn machine() -> String {
 
 fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
+    if let Some(users) = args.jhub_backend {
+        return jhub::run_backend(users);
+    }
     if args.backend_only {
         let addr = backend::start()?;
         use std::io::Write as _;
@@ -161,26 +184,10 @@ fn main() -> anyhow::Result<()> {
         args.ws_idle = 500;
         args.routes = vec![10, 1000];
         args.soak_secs = 20;
+        args.jhub_users = vec![100];
+        args.jhub_window = 5;
     }
-    for tool in [
-        "wrk",
-        "h2load",
-        "nginx",
-        "haproxy",
-        "caddy",
-        "configurable-http-proxy",
-        "curl",
-        "valgrind",
-        "callgrind_control",
-    ] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            bail!("{tool} is not installed: run bench/run, which installs the peers from Debian");
-        }
-    }
+    check_tools()?;
     if !args.hubgate.exists() {
         bail!(
             "{} does not exist: run bench/run (it builds hubgate in release mode)",
@@ -226,7 +233,10 @@ fn main() -> anyhow::Result<()> {
             "churn" => runtime.block_on(scenarios::churn(&ctx, &mut results)),
             "soak" => runtime.block_on(scenarios::soak(&ctx, &mut results)),
             "instr" => instr::instructions(&ctx, &mut results),
-            other => bail!("unknown scenario {other} (http, tls, ws, routes, churn, soak, instr)"),
+            "jhub" => runtime.block_on(jhub::jhub(&ctx, &jhub_options(&args), &mut results)),
+            other => {
+                bail!("unknown scenario {other} (http, tls, ws, routes, churn, soak, instr, jhub)")
+            }
         };
         if let Err(e) = outcome {
             // Keep what was measured; say what failed.
@@ -238,6 +248,44 @@ fn main() -> anyhow::Result<()> {
     }
     eprintln!("report written to {}", path.display());
     Ok(())
+}
+
+/// Every peer and load tool is installed (bench/run installs them).
+fn check_tools() -> anyhow::Result<()> {
+    for tool in [
+        "wrk",
+        "h2load",
+        "nginx",
+        "haproxy",
+        "caddy",
+        "configurable-http-proxy",
+        "curl",
+        "valgrind",
+        "callgrind_control",
+    ] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            bail!("{tool} is not installed: run bench/run, which installs the peers from Debian");
+        }
+    }
+    Ok(())
+}
+
+/// The jhub scenario's options, from the arguments; users behave as
+/// JupyterLab does (bench README).
+fn jhub_options(args: &Args) -> jhub::Options {
+    jhub::Options {
+        steps: args.jhub_users.clone(),
+        ramp_per_sec: args.jhub_ramp,
+        window: std::time::Duration::from_secs(args.jhub_window),
+        habits: jhub::Habits {
+            execute_every: std::time::Duration::from_secs(5),
+            poll_every: std::time::Duration::from_millis(2_500),
+        },
+    }
 }
 
 fn write_report(
@@ -290,11 +338,14 @@ fn write_report(
     let md = results.markdown(&header);
     std::fs::create_dir_all(&args.out)?;
     // A partial run never overwrites the full report of the same day.
-    let partial = args.only.len() < SCENARIOS || args.targets.len() < TARGETS;
+    let jhub_only = args.only == ["jhub"];
+    let partial = !jhub_only && (args.only.len() < SCENARIOS || args.targets.len() < TARGETS);
     let name = match (args.quick, args.pin, partial) {
+        (true, _, _) if jhub_only => "quick-jhub.md".to_owned(),
         (true, _, _) => "quick.md".to_owned(),
         (false, pin, partial) => format!(
-            "{date}{}{}.md",
+            "{date}{}{}{}.md",
+            if jhub_only { "-jhub" } else { "" },
             if partial { "-partial" } else { "" },
             if pin { "-pinned" } else { "" }
         ),

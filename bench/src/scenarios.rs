@@ -59,6 +59,7 @@ fn setup(kind: Kind, workers: usize) -> Setup {
         routes_file: None,
         acme: false,
         callgrind: false,
+        users: None,
     }
 }
 
@@ -160,6 +161,7 @@ pub(crate) fn tls(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
                 routes_file: None,
                 acme,
                 callgrind: false,
+                users: None,
             });
         }
     }
@@ -299,6 +301,7 @@ pub(crate) async fn routes(ctx: &Ctx, results: &mut Results) -> anyhow::Result<(
                 routes_file: Some(file),
                 acme: false,
                 callgrind: false,
+                users: None,
             };
             let t = ctx.start(&s)?;
             let run = load::wrk(
@@ -352,6 +355,7 @@ pub(crate) async fn churn(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()
             routes_file: Some(file),
             acme: false,
             callgrind: false,
+            users: None,
         };
         let t = Arc::new(ctx.start(&s)?);
         let quiet = load::wrk(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use crate::procs;
+use crate::userconf::{self, UserTable};
 
 pub(crate) const TOKEN: &str = "bench-token";
 /// Where Debian installs node modules; a node binary that is not Debian's
@@ -75,6 +76,9 @@ pub(crate) struct Setup {
     /// Run under valgrind's callgrind (counters controlled with
     /// `callgrind_control`, dumps in the target's directory).
     pub(crate) callgrind: bool,
+    /// nginx and haproxy: every JupyterHub user's route, in their file (the
+    /// jhub scenario; hubgate and CHP are told through their API instead).
+    pub(crate) users: Option<std::sync::Arc<UserTable>>,
 }
 
 /// A running proxy, stopped on drop.
@@ -295,6 +299,10 @@ fn nginx_command(l: &Launch<'_>) -> anyhow::Result<Command> {
     } else {
         format!("listen 127.0.0.1:{port} reuseport;")
     };
+    let routes = match &setup.users {
+        Some(table) => userconf::nginx_http(table, &listen),
+        None => plain_routes(&listen, backend),
+    };
     let conf = format!(
         r#"worker_processes {n};
 daemon off;
@@ -313,23 +321,7 @@ http {{
   fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-  upstream backend {{ server {backend}; keepalive 512; keepalive_requests 1000000; }}
-  server {{
-    {listen}
-    location / {{
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_read_timeout 3600s;
-    }}
-  }}
-}}
+{routes}}}
 "#,
         d = d.display(),
         // Under callgrind: one process, still root (callgrind_control
@@ -347,6 +339,30 @@ http {{
     Ok(c)
 }
 
+/// nginx's `http {}` body for the one-upstream scenarios, as a JupyterHub
+/// deployment configures nginx (websockets, forwarded headers).
+fn plain_routes(listen: &str, backend: SocketAddr) -> String {
+    format!(
+        r#"  map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+  upstream backend {{ server {backend}; keepalive 512; keepalive_requests 1000000; }}
+  server {{
+    {listen}
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_read_timeout 3600s;
+    }}
+  }}
+"#
+    )
+}
+
 /// haproxy in HTTP mode with keep-alive to the backend.
 fn haproxy_command(l: &Launch<'_>) -> anyhow::Result<Command> {
     let setup = l.setup;
@@ -358,12 +374,15 @@ fn haproxy_command(l: &Launch<'_>) -> anyhow::Result<Command> {
     if setup.tls {
         bail!("haproxy is not part of the TLS comparison");
     }
-    let conf = format!(
-        "global\n  nbthread {n}\n  maxconn 9800\n\
-         defaults\n  mode http\n  timeout connect 5s\n  timeout client 3600s\n  timeout server 3600s\n  timeout tunnel 3600s\n  option http-keep-alive\n  http-reuse always\n  maxconn 9800\n\
-         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
-         backend be\n  server s1 {backend}\n"
-    );
+    let conf = match &setup.users {
+        Some(table) => userconf::haproxy(table, port, n, d)?,
+        None => format!(
+            "global\n  nbthread {n}\n  maxconn 9800\n\
+             defaults\n  mode http\n  timeout connect 5s\n  timeout client 3600s\n  timeout server 3600s\n  timeout tunnel 3600s\n  option http-keep-alive\n  http-reuse always\n  maxconn 9800\n\
+             frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+             backend be\n  server s1 {backend}\n"
+        ),
+    };
     std::fs::write(d.join("haproxy.cfg"), conf)?;
     let mut c = command("haproxy", cpus);
     c.arg("-f").arg(d.join("haproxy.cfg")).arg("-db");

@@ -135,15 +135,42 @@ def spawn(s):
         step(f"the spawn was refused after {time.monotonic() - started:.1f} s: {message}")
         return
 
+    seen = {}
+
     def ready():
-        server = s.hub_api("GET", f"/users/{user}").json().get("servers", {}).get("")
+        model = s.hub_api("GET", f"/users/{user}").json()
+        seen["model"] = model
+        server = model.get("servers", {}).get("")
+        if not server and not model.get("pending") and time.monotonic() - started > 5:
+            # The hub gave the spawn up: say why rather than wait on.
+            fail(f"the spawn ended without a server: {spawn_failure_or_model(s, model)}")
         return server if server and server.get("ready") else None
 
-    server = wait("the server to be ready", ready, 180)
+    try:
+        server = wait("the server to be ready", ready, 180)
+    except SystemExit:
+        print(f"[swarm-drive] the hub's last word on {user}: {seen.get('model')}", flush=True)
+        raise
     at = time.monotonic()
     step(f"server ready at {server['url']} in {at - started:.1f} s")
     wait("hubgate to reach the new server", lambda: reaches_server(s, s.public), 30)
     step(f"reached through hubgate {time.monotonic() - at:.2f} s after the hub said ready")
+
+
+def spawn_failure_or_model(s, model):
+    """Why the last spawn failed, as the progress events say, or the user's
+    model when they say nothing."""
+    url = f"{s.public}/hub/api/users/{s.args.user}/server/progress"
+    try:
+        with s.http.get(url, headers=s.xsrf(), stream=True, timeout=10) as r:
+            for line in r.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    if event.get("failed"):
+                        return event.get("message", "")
+            return f"{r.status_code} {r.text[:300]}; user model {model}"
+    except requests.RequestException as e:
+        return f"progress unreadable ({e}); user model {model}"
 
 
 def spawn_failure(s):

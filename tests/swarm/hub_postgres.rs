@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::cluster::{free_port, workspace_root};
 use crate::deployment::{Deployment, User};
 use crate::hub_failover::{Raft, Scene, manager_stopped};
-use crate::multinode_checks::multinode_file;
+use crate::multinode_checks::{LogsOnPanic, multinode_file};
 use crate::nodes::Cluster;
 
 /// A PostgreSQL server this test started; stopped (by its PID) on drop.
@@ -67,6 +67,9 @@ pub(crate) fn failovers_on_postgresql(cluster: &Cluster) {
     );
     let mut d = Deployment::new(name, &text);
     d.docker_host = Some(cluster.nodes[0].host.clone());
+    // Dropped before `d`: a failure's logs are taken before the cleanup
+    // destroys the deployment they are about.
+    let _logs = LogsOnPanic(cluster);
     let probe = format!("{}:{port}", cluster.nodes[0].ip);
     let applied = Instant::now();
     d.ok(&["apply", "--timeout", "120", "--probe", &probe, "FILE"]);

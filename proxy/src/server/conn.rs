@@ -100,7 +100,9 @@ impl<H: Handler> Accept<H> {
                     }
                     Ok(Ok(tls)) => {
                         let h1_only = tls.get_ref().1.alpn_protocol() == Some(b"http/1.1");
-                        self.serve_io(tls, conn, h1_only).await;
+                        // Boxed, so a plain connection's future has no room
+                        // for TLS state.
+                        Box::pin(self.serve_io(tls, conn, h1_only)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(peer = ?peer, "TLS handshake timed out"),
@@ -110,7 +112,7 @@ impl<H: Handler> Accept<H> {
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, Box::pin(acceptor.accept(s)))
                     .await
                 {
-                    Ok(Ok(tls)) => self.serve_io(tls, conn, false).await,
+                    Ok(Ok(tls)) => Box::pin(self.serve_io(tls, conn, false)).await,
                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }

@@ -36,6 +36,11 @@ use super::rewind::Rewind;
 const FIELDS: usize = 100;
 /// Room made for each read of request heads.
 const READ_CHUNK: usize = 4 * 1024;
+/// The most output buffer a connection keeps between responses.
+const KEEP_OUT: usize = 4 * 1024;
+/// How long a kept-alive connection waits for its next request with its
+/// buffers before it gives them up.
+const SHED_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Fields whose presence sends a request to hyper: a body's framing, an
 /// upgrade, an expectation.
@@ -57,9 +62,7 @@ impl<H: Handler> Accept<H> {
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         let mut spans = Vec::new();
-        // The first head gets the header timeout from the connection's
-        // start; later ones the keep-alive time to begin and the header
-        // timeout to complete, both from the end of the last response.
+        // Timeouts run from here (see `wait`).
         let mut idle_since = opened;
         let mut served = false;
         let mut timer = pin!(tokio::time::sleep_until(opened + limits.header_timeout));
@@ -81,13 +84,22 @@ impl<H: Handler> Accept<H> {
                     }
                 }
                 let waiting = buf.is_empty();
-                let deadline = idle_since
-                    + match (waiting && served, limits.keep_alive < limits.header_timeout) {
-                        (true, true) => limits.keep_alive,
-                        _ => limits.header_timeout,
-                    };
-                if timer.deadline() > deadline {
-                    timer.as_mut().reset(deadline);
+                let Wait {
+                    deadline,
+                    wake,
+                    shed,
+                } = wait(limits, idle_since, waiting && served);
+                if timer.deadline() > wake {
+                    timer.as_mut().reset(wake);
+                }
+                if shed {
+                    // Idle a while: wait holding no buffers (a JupyterLab tab
+                    // polls every few seconds; a hub has thousands open).
+                    (buf, out) = (BytesMut::new(), Vec::new());
+                    let byte = first_byte(&mut io, timer.as_mut(), deadline, closing.as_mut());
+                    let Some(byte) = byte.await else { return };
+                    buf.extend_from_slice(&[byte]);
+                    continue;
                 }
                 buf.reserve(READ_CHUNK);
                 tokio::select! {
@@ -105,14 +117,17 @@ impl<H: Handler> Accept<H> {
                             tracing::debug!(peer = ?conn.peer, "client connection idle; closed");
                             return;
                         }
-                        timer.as_mut().reset(deadline);
+                        timer.as_mut().reset(wake);
                     }
                     () = closing.as_mut(), if waiting => return,
                 }
             };
             let head_only = req.method() == Method::HEAD;
             let answered = async {
-                let resp = self.handler.handle_plain(req, &conn).await;
+                // In an allocation of its own while the request is in flight:
+                // the handler's state (the upstream exchange, its timeouts;
+                // about 7 KiB) is not carried by an idle connection.
+                let resp = Box::pin(self.handler.handle_plain(req, &conn)).await;
                 let kept = response::write(&mut io, &mut out, resp, head_only, close).await;
                 if let Ok(false) = kept {
                     // A FIN (or TLS close_notify) after the last response,
@@ -126,16 +141,73 @@ impl<H: Handler> Accept<H> {
                 kept = answered => kept,
                 () = forced.as_mut() => return,
             };
-            match kept {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                    return;
-                }
+            if let Err(e) = &kept {
+                tracing::debug!(error = %e, "client connection ended with an error");
             }
-            served = true;
-            idle_since = Instant::now();
+            if !matches!(kept, Ok(true)) {
+                return;
+            }
+            (served, idle_since) = (true, Instant::now());
+            if out.capacity() > KEEP_OUT {
+                out = Vec::new(); // grown by a large response
+            }
+        }
+    }
+}
+
+/// When the wait for the next head ends, when its timer fires next, and
+/// whether the connection's buffers go now.
+struct Wait {
+    deadline: Instant,
+    wake: Instant,
+    shed: bool,
+}
+
+/// The first head gets the header timeout from the connection's start;
+/// later ones the keep-alive time to begin (`idle`: after a response, no
+/// byte yet) and the header timeout to complete, both from the end of the
+/// last response. An idle connection's timer fires early once, to shed
+/// its buffers.
+fn wait(limits: &Limits, idle_since: Instant, idle: bool) -> Wait {
+    let deadline = idle_since
+        + if idle && limits.keep_alive < limits.header_timeout {
+            limits.keep_alive
+        } else {
+            limits.header_timeout
+        };
+    let shed_at = idle_since + SHED_AFTER;
+    Wait {
+        deadline,
+        wake: if idle {
+            deadline.min(shed_at)
+        } else {
+            deadline
+        },
+        shed: idle && Instant::now() >= shed_at,
+    }
+}
+
+/// The first byte of the next request, read with no buffer but one byte;
+/// `None` when the connection ends, stays idle past `deadline` or the
+/// proxy is closing.
+async fn first_byte<I: AsyncRead + Unpin>(
+    io: &mut I,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    deadline: Instant,
+    mut closing: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    loop {
+        tokio::select! {
+            biased;
+            read = io.read(&mut byte) => return matches!(read, Ok(1)).then_some(byte[0]),
+            () = timer.as_mut() => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                timer.as_mut().reset(deadline);
+            }
+            () = closing.as_mut() => return None,
         }
     }
 }
