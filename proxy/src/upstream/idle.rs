@@ -75,14 +75,14 @@ impl<T> Pool<T> {
         }
     }
 
-    /// Drops connections that are too old or no longer `usable`, and the
-    /// upstreams left with none.
-    fn sweep(&mut self, now: Instant, usable: impl Fn(&T) -> bool) {
+    /// Drops connections that are too old or no longer `keep` (which may
+    /// also trim what a kept one holds), and the upstreams left with none.
+    fn sweep(&mut self, now: Instant, mut keep: impl FnMut(&mut T) -> bool) {
         let mut count = 0;
         self.by_connector.retain(|_, by_upstream| {
             by_upstream.retain(|_, list| {
-                list.retain(|(conn, since)| {
-                    now.duration_since(*since) < IDLE_TIMEOUT && usable(conn)
+                list.retain_mut(|(conn, since)| {
+                    now.duration_since(*since) < IDLE_TIMEOUT && keep(conn)
                 });
                 count += list.len();
                 !list.is_empty()
@@ -143,13 +143,14 @@ pub(crate) fn unpark<T: 'static>(
     })
 }
 
-/// Sweeps the pool `idle` of this thread.
+/// Sweeps the pool `idle` of this thread: `keep` says whether a connection
+/// stays, and may trim what it holds meanwhile.
 pub(crate) fn sweep<T: 'static>(
     idle: &'static LocalKey<Idle<T>>,
     now: Instant,
-    usable: impl Fn(&T) -> bool,
+    keep: impl FnMut(&mut T) -> bool,
 ) {
-    idle.with_borrow_mut(|pool| pool.sweep(now, usable));
+    idle.with_borrow_mut(|pool| pool.sweep(now, keep));
 }
 
 #[cfg(test)]

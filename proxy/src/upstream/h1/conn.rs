@@ -26,18 +26,24 @@ thread_local! {
     static IDLE: Idle<Box<Conn>> = RefCell::new(Pool::new());
 }
 
-/// Sweeps this thread's pool of inline-exchange connections.
+/// Sweeps this thread's pool of inline-exchange connections. Those kept
+/// give up their buffers: the read buffer still holds the allocation the
+/// last body was read into (16 KiB or more), and a pool holds thousands of
+/// connections while each user's browser leaves several behind after its
+/// login burst. A connection reused within a sweep (every few seconds)
+/// keeps them, so a busy one never allocates; the next exchange on a swept
+/// one makes room anew.
 pub(crate) fn sweep(now: std::time::Instant) {
-    idle::sweep(&IDLE, now, |c| open(c));
+    idle::sweep(&IDLE, now, |c| {
+        c.buf = BytesMut::new();
+        c.out = Vec::new();
+        c.fields = Vec::new();
+        open(c)
+    });
 }
 
-/// Puts a connection whose exchange is complete back into the pool,
-/// without its read buffer: the buffer still holds the allocation the last
-/// body was read into (16 KiB or more), and a pool holds thousands of
-/// connections while each user's browser leaves several behind after its
-/// login burst. The next exchange makes room anew (one allocation).
-pub(super) fn put_back(mut conn: Box<Conn>) {
-    conn.buf = BytesMut::new();
+/// Puts a connection whose exchange is complete back into the pool.
+pub(super) fn put_back(conn: Box<Conn>) {
     park(&IDLE, conn, |conn| &conn.key);
 }
 
@@ -57,10 +63,10 @@ fn open(conn: &Conn) -> bool {
 mod tests {
     use super::*;
 
-    /// An idle connection keeps no read buffer (before the fix each kept
+    /// A swept idle connection keeps no buffers (before the fix each kept
     /// the 16 KiB or more its last body was read into).
     #[tokio::test]
-    async fn a_parked_connection_keeps_no_read_buffer() {
+    async fn a_swept_connection_keeps_no_buffers() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let io = TcpStream::connect(addr).await.unwrap();
@@ -72,11 +78,12 @@ mod tests {
         put_back(Box::new(Conn {
             io,
             buf,
-            out: Vec::new(),
+            out: Vec::with_capacity(1024),
             fields: Vec::new(),
             key,
         }));
+        sweep(std::time::Instant::now());
         let conn = take_idle(u64::MAX, &addr.to_string()).expect("parked");
-        assert_eq!(conn.buf.capacity(), 0);
+        assert_eq!((conn.buf.capacity(), conn.out.capacity()), (0, 0));
     }
 }
