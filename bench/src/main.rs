@@ -87,7 +87,11 @@ struct Args {
     /// six descriptors per user (two websockets and a kept-alive REST
     /// connection, each with its upstream) and this machine caps a process
     /// at 20,000, so 3,000 is as far as any one proxy process can go here.
-    #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,3000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,250,500,1000,2000,3000"
+    )]
     jhub_users: Vec<usize>,
     /// jhub: new users per second.
     #[arg(long, default_value_t = 50.0)]

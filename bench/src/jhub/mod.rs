@@ -120,10 +120,8 @@ async fn one_target(
         Some(kind) => Some(start(ctx, kind, table)?),
         None => None,
     };
-    let mut api = match (&running, entry) {
-        (Some(r), Some(Kind::Hubgate | Kind::Chp)) => {
-            Some(api::Client::connect(([127, 0, 0, 1], r.api_port).into()).await?)
-        }
+    let api_addr = match (&running, entry) {
+        (Some(r), Some(Kind::Hubgate | Kind::Chp)) => Some(([127, 0, 0, 1], r.api_port).into()),
         _ => None,
     };
     let pids = running.as_ref().map(Running::pids).unwrap_or_default();
@@ -136,24 +134,18 @@ async fn one_target(
     let mut steps = Vec::new();
     let mut broke = None;
     for &n in &opts.steps {
-        let from = tasks.len();
-        let pace = Duration::from_secs_f64(1.0 / opts.ramp_per_sec.max(0.1));
-        let mut tick = tokio::time::interval(pace);
-        for i in from..n {
-            tick.tick().await;
-            if let Some(api) = api.as_mut() {
-                let (name, server) = &table.users[i];
-                api.add(&format!("/user/{name}"), &format!("http://{server}"))
-                    .await
-                    .with_context(|| format!("adding {name}'s route"))?;
-            }
-            let user = User {
-                index: i,
-                entry: running.as_ref().map_or(table.users[i].1, Running::addr),
-                habits: opts.habits,
-                stats: stats.clone(),
-            };
-            tasks.push(tokio::spawn(user.run(stopped.clone())));
+        let proxy = running.as_ref().map(Running::addr);
+        let ramped = ramp(
+            opts,
+            table,
+            (api_addr, proxy),
+            n,
+            (&stats, &stopped),
+            &mut tasks,
+        );
+        if let Err(e) = ramped.await {
+            broke = Some(format!("ramping to {n} users: {e:#}"));
+            break;
         }
         let step = measure(ctx, opts, (&stats, &mut collector), n, &pids, idle_rss).await;
         eprintln!("jhub: {} at {n} users: {}", label(entry), step.line());
@@ -175,6 +167,42 @@ async fn one_target(
         eprintln!("jhub: some users did not stop within 30 s");
     }
     Ok((steps, broke))
+}
+
+/// Brings users in until `n` are, at the ramp's pace; each user's route is
+/// added through the API first where the proxy has one (on a connection of
+/// the step's own: a proxy closes one idle through a window).
+async fn ramp(
+    opts: &Options,
+    table: &UserTable,
+    (api_addr, entry): (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+    n: usize,
+    (stats, stopped): (&Arc<Stats>, &tokio::sync::watch::Receiver<bool>),
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    let mut api = match api_addr {
+        Some(addr) => Some(api::Client::connect(addr).await?),
+        None => None,
+    };
+    let pace = Duration::from_secs_f64(1.0 / opts.ramp_per_sec.max(0.1));
+    let mut tick = tokio::time::interval(pace);
+    for i in tasks.len()..n {
+        tick.tick().await;
+        let (name, server) = &table.users[i];
+        if let Some(api) = api.as_mut() {
+            api.add(&format!("/user/{name}"), &format!("http://{server}"))
+                .await
+                .with_context(|| format!("adding {name}'s route"))?;
+        }
+        let user = User {
+            index: i,
+            entry: entry.unwrap_or(*server),
+            habits: opts.habits,
+            stats: stats.clone(),
+        };
+        tasks.push(tokio::spawn(user.run(stopped.clone())));
+    }
+    Ok(())
 }
 
 /// Waits for the step's users to be in, then measures a window.
