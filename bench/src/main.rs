@@ -327,6 +327,13 @@ fn write_report(
             ""
         }
     );
+    if args.only.iter().any(|s| s == "jhub") {
+        let _ = writeln!(
+            header,
+            "- jhub: steps {:?} users, {} new users/s, {} s measured per step; one worker each (hubgate, nginx, haproxy; CHP is one process); caddy is not part of it",
+            args.jhub_users, args.jhub_ramp, args.jhub_window
+        );
+    }
     let _ = writeln!(
         header,
         "- Load generator, proxies and backend share the machine; traffic is loopback only."
