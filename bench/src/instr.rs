@@ -41,13 +41,8 @@ pub(crate) fn instructions(ctx: &Ctx, results: &mut Results) -> anyhow::Result<(
             continue;
         }
         let setup = Setup {
-            kind,
-            workers: 1,
-            tls: false,
-            routes_file: None,
-            acme: false,
             callgrind: true,
-            users: None,
+            ..crate::scenarios::setup(kind, 1)
         };
         let t = ctx.start(&setup)?;
         let label = kind.label(1);

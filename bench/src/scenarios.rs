@@ -51,7 +51,8 @@ impl Ctx {
     }
 }
 
-fn setup(kind: Kind, workers: usize) -> Setup {
+/// `kind` at `workers`, plain HTTP, nothing else set.
+pub(crate) fn setup(kind: Kind, workers: usize) -> Setup {
     Setup {
         kind,
         workers,

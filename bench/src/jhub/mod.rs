@@ -245,13 +245,8 @@ async fn measure(
 /// their file, the others have theirs added through the API as users come.
 fn start(ctx: &Ctx, kind: Kind, table: &Arc<UserTable>) -> anyhow::Result<Running> {
     let setup = Setup {
-        kind,
-        workers: 1,
-        tls: false,
-        routes_file: None,
-        acme: false,
-        callgrind: false,
         users: matches!(kind, Kind::Nginx | Kind::Haproxy).then(|| table.clone()),
+        ..crate::scenarios::setup(kind, 1)
     };
     targets::start(&setup, table.hub, &ctx.hubgate, &ctx.certs)
 }
