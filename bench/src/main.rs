@@ -17,6 +17,7 @@ mod report;
 mod scenarios;
 mod targets;
 mod userconf;
+mod versions;
 mod ws;
 
 use std::fmt::Write as _;
@@ -224,7 +225,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let started = std::time::Instant::now();
-    let versions = targets::versions(&args.hubgate);
+    let versions = versions::versions(&args.hubgate);
     let mut results = Results::default();
     let mut path = PathBuf::new();
     for scenario in &args.only {

@@ -14,7 +14,7 @@ use crate::userconf::{self, UserTable};
 pub(crate) const TOKEN: &str = "bench-token";
 /// Where Debian installs node modules; a node binary that is not Debian's
 /// own does not look there unless told.
-const NODE_PATH: &str = "/usr/share/nodejs";
+pub(crate) const NODE_PATH: &str = "/usr/share/nodejs";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Kind {
@@ -475,38 +475,4 @@ fn wait_ready(r: &Running, within: Duration) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// `name version` lines for the report.
-pub(crate) fn versions(hubgate: &Path) -> Vec<(String, String)> {
-    let run = |cmd: &str, args: &[&str]| -> String {
-        Command::new(cmd)
-            .args(args)
-            .env("NODE_PATH", NODE_PATH)
-            .output()
-            .map(|o| {
-                let text = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                );
-                text.lines().next().unwrap_or("").trim().to_owned()
-            })
-            .unwrap_or_else(|_| "not installed".into())
-    };
-    vec![
-        (
-            "hubgate".into(),
-            run(&hubgate.display().to_string(), &["--version"]),
-        ),
-        ("nginx".into(), run("nginx", &["-v"])),
-        ("haproxy".into(), run("haproxy", &["-v"])),
-        ("caddy".into(), run("caddy", &["version"])),
-        (
-            "configurable-http-proxy".into(),
-            run("configurable-http-proxy", &["--version"]),
-        ),
-        ("wrk".into(), run("wrk", &["-v"])),
-        ("h2load".into(), run("h2load", &["--version"])),
-    ]
 }
