@@ -157,35 +157,35 @@ def spawn(s):
     step(f"reached through hubgate {time.monotonic() - at:.2f} s after the hub said ready")
 
 
+def progress_events(s, timeout):
+    """The hub's progress events of the user's spawn, as they come."""
+    url = f"{s.public}/hub/api/users/{s.args.user}/server/progress"
+    with s.http.get(url, headers=s.xsrf(), stream=True, timeout=timeout) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                yield json.loads(line[5:])
+
+
 def spawn_failure_or_model(s, model):
     """Why the last spawn failed, as the progress events say, or the user's
     model when they say nothing."""
-    url = f"{s.public}/hub/api/users/{s.args.user}/server/progress"
     try:
-        with s.http.get(url, headers=s.xsrf(), stream=True, timeout=10) as r:
-            for line in r.iter_lines(decode_unicode=True):
-                if line and line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    if event.get("failed"):
-                        return event.get("message", "")
-            return f"{r.status_code} {r.text[:300]}; user model {model}"
+        for event in progress_events(s, 10):
+            if event.get("failed"):
+                return event.get("message", "")
     except requests.RequestException as e:
         return f"progress unreadable ({e}); user model {model}"
+    return f"no failure in the progress events; user model {model}"
 
 
 def spawn_failure(s):
     """The message of the spawn's failure, from the hub's progress events
     (fails if the server starts instead)."""
-    url = f"{s.public}/hub/api/users/{s.args.user}/server/progress"
-    with s.http.get(url, headers=s.xsrf(), stream=True, timeout=s.args.timeout) as r:
-        for line in r.iter_lines(decode_unicode=True):
-            if not line or not line.startswith("data:"):
-                continue
-            event = json.loads(line[5:])
-            if event.get("failed"):
-                return event.get("message", "")
-            if event.get("ready"):
-                fail(f"the server started: {event}")
+    for event in progress_events(s, s.args.timeout):
+        if event.get("failed"):
+            return event.get("message", "")
+        if event.get("ready"):
+            fail(f"the server started: {event}")
     fail("the progress events ended with neither a failure nor a start")
 
 

@@ -70,7 +70,7 @@ pub(crate) fn bind(users: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
     (0..=users)
         .map(|i| {
             let octet = 1 + (i % usize::from(ADDRESSES)) as u8;
-            let l = std::net::TcpListener::bind(("127.0.1.".to_owned() + &octet.to_string(), 0))?;
+            let l = std::net::TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 1, octet), 0))?;
             l.set_nonblocking(true)?;
             Ok(l)
         })
