@@ -308,6 +308,21 @@ fn every_example_renders_a_hub_configuration_that_loads() {
     assert!(text.contains("5 passed, 0 failed"), "{text}");
 }
 
+/// The configuration every user server loads
+/// (`deploy/src/desired/singleuser_config.py`), loaded as jupyter_server
+/// loads it, and the session it then calls the hub with
+/// (`tests/jupyterhub/singleuser_check.py`): getaddrinfo on each
+/// connection, and connection attempts of a few seconds. With aiohttp's
+/// 30 s a server whose first attempt went to a hub's old address missed
+/// its activity reports for half a minute after a failover (the multi-node
+/// test saw it).
+#[test]
+fn user_servers_resolve_the_hub_anew_and_give_up_stalled_connections() {
+    let config = repo().join("deploy/src/desired/singleuser_config.py");
+    let text = check_script("singleuser_check.py", &[config]);
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
+}
+
 /// Runs `tests/jupyterhub/<script>` with the test venv's Python; its
 /// output, which must end in success.
 fn check_script(script: &str, args: &[PathBuf]) -> String {

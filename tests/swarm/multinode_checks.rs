@@ -307,13 +307,6 @@ impl Drop for LogsOnPanic<'_> {
         if !std::thread::panicking() {
             return;
         }
-        let text = |o: std::process::Output| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        };
         // A frozen daemon would never answer.
         for node in self.0.nodes.iter().filter(|n| n.is_up()) {
             node.thaw();
@@ -366,6 +359,10 @@ impl Drop for LogsOnPanic<'_> {
                         story.join("\n")
                     );
                 }
+                if rest.contains(" Up ") && (rest.contains("-hub.") || rest.starts_with("jupyter-"))
+                {
+                    eprintln!("--- {} {rest}: {}", node.hostname, addresses(node, id));
+                }
                 if rest.contains("-hubgate.") && rest.contains(" Up ") {
                     for api in ["/api/routes", "/api/discovery"] {
                         eprintln!(
@@ -378,6 +375,28 @@ impl Drop for LogsOnPanic<'_> {
             }
         }
     }
+}
+
+/// What a command printed, its errors after its output.
+fn text(o: std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A hub task's overlay addresses; a user server's, and what its resolver
+/// answers for the hub it reports to: which hub addresses it could reach.
+fn addresses(node: &Node, id: &str) -> String {
+    let format = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}";
+    let own = text(node.try_docker(&["inspect", "-f", format, id]));
+    let resolve = "import os, socket, urllib.parse as u\n\
+        url = os.environ.get('JUPYTERHUB_API_URL')\n\
+        if url:\n    h = u.urlparse(url).hostname\n    \
+        print(h, 'resolves to', sorted({a[4][0] for a in socket.getaddrinfo(h, None)}))";
+    let hub = text(node.try_docker(&["exec", id, "python3", "-c", resolve]));
+    format!("addresses {}; {}", own.trim(), hub.trim())
 }
 
 /// Makes the swarm with `hubgate deploy init` on node1 and the join commands

@@ -16,6 +16,7 @@ if _token_file:
         os.environ["JUPYTERHUB_API_TOKEN"] = os.environ["JPY_API_TOKEN"] = _f.read().strip()
 
 try:
+    import aiohttp.client
     import aiohttp.connector
     import aiohttp.resolver
 except ImportError:  # a JupyterHub older than 6 talks to the hub with tornado
@@ -27,3 +28,11 @@ else:
     # (logins to it end in a 500, activity reports fail). getaddrinfo asks
     # Docker's DNS each time, as the hub itself is configured to.
     aiohttp.connector.DefaultResolver = aiohttp.resolver.ThreadedResolver
+    # A connection attempt to a hub task that just started can stall (its
+    # first SYN lost on the overlay, the retries on the same 5-tuple too),
+    # and one to a task of a lost node is never answered. The server's
+    # client (JupyterHub's own session, which reads no configuration here)
+    # would wait aiohttp's 30 s per attempt: its activity reports missed
+    # the hub that took over for half a minute. Give up after 3 s, as the
+    # hub's own client does; the next attempt resolves the hub anew.
+    aiohttp.client.DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=3)
