@@ -41,8 +41,8 @@ pub(crate) fn start_sweeper() {
         loop {
             every.tick().await;
             let now = std::time::Instant::now();
-            h1::sweep(now);
-            pool::sweep(now);
+            idle::close_gradually(h1::sweep(now)).await;
+            idle::close_gradually(pool::sweep(now)).await;
         }
     });
 }

@@ -27,9 +27,9 @@ thread_local! {
     static IDLE: Idle<(PoolKey, Sender)> = RefCell::new(Pool::new());
 }
 
-/// Sweeps this thread's pool of hyper connections.
-pub(crate) fn sweep(now: std::time::Instant) {
-    super::idle::sweep(&IDLE, now, |(_, sender)| !sender.is_closed());
+/// Sweeps this thread's pool of hyper connections; returns those that go.
+pub(crate) fn sweep(now: std::time::Instant) -> Vec<(PoolKey, Sender)> {
+    super::idle::sweep(&IDLE, now, |(_, sender)| !sender.is_closed())
 }
 
 static NEXT_CONNECTOR: AtomicU64 = AtomicU64::new(0);

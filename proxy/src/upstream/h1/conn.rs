@@ -32,14 +32,16 @@ thread_local! {
 /// connections while each user's browser leaves several behind after its
 /// login burst. A connection reused within a sweep (every few seconds)
 /// keeps them, so a busy one never allocates; the next exchange on a swept
-/// one makes room anew.
-pub(crate) fn sweep(now: std::time::Instant) {
+/// one makes room anew. Returns the connections that go (closed or idle
+/// too long), for the sweeper to close a few at a time.
+#[allow(clippy::vec_box)] // the pool keeps them boxed: parking moves a pointer
+pub(crate) fn sweep(now: std::time::Instant) -> Vec<Box<Conn>> {
     idle::sweep(&IDLE, now, |c| {
         c.buf = BytesMut::new();
         c.out = Vec::new();
         c.fields = Vec::new();
         open(c)
-    });
+    })
 }
 
 /// Puts a connection whose exchange is complete back into the pool.
@@ -82,7 +84,7 @@ mod tests {
             fields: Vec::new(),
             key,
         }));
-        sweep(std::time::Instant::now());
+        drop(sweep(std::time::Instant::now()));
         let conn = take_idle(u64::MAX, &addr.to_string()).expect("parked");
         assert_eq!((conn.buf.capacity(), conn.out.capacity()), (0, 0));
     }
