@@ -43,6 +43,8 @@ pub(crate) struct Options {
     pub(crate) ramp_per_sec: f64,
     /// How long each step is measured, after its users are in.
     pub(crate) window: Duration,
+    /// Rounds of every target, each step measured once a round.
+    pub(crate) rounds: usize,
     pub(crate) habits: Habits,
 }
 
@@ -72,10 +74,26 @@ pub(crate) async fn jhub(ctx: &Ctx, opts: &Options, results: &mut Results) -> an
             entries.push(Some(kind));
         }
     }
+    for round in 1..=opts.rounds {
+        eprintln!("jhub: round {round} of {}", opts.rounds);
+        one_round(ctx, opts, &entries, &table, results).await;
+    }
+    Ok(())
+}
+
+/// Steps every target once, the straight baseline first (each proxy's
+/// added round trip is against this round's).
+async fn one_round(
+    ctx: &Ctx,
+    opts: &Options,
+    entries: &[Entry],
+    table: &Arc<UserTable>,
+    results: &mut Results,
+) {
     let mut straight: Vec<Step> = Vec::new();
-    for entry in entries {
+    for &entry in entries {
         eprintln!("jhub: {}", label(entry));
-        let (steps, broke) = match one_target(ctx, opts, entry, &table).await {
+        let (steps, broke) = match one_target(ctx, opts, entry, table).await {
             Ok(outcome) => outcome,
             Err(e) => (Vec::new(), Some(format!("{e:#}"))),
         };
@@ -106,7 +124,6 @@ pub(crate) async fn jhub(ctx: &Ctx, opts: &Options, results: &mut Results) -> an
             straight = steps;
         }
     }
-    Ok(())
 }
 
 /// What one proxy (or none) does at each step; why it broke, if it did.
