@@ -198,6 +198,9 @@ fn main() -> anyhow::Result<()> {
         args.jhub_window = 5;
         args.jhub_rounds = 1;
     }
+    if args.jhub_rounds == 0 {
+        bail!("--jhub-rounds must be at least 1");
+    }
     check_tools()?;
     if !args.hubgate.exists() {
         bail!(
@@ -292,7 +295,7 @@ fn jhub_options(args: &Args) -> jhub::Options {
         steps: args.jhub_users.clone(),
         ramp_per_sec: args.jhub_ramp,
         window: std::time::Duration::from_secs(args.jhub_window),
-        rounds: args.jhub_rounds.max(1),
+        rounds: args.jhub_rounds,
         habits: jhub::Habits {
             execute_every: std::time::Duration::from_secs(5),
             poll_every: std::time::Duration::from_millis(2_500),
