@@ -87,7 +87,17 @@ impl<H: Handler> Accept<H> {
         match (io, self.acceptor.clone()) {
             (Accepted::Tcp(s), None) => self.serve_io(s, conn, h1_only).await,
             (Accepted::Unix(s), None) => self.serve_io(s, conn, h1_only).await,
-            (Accepted::Tcp(s), Some(acceptor)) => {
+            // Boxed, so a plain connection's future has no room for TLS
+            // state (the handshake's result alone is about 3 KiB).
+            (io, Some(acceptor)) => Box::pin(self.serve_tls(io, conn, acceptor)).await,
+        }
+    }
+
+    /// The TLS handshake (bounded), then the connection over TLS.
+    async fn serve_tls(self, io: Accepted, conn: Arc<ConnInfo>, acceptor: TlsAcceptor) {
+        let peer = conn.peer;
+        match io {
+            Accepted::Tcp(s) => {
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, Box::pin(acceptor.accept(s)))
                     .await
                 {
@@ -100,15 +110,13 @@ impl<H: Handler> Accept<H> {
                     }
                     Ok(Ok(tls)) => {
                         let h1_only = tls.get_ref().1.alpn_protocol() == Some(b"http/1.1");
-                        // Boxed, so a plain connection's future has no room
-                        // for TLS state.
                         Box::pin(self.serve_io(tls, conn, h1_only)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(peer = ?peer, "TLS handshake timed out"),
                 }
             }
-            (Accepted::Unix(s), Some(acceptor)) => {
+            Accepted::Unix(s) => {
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, Box::pin(acceptor.accept(s)))
                     .await
                 {

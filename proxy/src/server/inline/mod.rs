@@ -123,11 +123,12 @@ impl<H: Handler> Accept<H> {
                 }
             };
             let head_only = req.method() == Method::HEAD;
-            let answered = async {
-                // In an allocation of its own while the request is in flight:
-                // the handler's state (the upstream exchange, its timeouts;
-                // about 7 KiB) is not carried by an idle connection.
-                let resp = Box::pin(self.handler.handle_plain(req, &conn)).await;
+            // In an allocation of its own while the request is in flight: the
+            // handler's state (the upstream exchange, its timeouts; about
+            // 7 KiB) and the response writer's are not carried by an idle
+            // connection.
+            let answered = Box::pin(async {
+                let resp = self.handler.handle_plain(req, &conn).await;
                 let kept = response::write(&mut io, &mut out, resp, head_only, close).await;
                 if let Ok(false) = kept {
                     // A FIN (or TLS close_notify) after the last response,
@@ -135,7 +136,7 @@ impl<H: Handler> Accept<H> {
                     let _ = io.shutdown().await;
                 }
                 kept
-            };
+            });
             let kept = tokio::select! {
                 biased;
                 kept = answered => kept,
