@@ -307,7 +307,7 @@ async fn idle_upstream_connections_closed_by_the_upstream_are_swept() {
 async fn ten_thousand_idle_and_a_thousand_slow_heads_keep_memory_bounded() {
     let backend = Backend::http("b").start().await;
     let hg = Hubgate::spawn(&["--default-target", &backend.url(), "--workers", "2"]).await;
-    let rss = |what: &str| proc_field(hg.child.id(), "status", what);
+    let rss = |what: &str| hg.proc_field("status", what);
     assert_eq!(get(hg.addr(), "/").await.0, 200);
     let before = rss("VmRSS:");
     let mut held = Vec::with_capacity(11_000);
@@ -354,12 +354,11 @@ async fn memory_comes_in_small_pages_not_huge_ones() {
     for _ in 0..20 {
         assert_eq!(get(hg.addr(), "/").await.0, 200);
     }
-    let pid = hg.child.id();
-    let huge = proc_field(pid, "smaps_rollup", "AnonHugePages:");
-    let anon = proc_field(pid, "status", "RssAnon:");
+    let huge = hg.proc_field("smaps_rollup", "AnonHugePages:");
+    let anon = hg.proc_field("status", "RssAnon:");
     eprintln!("RssAnon {anon} KiB, of it in huge pages {huge} KiB, with 1,000 connections");
     assert_eq!(
-        proc_field(pid, "status", "THP_enabled:"),
+        hg.proc_field("status", "THP_enabled:"),
         0,
         "transparent huge pages are on for the proxy"
     );
@@ -377,7 +376,7 @@ async fn memory_comes_in_small_pages_not_huge_ones() {
 async fn an_idle_kept_alive_connection_holds_little() {
     let backend = Backend::http("b").start().await;
     let hg = Hubgate::spawn(&["--default-target", &backend.url(), "--workers", "1"]).await;
-    let rss = || proc_field(hg.child.id(), "status", "RssAnon:");
+    let rss = || hg.proc_field("status", "RssAnon:");
     let request = b"GET / HTTP/1.1\r\nhost: h\r\n\r\n";
     let mut held = Vec::with_capacity(2_000);
     let mut buf = [0u8; 1024];
@@ -395,23 +394,19 @@ async fn an_idle_kept_alive_connection_holds_little() {
             assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
             these.push(s);
         }
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        let per = (rss().saturating_sub(before) * 1024) / 2_000;
+        // The shed buffers go back to the system after the allocator's
+        // purge delay, later on a busy machine: the lowest of a few looks.
+        let mut per = u64::MAX;
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            per = per.min((rss().saturating_sub(before) * 1024) / 2_000);
+        }
         eprintln!("round {round}: {per} bytes of RssAnon per idle kept-alive connection");
         held.push(these);
         if round == 1 {
             assert!(per < 5 * 1024, "{per} bytes per idle kept-alive connection");
         }
     }
-}
-
-/// A number from a `/proc/PID/FILE` line that starts with `key`.
-fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/{file}"))
 }
 
 /// Out of file descriptors, the accept loop backs off instead of spinning,

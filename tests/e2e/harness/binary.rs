@@ -107,12 +107,18 @@ impl Hubgate {
 
     /// Peak resident memory (VmHWM) in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        self.proc_field("status", "VmHWM:")
+    }
+
+    /// A number from the `/proc/PID/FILE` line of the process that starts
+    /// with `key` (kB figures without their unit).
+    pub fn proc_field(&self, file: &str, key: &str) -> u64 {
+        let pid = self.child.id();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/{file}"))
     }
 
     /// Waits for the process to exit; its exit code.
