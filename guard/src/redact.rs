@@ -1,8 +1,9 @@
 //! Filters on the engine's answers: environment values dropped from every
 //! `Env` list (service specs, their previous specs, task specs, container
-//! configs), and a container's service label checked.
+//! configs), a container's service label checked, and a node list cut to
+//! the nodes' states.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Drops every `KEY=value` entry of every `Env` list in `v` whose key is
 /// not in `keep`; how many it dropped.
@@ -32,6 +33,16 @@ pub(crate) fn redact_env(v: &mut Value, keep: &[&str]) -> usize {
     }
 }
 
+/// Cuts a node list to each node's `ID` and `Status.State`.
+pub(crate) fn node_states(v: &mut Value) {
+    let nodes = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    let cut = nodes
+        .iter()
+        .map(|n| json!({"ID": n["ID"], "Status": {"State": n["Status"]["State"]}}))
+        .collect();
+    *v = Value::Array(cut);
+}
+
 /// The swarm service a container inspect's labels name.
 pub(crate) fn container_service(inspect: &Value) -> Option<&str> {
     inspect["Config"]["Labels"]["com.docker.swarm.service.name"].as_str()
@@ -57,5 +68,21 @@ mod tests {
         let text = services.to_string();
         assert!(!text.contains("secret") && !text.contains("old"), "{text}");
         assert!(text.contains("JUPYTERHUB_SERVICE_PREFIX=/user/alice/"));
+    }
+
+    #[test]
+    fn a_node_list_keeps_only_ids_and_states() {
+        let mut nodes = json!([{
+            "ID": "n1",
+            "Spec": {"Labels": {"gpu": "yes"}, "Role": "manager"},
+            "Description": {"Hostname": "host1", "TLSInfo": {"TrustRoot": "cert"}},
+            "Status": {"State": "down", "Addr": "10.0.0.5"},
+            "ManagerStatus": {"Addr": "10.0.0.5:2377"},
+        }]);
+        node_states(&mut nodes);
+        assert_eq!(nodes, json!([{"ID": "n1", "Status": {"State": "down"}}]));
+        let mut not_a_list = json!({"message": "x"});
+        node_states(&mut not_a_list);
+        assert_eq!(not_a_list, json!([]));
     }
 }

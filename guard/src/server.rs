@@ -23,7 +23,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::json::parse_strict;
 use crate::policy::{Filter, Owned, Policy, Verdict};
-use crate::redact::{container_service, redact_env};
+use crate::redact::{container_service, node_states, redact_env};
 use crate::target;
 
 /// The largest request body the guard reads (service specs are a few KiB).
@@ -191,6 +191,7 @@ impl Guard {
                 }
                 redact_env(&mut v, &[]);
             }
+            Filter::NodeStates => node_states(&mut v),
         }
         let bytes = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
         head.headers.remove(header::TRANSFER_ENCODING);

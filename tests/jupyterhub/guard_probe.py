@@ -57,9 +57,11 @@ def request(method, target, body=None, headers=()):
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
-def attacks():
+def attacks(policy):
     """(what, raw request) an attacker would send; each must be refused."""
     v = "/v1.41"
+    # The spawner reads which nodes are up (the list cut to their states).
+    nodes = [] if policy == "spawner" else [("list nodes", request("GET", f"{v}/nodes"))]
     create = f"{v}/containers/create"
     length, chunked = "Content-Length: 2", "Transfer-Encoding: chunked"
     return [
@@ -79,7 +81,7 @@ def attacks():
         ("read the swarm (join tokens)", request("GET", f"{v}/swarm")),
         ("leave the swarm", request("POST", f"{v}/swarm/leave?force=1")),
         ("update the swarm", request("POST", f"{v}/swarm/update?version=1", {})),
-        ("list nodes", request("GET", f"{v}/nodes")),
+        ("inspect a node", request("GET", f"{v}/nodes/x")),
         ("demote a node", request("POST", f"{v}/nodes/x/update?version=1", {"Role": "worker"})),
         ("pull a plugin", request("POST", f"{v}/plugins/pull?remote=x", [])),
         ("pull an image", request("POST", f"{v}/images/create?fromImage=x")),
@@ -103,6 +105,7 @@ def attacks():
         ("an absolute-form target", request("GET", f"http://docker{v}/swarm")),
         ("not HTTP", b"HELLO\r\n\r\n"),
         ("a container inspect of another service", request("GET", f"{v}/containers/{{other}}/json")),
+        *nodes,
     ]
 
 
@@ -206,6 +209,12 @@ def spawner_attacks(p, hub_secret):
     ]
 
 
+def nodes_cut(body):
+    """A node list with each node's ID and state, and nothing else."""
+    nodes = json.loads(body)
+    return bool(nodes) and all(set(n) == {"ID", "Status"} and set(n["Status"]) == {"State"} for n in nodes)
+
+
 def reads(policy, p):
     """(what, raw request, check) the policy's job needs."""
     v = "/v1.41"
@@ -214,6 +223,7 @@ def reads(policy, p):
             ("ping", request("GET", "/_ping"), None),
             ("version", request("GET", "/version"), None),
             ("the servers' configuration", request("GET", f"{v}/configs/{p['configs'][0]}"), p["configs"][0]),
+            ("the nodes, cut to their states", request("GET", f"{v}/nodes"), nodes_cut),
         ]
     if policy != "discovery":
         raise SystemExit(f"guard_probe.py: no reads known for the policy {policy!r}")
@@ -259,7 +269,7 @@ def main(argv):
     other = option(argv, "--other-container", "x")
     service = option(argv, "--other-service", "x")
     p = None
-    calls = attacks()
+    calls = attacks(policy)
     if policy == "spawner":
         sockets = json.loads(base64.b64decode(option(argv, "--policy-b64", "")))["sockets"]
         p = next(s["policy"] for s in sockets if s["policy"]["kind"] == "spawner")
@@ -277,7 +287,8 @@ def main(argv):
     for what, raw, wanted in reads(policy, p):
         status, body = send(path, raw)
         leaked = [s for s in secrets if s in body]
-        if status == 200 and not leaked and (wanted is None or wanted in body):
+        ok = wanted is None or (wanted(body) if callable(wanted) else wanted in body)
+        if status == 200 and not leaked and ok:
             passed += 1
             print(f"passed  {status} {what}")
         else:

@@ -76,7 +76,7 @@ class Engine:
 def stand_in(hub, script):
     spawner = hub.HubgateSwarmSpawner
     engine = Engine(script)
-    methods = ["get_object", "poll", "poll_swarm", "wanted_running", "stop_object"]
+    methods = ["get_object", "poll", "poll_swarm", "still_running", "stop_object"]
     methods += ["remove_object", "remove_leftover_service", "remove_token_secrets", "token_labels"]
     cls = type("StandIn", (), {m: getattr(spawner, m) for m in methods if hasattr(spawner, m)})
     s = cls()
@@ -109,9 +109,36 @@ def inspections_before_an_error(hub, status):
     return engine.count("inspect_service")
 
 
-def stop_with(hub, task_lists):
+NODES = [{"ID": "n1", "Status": {"State": "ready"}}, {"ID": "n2", "Status": {"State": "ready"}}]
+LOST = {"ID": "lost", "Status": {"State": "down"}}
+
+
+class LogsOf(logging.Handler):
+    """The messages a logger takes while in the `with` block."""
+
+    def __init__(self, logger):
+        super().__init__()
+        self.logger, self.messages = logger, []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        self.saved = self.logger.level, self.logger.propagate
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+        return self.messages
+
+    def __exit__(self, *_exc):
+        self.logger.removeHandler(self)
+        self.logger.level, self.logger.propagate = self.saved
+
+
+def stop_with(hub, task_lists, nodes=NODES):
     """Runs `stop_object` with the task lists the engine shows in turn."""
-    s, engine = stand_in(hub, {"inspect_service": [SERVICE], "update_service": [None], "tasks": task_lists})
+    script = {"inspect_service": [SERVICE], "update_service": [None], "tasks": task_lists, "nodes": [nodes]}
+    s, engine = stand_in(hub, script)
     asyncio.run(s.stop_object())
     return engine
 
@@ -165,20 +192,40 @@ def cases(hub):
     def a_4xx_is_not_asked_again():
         assert inspections_before_an_error(hub, 400) == 1
 
-    def a_stop_scales_to_zero_and_returns_once_the_task_is_wanted_down():
+    def a_stop_scales_to_zero_and_returns_once_the_task_has_ended():
         # Still wanted running on the first look; then wanted shut down,
-        # though its container still runs: the stop is done.
-        engine = stop_with(hub, [[task("running", "running")], [task("shutdown", "running")]])
+        # its container still running (and answering at its address: a
+        # server started right after was taken for it); then ended.
+        looks = [[task("running", "running")], [task("shutdown", "running")], [task("shutdown", "shutdown")]]
+        engine = stop_with(hub, looks)
         (_, args, kwargs), = [c for c in engine.calls if c[0] == "update_service"]
         assert args == ("svc1",) and kwargs["version"] == 7, (args, kwargs)
         assert (kwargs["mode"].mode, kwargs["mode"].replicas) == ("replicated", 0), kwargs["mode"]
-        assert engine.count("tasks") == 2
+        assert engine.count("tasks") == 3, engine.count("tasks")
 
     def a_stop_does_not_wait_for_a_lost_node():
-        # A task on a node that is down stays `running` for good; the swarm
-        # wants it shut down at once.
-        engine = stop_with(hub, [[task("shutdown", "running", "lost"), task("shutdown", "shutdown", "n2")]])
+        # A task on a node that is down stays `running` for good.
+        looks = [[task("shutdown", "running", "lost"), task("shutdown", "shutdown", "n2")]]
+        engine = stop_with(hub, looks, [*NODES, LOST])
         assert engine.count("tasks") == 1
+
+    def a_refused_scale_down_is_logged_and_raised():
+        # JupyterHub logs nothing of a stop that raises (the guard refused
+        # every one for a field the engine fills in, and nobody saw).
+        script = {"inspect_service": [SERVICE], "update_service": [api_error(403)]}
+        s, _ = stand_in(hub, script)
+        with LogsOf(s.log) as logged:
+            try:
+                asyncio.run(s.stop_object())
+            except APIError:
+                pass
+            else:
+                raise AssertionError("a refused scale-down was not raised")
+        assert any("cannot scale jupyter-alice to zero" in m for m in logged), logged
+
+    def a_task_that_never_ends_is_waited_for_a_bounded_time():
+        engine = stop_with(hub, [[task("shutdown", "running")]])
+        assert engine.count("tasks") == hub.STOP_WAIT_LOOKS, engine.count("tasks")
 
     def a_leftover_service_is_removed_with_its_token_secrets():
         secrets = [[{"ID": "t1"}, {"ID": "t2"}]]

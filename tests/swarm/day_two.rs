@@ -106,7 +106,15 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
     // A file outlives the server.
     user.step("write", &[]);
     assert!(storage.path().join(&user.name).join("kept.txt").exists());
+    // Stopped means its container has ended: a start right after is not
+    // taken for the old server still answering at its address (the hub's
+    // readiness check passed on it, then hubgate had no task to route to).
     user.step("stop", &[]);
+    let left = containers_of(&server);
+    assert!(
+        left.is_empty(),
+        "the hub said {server} stopped; still running: {left:?}"
+    );
     user.step("unrouted", &[]);
     user.step("spawn", &[]);
     user.step("read", &[]);
@@ -332,10 +340,15 @@ fn a_real_jupyterhub_deployed_by_apply_serves_a_kernel_and_keeps_files() {
 
 /// The ID of the running container of `service` on this engine.
 pub(crate) fn running_container(service: &str) -> String {
-    let label = format!("label=com.docker.swarm.service.name={service}");
-    let ids = docker(&["ps", "-q", "--filter", &label]);
-    ids.lines()
+    containers_of(service)
+        .into_iter()
         .next()
         .unwrap_or_else(|| panic!("no container of {service}"))
-        .to_owned()
+}
+
+/// The running containers of a service's tasks on this node.
+fn containers_of(service: &str) -> Vec<String> {
+    let label = format!("label=com.docker.swarm.service.name={service}");
+    let ids = docker(&["ps", "-q", "--filter", &label]);
+    ids.lines().map(str::to_owned).collect()
 }

@@ -30,6 +30,9 @@ RESOURCE_TRAITS = {
 }
 # Task states SwarmSpawner waits through on the way to running.
 STARTING_TASK_STATES = {"new", "assigned", "accepted", "starting", "pending", "preparing", "ready", "rejected"}
+# How many looks (0.25 s apart) a stop waits for the old task to end: the
+# swarm's 2 s before SIGTERM, then the server's 10 s grace period.
+STOP_WAIT_LOOKS = 80
 # What the swarm says of a task no node has room for (GPUs, memory).
 NO_ROOM = "insufficient resources"
 # The environment keys of a server's API token: never in its spec.
@@ -53,10 +56,11 @@ class HubgateSwarmSpawner(SwarmSpawner):
       looks only at tasks wanted running, in some of those states, and a
       poll that landed in another made the hub forget a server the swarm
       was just moving to another node.
-    - A stop scales the service to zero and returns once the swarm wants
-      its task shut down (unreachable from then on: out of DNS, and hubgate
-      routes only tasks wanted running), without waiting the seconds the
-      container takes to end.
+    - A stop scales the service to zero and returns once its task has
+      ended (or its node is down): a server started right after, under
+      the same name, is never taken for the old one still answering at
+      its address (the hub's readiness check passed on the old container
+      and hubgate routed to it, then to nothing, when it exited).
     - Whatever a stop found, the hub's stop ends with the service removed
       (`remove_leftover_service`, the post-stop hook): a server the hub
       forgot never keeps running, reachable, beside it.
@@ -320,44 +324,56 @@ class HubgateSwarmSpawner(SwarmSpawner):
         states = sorted({t["Status"]["State"] for t in wanted})
         return f"service {self.service_name}: no live task ({', '.join(states) or 'none wanted'})"
 
-    async def wanted_running(self, service_id):
-        """The service's tasks the swarm still wants running (or ready)."""
+    async def still_running(self, service_id):
+        """The service's tasks whose containers may still answer: on their
+        way to running or running, on a node that is up (a task on a node
+        that is down never reports its end)."""
         tasks = await self.docker("tasks", filters={"service": service_id})
-        return [t for t in tasks if t.get("DesiredState") in ("running", "ready")]
+        live = [t for t in tasks if t["Status"]["State"] in LIVE_TASK_STATES]
+        if not live:
+            return []
+        up = {n["ID"] for n in await self.docker("nodes") if n["Status"]["State"] == "ready"}
+        return [t for t in live if t.get("NodeID") in up]
 
     async def stop_object(self):
         service = await self.get_object()
         if service is None:
             return
-        await self.docker(
-            "update_service",
-            service["ID"],
-            version=service["Version"]["Index"],
-            mode=ServiceMode("replicated", replicas=0),
-            fetch_current_spec=True,
-        )
-        # Stopped once the swarm wants its task shut down: it takes the task
-        # out of the service's DNS at once, and hubgate routes only tasks
-        # the swarm wants running, so nothing reaches the old server after
-        # this (even a start right after, under the same name). The
-        # container itself ends seconds later: the swarm waits 2 s for its
-        # gossip to converge before it sends SIGTERM, and a task on a node
-        # that is down never reports its end; neither is waited for.
-        for _ in range(100):
-            if not await self.wanted_running(service["ID"]):
+        try:
+            await self.docker(
+                "update_service",
+                service["ID"],
+                version=service["Version"]["Index"],
+                mode=ServiceMode("replicated", replicas=0),
+                fetch_current_spec=True,
+            )
+        except APIError as e:
+            # JupyterHub logs nothing of a stop that raises: say it here.
+            self.log.error("%s: cannot scale %s to zero: %s", self._log_name, self.service_name, e)
+            raise
+        # Stopped once the old container has ended. Until then it answers
+        # at its address, which other nodes' DNS (the hub's readiness check
+        # of a server started right after, under the same name) and
+        # hubgate's view of the network can still hold: the swarm wants the
+        # task shut down at once, but its node takes it out of DNS, waits
+        # 2 s for that to spread, then sends SIGTERM. A task on a node that
+        # is down is not waited for.
+        for _ in range(STOP_WAIT_LOOKS):
+            if not await self.still_running(service["ID"]):
                 return
-            await asyncio.sleep(0.1)
-        self.log.warning("%s: the swarm still wants a task of %s running after 10 s", self._log_name, self.service_name)
+            await asyncio.sleep(0.25)
+        self.log.warning(
+            "%s: a task of %s still runs %.0f s after its stop",
+            self._log_name,
+            self.service_name,
+            STOP_WAIT_LOOKS * 0.25,
+        )
 
     async def remove_leftover_service(self):
         try:
             if await self.get_object() is None:
                 return
-            self.log.warning(
-                "%s stopped, but its service %s is still there: removing it",
-                self._log_name,
-                self.service_name,
-            )
+            self.log.info("%s stopped: removing its service %s", self._log_name, self.service_name)
             await self.remove_object()
         except APIError as e:
             self.log.error("%s: cannot remove a leftover service %s: %s", self._log_name, self.service_name, e)

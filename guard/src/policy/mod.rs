@@ -46,6 +46,9 @@ pub enum Filter {
     /// A container's inspect, only when it belongs to this service (by its
     /// swarm label), with its environment dropped.
     OwnContainer(String),
+    /// The node list cut to each node's ID and state (`Status.State`):
+    /// whether a node is up, nothing of its addresses, labels or engine.
+    NodeStates,
 }
 
 impl Policy {

@@ -4,7 +4,8 @@
 //! inspect, update, scale, remove and read the tasks of services that
 //! carry the deployment's spawned label (checked against the engine
 //! before the call is forwarded); make and remove its servers' token
-//! secrets; read the deployment's single-user configuration; ping.
+//! secrets; read the deployment's single-user configuration; read which
+//! nodes are up (their IDs and states only); ping.
 
 mod mounts;
 mod resources;
@@ -157,6 +158,11 @@ fn route(p: &SpawnerPolicy, call: &Call, body: Option<&Value>) -> Judged {
             no_body()?;
             tasks(p, call)
         }
+        (&Method::GET, ["nodes"]) => {
+            no_body()?;
+            only_query(call, &[])?;
+            Ok(Verdict::Allow(Filter::NodeStates))
+        }
         (&Method::POST, ["secrets", "create"]) => {
             let spec = body.ok_or(("spawner.secret", "no spec".to_owned()))?;
             secret(p, spec).map_err(|e| ("spawner.secret", e))?;
@@ -173,8 +179,9 @@ fn route(p: &SpawnerPolicy, call: &Call, body: Option<&Value>) -> Judged {
         }
         _ => Err((
             "spawner.paths",
-            "the hub may ping, read its servers' configuration, and make, read, update and \
-             remove its user servers, their tasks and their token secrets only"
+            "the hub may ping, read its servers' configuration and which nodes are up, and \
+             make, read, update and remove its user servers, their tasks and their token \
+             secrets only"
                 .to_owned(),
         )),
     }

@@ -214,6 +214,7 @@ fn container_spec<'v>(p: &SpawnerPolicy, c: &'v Value) -> Result<Container<'v>, 
             "Labels",
             "User",
             "CapabilityDrop",
+            "DNSConfig",
         ],
     )?;
     let image = c.str("Image")?.unwrap_or_default();
@@ -221,6 +222,8 @@ fn container_spec<'v>(p: &SpawnerPolicy, c: &'v Value) -> Result<Container<'v>, 
         return Err(format!("{} is not allowed", c.at("Isolation")));
     }
     c.empty("Labels")?;
+    // The engine fills in an empty one, which an update sends back.
+    c.empty("DNSConfig")?;
     if let Some(user) = c.str("User")? {
         if user != p.uid.to_string() {
             return Err(format!(

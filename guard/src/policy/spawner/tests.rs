@@ -112,6 +112,28 @@ fn the_spawners_spec_passes_with_its_references_to_check() {
     assert!(owned.iter().all(|o| !o.subject));
 }
 
+/// The stop's scale to zero, as docker-py sends it: the service's spec as
+/// the engine holds it (with what the engine fills in), one replica fewer.
+/// The guard refused it for the engine's empty `DNSConfig`, and every stop
+/// failed (JupyterHub logs nothing of a stop that raises).
+#[test]
+fn the_spawners_scale_to_zero_passes_with_what_the_engine_filled_in() {
+    let mut current = spec();
+    let task = &mut current["TaskTemplate"];
+    task["ContainerSpec"]["DNSConfig"] = json!({});
+    task["ContainerSpec"]["Isolation"] = json!("default");
+    task["Resources"]["Reservations"] = json!({});
+    task["ForceUpdate"] = json!(0);
+    task["Runtime"] = json!("container");
+    current["Mode"] = json!({"Replicated": {"Replicas": 0}});
+    let update = judge_call(
+        "POST",
+        "/v1.41/services/abc/update?version=7",
+        Some(&current),
+    );
+    assert!(matches!(update, Verdict::AllowIfOwned(..)), "{update:?}");
+}
+
 /// Each change to the spawner's spec, and the words its refusal holds.
 #[test]
 fn specs_that_reach_the_node_or_leave_the_deployment_are_refused() {
@@ -131,6 +153,14 @@ fn specs_that_reach_the_node_or_leave_the_deployment_are_refused() {
                 "Source": "/var/run/docker.sock", "Target": "/var/run/docker.sock"}]);
             }),
             "only a volume",
+        ),
+        (
+            "its own name servers",
+            Box::new(|s| {
+                s["TaskTemplate"]["ContainerSpec"]["DNSConfig"] =
+                    json!({"Nameservers": ["203.0.113.1"]});
+            }),
+            "DNSConfig is not allowed",
         ),
         (
             "a local volume binding /",
@@ -345,6 +375,10 @@ fn calls_on_services_secrets_and_tasks_are_checked_against_the_engine() {
         judge_call("POST", "/v1.41/secrets/create", Some(&secret)),
         Verdict::Allow(_)
     ));
+    assert_eq!(
+        judge_call("GET", "/v1.41/nodes", None),
+        Verdict::Allow(Filter::NodeStates)
+    );
     let listed = "/v1.41/secrets?filters=%7B%22label%22%3A%5B%22hubgate.spawned%3Djhub%22%5D%7D";
     assert!(matches!(judge_call("GET", listed, None), Verdict::Allow(_)));
     let label = Want::Label("hubgate.spawned".into(), "jhub".into());
@@ -405,6 +439,8 @@ fn everything_else_is_refused() {
         ),
         ("GET", "/v1.41/services", None),
         ("GET", "/v1.41/tasks", None),
+        ("GET", "/v1.41/nodes/n1", None),
+        ("GET", "/v1.41/nodes?filters=%7B%7D", None),
         (
             "GET",
             "/v1.41/tasks?filters=%7B%22node%22%3A%5B%22n%22%5D%2C%22service%22%3A%5B%22a%22%5D%7D",
