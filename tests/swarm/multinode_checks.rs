@@ -253,9 +253,13 @@ pub(crate) fn assert_api_routes(
     }
 }
 
-/// Seconds from the kill signal to the exit of `service`'s container on
-/// `node`, from the node's events since `since`.
-pub(crate) fn own_shutdown(node: &Node, service: &str, since: std::time::SystemTime) -> f64 {
+/// When `service`'s container on `node` was signalled and when it exited
+/// (nanoseconds since the epoch), from the node's events since `since`.
+pub(crate) fn own_shutdown(
+    node: &Node,
+    service: &str,
+    since: std::time::SystemTime,
+) -> (u128, u128) {
     let secs =
         |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let since = secs(since).saturating_sub(1);
@@ -285,7 +289,7 @@ pub(crate) fn own_shutdown(node: &Node, service: &str, since: std::time::SystemT
                 .and_then(|l| l.split(' ').nth(1)?.parse().ok())
         };
         if let (Some(kill), Some(die)) = (at("kill"), at("die")) {
-            return (die.saturating_sub(kill)) as f64 / 1e9;
+            return (kill, die);
         }
     }
     panic!(
