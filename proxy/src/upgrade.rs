@@ -337,7 +337,7 @@ fn pump(
         }
         ready!(src.poll_read_ready(cx))?;
         BUF.with_borrow_mut(|buf| -> io::Result<()> {
-            let n = match src.try_read(buf) {
+            let n = match read_drained(src, buf) {
                 Ok(0) => {
                     // Half-close: the other direction may still be talking.
                     let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
@@ -364,6 +364,29 @@ fn pump(
     Poll::Ready(Ok(()))
 }
 
+/// Reads what `src` holds. A short read drained the socket, so it also
+/// clears the runtime's record that `src` is readable, as tokio's own
+/// `poll_read` does: `try_read` keeps that record until a read fails, and
+/// the pump's next look then cost a `recvfrom` that found nothing, one per
+/// burst of messages (a fifth of a JupyterLab user's reads).
+fn read_drained(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut drained = 0;
+    let read = src.try_io(tokio::io::Interest::READABLE, || {
+        let n = src.try_read(buf)?;
+        if 0 < n && n < buf.len() {
+            // Reported as "would block" so that the runtime forgets the
+            // readiness it saw (only if no newer event came in meanwhile).
+            drained = n;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match read {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && drained > 0 => Ok(drained),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -374,6 +397,35 @@ mod tests {
     struct Counted;
     impl Wake for Counted {
         fn wake(self: Arc<Self>) {}
+    }
+
+    /// A short read leaves the socket waiting for its next bytes: the pump's
+    /// next look costs no `recvfrom` that finds nothing (before the fix the
+    /// socket still counted as readable).
+    #[tokio::test]
+    async fn a_short_read_forgets_the_readiness() {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(b"a message").await.unwrap();
+        server.readable().await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(super::read_drained(&server, &mut buf).unwrap(), 9);
+        let waker = Waker::from(Arc::new(Counted));
+        let ready = server.poll_read_ready(&mut Context::from_waker(&waker));
+        assert!(ready.is_pending(), "still counted as readable: {ready:?}");
+        // The next bytes are seen, and a full read keeps the readiness.
+        client.write_all(&[7; 64]).await.unwrap();
+        server.readable().await.unwrap();
+        assert_eq!(super::read_drained(&server, &mut buf).unwrap(), 64);
+        assert!(
+            server
+                .poll_read_ready(&mut Context::from_waker(&waker))
+                .is_ready()
+        );
     }
 
     #[tokio::test]
