@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, start + ms(1_250));
         assert_eq!(on_grid(start + ms(1_250)), start + ms(1_250));
-        assert!(on_grid(start + ms(1_251)) == start + ms(1_500));
+        assert_eq!(on_grid(start + ms(1_251)), start + ms(1_500));
     }
 
     #[test]
