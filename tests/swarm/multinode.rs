@@ -156,6 +156,13 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
     let stopping = std::time::SystemTime::now();
     user.step("stop", &[]);
     let said = std::time::SystemTime::now();
+    let filter = format!("label=com.docker.swarm.service.name={server}");
+    let left = ran_on.docker(&["ps", "-q", "--filter", &filter]);
+    assert!(
+        left.trim().is_empty(),
+        "the hub said {server} stopped; still running on {}: {left}",
+        ran_on.hostname
+    );
     let (kill, die) = own_shutdown(ran_on, &server, stopping);
     let nanos = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap();
     let (stopping, said) = (nanos(stopping).as_nanos(), nanos(said).as_nanos());
@@ -167,12 +174,10 @@ fn three_managers_two_workers_survive_a_lost_manager_and_worker() {
         secs(stopping, die),
         secs(stopping, said)
     );
+    // Not a timing goal: a stop that missed the container's end would wait
+    // out its 20 s cap.
     assert!(
-        die <= said,
-        "the hub said stopped before its container ended"
-    );
-    assert!(
-        secs(die, said) <= 3.0,
+        secs(die, said) < 10.0,
         "the hub said stopped {:.1} s after its container ended",
         secs(die, said)
     );

@@ -30,9 +30,9 @@ RESOURCE_TRAITS = {
 }
 # Task states SwarmSpawner waits through on the way to running.
 STARTING_TASK_STATES = {"new", "assigned", "accepted", "starting", "pending", "preparing", "ready", "rejected"}
-# How many looks (0.25 s apart) a stop waits for the old task to end: the
-# swarm's 2 s before SIGTERM, then the server's 10 s grace period.
-STOP_WAIT_LOOKS = 80
+# How many looks, how many seconds apart, a stop waits for the old task to
+# end: the swarm's 2 s before SIGTERM, then the server's 10 s grace period.
+STOP_WAIT_LOOKS, STOP_LOOK_EVERY = 80, 0.25
 # What the swarm says of a task no node has room for (GPUs, memory).
 NO_ROOM = "insufficient resources"
 # The environment keys of a server's API token: never in its spec.
@@ -361,12 +361,12 @@ class HubgateSwarmSpawner(SwarmSpawner):
         for _ in range(STOP_WAIT_LOOKS):
             if not await self.still_running(service["ID"]):
                 return
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(STOP_LOOK_EVERY)
         self.log.warning(
             "%s: a task of %s still runs %.0f s after its stop",
             self._log_name,
             self.service_name,
-            STOP_WAIT_LOOKS * 0.25,
+            STOP_WAIT_LOOKS * STOP_LOOK_EVERY,
         )
 
     async def remove_leftover_service(self):
