@@ -2,11 +2,17 @@
 //! swarm, images built by `scripts/swarm-setup`, and services that remove
 //! themselves (with their network) when a test ends, pass or fail.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+// The HTTP clients, a file of their own beside this one (both this crate
+// and the bench's include this file by path).
+#[path = "wire.rs"]
+mod wire;
+pub use wire::*;
 
 const SETUP: &str = "scripts/swarm-setup (scripts/test runs it)";
 
@@ -69,16 +75,41 @@ pub fn workspace_root() -> &'static Path {
     dir
 }
 
-/// Runs `docker args` and returns its stdout; panics with stderr on failure.
+/// Runs `docker args` and returns its stdout; panics with stderr on failure
+/// (and, when the engine did not answer, what the machine says of it).
 pub fn docker(args: &[&str]) -> String {
     let out = run(args);
-    assert!(
-        out.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        panic!(
+            "docker {} failed: {}{}",
+            args.join(" "),
+            stderr.trim(),
+            unreachable_engine(&stderr)
+        );
+    }
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// When the CLI could not reach the engine: which `dockerd` processes run,
+/// the socket file, free disk and memory, and the kernel's last OOM kills,
+/// so a failure tells an engine that died from a socket that went away.
+fn unreachable_engine(stderr: &str) -> String {
+    if !stderr.contains("Cannot connect to the Docker daemon") {
+        return String::new();
+    }
+    let look = "pgrep -a -x dockerd; ls -l /var/run/docker.sock; df -h /var/lib/docker /tmp; \
+                grep MemAvailable /proc/meminfo; \
+                dmesg 2>&1 | grep -iE 'out of memory|killed process|dockerd' | tail -n 5";
+    let said = Command::new("sh").arg("-c").arg(look).output();
+    let said = said.map_or_else(
+        |e| e.to_string(),
+        |o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    );
+    format!(
+        "\n-- the engine did not answer; the machine says:\n{}",
+        said.trim()
+    )
 }
 
 /// Whether `docker args` succeeds.
@@ -263,8 +294,13 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = run(&["service", "rm", &self.name]);
         // Wait for its containers, so the network can go too.
+        // `docker ps` itself may fail (the engine gone): a drop never
+        // panics, since a panic during another's unwinding aborts the run.
+        let filter = format!("label=com.docker.swarm.service.name={}", self.name);
         let start = Instant::now();
-        while !self.containers().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        while !run(&["ps", "-q", "--filter", &filter]).stdout.is_empty()
+            && start.elapsed() < Duration::from_secs(20)
+        {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -424,97 +460,4 @@ fn socket_group() -> String {
     std::fs::metadata("/var/run/docker.sock")
         .map(|m| m.gid().to_string())
         .unwrap_or_else(|_| "0".into())
-}
-
-/// An HTTP answer.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
-}
-
-impl Answer {
-    /// The body as JSON (the test backend's answers).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-/// A one-shot HTTP/1.1 request (`Connection: close`); 5 s to connect, 15 s
-/// for the answer (longer than hubgate's 10 s upstream connect timeout).
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> std::io::Result<Answer> {
-    use std::io::{Read as _, Write as _};
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    Ok(Answer {
-        status,
-        body: body.to_owned(),
-    })
-}
-
-pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Answer> {
-    http(addr, "GET", path, headers, "")
-}
-
-/// The task (container hostname) that answered `path` through hubgate, on
-/// a 200.
-pub fn task_at(addr: SocketAddr, path: &str) -> Option<String> {
-    let r = http_get(addr, path, &[]).ok()?;
-    if r.status != 200 {
-        return None;
-    }
-    r.json()["task"].as_str().map(str::to_owned)
-}
-
-/// A websocket through hubgate to `path`.
-pub fn websocket(addr: SocketAddr, path: &str) -> tungstenite::WebSocket<TcpStream> {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let url = format!("ws://{addr}{path}");
-    let (ws, resp) = tungstenite::client(url.as_str(), stream).unwrap();
-    assert_eq!(resp.status(), 101);
-    ws
-}
-
-/// Sends `text` and expects it back.
-pub fn echo(ws: &mut tungstenite::WebSocket<TcpStream>, text: &str) {
-    ws.send(tungstenite::Message::text(text)).unwrap();
-    loop {
-        match ws.read().unwrap() {
-            tungstenite::Message::Text(t) => {
-                assert_eq!(t.as_str(), text);
-                return;
-            }
-            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
-            other => panic!("unexpected websocket message {other:?}"),
-        }
-    }
 }

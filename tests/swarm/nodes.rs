@@ -91,7 +91,7 @@ impl Node {
             signal(child.id(), "TERM");
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
+                if !matches!(child.try_wait(), Ok(None)) {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(200));
