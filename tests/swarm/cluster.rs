@@ -274,11 +274,15 @@ impl Service {
 
     /// Running task containers of this service on this node, by ID.
     pub fn containers(&self) -> Vec<String> {
-        let filter = format!("label=com.docker.swarm.service.name={}", self.name);
-        docker(&["ps", "-q", "--no-trunc", "--filter", &filter])
+        docker(&["ps", "-q", "--no-trunc", "--filter", &self.label_filter()])
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The `docker ps` filter for its containers.
+    fn label_filter(&self) -> String {
+        format!("label=com.docker.swarm.service.name={}", self.name)
     }
 
     /// The service's `docker service update` with `args`.
@@ -296,7 +300,7 @@ impl Drop for Service {
         // Wait for its containers, so the network can go too.
         // `docker ps` itself may fail (the engine gone): a drop never
         // panics, since a panic during another's unwinding aborts the run.
-        let filter = format!("label=com.docker.swarm.service.name={}", self.name);
+        let filter = self.label_filter();
         let start = Instant::now();
         while !run(&["ps", "-q", "--filter", &filter]).stdout.is_empty()
             && start.elapsed() < Duration::from_secs(20)
