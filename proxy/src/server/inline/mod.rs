@@ -200,12 +200,13 @@ fn wait(limits: &Limits, idle_since: Instant, idle: bool) -> Wait {
 
 /// `at`, rounded up to this worker's shedding grid.
 fn on_grid(at: Instant) -> Instant {
+    const GRID: u64 = SHED_GRID.as_nanos() as u64;
     let start = GRID_START.with(|s| *s);
+    // In u64 (a worker's uptime fits for 584 years): this runs on every
+    // wait for a request, and a u128 division is a call of its own.
     let since = at.saturating_duration_since(start).as_nanos();
-    let grid = SHED_GRID.as_nanos();
-    let up = since.div_ceil(grid) * grid - since;
-    // Below one grid step, so it fits.
-    at + std::time::Duration::from_nanos(u64::try_from(up).unwrap_or(0))
+    let since = u64::try_from(since).unwrap_or(u64::MAX);
+    at + std::time::Duration::from_nanos((GRID - since % GRID) % GRID)
 }
 
 /// The first byte of the next request, read with no buffer but one byte;
