@@ -26,6 +26,7 @@ use clap::Parser as _;
 
 use crate::cli::{ChpCli, Cli, Command};
 
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -134,19 +134,21 @@ pub(crate) fn park<T: 'static>(
 }
 
 /// The most recently parked connection of `connector` to `upstream` that is
-/// young enough and `usable`; the others found on the way are dropped.
+/// young enough and `usable`, and how long it sat idle; the others found on
+/// the way are dropped.
 pub(crate) fn unpark<T: 'static>(
     idle: &'static LocalKey<Idle<T>>,
     connector: u64,
     upstream: &str,
     usable: impl Fn(&T) -> bool,
-) -> Option<T> {
+) -> Option<(T, Duration)> {
     idle.with_borrow_mut(|pool| {
         let list = pool.by_connector.get_mut(&connector)?.get_mut(upstream)?;
         while let Some((conn, since)) = list.pop() {
             pool.count -= 1;
-            if since.elapsed() < IDLE_TIMEOUT && usable(&conn) {
-                return Some(conn);
+            let idle = since.elapsed();
+            if idle < IDLE_TIMEOUT && usable(&conn) {
+                return Some((conn, idle));
             }
         }
         None

@@ -45,7 +45,7 @@ fn take_idle(connector: u64, upstream: &str) -> Option<Sender> {
     unpark(&IDLE, connector, upstream, |(_, sender)| {
         !sender.is_closed()
     })
-    .map(|(_, s)| s)
+    .map(|((_, s), _)| s)
 }
 
 /// Opens upstream connections. A clone opens them the same way and shares

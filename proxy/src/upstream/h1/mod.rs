@@ -105,6 +105,7 @@ pub(crate) async fn exchange<U>(
                 out: Vec::new(),
                 fields: Vec::new(),
                 key: connector.key(target),
+                shed_on_return: false,
             }),
         };
         let attempt = round_trip(c, head);
