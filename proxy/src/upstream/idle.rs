@@ -23,6 +23,12 @@ const MAX_IDLE_PER_THREAD: usize = 4096;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the sweeper looks.
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// A connection idle this long is taken for one that polls (a JupyterLab
+/// tab every few seconds), and gives up its buffers: a client connection
+/// while it waits for its next request (`server::inline`), a pooled
+/// upstream connection when it goes back after an exchange it waited this
+/// long for (`h1::conn`). A busy connection keeps them and never allocates.
+pub(crate) const SHED_AFTER: Duration = Duration::from_secs(1);
 
 /// Which connector a pooled connection came from, and its upstream: two
 /// proxies in one process (tests) may trust different CAs, so they must

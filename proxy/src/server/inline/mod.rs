@@ -30,6 +30,7 @@ use super::config::Limits;
 use super::conn::Accept;
 use super::handler::{ConnInfo, Handler, PlainBody};
 use super::rewind::Rewind;
+use crate::upstream::idle::SHED_AFTER;
 
 /// Most header fields the inline parser takes (a head with more goes to
 /// hyper, which applies `--max-headers`).
@@ -38,13 +39,13 @@ const FIELDS: usize = 100;
 const READ_CHUNK: usize = 4 * 1024;
 /// The most output buffer a connection keeps between responses.
 const KEEP_OUT: usize = 4 * 1024;
-/// How long a kept-alive connection waits for its next request with its
-/// buffers before it gives them up...
-const SHED_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-/// ...rounded up to a multiple of this since the worker's start, so that
-/// the connections of one worker shed together: each shed on a timer of
-/// its own woke the worker once per request (a JupyterLab tab polls every
-/// few seconds; at 1,000 users, 400 extra wake-ups a second).
+/// A kept-alive connection waits for its next request with its buffers
+/// for [`SHED_AFTER`] (the same threshold as a pooled upstream
+/// connection's), then gives them up, the moment rounded up to a multiple
+/// of this since the worker's start, so that the connections of one worker
+/// shed together: each shed on a timer of its own woke the worker once per
+/// request (a JupyterLab tab polls every few seconds; at 1,000 users, 400
+/// extra wake-ups a second).
 const SHED_GRID: std::time::Duration = std::time::Duration::from_millis(250);
 
 thread_local! {
