@@ -44,6 +44,16 @@ impl<'r> Tries<'r> {
         }
     }
 
+    /// The route whose endpoints these are.
+    pub(super) fn route(&self) -> &'r Route {
+        self.route
+    }
+
+    /// The sticky session's endpoint, if the request named one.
+    pub(super) fn pinned(&self) -> Option<&'r str> {
+        self.pinned
+    }
+
     /// The next endpoint (503 when none is left).
     pub(super) fn next(&mut self) -> Result<Attempt<'r>, ProxyError> {
         let (target, backend) = pick(self.route, self.pinned, &mut self.tried)?;

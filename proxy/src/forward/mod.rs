@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::ResponseBody;
 use crate::error::{ProxyError, RouteError};
-use crate::headers;
+use crate::headers::{self, Fresh};
 use crate::metrics::Metrics;
 use crate::route::{Route, RouteStore};
 use crate::server::{ConnInfo, Handler, PlainBody};
@@ -162,34 +162,51 @@ impl Proxy {
         }
         let pinned = sticky_value(&req, &route);
         let mut client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-        let (mut upstream_req, fresh) = self.upstream_request(req, &route, conn, websocket)?;
+        let (upstream_req, fresh) = self.upstream_request(req, &route, conn, websocket)?;
         let empty = matches!(upstream_req.body(), UpstreamBody::Empty);
         let mut tries = Tries::new(&route, pinned.as_deref());
-        if h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
-            let (head, _) = upstream_req.into_parts();
-            let timeout = self.config.proxy_timeout;
-            loop {
-                let attempt = tries.next()?;
-                let exchange = h1::exchange(
-                    &self.connector,
-                    attempt.target,
-                    (&head, fresh.as_ref()),
-                    timeout,
-                    &mut client_upgrade,
-                    B::INLINE,
-                );
-                match exchange.await {
-                    Ok(answer) => {
-                        attempt.backend.inspect(|b| b.connected());
-                        let sticky = sticky_cookie(&route, attempt.backend, pinned.as_deref());
-                        return Ok(self.answer(answer, &route, conn, attempt.in_flight, sticky));
-                    }
-                    Err(e) if tries.again(&attempt, &e) => {}
-                    Err(e) => return Err(e),
+        if !h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
+            // In an allocation of its own: hyper's client (request bodies,
+            // TLS and unix-socket upstreams) would be most of the size of
+            // every request's future (about 5 of 6 KiB), and of the memory
+            // it touches on a new connection.
+            let hyper = self.through_hyper(upstream_req, fresh, tries, client_upgrade, conn);
+            return Box::pin(hyper).await;
+        }
+        let (head, _) = upstream_req.into_parts();
+        let timeout = self.config.proxy_timeout;
+        loop {
+            let attempt = tries.next()?;
+            let exchange = h1::exchange(
+                &self.connector,
+                attempt.target,
+                (&head, fresh.as_ref()),
+                timeout,
+                &mut client_upgrade,
+                B::INLINE,
+            );
+            match exchange.await {
+                Ok(answer) => {
+                    attempt.backend.inspect(|b| b.connected());
+                    let sticky = sticky_cookie(&route, attempt.backend, tries.pinned());
+                    return Ok(self.answer(answer, &route, conn, attempt.in_flight, sticky));
                 }
+                Err(e) if tries.again(&attempt, &e) => {}
+                Err(e) => return Err(e),
             }
         }
+    }
 
+    /// A request through hyper's client: one with a body, or to a TLS or
+    /// unix-socket upstream.
+    async fn through_hyper(
+        &self,
+        mut upstream_req: Request<UpstreamBody>,
+        fresh: Option<Fresh>,
+        mut tries: Tries<'_>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        conn: &ConnInfo,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
         if let Some(f) = fresh {
             f.add_to(upstream_req.headers_mut());
         }
@@ -219,14 +236,15 @@ impl Proxy {
                 source: std::io::Error::other("connection closed before the request was sent"),
             },
         })?;
-        let sticky = sticky_cookie(&route, attempt.backend, pinned.as_deref());
+        let route = tries.route();
+        let sticky = sticky_cookie(route, attempt.backend, tries.pinned());
         let upstream = Upstream {
             sender,
             target,
             in_flight: attempt.in_flight,
             sticky,
         };
-        Ok(self.client_response(response, upstream, &route, client_upgrade, conn))
+        Ok(self.client_response(response, upstream, route, client_upgrade, conn))
     }
 
     async fn send(
@@ -428,14 +446,23 @@ impl Proxy {
                     ProxyError::NoRoute | ProxyError::BadPath | ProxyError::Refused(_)
                 );
                 if level_warn {
-                    tracing::warn!(method = %method, path = uri.path(), failure = e.kind(), error = %e, "proxy error");
+                    tracing::warn!(
+                        method = %method,
+                        path = uri.path(),
+                        failure = e.kind(),
+                        error = %e,
+                        "proxy error"
+                    );
                 }
                 self.metrics.upstream_error(&e);
                 let upstreams = Upstreams {
                     connector: &self.connector,
                     routes: &self.routes,
                 };
-                let page = self.errors.respond(upstreams, &e, &uri, websocket).await;
+                // Boxed: fetching an error target's page is a request of
+                // its own (about 6 KiB of future) that every request would
+                // otherwise carry.
+                let page = Box::pin(self.errors.respond(upstreams, &e, &uri, websocket)).await;
                 (page, Some(e.kind()))
             }
         };
@@ -458,3 +485,6 @@ impl Proxy {
         response
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::config::Limits;
+use super::gate::Ticket;
 use super::handler::{ConnInfo, Handler, status_only};
 use super::listener::Accepted;
 use super::shutdown::Shutdown;
@@ -50,8 +51,9 @@ impl<H: Handler> Accept<H> {
     /// Serves one accepted connection. Until its first byte arrives it
     /// costs this small future only: the TLS and HTTP state is made then,
     /// in an allocation of its own; a connection silent for the header
-    /// timeout is closed.
-    pub(super) async fn serve(self, io: Accepted, peer: Option<std::net::IpAddr>) {
+    /// timeout is closed. `_ticket` holds the connection's place at the
+    /// gate until it ends.
+    pub(super) async fn serve(self, io: Accepted, peer: Option<std::net::IpAddr>, _ticket: Ticket) {
         let metrics = self.handler.clone();
         let _open = metrics.metrics().map(Metrics::connection_opened);
         let first_byte = async {

@@ -112,10 +112,11 @@ pub async fn serve<H: Handler>(
                 tracing::debug!(error = %e, "cannot set TCP keepalive");
             }
         }
-        let task = accept.clone().serve(io, peer);
-        shutdown.connections.spawn(async move {
-            task.await;
-            drop(ticket);
-        });
+        // The connection's future itself, not one wrapping it: a wrapper
+        // copies it once more on its first poll, into memory a new
+        // connection has not touched yet.
+        shutdown
+            .connections
+            .spawn(accept.clone().serve(io, peer, ticket));
     }
 }
