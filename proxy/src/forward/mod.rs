@@ -166,10 +166,9 @@ impl Proxy {
         let empty = matches!(upstream_req.body(), UpstreamBody::Empty);
         let mut tries = Tries::new(&route, pinned.as_deref());
         if !h1::eligible(upstream_req.method(), empty, websocket, &route.target) {
-            // In an allocation of its own: hyper's client (request bodies,
-            // TLS and unix-socket upstreams) would be most of the size of
-            // every request's future (about 5 of 6 KiB), and of the memory
-            // it touches on a new connection.
+            // In an allocation of its own: with hyper's client (request
+            // bodies, TLS and unix-socket upstreams) in it, this future was
+            // 6.3 KiB for every request, 1.9 KiB without.
             let hyper = self.through_hyper(upstream_req, fresh, tries, client_upgrade, conn);
             return Box::pin(hyper).await;
         }
@@ -460,7 +459,7 @@ impl Proxy {
                     routes: &self.routes,
                 };
                 // Boxed: fetching an error target's page is a request of
-                // its own (about 6 KiB of future) that every request would
+                // its own (a 5.7 KiB future) that every request would
                 // otherwise carry.
                 let page = Box::pin(self.errors.respond(upstreams, &e, &uri, websocket)).await;
                 (page, Some(e.kind()))
