@@ -196,8 +196,9 @@ impl Proxy {
         }
     }
 
-    /// A request through hyper's client: one with a body, or to a TLS or
-    /// unix-socket upstream.
+    /// A request through hyper's client: any the inline exchange does not
+    /// take (`h1::eligible`: a body, a TLS or unix-socket upstream, a
+    /// method other than GET, HEAD, OPTIONS, DELETE or PUT).
     async fn through_hyper(
         &self,
         mut upstream_req: Request<UpstreamBody>,
