@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Uri, Version};
+use http::{Request, Uri, Version, request};
 
 use super::Proxy;
 use crate::error::ProxyError;
@@ -45,14 +45,17 @@ impl Proxy {
         }
     }
 
-    pub(super) fn upstream_request<B: RequestBody>(
+    /// Rewrites the client's head, in place, into the upstream's: the
+    /// path, `Host`, hop-by-hop and forwarded fields. The forwarded fields
+    /// come back apart (`Fresh`) when they can go straight into the
+    /// upstream's head rather than through the map.
+    pub(super) fn rewrite(
         &self,
-        req: Request<B>,
+        parts: &mut request::Parts,
         route: &Route,
         conn: &ConnInfo,
         websocket: bool,
-    ) -> Result<(Request<UpstreamBody>, Option<Fresh>), ProxyError> {
-        let (mut parts, body) = req.into_parts();
+    ) -> Result<Option<Fresh>, ProxyError> {
         let raw_path = parts.uri.path();
         let rest = if self.config.include_prefix && !route.strip_prefix {
             raw_path
@@ -105,11 +108,19 @@ impl Proxy {
         }
         headers::fix_empty_body(&parts.method, h);
 
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        Ok(fresh)
+    }
+
+    /// The client's body as the upstream's: none when it has ended, else
+    /// streamed under `--max-body-size`, counting as the route's activity.
+    pub(super) fn upstream_body<B: RequestBody>(&self, body: B, route: &Route) -> UpstreamBody {
         let body = match body.is_end_stream() {
             true => None,
             false => body.into_incoming(),
         };
-        let body = match body {
+        match body {
             None => UpstreamBody::Empty,
             Some(inner) => {
                 let limit = self.config.max_body_size.unwrap_or(u64::MAX);
@@ -120,10 +131,7 @@ impl Proxy {
                     limit,
                 }
             }
-        };
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        Ok((Request::from_parts(parts, body), fresh))
+        }
     }
 }
 
