@@ -163,7 +163,8 @@ impl Proxy {
         let pinned = sticky_value(&req, &route);
         let mut client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         // The head is rewritten where it lies, not moved into a request of
-        // the upstream's and out again (about 250 instructions a request).
+        // the upstream's and out again (about 250 instructions and 216 bytes
+        // of the future a request).
         let (mut head, body) = req.into_parts();
         let fresh = self.rewrite(&mut head, &route, conn, websocket)?;
         let body = self.upstream_body(body, &route);
